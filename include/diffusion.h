@@ -1,0 +1,323 @@
+/*
+ * diffusion.h: the public API of libdiffusion (diffusion.c).
+ *
+ * Train a denoising diffusion model (DDPM) on low-dimensional data and sample from it:
+ *
+ *     dm_error err = {0};
+ *     dm_dataset data;                       // N x D float points
+ *     dm_toy2d_generate(&data, "swissroll", 100000, 42, &err);
+ *     dm_train_config cfg;  dm_train_config_default(&cfg);
+ *     dm_trainer *tr;
+ *     if (dm_trainer_create(&tr, &cfg, &data, &err)) { fprintf(stderr, "%s\n", err.msg); ... }
+ *     while (dm_trainer_step_count(tr) < cfg.steps) dm_trainer_step(tr, NULL, &err);
+ *     dm_trainer_save(tr, "runs/swiss/checkpoint", &err);
+ *
+ *     dm_pipeline *p;                          // a trained model + its schedule, for sampling
+ *     dm_pipeline_load(&p, "runs/swiss/checkpoint", &err);
+ *     float *x = malloc(n * 2 * sizeof *x);    // samples come back in data units
+ *     dm_sample_options so; dm_sample_options_default(&so);
+ *     dm_pipeline_sample(p, x, n, &so, &err);
+ *
+ * Conventions: float32 tensors, row-major; schedule constants in double. Functions that can fail
+ * return a dm_status and fill a dm_error (which may be NULL) with a message naming the file, field
+ * or option; the library never prints and never exits. Whoever calls _create/_init calls _free.
+ * Every random draw comes from a seeded counter-based generator (Philox4x32-10): a run is
+ * reproducible from its seed and does not depend on the thread count.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                     */
+
+typedef enum {
+    DM_OK = 0,
+    DM_ERR_ARG,      /* invalid argument or option value */
+    DM_ERR_IO,       /* a file could not be opened, read, written or renamed */
+    DM_ERR_FORMAT,   /* a file's contents are malformed or truncated */
+    DM_ERR_NOMEM,    /* an allocation failed */
+    DM_ERR_NUMERIC,  /* NaN or Inf where a finite number is needed */
+    DM_ERR_MISMATCH, /* a file does not match what it is loaded into (shape, name, architecture) */
+} dm_status;
+
+typedef struct {
+    dm_status status;
+    char msg[1024];
+} dm_error;
+
+/* Records status and a printf-style message in err (if err is not NULL); returns status. */
+dm_status dm_error_set(dm_error *err, dm_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prefixes the message already in err with "context: " (for adding a file name); returns status. */
+dm_status dm_error_prefix(dm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *dm_status_name(dm_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Threads and random numbers                                                                 */
+
+/* Sets the OpenMP thread count; BLAS calls made from the library run single-threaded inside
+ * OpenMP regions and with this many threads outside them. n <= 0 means all cores. */
+void dm_set_num_threads(int n);
+int dm_get_num_threads(void);
+
+/* Philox4x32-10 counter-based generator. (seed, stream) select an independent sequence; offset
+ * counts the 128-bit blocks consumed so far. Element i of a fill uses block offset + i/4, so a
+ * fill done by any number of threads gives the same numbers. Save and restore by copying. */
+typedef struct {
+    uint64_t seed;
+    uint64_t stream;
+    uint64_t offset;
+} dm_rng;
+
+void dm_rng_init(dm_rng *rng, uint64_t seed, uint64_t stream);
+/* The pure generator: 4 random words for block `block` of (seed, stream). */
+void dm_rng_block(uint64_t seed, uint64_t stream, uint64_t block, uint32_t out[4]);
+/* Uniform on the open interval (0, 1). */
+void dm_rng_uniform(dm_rng *rng, float *out, size_t n);
+/* Standard normal (Box-Muller in double from pairs of words). */
+void dm_rng_normal(dm_rng *rng, float *out, size_t n);
+/* Uniform integers in [lo, hi), hi > lo; bias below (hi - lo) / 2^64. */
+void dm_rng_int(dm_rng *rng, int32_t *out, size_t n, int32_t lo, int32_t hi);
+/* One double uniform on (0, 1) (consumes one block). */
+double dm_rng_uniform1(dm_rng *rng);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data sets of low-dimensional points                                                        */
+
+/* An owning N x D array of float points. */
+typedef struct {
+    float *x; /* (n, dim) */
+    int64_t n;
+    int64_t dim;
+} dm_dataset;
+
+dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err);
+void dm_dataset_free(dm_dataset *ds);
+
+/* Built-in 2-D sets: "swissroll", "moons", "8gaussians", "checkerboard", "rings", "spiral".
+ * NULL-terminated list of names, for help text and validation. */
+extern const char *const dm_toy2d_names[];
+dm_status dm_toy2d_generate(dm_dataset *ds, const char *name, int64_t n, uint64_t seed,
+                            dm_error *err);
+/* Reads an N x D float table: CSV (comma or whitespace separated, optional header line; a
+ * malformed line is named in the error) or NPY (float32/float64, 2-D, C order). The format is
+ * chosen by the file extension (.csv, .txt, .npy). NaN and Inf are refused. */
+dm_status dm_dataset_load(dm_dataset *ds, const char *path, dm_error *err);
+/* Writes points as CSV (.csv) or NPY (.npy) by extension, atomically (temporary + rename). */
+dm_status dm_dataset_save(const dm_dataset *ds, const char *path, dm_error *err);
+
+/* Largest data dimension of the low-dimensional path (MLP models, normalisers). */
+#define DM_MAX_DIM 64
+
+/* Per-dimension mean and standard deviation, for standardising to zero mean, unit variance. */
+typedef struct {
+    int64_t dim;
+    double mean[DM_MAX_DIM]; /* (dim) */
+    double std[DM_MAX_DIM];  /* (dim) */
+} dm_normalizer;
+
+dm_status dm_normalizer_fit(dm_normalizer *nz, const dm_dataset *ds, dm_error *err);
+void dm_normalizer_apply(const dm_normalizer *nz, float *x, int64_t n);  /* data -> standard */
+void dm_normalizer_invert(const dm_normalizer *nz, float *x, int64_t n); /* standard -> data */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Noise schedules                                                                            */
+
+typedef enum {
+    DM_SCHEDULE_LINEAR = 0, /* beta = linspace(beta_start, beta_end, T) (Ho et al.) */
+    DM_SCHEDULE_COSINE,     /* Nichol & Dhariwal, offset s, beta clipped at 0.999 */
+    DM_SCHEDULE_LOGSNR,     /* gamma = -log SNR linear in t from gamma_min to gamma_max (VDM) */
+} dm_schedule_kind;
+
+typedef struct {
+    dm_schedule_kind kind;
+    int32_t T;
+    double beta_start, beta_end;  /* linear: 1e-4, 0.02 */
+    double cosine_s;              /* cosine: 0.008 */
+    double gamma_min, gamma_max;  /* log-SNR: -10, 10 */
+} dm_schedule_config;
+
+void dm_schedule_config_default(dm_schedule_config *cfg);
+const char *dm_schedule_kind_name(dm_schedule_kind kind);
+dm_status dm_schedule_kind_parse(const char *name, dm_schedule_kind *kind, dm_error *err);
+
+/* Constants of a schedule, index i = t - 1 (0-based, as in diffusers), all (T) doubles. */
+typedef struct {
+    int32_t T;
+    double *beta;           /* beta_t */
+    double *alpha;          /* 1 - beta_t */
+    double *alpha_bar;      /* prod_{s<=t} alpha_s */
+    double *alpha_bar_prev; /* alpha_bar_{t-1}; 1 at i = 0 */
+    double *beta_tilde;     /* (1 - ab_{t-1}) / (1 - ab_t) * beta_t; 0 at i = 0 */
+} dm_schedule;
+
+dm_status dm_schedule_init(dm_schedule *s, const dm_schedule_config *cfg, dm_error *err);
+void dm_schedule_free(dm_schedule *s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Model interface: what the diffusion algorithms drive, whatever the network is              */
+
+typedef struct dm_model dm_model;
+
+/* Predicts epsilon for B inputs x (B, dim) at float timesteps t (B) (0-based step index).
+ * With train != 0 the activations are kept for dm_model_backward. */
+dm_status dm_model_forward(dm_model *m, float *out, const float *x, const float *t, int64_t B,
+                           int train, dm_error *err);
+/* Back-propagates d(loss)/d(out) (B, dim) of the last training forward; adds parameter
+ * gradients into dm_model_grads(m). */
+void dm_model_backward(dm_model *m, const float *dout, int64_t B);
+size_t dm_model_num_params(const dm_model *m);
+float *dm_model_params(dm_model *m); /* one buffer of num_params floats */
+float *dm_model_grads(dm_model *m);  /* same layout */
+int64_t dm_model_dim(const dm_model *m);
+/* Named parameter tensors (PyTorch state_dict names), in buffer order. */
+int dm_model_tensor_count(const dm_model *m);
+/* Fills name, shape (up to 4 dims), ndim and offset (in floats) into the params buffer. */
+void dm_model_tensor_info(const dm_model *m, int i, const char **name, int64_t shape[4], int *ndim,
+                          size_t *offset);
+void dm_model_free(dm_model *m);
+
+/* The time-conditioned MLP for D-dimensional data (matches the PyTorch reference mlp2d):
+ *   temb = SiLU(time_mlp(sinusoid_E(t))), h = [x, temb],
+ *   h = SiLU(net.{2k}(h)) for k < layers, out = net.{2 layers}(h). */
+typedef struct {
+    int64_t dim;       /* data dimension D: 2 */
+    int64_t hidden;    /* H: 256 */
+    int64_t temb_dim;  /* E, sinusoidal embedding size: 128 */
+    int64_t layers;    /* hidden layers: 3 */
+} dm_mlp_config;
+
+void dm_mlp_config_default(dm_mlp_config *cfg);
+/* Creates the model with PyTorch's default initialisation (uniform +-1/sqrt(fan_in)) drawn from
+ * the given seed. */
+dm_status dm_mlp_create(dm_model **m, const dm_mlp_config *cfg, uint64_t seed, dm_error *err);
+/* Multiply-accumulates of one forward pass for one example (for FLOP counts). */
+double dm_mlp_macs_per_example(const dm_mlp_config *cfg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Optimiser                                                                                  */
+
+typedef struct {
+    double lr;           /* peak learning rate: 1e-3 */
+    double beta1, beta2; /* 0.9, 0.999 */
+    double eps;          /* 1e-8 */
+    double weight_decay; /* decoupled (AdamW); 0 = Adam */
+    int64_t warmup;      /* linear warm-up steps from lr/warmup to lr: 100 */
+    double grad_clip;    /* clip the global gradient norm to this; 0 = off */
+    double ema_decay;    /* exponential moving average of weights; 0 = off */
+} dm_optim_config;
+
+void dm_optim_config_default(dm_optim_config *cfg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Training                                                                                   */
+
+typedef struct {
+    dm_mlp_config model;
+    dm_schedule_config schedule;
+    dm_optim_config optim;
+    int64_t steps;      /* total optimiser steps: 5000 */
+    int64_t batch;      /* examples per step: 512 */
+    uint64_t seed;      /* everything random derives from it: 0 */
+    int normalize;      /* standardise data to zero mean, unit variance: 1 */
+} dm_train_config;
+
+void dm_train_config_default(dm_train_config *cfg);
+
+typedef struct dm_trainer dm_trainer;
+
+/* Copies (and standardises) the data; creates model, optimiser and EMA. */
+dm_status dm_trainer_create(dm_trainer **tr, const dm_train_config *cfg, const dm_dataset *data,
+                            dm_error *err);
+/* Resumes from a checkpoint written by dm_trainer_save: the same weights, optimiser state, EMA,
+ * step and random streams, so the run continues exactly. cfg->steps may be raised. */
+dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_dataset *data,
+                            int64_t steps, dm_error *err);
+/* One optimiser step; *loss receives the mini-batch L_simple (may be NULL). A non-finite loss
+ * returns DM_ERR_NUMERIC and leaves the weights untouched. */
+dm_status dm_trainer_step(dm_trainer *tr, double *loss, dm_error *err);
+int64_t dm_trainer_step_count(const dm_trainer *tr);
+const dm_train_config *dm_trainer_config(const dm_trainer *tr);
+/* Loss of every step so far (dm_trainer_step_count values). */
+const float *dm_trainer_loss_history(const dm_trainer *tr);
+/* Writes a checkpoint folder (config.json, model.safetensors with the EMA weights,
+ * train_state.safetensors); the previous checkpoint survives any crash during the write. */
+dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err);
+void dm_trainer_free(dm_trainer *tr);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sampling                                                                                   */
+
+typedef enum {
+    DM_VAR_BETA = 0,   /* sigma_t^2 = beta_t */
+    DM_VAR_BETA_TILDE, /* sigma_t^2 = beta_tilde_t */
+} dm_reverse_var;
+
+/* The network seen by a sampler: eps_hat (B, dim) for x (B, dim) at float timesteps t (B). */
+typedef dm_status (*dm_denoise_fn)(void *ctx, float *eps_hat, const float *x, const float *t,
+                                   int64_t B, dm_error *err);
+/* Called after each reverse step with the current x (B, dim) and the 0-based index i of the step
+ * just taken (i = T - 1 first, 0 last); also once before the first step with i = T. */
+typedef void (*dm_sample_observer)(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim);
+
+typedef struct {
+    dm_reverse_var var;       /* DM_VAR_BETA */
+    uint64_t seed;            /* 0 */
+    dm_sample_observer observe; /* optional */
+    void *observe_ctx;
+} dm_sample_options;
+
+void dm_sample_options_default(dm_sample_options *opt);
+
+/* Ho et al. Algorithm 2: x_T ~ N(0, I), x_{t-1} = mu_theta + sigma_t z (z = 0 at t = 1).
+ * x is (B, dim) output in the model's (standardised) space. The noise comes from
+ * (seed, stream 0): step i draws B*dim normals after x_T's. */
+dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x,
+                              int64_t B, int64_t dim, const dm_sample_options *opt, dm_error *err);
+
+/* A trained model with its schedule and normalisation, loaded from a checkpoint folder. */
+typedef struct dm_pipeline dm_pipeline;
+
+dm_status dm_pipeline_load(dm_pipeline **p, const char *checkpoint, dm_error *err);
+int64_t dm_pipeline_dim(const dm_pipeline *p);
+const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p);
+const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
+/* Draws n samples into x (n, dim), in data units. The observer sees standardised values. */
+dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,
+                             dm_error *err);
+void dm_pipeline_free(dm_pipeline *p);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Evaluation of samples against data                                                         */
+
+/* Biased (V-statistic) squared MMD with the Gaussian kernel exp(-|x - y|^2 / (2 h^2)), returned
+ * as its square root. */
+double dm_mmd_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t dim, double h);
+/* Median-heuristic bandwidth: the median pairwise distance among (up to) the first 2000 rows. */
+double dm_median_bandwidth(const float *x, int64_t n, int64_t dim);
+/* Sliced 2-Wasserstein distance over `projections` random unit directions (from seed), between
+ * two sets of equal size n. */
+double dm_sliced_wasserstein(const float *x, const float *y, int64_t n, int64_t dim,
+                             int projections, uint64_t seed);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pictures (PNG, drawn with cairo)                                                           */
+
+/* Scatter plot of samples (dim >= 2, first two coordinates) over data points in grey. */
+dm_status dm_plot_scatter(const char *path, const float *data, int64_t n_data, const float *samples,
+                          int64_t n_samples, int64_t dim, const char *title, dm_error *err);
+/* A row of `frames` scatter panels, frames (frames, n, dim) with one label each. */
+dm_status dm_plot_strip(const char *path, const float *frames, int frames_count, int64_t n,
+                        int64_t dim, const char *const *labels, dm_error *err);
+/* Loss against step, log-scale y, raw values faint and a moving average on top. */
+dm_status dm_plot_loss(const char *path, const float *loss, int64_t n, dm_error *err);
+
+#ifdef __cplusplus
+}
+#endif

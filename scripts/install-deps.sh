@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages diffusion.c needs, only those that are missing.
+# Runs apt-get as root, or through sudo when that is available; otherwise says what to run.
+set -euo pipefail
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev
+          libcairo2-dev libpng-dev zlib1g-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing missing Debian packages: ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+  echo "error: not root; run: apt-get update && apt-get install -y ${missing[*]}" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

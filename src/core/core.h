@@ -1,0 +1,44 @@
+/* Internal core: arenas, aligned allocation, BLAS, small parallel helpers. */
+#pragma once
+
+#include "diffusion.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- arena: one allocation carved into aligned pieces; the training step allocates nothing */
+typedef struct {
+    char *base;
+    size_t size; /* bytes */
+    size_t used; /* bytes */
+} dm_arena;
+
+#define DM_ALIGN 64
+
+dm_status dm_arena_init(dm_arena *a, size_t bytes, dm_error *err);
+/* n floats, 64-byte aligned, zeroed at init; asserts that the arena is large enough
+ * (size it with dm_arena_bytes_for). */
+float *dm_arena_floats(dm_arena *a, size_t n);
+void dm_arena_reset(dm_arena *a);
+void dm_arena_free(dm_arena *a);
+/* Bytes an arena needs to hold pieces of the given float counts. */
+static inline size_t dm_arena_piece_bytes(size_t n_floats) {
+    return (n_floats * sizeof(float) + DM_ALIGN - 1) / DM_ALIGN * DM_ALIGN;
+}
+
+/* 64-byte aligned, zeroed; NULL on failure. Free with dm_free. */
+void *dm_alloc(size_t bytes);
+void dm_free(void *p);
+
+/* ---- BLAS: C (M, N) = alpha * op(A) op(B) + beta * C, row-major */
+void dm_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc);
+
+/* Elementwise loops below this size are not worth waking the OpenMP team for. */
+#define DM_PARALLEL_MIN 32768
+
+/* true if every value is finite */
+bool dm_all_finite(const float *x, size_t n);

@@ -1,0 +1,50 @@
+/* Layers with explicit forward and backward passes, optimiser pieces.
+ * Rule (as in llm.c): every backward ADDS (+=) into the gradients it writes, inputs' gradients
+ * included; the caller zeroes them. Layouts are PyTorch's: Linear weight (out, in). */
+#pragma once
+
+#include "core/core.h"
+
+/* y (B, out) = x (B, in) W^T + b;  w (out, in), b (out) or NULL. */
+void dm_linear_forward(float *y, const float *x, const float *w, const float *b, int64_t B,
+                       int64_t in, int64_t out);
+/* dx (B, in) += dy W (skipped if dx is NULL); dw (out, in) += dy^T x; db (out) += sum_b dy
+ * (skipped if NULL). */
+void dm_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int64_t B, int64_t in, int64_t out);
+
+/* y = x * sigmoid(x); y may equal x. */
+void dm_silu_forward(float *y, const float *x, size_t n);
+/* dx += dy * silu'(x), x the forward input. */
+void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n);
+
+/* diffusers' get_timestep_embedding: half = dim / 2,
+ * freq_j = exp(-ln(max_period) * j / (half - downscale_freq_shift)),
+ * out = [sin(t freq), cos(t freq)] or [cos, sin] with flip_sin_to_cos; a zero column pads an
+ * odd dim. out (B, dim), t (B). Computed in double. */
+void dm_timestep_embedding(float *out, const float *t, int64_t B, int64_t dim,
+                           bool flip_sin_to_cos, double downscale_freq_shift, double max_period);
+
+/* ---- optimiser: Adam / AdamW with linear warm-up */
+typedef struct {
+    dm_optim_config cfg;
+    size_t n;
+    float *m;     /* (n) first moment */
+    float *v;     /* (n) second moment */
+    int64_t step; /* steps taken */
+} dm_adam;
+
+dm_status dm_adam_init(dm_adam *opt, const dm_optim_config *cfg, size_t n, dm_error *err);
+void dm_adam_free(dm_adam *opt);
+/* Learning rate of the next step: cfg.lr * min(1, (step + 1) / warmup). */
+double dm_adam_lr(const dm_adam *opt);
+/* One update with bias correction; weight decay decoupled (AdamW) when cfg.weight_decay > 0.
+ * Increments opt->step. */
+void dm_adam_step(dm_adam *opt, float *params, const float *grads);
+
+/* Global L2 norm (accumulated in double). */
+double dm_grad_norm(const float *g, size_t n);
+/* If the norm exceeds max_norm > 0, scales g by max_norm / norm. Returns the norm before. */
+double dm_grad_clip(float *g, size_t n, double max_norm);
+/* ema = decay * ema + (1 - decay) * params */
+void dm_ema_update(float *ema, const float *params, size_t n, double decay);
