@@ -65,6 +65,9 @@ const char *dm_status_name(dm_status status);
  * OpenMP regions and with this many threads outside them. n <= 0 means all cores. */
 void dm_set_num_threads(int n);
 int dm_get_num_threads(void);
+/* The BLAS's single-precision GEMM rate on n x n matrices at the current thread count, in
+ * GFLOP/s (2 n^3 per product; median of `iters` after one warm-up); < 0 if out of memory. */
+double dm_sgemm_gflops(int64_t n, int iters);
 
 /* Philox4x32-10 counter-based generator. (seed, stream) select an independent sequence; offset
  * counts the 128-bit blocks consumed so far. Element i of a fill uses block offset + i/4, so a
@@ -305,6 +308,20 @@ double dm_median_bandwidth(const float *x, int64_t n, int64_t dim);
  * two sets of equal size n. */
 double dm_sliced_wasserstein(const float *x, const float *y, int64_t n, int64_t dim,
                              int projections, uint64_t seed);
+
+/* Samples against held-out data, each figure beside its floor: the same figure between two
+ * independent draws of the data (ref_a, ref_b). All three sets have the same n and dim; they are
+ * standardised with ref_a's mean and std first, and the MMD bandwidth is the median heuristic
+ * on ref_a. Sliced Wasserstein uses 256 directions from `seed`. */
+typedef struct {
+    int64_t n;
+    double bandwidth;
+    double mmd, mmd_floor;
+    double swd, swd_floor;
+} dm_eval_report;
+
+dm_status dm_eval_compare(dm_eval_report *r, const dm_dataset *samples, const dm_dataset *ref_a,
+                          const dm_dataset *ref_b, uint64_t seed, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Pictures (PNG, drawn with cairo)                                                           */

@@ -12,11 +12,17 @@ void dm_linear_forward(float *y, const float *x, const float *w, const float *b,
  * (skipped if NULL). */
 void dm_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int64_t B, int64_t in, int64_t out);
+/* db (out) += sum over the B rows of dy (B, out): the bias part of dm_linear_backward, for
+ * callers whose weight gradient is a strided view. */
+void dm_bias_backward(float *db, const float *dy, int64_t B, int64_t out);
 
 /* y = x * sigmoid(x); y may equal x. */
 void dm_silu_forward(float *y, const float *x, size_t n);
 /* dx += dy * silu'(x), x the forward input. */
 void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n);
+/* d *= silu'(x): the backward written over its input, for callers that own the buffer and
+ * would otherwise zero a second one (the one exception to the += rule, hence the name). */
+void dm_silu_backward_inplace(float *d, const float *x, size_t n);
 
 /* diffusers' get_timestep_embedding: half = dim / 2,
  * freq_j = exp(-ln(max_period) * j / (half - downscale_freq_shift)),

@@ -1,0 +1,155 @@
+/* diffusion train: fit a model to a built-in 2-D set or the user's N x D data. */
+#include "common.h"
+#include "progress.h"
+
+#include <stdio.h>
+#include <string.h>
+
+double cli_recent_loss(const dm_trainer *tr, int64_t k) {
+    int64_t n = dm_trainer_step_count(tr);
+    if (n == 0) return 0;
+    if (k > n) k = n;
+    const float *h = dm_trainer_loss_history(tr);
+    double s = 0;
+    for (int64_t i = n - k; i < n; i++) s += h[i];
+    return s / (double)k;
+}
+
+dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, int quiet,
+                           double *seconds, dm_error *err) {
+    const int64_t total = dm_trainer_config(tr)->steps;
+    cli_progress bar;
+    cli_progress_start(&bar, "train", "steps", total, quiet);
+    cli_catch_interrupt();
+    dm_status st = DM_OK;
+    while (dm_trainer_step_count(tr) < total) {
+        double loss;
+        if ((st = dm_trainer_step(tr, &loss, err))) break;
+        int64_t step = dm_trainer_step_count(tr);
+        char extra[64];
+        snprintf(extra, sizeof extra, "loss %.4f", cli_recent_loss(tr, 100));
+        cli_progress_update(&bar, step, extra);
+        if (cli_interrupted()) {
+            cli_progress_finish(&bar);
+            if ((st = dm_trainer_save(tr, ckpt_dir, err))) return st;
+            return dm_error_set(err, DM_ERR_IO,
+                                "interrupted at step %lld; checkpoint saved in %s (resume with "
+                                "--resume)",
+                                (long long)step, ckpt_dir);
+        }
+        if (every > 0 && step % every == 0 && step < total &&
+            (st = dm_trainer_save(tr, ckpt_dir, err)))
+            break;
+    }
+    cli_progress_finish(&bar);
+    *seconds = cli_now() - bar.t0;
+    if (st) return st;
+    return dm_trainer_save(tr, ckpt_dir, err);
+}
+
+int cmd_train(int argc, char **argv) {
+    dm_train_config cfg;
+    dm_train_config_default(&cfg);
+    const char *data = "swissroll", *out = NULL, *schedule = "linear";
+    int64_t n_data = 100000, every = 1000;
+    int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
+    cli_option opts[] = {
+        {"--data", OPT_STRING, &data, "NAME|FILE", "built-in 2-D set or a CSV/NPY file of N x D points"},
+        {"--n-data", OPT_I64, &n_data, "N", "points drawn for a built-in set"},
+        {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint/, loss.png (default: runs/<data>)"},
+        {"--steps", OPT_I64, &cfg.steps, "N", "optimiser steps"},
+        {"--batch", OPT_I64, &cfg.batch, "N", "examples per step"},
+        {"--lr", OPT_DOUBLE, &cfg.optim.lr, "X", "peak learning rate (Adam)"},
+        {"--warmup", OPT_I64, &cfg.optim.warmup, "N", "linear learning-rate warm-up steps"},
+        {"--weight-decay", OPT_DOUBLE, &cfg.optim.weight_decay, "X", "decoupled weight decay (AdamW); 0 = Adam"},
+        {"--clip", OPT_DOUBLE, &cfg.optim.grad_clip, "X", "clip the global gradient norm; 0 = off"},
+        {"--ema", OPT_DOUBLE, &cfg.optim.ema_decay, "X", "EMA decay of the weights used for sampling; 0 = off"},
+        {"--hidden", OPT_I64, &cfg.model.hidden, "N", "MLP width"},
+        {"--layers", OPT_I64, &cfg.model.layers, "N", "MLP hidden layers"},
+        {"--temb-dim", OPT_I64, &cfg.model.temb_dim, "N", "sinusoidal timestep embedding size"},
+        {"--schedule", OPT_STRING, &schedule, "NAME", "noise schedule: linear, cosine, logsnr"},
+        {"--T", OPT_INT, &T, "N", "diffusion steps"},
+        {"--beta-start", OPT_DOUBLE, &cfg.schedule.beta_start, "X", "linear schedule: first beta"},
+        {"--beta-end", OPT_DOUBLE, &cfg.schedule.beta_end, "X", "linear schedule: last beta"},
+        {"--no-normalize", OPT_FLAG, &no_normalize, NULL, "train on the data as they are (no standardisation)"},
+        {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
+        {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its checkpoint"},
+        {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
+        {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
+    };
+    cli_command cmd = {"diffusion train [options]",
+                       "Trains an epsilon-prediction DDPM (L_simple, Adam, EMA) with the MLP for "
+                       "low-dimensional data.\nThe checkpoint (config.json + safetensors) goes to "
+                       "DIR/checkpoint, the loss curve to DIR/loss.png.",
+                       opts, (int)(sizeof opts / sizeof opts[0])};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc == CLI_HELP ? 0 : 2;
+
+    dm_error err = {0};
+    char outbuf[4096], ckpt[4200], path[4300];
+    if (!out) {
+        const char *base = strrchr(data, '/') ? strrchr(data, '/') + 1 : data;
+        snprintf(outbuf, sizeof outbuf, "runs/%.*s", (int)strcspn(base, "."), base);
+        out = outbuf;
+    }
+    cfg.normalize = !no_normalize;
+    cfg.schedule.T = T;
+    if (dm_schedule_kind_parse(schedule, &cfg.schedule.kind, &err)) return cli_fail(&err);
+    if (n_data < 1) {
+        fprintf(stderr, "error: --n-data must be >= 1\n");
+        return 2;
+    }
+    dm_set_num_threads(threads);
+
+    dm_dataset ds = {0};
+    if (cli_load_data(&ds, data, n_data, cfg.seed, &err)) return cli_fail(&err);
+    cfg.model.dim = ds.dim;
+    if (cli_make_dirs(out, &err)) {
+        dm_dataset_free(&ds);
+        return cli_fail(&err);
+    }
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint", out);
+
+    dm_trainer *tr = NULL;
+    /* on resume the checkpoint's step target stands unless --steps was given */
+    int64_t resume_steps = 0;
+    for (int i = 0; i < argc; i++)
+        if (strncmp(argv[i], "--steps", 7) == 0) resume_steps = cfg.steps;
+    dm_status st = resume ? dm_trainer_resume(&tr, ckpt, &ds, resume_steps, &err)
+                          : dm_trainer_create(&tr, &cfg, &ds, &err);
+    dm_dataset_free(&ds);
+    if (st) return cli_fail(&err);
+    int64_t start = dm_trainer_step_count(tr);
+    double seconds = 0;
+    st = cli_run_training(tr, ckpt, every, quiet || json, &seconds, &err);
+    if (st) {
+        dm_trainer_free(tr);
+        return cli_fail(&err);
+    }
+    int64_t steps = dm_trainer_step_count(tr);
+    snprintf(path, sizeof path, "%s/loss.png", out);
+    if (dm_plot_loss(path, dm_trainer_loss_history(tr), steps, &err)) {
+        dm_trainer_free(tr);
+        return cli_fail(&err);
+    }
+    double rate = seconds > 0 ? (double)(steps - start) / seconds : 0;
+    double loss = cli_recent_loss(tr, 100);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "checkpoint", ckpt);
+        cJSON_AddNumberToObject(o, "steps", (double)steps);
+        cJSON_AddNumberToObject(o, "steps_this_run", (double)(steps - start));
+        cJSON_AddNumberToObject(o, "seconds", seconds);
+        cJSON_AddNumberToObject(o, "steps_per_s", rate);
+        cJSON_AddNumberToObject(o, "loss_last100", loss);
+        cli_print_json(o);
+    } else {
+        printf("trained %lld steps in %.1f s (%.1f steps/s); loss %.4f (mean of the last 100); "
+               "checkpoint %s; loss curve %s\n",
+               (long long)(steps - start), seconds, rate, loss, ckpt, path);
+    }
+    dm_trainer_free(tr);
+    return 0;
+}

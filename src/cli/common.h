@@ -1,0 +1,41 @@
+/* Helpers shared by the subcommands: data by name or path, folders, JSON output, errors. */
+#pragma once
+
+#include "args.h"
+#include "diffusion.h"
+
+#include <cJSON.h>
+
+/* Seeds derived from the user's seed for held-out draws of a built-in set, so evaluation data
+ * never coincide with the training data (which use the seed itself). */
+#define CLI_HELDOUT_SEED_A(seed) ((seed) + 1000003ull)
+#define CLI_HELDOUT_SEED_B(seed) ((seed) + 2000003ull)
+
+int cli_is_builtin(const char *name);
+/* A built-in 2-D set (n points from seed) or a CSV/NPY file (n ignored). */
+dm_status cli_load_data(dm_dataset *ds, const char *name, int64_t n, uint64_t seed, dm_error *err);
+/* mkdir -p */
+dm_status cli_make_dirs(const char *path, dm_error *err);
+/* Prints "error: <message>" to stderr; returns the exit status 1. */
+int cli_fail(const dm_error *err);
+/* Prints obj as one JSON line on stdout and deletes it. */
+void cli_print_json(cJSON *obj);
+/* Comma-separated list of the built-in set names. */
+const char *cli_builtin_list(void);
+/* Installs a SIGINT handler that only sets a flag; cli_interrupted() reads it. */
+void cli_catch_interrupt(void);
+int cli_interrupted(void);
+
+int cmd_train(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Runs tr to its configured step count with a progress bar, a checkpoint into ckpt_dir every
+ * `every` steps (0: only at the end) and on Ctrl-C. *seconds receives the wall time. Returns
+ * DM_OK, or the error (also after an interrupt, as DM_ERR_IO with a message saying so). */
+dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, int quiet,
+                           double *seconds, dm_error *err);
+/* Mean of the last k (or fewer) losses. */
+double cli_recent_loss(const dm_trainer *tr, int64_t k);

@@ -1,0 +1,41 @@
+/* diffusion: train, sample and evaluate denoising diffusion models. */
+#include "common.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: diffusion <command> [options]\n\n"
+            "commands:\n"
+            "  demo     train on a built-in 2-D set, sample, draw pictures, report quality\n"
+            "  train    train a model on a built-in 2-D set or a CSV/NPY file\n"
+            "  sample   draw samples from a trained model (CSV/NPY, scatter plot, reverse strip)\n"
+            "  eval     compare samples with held-out data (MMD, sliced Wasserstein, floors)\n"
+            "  bench    measure training and sampling speed and the machine's sgemm rate\n\n"
+            "'diffusion <command> --help' describes each command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("diffusion.c 0.1.0\n");
+        return 0;
+    }
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
+    fprintf(stderr, "error: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

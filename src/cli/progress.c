@@ -1,0 +1,53 @@
+/* Progress bar: redrawn at most ten times a second so it costs nothing in a fast loop. */
+#include "progress.h"
+
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_start(cli_progress *p, const char *label, const char *unit, int64_t total,
+                        int quiet) {
+    p->label = label;
+    p->unit = unit;
+    p->total = total;
+    p->t0 = cli_now();
+    p->last_draw = 0;
+    p->enabled = !quiet && isatty(STDERR_FILENO);
+}
+
+static void format_duration(char *buf, size_t cap, double s) {
+    if (!(s >= 0) || s > 359999) s = 359999;
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, cap, "%d:%02d", t / 60, t % 60);
+}
+
+void cli_progress_update(cli_progress *p, int64_t done, const char *extra) {
+    if (!p->enabled) return;
+    double now = cli_now();
+    if (done < p->total && now - p->last_draw < 0.1) return;
+    p->last_draw = now;
+    double elapsed = now - p->t0, rate = elapsed > 0 ? (double)done / elapsed : 0;
+    double frac = p->total > 0 ? (double)done / (double)p->total : 1;
+    char bar[31], eta[16], el[16];
+    int filled = (int)(frac * 30);
+    for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
+    bar[30] = '\0';
+    format_duration(el, sizeof el, elapsed);
+    format_duration(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : -1);
+    fprintf(stderr, "\r%s [%s] %lld/%lld %s %.1f %s/s %s ETA %s\033[K", p->label, bar,
+            (long long)done, (long long)p->total, extra ? extra : "", rate, p->unit, el, eta);
+    fflush(stderr);
+}
+
+void cli_progress_finish(cli_progress *p) {
+    if (!p->enabled) return;
+    fputc('\n', stderr);
+    fflush(stderr);
+}

@@ -1,0 +1,368 @@
+/* Checkpoint folders: JSON config through cJSON, tensors through safetensors, and the folder
+ * swap that keeps a complete checkpoint on disk at every moment. */
+#include "diffusion/checkpoint.h"
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "models/mlp.h"
+#include "models/model.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+uint64_t dm_fnv1a(const void *data, size_t bytes) {
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* config.json                                                                              */
+
+dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_config *c,
+                                     dm_error *err) {
+    const dm_train_config *t = &c->train;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "format", "diffusion.c checkpoint");
+    cJSON_AddNumberToObject(root, "version", 1);
+    cJSON_AddStringToObject(root, "prediction", "epsilon");
+
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "type", "mlp");
+    cJSON_AddNumberToObject(model, "dim", (double)t->model.dim);
+    cJSON_AddNumberToObject(model, "hidden", (double)t->model.hidden);
+    cJSON_AddNumberToObject(model, "temb_dim", (double)t->model.temb_dim);
+    cJSON_AddNumberToObject(model, "layers", (double)t->model.layers);
+
+    cJSON *sched = cJSON_AddObjectToObject(root, "schedule");
+    cJSON_AddStringToObject(sched, "kind", dm_schedule_kind_name(t->schedule.kind));
+    cJSON_AddNumberToObject(sched, "T", t->schedule.T);
+    cJSON_AddNumberToObject(sched, "beta_start", t->schedule.beta_start);
+    cJSON_AddNumberToObject(sched, "beta_end", t->schedule.beta_end);
+    cJSON_AddNumberToObject(sched, "cosine_s", t->schedule.cosine_s);
+    cJSON_AddNumberToObject(sched, "gamma_min", t->schedule.gamma_min);
+    cJSON_AddNumberToObject(sched, "gamma_max", t->schedule.gamma_max);
+
+    cJSON *norm = cJSON_AddObjectToObject(root, "normalization");
+    cJSON_AddItemToObject(norm, "mean", cJSON_CreateDoubleArray(c->norm.mean, (int)c->norm.dim));
+    cJSON_AddItemToObject(norm, "std", cJSON_CreateDoubleArray(c->norm.std, (int)c->norm.dim));
+
+    cJSON *tr = cJSON_AddObjectToObject(root, "training");
+    cJSON_AddNumberToObject(tr, "step", (double)c->step);
+    cJSON_AddNumberToObject(tr, "steps", (double)t->steps);
+    cJSON_AddNumberToObject(tr, "batch", (double)t->batch);
+    cJSON_AddNumberToObject(tr, "seed", (double)t->seed);
+    cJSON_AddBoolToObject(tr, "normalize", t->normalize);
+    cJSON_AddNumberToObject(tr, "lr", t->optim.lr);
+    cJSON_AddNumberToObject(tr, "beta1", t->optim.beta1);
+    cJSON_AddNumberToObject(tr, "beta2", t->optim.beta2);
+    cJSON_AddNumberToObject(tr, "eps", t->optim.eps);
+    cJSON_AddNumberToObject(tr, "weight_decay", t->optim.weight_decay);
+    cJSON_AddNumberToObject(tr, "warmup", (double)t->optim.warmup);
+    cJSON_AddNumberToObject(tr, "grad_clip", t->optim.grad_clip);
+    cJSON_AddNumberToObject(tr, "ema_decay", t->optim.ema_decay);
+    cJSON_AddNumberToObject(tr, "data_rows", (double)c->data_n);
+    char hash[32];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)c->data_hash);
+    cJSON_AddStringToObject(tr, "data_fnv1a", hash);
+
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return dm_error_set(err, DM_ERR_NOMEM, "%s: cannot format JSON", path);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* the terminator becomes the final newline; written as bytes */
+    dm_status st = dm_atomic_write(path, text, len + 1, err);
+    free(text);
+    return st;
+}
+
+/* Reads a required number field of obj; errors name the file and the field. */
+static dm_status get_number(const cJSON *obj, const char *section, const char *key, double *out,
+                            const char *path, dm_error *err) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: field \"%s.%s\" missing or not a number",
+                            path, section, key);
+    *out = item->valuedouble;
+    return DM_OK;
+}
+
+static dm_status get_int(const cJSON *obj, const char *section, const char *key, int64_t *out,
+                         const char *path, dm_error *err) {
+    double v = 0;
+    dm_status st = get_number(obj, section, key, &v, path, err);
+    if (st) return st;
+    if (v != floor(v) || fabs(v) > 9007199254740992.0)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: field \"%s.%s\" must be an integer", path,
+                            section, key);
+    *out = (int64_t)v;
+    return DM_OK;
+}
+
+static const cJSON *get_object(const cJSON *root, const char *key, const char *path,
+                               dm_error *err) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!cJSON_IsObject(o)) dm_error_set(err, DM_ERR_FORMAT, "%s: object \"%s\" missing", path, key);
+    return cJSON_IsObject(o) ? o : NULL;
+}
+
+static dm_status read_double_array(const cJSON *obj, const char *key, double *out, int64_t n,
+                                   const char *path, dm_error *err) {
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n)
+        return dm_error_set(err, DM_ERR_FORMAT,
+                            "%s: \"normalization.%s\" must be an array of %lld numbers", path, key,
+                            (long long)n);
+    int64_t i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return dm_error_set(err, DM_ERR_FORMAT, "%s: \"normalization.%s[%lld]\" not a number",
+                                path, key, (long long)i);
+        out[i++] = v->valuedouble;
+    }
+    return DM_OK;
+}
+
+static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const char *path,
+                              dm_error *err) {
+    dm_train_config *t = &c->train;
+    dm_train_config_default(t);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "diffusion.c checkpoint") != 0)
+        return dm_error_set(err, DM_ERR_FORMAT,
+                            "%s: not a diffusion.c checkpoint config (\"format\" missing)", path);
+    const cJSON *model = get_object(root, "model", path, err);
+    const cJSON *sched = model ? get_object(root, "schedule", path, err) : NULL;
+    const cJSON *norm = sched ? get_object(root, "normalization", path, err) : NULL;
+    const cJSON *tr = norm ? get_object(root, "training", path, err) : NULL;
+    if (!tr) return DM_ERR_FORMAT;
+
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "mlp") != 0)
+        return dm_error_set(err, DM_ERR_MISMATCH, "%s: model.type must be \"mlp\"", path);
+    const cJSON *pred = cJSON_GetObjectItemCaseSensitive(root, "prediction");
+    if (!cJSON_IsString(pred) || strcmp(pred->valuestring, "epsilon") != 0)
+        return dm_error_set(err, DM_ERR_MISMATCH, "%s: prediction must be \"epsilon\"", path);
+
+    dm_status st;
+    int64_t T, seed, normalize_flag = 1;
+    if ((st = get_int(model, "model", "dim", &t->model.dim, path, err)) ||
+        (st = get_int(model, "model", "hidden", &t->model.hidden, path, err)) ||
+        (st = get_int(model, "model", "temb_dim", &t->model.temb_dim, path, err)) ||
+        (st = get_int(model, "model", "layers", &t->model.layers, path, err)) ||
+        (st = get_int(sched, "schedule", "T", &T, path, err)) ||
+        (st = get_number(sched, "schedule", "beta_start", &t->schedule.beta_start, path, err)) ||
+        (st = get_number(sched, "schedule", "beta_end", &t->schedule.beta_end, path, err)) ||
+        (st = get_number(sched, "schedule", "cosine_s", &t->schedule.cosine_s, path, err)) ||
+        (st = get_number(sched, "schedule", "gamma_min", &t->schedule.gamma_min, path, err)) ||
+        (st = get_number(sched, "schedule", "gamma_max", &t->schedule.gamma_max, path, err)) ||
+        (st = get_int(tr, "training", "step", &c->step, path, err)) ||
+        (st = get_int(tr, "training", "steps", &t->steps, path, err)) ||
+        (st = get_int(tr, "training", "batch", &t->batch, path, err)) ||
+        (st = get_int(tr, "training", "seed", &seed, path, err)) ||
+        (st = get_number(tr, "training", "lr", &t->optim.lr, path, err)) ||
+        (st = get_number(tr, "training", "beta1", &t->optim.beta1, path, err)) ||
+        (st = get_number(tr, "training", "beta2", &t->optim.beta2, path, err)) ||
+        (st = get_number(tr, "training", "eps", &t->optim.eps, path, err)) ||
+        (st = get_number(tr, "training", "weight_decay", &t->optim.weight_decay, path, err)) ||
+        (st = get_int(tr, "training", "warmup", &t->optim.warmup, path, err)) ||
+        (st = get_number(tr, "training", "grad_clip", &t->optim.grad_clip, path, err)) ||
+        (st = get_number(tr, "training", "ema_decay", &t->optim.ema_decay, path, err)) ||
+        (st = get_int(tr, "training", "data_rows", &c->data_n, path, err)))
+        return st;
+    if (T < 1 || T > 100000)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.T = %lld out of range", path,
+                            (long long)T);
+    t->schedule.T = (int32_t)T;
+    if (seed < 0) return dm_error_set(err, DM_ERR_FORMAT, "%s: training.seed < 0", path);
+    t->seed = (uint64_t)seed;
+    const cJSON *nf = cJSON_GetObjectItemCaseSensitive(tr, "normalize");
+    if (cJSON_IsBool(nf)) normalize_flag = cJSON_IsTrue(nf);
+    t->normalize = (int)normalize_flag;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sched, "kind");
+    if (!cJSON_IsString(kind))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.kind missing", path);
+    if ((st = dm_schedule_kind_parse(kind->valuestring, &t->schedule.kind, err)))
+        return dm_error_prefix(err, "%s: schedule.kind", path);
+    if (t->model.dim < 1 || t->model.dim > DM_MAX_DIM)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: model.dim = %lld out of range 1..%d", path,
+                            (long long)t->model.dim, DM_MAX_DIM);
+    c->norm.dim = t->model.dim;
+    if ((st = read_double_array(norm, "mean", c->norm.mean, c->norm.dim, path, err)) ||
+        (st = read_double_array(norm, "std", c->norm.std, c->norm.dim, path, err)))
+        return st;
+    const cJSON *hash = cJSON_GetObjectItemCaseSensitive(tr, "data_fnv1a");
+    c->data_hash = cJSON_IsString(hash) ? strtoull(hash->valuestring, NULL, 16) : 0;
+    return DM_OK;
+}
+
+dm_status dm_checkpoint_config_read(const char *path, dm_checkpoint_config *c, dm_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char buf[65536];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    int too_big = !feof(f);
+    fclose(f);
+    if (too_big)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: larger than %zu bytes", path, sizeof buf);
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    if (!root) return dm_error_set(err, DM_ERR_FORMAT, "%s: invalid JSON", path);
+    memset(c, 0, sizeof *c);
+    dm_status st = parse_config(root, c, path, err);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Folders                                                                                  */
+
+static int is_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* path without trailing slashes, into out */
+static dm_status strip_slashes(const char *path, char *out, size_t cap, dm_error *err) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    if (len == 0 || len + 16 >= cap) return dm_error_set(err, DM_ERR_ARG, "bad path \"%s\"", path);
+    memcpy(out, path, len);
+    out[len] = '\0';
+    return DM_OK;
+}
+
+dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_error *err) {
+    char base[4096], probe[4200];
+    dm_status st = strip_slashes(path, base, sizeof base, err);
+    if (st) return st;
+    const char *candidates[] = {"", "/checkpoint", ".old", "/checkpoint.old"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(probe, sizeof probe, "%s%s/" DM_CKPT_CONFIG, base, candidates[i]);
+        if (is_file(probe)) {
+            if ((size_t)snprintf(out, cap, "%s%s", base, candidates[i]) >= cap)
+                return dm_error_set(err, DM_ERR_ARG, "%s: path too long", path);
+            return DM_OK;
+        }
+    }
+    return dm_error_set(err, DM_ERR_IO, "%s: no checkpoint here (no %s in it or in %s/checkpoint)",
+                        path, DM_CKPT_CONFIG, path);
+}
+
+/* Removes a checkpoint folder: only the files a checkpoint holds, then the folder, so a
+ * mistyped path can never delete anything else. */
+static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
+    if (!is_dir(dir)) return DM_OK;
+    const char *names[] = {DM_CKPT_CONFIG, DM_CKPT_MODEL, DM_CKPT_STATE};
+    char p[4200];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        remove(p);
+    }
+    if (rmdir(dir) != 0)
+        return dm_error_set(err, DM_ERR_IO,
+                            "%s: cannot remove the stale folder (%s); it holds files that are "
+                            "not a checkpoint's: move them away",
+                            dir, strerror(errno));
+    return DM_OK;
+}
+
+static void fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+dm_status dm_checkpoint_begin(const char *dir, char *tmp, size_t cap, dm_error *err) {
+    char base[4096];
+    dm_status st = strip_slashes(dir, base, sizeof base, err);
+    if (st) return st;
+    if ((size_t)snprintf(tmp, cap, "%s.tmp", base) >= cap)
+        return dm_error_set(err, DM_ERR_ARG, "%s: path too long", dir);
+    if ((st = remove_checkpoint_dir(tmp, err))) return st;
+    if (mkdir(tmp, 0755) != 0)
+        return dm_error_set(err, DM_ERR_IO, "%s: cannot create folder: %s", tmp, strerror(errno));
+    return DM_OK;
+}
+
+dm_status dm_checkpoint_commit(const char *dir, const char *tmp, dm_error *err) {
+    char base[4096], old[4200], parent[4096];
+    dm_status st = strip_slashes(dir, base, sizeof base, err);
+    if (st) return st;
+    snprintf(old, sizeof old, "%s.old", base);
+    fsync_dir(tmp);
+    if (is_dir(base)) {
+        if ((st = remove_checkpoint_dir(old, err))) return st;
+        if (rename(base, old) != 0)
+            return dm_error_set(err, DM_ERR_IO, "%s: cannot move aside: %s", base, strerror(errno));
+    }
+    if (rename(tmp, base) != 0) {
+        int saved = errno;
+        rename(old, base); /* put the previous checkpoint back */
+        return dm_error_set(err, DM_ERR_IO, "%s: cannot move into place: %s", tmp, strerror(saved));
+    }
+    snprintf(parent, sizeof parent, "%s", base);
+    char *slash = strrchr(parent, '/');
+    if (slash) *slash = '\0'; else snprintf(parent, sizeof parent, ".");
+    fsync_dir(parent[0] ? parent : "/");
+    return remove_checkpoint_dir(old, err);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Weights                                                                                  */
+
+dm_status dm_model_weights_save(const dm_model *m, const float *weights, const char *path,
+                                dm_error *err) {
+    dm_st_tensor *ts = calloc((size_t)m->n_tensors, sizeof *ts);
+    if (!ts) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dm_param_tensor *p = &m->tensors[i];
+        ts[i].name = p->name;
+        ts[i].dtype = DM_DTYPE_F32;
+        ts[i].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) ts[i].shape[d] = p->shape[d];
+        ts[i].data = weights + p->offset;
+    }
+    const char *meta[] = {"format", "pt"};
+    dm_status st = dm_safetensors_write(path, ts, m->n_tensors, meta, 1, err);
+    free(ts);
+    return st;
+}
+
+dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err) {
+    dm_safetensors *sf;
+    dm_status st = dm_safetensors_open(&sf, path, err);
+    if (st) return st;
+    if (dm_safetensors_count(sf) != m->n_tensors) {
+        st = dm_error_set(err, DM_ERR_MISMATCH,
+                          "%s: holds %d tensors, the model described by its config has %d", path,
+                          dm_safetensors_count(sf), m->n_tensors);
+    }
+    for (int i = 0; !st && i < m->n_tensors; i++) {
+        const dm_param_tensor *p = &m->tensors[i];
+        st = dm_safetensors_read_f32(sf, p->name, m->params + p->offset, p->shape, p->ndim, err);
+    }
+    dm_safetensors_close(sf);
+    if (!st && !dm_all_finite(m->params, m->num_params))
+        st = dm_error_set(err, DM_ERR_NUMERIC, "%s: weights contain NaN or Inf", path);
+    return st;
+}
+
+dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err) {
+    return dm_mlp_create(m, &c->train.model, c->train.seed, err);
+}

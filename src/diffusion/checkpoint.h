@@ -1,0 +1,44 @@
+/* Checkpoint folders: config.json (architecture, schedule, normalisation, training settings,
+ * step), model.safetensors (EMA weights under their PyTorch names) and, for resuming,
+ * train_state.safetensors (raw weights, Adam moments, loss history, random stream offsets).
+ * A folder is written whole beside the old one and swapped in by renames, so a crash at any
+ * moment leaves a complete checkpoint under DIR or, between the two renames, under DIR.old. */
+#pragma once
+
+#include "core/core.h"
+
+#define DM_CKPT_CONFIG "config.json"
+#define DM_CKPT_MODEL "model.safetensors"
+#define DM_CKPT_STATE "train_state.safetensors"
+
+typedef struct {
+    dm_train_config train;
+    dm_normalizer norm;
+    int64_t step;
+    int64_t data_n;     /* rows of the training data */
+    uint64_t data_hash; /* FNV-1a of the training data's bytes: resume refuses other data */
+} dm_checkpoint_config;
+
+dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_config *c,
+                                     dm_error *err);
+dm_status dm_checkpoint_config_read(const char *path, dm_checkpoint_config *c, dm_error *err);
+
+/* Finds the checkpoint folder for a user path: PATH itself, PATH/checkpoint (a training run's
+ * output folder), or PATH.old left by a crash mid-swap. out receives the folder. */
+dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_error *err);
+
+/* Creates an empty DIR.tmp (clearing a stale one) and returns its name in tmp. */
+dm_status dm_checkpoint_begin(const char *dir, char *tmp, size_t cap, dm_error *err);
+/* Swaps DIR.tmp into DIR; the old DIR is removed only after the new one is in place. */
+dm_status dm_checkpoint_commit(const char *dir, const char *tmp, dm_error *err);
+
+/* Writes `weights` (laid out like m's params) under m's tensor names, with string metadata. */
+dm_status dm_model_weights_save(const dm_model *m, const float *weights, const char *path,
+                                dm_error *err);
+/* Loads every tensor of m by name into its params, checking names and shapes. */
+dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err);
+
+/* Model described by a checkpoint config. */
+dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err);
+
+uint64_t dm_fnv1a(const void *data, size_t bytes);

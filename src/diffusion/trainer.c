@@ -1,0 +1,334 @@
+/* The training loop for epsilon-prediction with L_simple (Ho et al. Algorithm 1): mini-batches
+ * drawn with replacement, t uniform, Adam with warm-up, gradient clipping, EMA of the weights.
+ * Every buffer is sized at creation; dm_trainer_step allocates nothing. Random streams of
+ * the seed: 1 model init, 2 batch indices, 3 timesteps, 4 noise. */
+#include "diffusion/checkpoint.h"
+#include "diffusion/diffusion_impl.h"
+#include "io/safetensors.h"
+#include "models/model.h"
+#include "nn/nn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { STREAM_BATCH = 2, STREAM_TIME = 3, STREAM_NOISE = 4 };
+
+struct dm_trainer {
+    dm_train_config cfg;
+    dm_model *model;
+    dm_schedule sched;
+    dm_adam opt;
+    float *ema;        /* (num_params) */
+    dm_normalizer norm;
+    dm_dataset data;   /* standardised copy */
+    uint64_t data_hash;
+    dm_rng batch_rng, time_rng, noise_rng;
+    int64_t step;
+    float *loss_hist;  /* (cfg.steps) */
+    int64_t loss_cap;
+    /* per-step buffers */
+    int32_t *rows;     /* (batch) */
+    int32_t *tidx;     /* (batch) */
+    float *t;          /* (batch) */
+    float *x0;         /* (batch, dim) */
+    float *eps;        /* (batch, dim) */
+    float *xt;         /* (batch, dim) */
+    float *eps_hat;    /* (batch, dim) */
+    float *dout;       /* (batch, dim) */
+};
+
+void dm_train_config_default(dm_train_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    dm_mlp_config_default(&cfg->model);
+    dm_schedule_config_default(&cfg->schedule);
+    dm_optim_config_default(&cfg->optim);
+    cfg->steps = 5000;
+    cfg->batch = 512;
+    cfg->seed = 0;
+    cfg->normalize = 1;
+}
+
+static dm_status validate_config(const dm_train_config *c, dm_error *err) {
+    const dm_optim_config *o = &c->optim;
+    if (c->steps < 0) return dm_error_set(err, DM_ERR_ARG, "steps must be >= 0");
+    if (c->batch < 1 || c->batch > (1 << 24))
+        return dm_error_set(err, DM_ERR_ARG, "batch must be in 1..16777216");
+    if (!(o->lr > 0 && o->lr < 1)) return dm_error_set(err, DM_ERR_ARG, "lr must be in (0, 1)");
+    if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
+        return dm_error_set(err, DM_ERR_ARG, "Adam betas must be in [0, 1)");
+    if (!(o->eps > 0)) return dm_error_set(err, DM_ERR_ARG, "Adam eps must be > 0");
+    if (!(o->weight_decay >= 0)) return dm_error_set(err, DM_ERR_ARG, "weight decay must be >= 0");
+    if (o->warmup < 0) return dm_error_set(err, DM_ERR_ARG, "warmup must be >= 0");
+    if (!(o->grad_clip >= 0)) return dm_error_set(err, DM_ERR_ARG, "grad clip must be >= 0");
+    if (!(o->ema_decay >= 0 && o->ema_decay < 1))
+        return dm_error_set(err, DM_ERR_ARG, "EMA decay must be in [0, 1)");
+    return DM_OK;
+}
+
+static dm_status grow_loss_history(dm_trainer *tr, int64_t cap, dm_error *err) {
+    if (cap <= tr->loss_cap) return DM_OK;
+    float *p = realloc(tr->loss_hist, (size_t)cap * sizeof *p);
+    if (!p) return dm_error_set(err, DM_ERR_NOMEM, "out of memory for the loss history");
+    tr->loss_hist = p;
+    tr->loss_cap = cap;
+    return DM_OK;
+}
+
+/* Everything but the weights, optimiser state and step, which create and resume set. */
+static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, const dm_dataset *data,
+                               const dm_normalizer *norm, dm_error *err) {
+    *out = NULL;
+    dm_status st = validate_config(cfg, err);
+    if (st) return st;
+    if (!data || data->n < 1 || data->dim != cfg->model.dim)
+        return dm_error_set(err, DM_ERR_ARG, "data has dimension %lld, the model expects %lld",
+                            data ? (long long)data->dim : 0LL, (long long)cfg->model.dim);
+    if (data->n > INT32_MAX) return dm_error_set(err, DM_ERR_ARG, "more than 2^31 data rows");
+    if (!dm_all_finite(data->x, (size_t)(data->n * data->dim)))
+        return dm_error_set(err, DM_ERR_NUMERIC, "the data contain NaN or Inf");
+
+    dm_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+    tr->cfg = *cfg;
+    const int64_t B = cfg->batch, D = cfg->model.dim;
+    if ((st = dm_schedule_init(&tr->sched, &cfg->schedule, err)) ||
+        (st = dm_mlp_create(&tr->model, &cfg->model, cfg->seed, err)) ||
+        (st = dm_adam_init(&tr->opt, &cfg->optim, dm_model_num_params(tr->model), err)) ||
+        (st = dm_dataset_init(&tr->data, data->n, D, err)))
+        goto fail;
+    tr->data_hash = dm_fnv1a(data->x, (size_t)(data->n * D) * sizeof(float));
+    memcpy(tr->data.x, data->x, (size_t)(data->n * D) * sizeof(float));
+    if (norm) {
+        tr->norm = *norm;
+    } else if (cfg->normalize) {
+        if ((st = dm_normalizer_fit(&tr->norm, &tr->data, err))) goto fail;
+    } else {
+        tr->norm.dim = D;
+        for (int64_t d = 0; d < D; d++) tr->norm.mean[d] = 0, tr->norm.std[d] = 1;
+    }
+    dm_normalizer_apply(&tr->norm, tr->data.x, tr->data.n);
+
+    size_t P = dm_model_num_params(tr->model);
+    tr->ema = dm_alloc(P * sizeof(float));
+    tr->rows = dm_alloc((size_t)B * sizeof(int32_t));
+    tr->tidx = dm_alloc((size_t)B * sizeof(int32_t));
+    tr->t = dm_alloc((size_t)B * sizeof(float));
+    tr->x0 = dm_alloc((size_t)(B * D) * sizeof(float));
+    tr->eps = dm_alloc((size_t)(B * D) * sizeof(float));
+    tr->xt = dm_alloc((size_t)(B * D) * sizeof(float));
+    tr->eps_hat = dm_alloc((size_t)(B * D) * sizeof(float));
+    tr->dout = dm_alloc((size_t)(B * D) * sizeof(float));
+    if (!tr->ema || !tr->rows || !tr->tidx || !tr->t || !tr->x0 || !tr->eps || !tr->xt ||
+        !tr->eps_hat || !tr->dout) {
+        st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for batch %lld", (long long)B);
+        goto fail;
+    }
+    if ((st = grow_loss_history(tr, cfg->steps > 0 ? cfg->steps : 1, err))) goto fail;
+    /* Size the activations once, now, rather than inside the first step. */
+    if ((st = dm_model_forward(tr->model, tr->eps_hat, tr->xt, tr->t, B, 1, err))) goto fail;
+    dm_rng_init(&tr->batch_rng, cfg->seed, STREAM_BATCH);
+    dm_rng_init(&tr->time_rng, cfg->seed, STREAM_TIME);
+    dm_rng_init(&tr->noise_rng, cfg->seed, STREAM_NOISE);
+    *out = tr;
+    return DM_OK;
+fail:
+    dm_trainer_free(tr);
+    return st;
+}
+
+dm_status dm_trainer_create(dm_trainer **out, const dm_train_config *cfg, const dm_dataset *data,
+                            dm_error *err) {
+    dm_status st = trainer_build(out, cfg, data, NULL, err);
+    if (st) return st;
+    dm_trainer *tr = *out;
+    memcpy(tr->ema, dm_model_params(tr->model), dm_model_num_params(tr->model) * sizeof(float));
+    return DM_OK;
+}
+
+dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
+    const int64_t B = tr->cfg.batch, D = tr->cfg.model.dim, n = B * D;
+    dm_model *m = tr->model;
+    dm_status st;
+
+    dm_rng_int(&tr->batch_rng, tr->rows, (size_t)B, 0, (int32_t)tr->data.n);
+    dm_rng_int(&tr->time_rng, tr->tidx, (size_t)B, 0, tr->sched.T);
+    dm_rng_normal(&tr->noise_rng, tr->eps, (size_t)n);
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(tr->x0 + b * D, tr->data.x + (int64_t)tr->rows[b] * D, (size_t)D * sizeof(float));
+        tr->t[b] = (float)tr->tidx[b];
+    }
+    dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
+    if ((st = dm_model_forward(m, tr->eps_hat, tr->xt, tr->t, B, 1, err))) return st;
+    double loss = dm_loss_simple(tr->eps_hat, tr->eps, tr->dout, n);
+    if (!isfinite(loss))
+        return dm_error_set(err, DM_ERR_NUMERIC,
+                            "step %lld: the loss is not finite (%g); weights left unchanged",
+                            (long long)tr->step + 1, loss);
+
+    size_t P = dm_model_num_params(m);
+    float *g = dm_model_grads(m);
+    memset(g, 0, P * sizeof(float));
+    dm_model_backward(m, tr->dout, B);
+    double norm = dm_grad_clip(g, P, tr->cfg.optim.grad_clip);
+    if (!isfinite(norm))
+        return dm_error_set(err, DM_ERR_NUMERIC,
+                            "step %lld: the gradient is not finite; weights left unchanged",
+                            (long long)tr->step + 1);
+    dm_adam_step(&tr->opt, dm_model_params(m), g);
+    if (tr->cfg.optim.ema_decay > 0) {
+        /* The usual EMA warm-up: early on the average follows the weights more closely. */
+        double warm = (1.0 + (double)tr->step) / (10.0 + (double)tr->step);
+        double decay = tr->cfg.optim.ema_decay < warm ? tr->cfg.optim.ema_decay : warm;
+        dm_ema_update(tr->ema, dm_model_params(m), P, decay);
+    } else {
+        memcpy(tr->ema, dm_model_params(m), P * sizeof(float));
+    }
+    if (tr->step >= tr->loss_cap && (st = grow_loss_history(tr, 2 * tr->loss_cap, err))) return st;
+    tr->loss_hist[tr->step++] = (float)loss;
+    if (loss_out) *loss_out = loss;
+    return DM_OK;
+}
+
+int64_t dm_trainer_step_count(const dm_trainer *tr) { return tr->step; }
+const dm_train_config *dm_trainer_config(const dm_trainer *tr) { return &tr->cfg; }
+const float *dm_trainer_loss_history(const dm_trainer *tr) { return tr->loss_hist; }
+
+void dm_trainer_free(dm_trainer *tr) {
+    if (!tr) return;
+    dm_model_free(tr->model);
+    dm_schedule_free(&tr->sched);
+    dm_adam_free(&tr->opt);
+    dm_dataset_free(&tr->data);
+    dm_free(tr->ema);
+    free(tr->loss_hist);
+    dm_free(tr->rows);
+    dm_free(tr->tidx);
+    dm_free(tr->t);
+    dm_free(tr->x0);
+    dm_free(tr->eps);
+    dm_free(tr->xt);
+    dm_free(tr->eps_hat);
+    dm_free(tr->dout);
+    free(tr);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Save and resume                                                                          */
+
+static void u64_str(char *buf, size_t cap, uint64_t v) { snprintf(buf, cap, "%" PRIu64, v); }
+
+dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
+    char tmp[4200], path[4400];
+    dm_status st = dm_checkpoint_begin(dir, tmp, sizeof tmp, err);
+    if (st) return st;
+    dm_checkpoint_config c = {.train = tr->cfg, .norm = tr->norm, .step = tr->step,
+                              .data_n = tr->data.n, .data_hash = tr->data_hash};
+    snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, tmp);
+    if ((st = dm_checkpoint_config_write(path, &c, err))) return st;
+    snprintf(path, sizeof path, "%s/" DM_CKPT_MODEL, tmp);
+    if ((st = dm_model_weights_save(tr->model, tr->ema, path, err))) return st;
+
+    size_t P = dm_model_num_params(tr->model);
+    int64_t np = (int64_t)P, ns = tr->step > 0 ? tr->step : 0;
+    dm_st_tensor ts[4] = {
+        {.name = "params", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {np},
+         .data = dm_model_params(tr->model)},
+        {.name = "adam_m", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {np}, .data = tr->opt.m},
+        {.name = "adam_v", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {np}, .data = tr->opt.v},
+        {.name = "loss_history", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {ns},
+         .data = tr->loss_hist},
+    };
+    char step[32], adam_step[32], b_off[32], t_off[32], n_off[32];
+    u64_str(step, sizeof step, (uint64_t)tr->step);
+    u64_str(adam_step, sizeof adam_step, (uint64_t)tr->opt.step);
+    u64_str(b_off, sizeof b_off, tr->batch_rng.offset);
+    u64_str(t_off, sizeof t_off, tr->time_rng.offset);
+    u64_str(n_off, sizeof n_off, tr->noise_rng.offset);
+    const char *meta[] = {"step", step, "adam_step", adam_step, "rng_batch_offset", b_off,
+                          "rng_time_offset", t_off, "rng_noise_offset", n_off};
+    snprintf(path, sizeof path, "%s/" DM_CKPT_STATE, tmp);
+    if ((st = dm_safetensors_write(path, ts, 4, meta, 5, err))) return st;
+    return dm_checkpoint_commit(dir, tmp, err);
+}
+
+static dm_status meta_u64(const dm_safetensors *sf, const char *key, uint64_t *out,
+                          const char *path, dm_error *err) {
+    const char *v = dm_safetensors_meta(sf, key);
+    char *end;
+    if (!v || !*v) return dm_error_set(err, DM_ERR_FORMAT, "%s: metadata \"%s\" missing", path, key);
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end || errno)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: metadata \"%s\" = \"%s\" is not a count",
+                            path, key, v);
+    *out = x;
+    return DM_OK;
+}
+
+dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_dataset *data,
+                            int64_t steps, dm_error *err) {
+    *out = NULL;
+    char dir[4200], path[4400];
+    dm_status st = dm_checkpoint_resolve(checkpoint, dir, sizeof dir, err);
+    if (st) return st;
+    dm_checkpoint_config c;
+    snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, dir);
+    if ((st = dm_checkpoint_config_read(path, &c, err))) return st;
+    if (data->n != c.data_n || data->dim != c.train.model.dim ||
+        dm_fnv1a(data->x, (size_t)(data->n * data->dim) * sizeof(float)) != c.data_hash)
+        return dm_error_set(err, DM_ERR_MISMATCH,
+                            "%s: resuming needs the data the run was trained on (%lld rows of "
+                            "dimension %lld); these data differ",
+                            dir, (long long)c.data_n, (long long)c.train.model.dim);
+    if (steps > 0) c.train.steps = steps;
+    if (c.train.steps < c.step) c.train.steps = c.step;
+
+    dm_trainer *tr;
+    if ((st = trainer_build(&tr, &c.train, data, &c.norm, err))) return dm_error_prefix(err, "%s", dir);
+    snprintf(path, sizeof path, "%s/" DM_CKPT_MODEL, dir);
+    /* model.safetensors holds the EMA weights; load them through the model, then copy out */
+    if ((st = dm_model_weights_load(tr->model, path, err))) goto fail;
+    size_t P = dm_model_num_params(tr->model);
+    memcpy(tr->ema, dm_model_params(tr->model), P * sizeof(float));
+
+    snprintf(path, sizeof path, "%s/" DM_CKPT_STATE, dir);
+    dm_safetensors *sf;
+    if ((st = dm_safetensors_open(&sf, path, err))) goto fail;
+    int64_t np = (int64_t)P, ns = c.step;
+    uint64_t step = 0, adam_step = 0;
+    if ((st = grow_loss_history(tr, ns > tr->loss_cap ? ns : tr->loss_cap, err)) ||
+        (st = dm_safetensors_read_f32(sf, "params", dm_model_params(tr->model), &np, 1, err)) ||
+        (st = dm_safetensors_read_f32(sf, "adam_m", tr->opt.m, &np, 1, err)) ||
+        (st = dm_safetensors_read_f32(sf, "adam_v", tr->opt.v, &np, 1, err)) ||
+        (st = dm_safetensors_read_f32(sf, "loss_history", tr->loss_hist, &ns, 1, err)) ||
+        (st = meta_u64(sf, "step", &step, path, err)) ||
+        (st = meta_u64(sf, "adam_step", &adam_step, path, err)) ||
+        (st = meta_u64(sf, "rng_batch_offset", &tr->batch_rng.offset, path, err)) ||
+        (st = meta_u64(sf, "rng_time_offset", &tr->time_rng.offset, path, err)) ||
+        (st = meta_u64(sf, "rng_noise_offset", &tr->noise_rng.offset, path, err))) {
+        dm_safetensors_close(sf);
+        goto fail;
+    }
+    dm_safetensors_close(sf);
+    if (step != (uint64_t)c.step) {
+        st = dm_error_set(err, DM_ERR_FORMAT, "%s: step %llu differs from config.json's %lld",
+                          path, (unsigned long long)step, (long long)c.step);
+        goto fail;
+    }
+    if (!dm_all_finite(dm_model_params(tr->model), P) || !dm_all_finite(tr->opt.m, P) ||
+        !dm_all_finite(tr->opt.v, P)) {
+        st = dm_error_set(err, DM_ERR_NUMERIC, "%s: training state contains NaN or Inf", path);
+        goto fail;
+    }
+    tr->step = c.step;
+    tr->opt.step = (int64_t)adam_step;
+    *out = tr;
+    return DM_OK;
+fail:
+    dm_trainer_free(tr);
+    return st;
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Bad input: each gets one clear message on stderr, a non-zero exit, and nothing half-written.
+set -u
+bin=$1
+dir=$(mktemp -d /tmp/dm_cli_bad_XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+fails=0; checks=0
+expect_error() { # expect_error PATTERN COMMAND...: non-zero exit and PATTERN in stderr
+    local pattern=$1; shift
+    checks=$((checks + 1))
+    "$@" > "$dir/out" 2> "$dir/err"
+    local rc=$?
+    if [ $rc -eq 0 ] || ! grep -q -- "$pattern" "$dir/err"; then
+        echo "FAIL: '$*' exited $rc; stderr: $(cat "$dir/err"); expected /$pattern/"
+        fails=$((fails + 1))
+    fi
+}
+
+expect_error "unknown command" "$bin" frobnicate
+expect_error "unknown option '--stepz'" "$bin" train --stepz 10
+expect_error "is not an integer" "$bin" train --steps ten
+expect_error "needs a value" "$bin" train --steps
+expect_error "not a built-in set" "$bin" train --data nosuchset --out "$dir/x"
+expect_error "nope.csv" "$bin" train --data "$dir/nope.csv" --out "$dir/x"
+printf 'x,y\n1,2\n3,4\n5,abc\n' > "$dir/bad.csv"
+expect_error ":4" "$bin" train --data "$dir/bad.csv" --out "$dir/x"
+printf '1,2\n3,nan\n' > "$dir/nan.csv"
+expect_error "NaN" "$bin" train --data "$dir/nan.csv" --out "$dir/x"
+printf '1,2\n3,4,5\n' > "$dir/ragged.csv"
+expect_error "columns" "$bin" train --data "$dir/ragged.csv" --out "$dir/x"
+expect_error "schedule" "$bin" train --schedule quadratic --out "$dir/x"
+expect_error "beta" "$bin" train --beta-end 1.5 --steps 1 --out "$dir/x"
+expect_error "batch" "$bin" train --batch 0 --out "$dir/x"
+expect_error "no checkpoint" "$bin" sample --model "$dir/none"
+expect_error "--model DIR is required" "$bin" sample
+expect_error "beta or beta-tilde" "$bin" sample --model x --var huge
+expect_error "exactly one" "$bin" eval
+
+# a real checkpoint, then damaged copies of it
+"$bin" train --data moons --n-data 2000 --steps 5 --batch 32 --hidden 16 --out "$dir/run" --quiet \
+    > /dev/null || { echo "FAIL: could not train the fixture run"; exit 1; }
+ck="$dir/run/checkpoint"
+cp -r "$ck" "$dir/trunc"
+head -c 500 "$ck/model.safetensors" > "$dir/trunc/model.safetensors"
+expect_error "model.safetensors" "$bin" sample --model "$dir/trunc" --out "$dir/t.csv"
+cp -r "$ck" "$dir/arch"
+sed -i 's/"hidden":[[:space:]]*16/"hidden": 32/' "$dir/arch/config.json"
+expect_error "shape" "$bin" sample --model "$dir/arch" --out "$dir/t.csv"
+cp -r "$ck" "$dir/badjson"
+echo '{"format": "diffusion.c checkpoint", "model": ' > "$dir/badjson/config.json"
+expect_error "invalid JSON" "$bin" sample --model "$dir/badjson" --out "$dir/t.csv"
+checks=$((checks + 1))
+if [ -e "$dir/t.csv" ]; then echo "FAIL: a failed sample left t.csv"; fails=$((fails + 1)); fi
+
+# resuming with other data is refused; the checkpoint stays as it was
+before=$(md5sum "$ck/model.safetensors")
+expect_error "data" "$bin" train --data swissroll --n-data 2000 --steps 10 --out "$dir/run" --resume
+checks=$((checks + 1))
+[ "$before" = "$(md5sum "$ck/model.safetensors")" ] || { echo "FAIL: checkpoint changed"; fails=$((fails + 1)); }
+
+# an unwritable output
+expect_error "samples.csv\|/proc" "$bin" sample --model "$ck" --n 5 --out /proc/samples.csv
+
+echo "$((checks - fails)) passed, $fails failed"
+[ $fails -eq 0 ]
