@@ -225,7 +225,7 @@ typedef struct {
     dm_mlp_config model;
     dm_schedule_config schedule;
     dm_optim_config optim;
-    int64_t steps;      /* total optimiser steps: 5000 */
+    int64_t steps;      /* total optimiser steps: 8000 */
     int64_t batch;      /* examples per step: 512 */
     uint64_t seed;      /* everything random derives from it: 0 */
     int normalize;      /* standardise data to zero mean, unit variance: 1 */

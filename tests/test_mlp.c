@@ -175,14 +175,17 @@ static void test_init(void) {
     dm_model_free(m); dm_model_free(same); dm_model_free(other);
 }
 
-static void check_forward(dm_model *m, int64_t B, int train, bool equal_t, const char *what) {
+enum { T_RANDOM, T_EQUAL, T_EQUAL_ENDS }; /* how the batch's timesteps are drawn */
+
+static void check_forward(dm_model *m, int64_t B, int train, int tmode, const char *what) {
     const int64_t D = dm_model_dim(m);
     float *x = malloc((size_t)(B * D) * sizeof *x), *t = malloc(B * sizeof *t);
     float *out = malloc((size_t)(B * D) * sizeof *out);
     double *want = malloc((size_t)(B * D) * sizeof *want);
     random_inputs(x, t, B, D, (uint64_t)B, true);
-    if (equal_t)
+    if (tmode == T_EQUAL)
         for (int64_t r = 0; r < B; r++) t[r] = 417.0f;
+    if (tmode == T_EQUAL_ENDS) t[B - 1] = t[0]; /* only a full scan sees that t varies */
     dm_error err = {0};
     CHECK(dm_model_forward(m, out, x, t, B, train, &err) == DM_OK, "%s: %s", what, err.msg);
     double *pd = params_double(m);
@@ -197,18 +200,20 @@ static void check_forward(dm_model *m, int64_t B, int train, bool equal_t, const
 static void test_forward(void) {
     dm_model *m = make(2, 256, 128, 3, 1);
     if (!m) return;
-    check_forward(m, 5, 1, false, "forward default config, train");
-    check_forward(m, 5, 0, false, "forward default config, inference, mixed t");
-    check_forward(m, 5, 0, true, "forward default config, inference, one t (fast path)");
+    check_forward(m, 5, 1, T_RANDOM, "forward default config, train");
+    check_forward(m, 5, 0, T_RANDOM, "forward default config, inference, mixed t");
+    check_forward(m, 5, 0, T_EQUAL, "forward default config, inference, one t (fast path)");
+    check_forward(m, 5, 0, T_EQUAL_ENDS, "forward inference, mixed t with equal ends");
     /* growing batches: beyond the capacity (re-size), then within it */
-    check_forward(m, 300, 1, false, "forward B=300 after B=5");
-    check_forward(m, 1000, 0, true, "forward B=1000 fast path");
-    check_forward(m, 7, 1, false, "forward B=7 within capacity");
+    check_forward(m, 300, 1, T_RANDOM, "forward B=300 after B=5");
+    check_forward(m, 1000, 0, T_EQUAL, "forward B=1000 fast path");
+    check_forward(m, 7, 1, T_RANDOM, "forward B=7 within capacity");
+    check_forward(m, 1, 0, T_EQUAL, "forward B=1");
     dm_model_free(m);
     m = make(5, 16, 10, 1, 2); /* one hidden layer: net.0 then the output net.2 */
     if (!m) return;
-    check_forward(m, 9, 1, false, "forward layers=1");
-    check_forward(m, 9, 0, true, "forward layers=1 fast path");
+    check_forward(m, 9, 1, T_RANDOM, "forward layers=1");
+    check_forward(m, 9, 0, T_EQUAL, "forward layers=1 fast path");
     dm_model_free(m);
 }
 

@@ -155,7 +155,7 @@ static void test_learns(void) {
     dm_toy2d_generate(&data, "8gaussians", 20000, 3, &err);
     dm_train_config cfg;
     dm_train_config_default(&cfg);
-    cfg.steps = 1500;
+    cfg.steps = 4000;
     cfg.batch = 256;
     cfg.model.hidden = 128;
     cfg.seed = 5;
@@ -185,12 +185,16 @@ static void test_learns(void) {
     dm_rng_normal(&rng, noise.x, (size_t)(2 * n));
     for (int64_t i = 0; i < 2 * n; i++) noise.x[i] *= 2.0f;
     dm_eval_compare(&r_noise, &noise, &ref_a, &ref_b, 0, &err);
-    printf("8gaussians, 1500 steps: MMD %.4f (floor %.4f, gaussian blob %.4f), SWD %.4f (floor "
+    printf("8gaussians, 4000 steps: MMD %.4f (floor %.4f, gaussian blob %.4f), SWD %.4f (floor "
            "%.4f, blob %.4f)\n",
            r.mmd, r.mmd_floor, r_noise.mmd, r.swd, r.swd_floor, r_noise.swd);
-    CHECK(r.mmd < 3 * r.mmd_floor, "MMD %.4f not within 3x of the floor %.4f", r.mmd, r.mmd_floor);
-    CHECK(r.mmd < 0.25 * r_noise.mmd, "MMD %.4f not well below the blob's %.4f", r.mmd,
-          r_noise.mmd);
+    /* Seen: MMD 0.014 (floor 0.021), SWD 0.069 (floor 0.058, blob 0.28). The median-bandwidth
+     * MMD hardly tells a blob from the modes (0.046), so the sliced Wasserstein distance carries
+     * the comparison with the untrained baseline. */
+    CHECK(r.mmd < 2 * r.mmd_floor, "MMD %.4f not within 2x of the floor %.4f", r.mmd, r.mmd_floor);
+    CHECK(r.swd < 2 * r.swd_floor, "SWD %.4f not within 2x of the floor %.4f", r.swd, r.swd_floor);
+    CHECK(r.swd < 0.5 * r_noise.swd, "SWD %.4f not well below the blob's %.4f", r.swd,
+          r_noise.swd);
     dm_pipeline_free(p);
     dm_dataset_free(&data);
     dm_dataset_free(&ref_a);

@@ -46,7 +46,7 @@ void dm_train_config_default(dm_train_config *cfg) {
     dm_mlp_config_default(&cfg->model);
     dm_schedule_config_default(&cfg->schedule);
     dm_optim_config_default(&cfg->optim);
-    cfg->steps = 5000;
+    cfg->steps = 8000;
     cfg->batch = 512;
     cfg->seed = 0;
     cfg->normalize = 1;

@@ -41,16 +41,20 @@ static inline float sigmoid_f(float x) {
     return 1.0f / (1.0f + exp_clamped(nx));
 }
 
+/* An exp per element makes SiLU worth two threads from 4096 elements on (measured: 16384
+ * elements forward + backward 14.5 us on one thread, 8.2 us on two), well below DM_PARALLEL_MIN. */
+#define SILU_PARALLEL_MIN 4096
+
 /* The `parallel :` modifier matters: an unqualified if on `parallel for simd` applies to the simd
  * part too, and when false it turns vectorisation off (small calls ran 10x slower). */
 void dm_silu_forward(float *y, const float *x, size_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= DM_PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_f(x[i]);
 }
 
 /* silu'(x) = s + x s (1 - s), s = sigmoid(x) */
 void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= DM_PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float s = sigmoid_f(x[i]);
         dx[i] += dy[i] * (s + x[i] * s * (1.0f - s));
@@ -58,7 +62,7 @@ void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
 }
 
 void dm_silu_backward_inplace(float *d, const float *x, size_t n) {
-#pragma omp parallel for simd schedule(static) if (parallel : n >= DM_PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float s = sigmoid_f(x[i]);
         d[i] *= s + x[i] * s * (1.0f - s);

@@ -5,7 +5,7 @@
 
 /* sin and cos cost about 10 ns a pair, so fewer elements than DM_PARALLEL_MIN already pay for
  * waking the threads. */
-#define EMB_PARALLEL_MIN 4096
+#define EMB_PARALLEL_MIN 1024
 /* Frequencies are computed once per chunk of columns, on the stack. */
 #define EMB_CHUNK 256
 
