@@ -13,7 +13,7 @@ ref=$here/../shared/bench/bench_ref.py
     echo "error: PyTorch missing: apt-get install python3-torch python3-numpy libopenblas0-openmp" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-py() { /usr/bin/python3 "$ref" --threads "$threads" --out "$tmp/ref.json" "$@" | tail -n 1; }
+py() { /usr/bin/python3 "$ref" --threads "$threads" "$@" | sed -n "s/^RESULT //p" | tail -n 1; }
 "$bin" bench mlp --threads "$threads" --json > "$tmp/ours.json"
 py --only sgemm --n 4096 > "$tmp/sgemm.json"
 py --only mlp_train --batch 64 > "$tmp/t64.json"

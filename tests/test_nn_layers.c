@@ -125,6 +125,64 @@ static void test_linear_backward(int64_t B, int64_t in, int64_t out) {
     free(gx); free(gw); free(gb); free(dx); free(dw); free(db); free(want);
 }
 
+/* Larger shapes, parallel paths included, against the closed forms in double: dx = G W,
+ * dw = G^T x, db = colsum G (the finite-difference cases above pin these formulas down). */
+static void test_linear_backward_large(int64_t B, int64_t in, int64_t out) {
+    const size_t nx = (size_t)(B * in), nw = (size_t)(out * in), ny = (size_t)(B * out);
+    float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *G = malloc(ny * sizeof *G);
+    fill_normal(x, nx, 31);
+    fill_normal(w, nw, 32);
+    fill_normal(G, ny, 33);
+    float *dx = calloc(nx, sizeof *dx), *dw = calloc(nw, sizeof *dw);
+    float *db = calloc((size_t)out, sizeof *db);
+    double *gx = calloc(nx, sizeof *gx), *gw = calloc(nw, sizeof *gw);
+    double *gb = calloc((size_t)out, sizeof *gb);
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t o = 0; o < out; o++) {
+            const double g = G[r * out + o];
+            gb[o] += g;
+            for (int64_t i = 0; i < in; i++) {
+                gx[r * in + i] += g * w[o * in + i];
+                gw[o * in + i] += g * x[r * in + i];
+            }
+        }
+    dm_linear_backward(dx, dw, db, G, x, w, B, in, out);
+    char what[96];
+    /* float sums of up to B = 600 products of N(0,1) values: partial sums reach ~25, so
+     * rounding of order sqrt(600) * 25 * 6e-8 = 4e-5 is expected, whatever the result's size */
+    snprintf(what, sizeof what, "linear dx (B=%lld in=%lld out=%lld)", (long long)B,
+             (long long)in, (long long)out);
+    tu_check_array(what, dx, gx, nx, 1e-4, 1e-5);
+    snprintf(what, sizeof what, "linear dw (B=%lld in=%lld out=%lld)", (long long)B,
+             (long long)in, (long long)out);
+    tu_check_array(what, dw, gw, nw, 1e-4, 1e-5);
+    snprintf(what, sizeof what, "linear db (B=%lld in=%lld out=%lld)", (long long)B,
+             (long long)in, (long long)out);
+    tu_check_array(what, db, gb, (size_t)out, 1e-4, 1e-5);
+    free(x); free(w); free(G); free(dx); free(dw); free(db); free(gx); free(gw); free(gb);
+}
+
+/* C += A^T Bm through a transposed, strided view; entries outside the view stay untouched. */
+static void test_gemm_tn_skinny(void) {
+    const int64_t R = 300, P = 5, Q = 130, ldc = P + 3; /* C^T stored as (Q, ldc) */
+    float *A = malloc(R * P * sizeof *A), *Bm = malloc(R * Q * sizeof *Bm);
+    float *C = malloc(Q * ldc * sizeof *C);
+    double *want = malloc(Q * ldc * sizeof *want);
+    fill_normal(A, (size_t)(R * P), 41);
+    fill_normal(Bm, (size_t)(R * Q), 42);
+    for (int64_t i = 0; i < Q * ldc; i++) C[i] = want[i] = 0.25;
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t q = 0; q < Q; q++) {
+            double s = 0;
+            for (int64_t r = 0; r < R; r++) s += (double)A[r * P + p] * Bm[r * Q + q];
+            want[q * ldc + p] += s;
+        }
+    dm_gemm_tn_skinny(C, 1, ldc, A, P, Bm, Q, R, P, Q);
+    /* float sums of 300 products of N(0,1) values: partial sums ~17, rounding ~2e-5 */
+    tu_check_array("gemm_tn_skinny transposed view", C, want, (size_t)(Q * ldc), 1e-4, 1e-5);
+    free(A); free(Bm); free(C); free(want);
+}
+
 static double silu_d(double x) { return x / (1.0 + exp(-x)); }
 
 static void test_silu(void) {
@@ -232,9 +290,13 @@ int main(void) {
     dm_set_num_threads(2);
     test_linear_forward(3, 5, 7, true);
     test_linear_forward(3, 5, 7, false);
-    test_linear_forward(200, 70, 130, true); /* above DM_PARALLEL_MIN: the parallel bias fill */
-    test_linear_backward(3, 5, 7);
-    test_linear_backward(37, 19, 70); /* several bias column blocks, one partial */
+    test_linear_forward(200, 70, 130, true); /* BLAS, above DM_PARALLEL_MIN: parallel bias fill */
+    test_linear_forward(600, 64, 3, true); /* the skinny-output loop, in parallel */
+    test_linear_backward(3, 5, 7);        /* skinny output: plain loops */
+    test_linear_backward(37, 19, 70);     /* BLAS; several bias column blocks, one partial */
+    test_linear_backward_large(600, 70, 2);   /* skinny loops in parallel */
+    test_linear_backward_large(600, 70, 100); /* BLAS, parallel bias gradient */
+    test_gemm_tn_skinny();
     test_silu();
     test_embedding();
     return tu_finish("test_nn_layers");

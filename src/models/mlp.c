@@ -102,20 +102,24 @@ static dm_status ensure_capacity(mlp_impl *im, int64_t B, dm_error *err) {
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
-/* pre (B, H) = bias (H) + x (B, D) wx (D, H), row by row; wx is W0[:, :D] transposed so that the
- * inner loop runs along contiguous rows. */
-static void x_piece(float *pre, const float *x, const float *wx, const float *bias, int64_t B,
-                    int64_t D, int64_t H) {
+/* y (B, H) = bias (H) + x (B, D) v (D, H) for the small D, row by row along contiguous rows of v;
+ * bias NULL means zero. Used for the x piece of net.0 (v = W0[:, :D] transposed) and for the
+ * output layer's input gradient (v = W_L). */
+static void small_d_product(float *y, const float *x, const float *v, const float *bias,
+                            int64_t B, int64_t D, int64_t H) {
 #pragma omp parallel for schedule(static) if (B * H >= DM_PARALLEL_MIN)
     for (int64_t r = 0; r < B; r++) {
-        float *row = pre + r * H;    /* (H) */
+        float *row = y + r * H;      /* (H) */
         const float *xr = x + r * D; /* (D) */
-        memcpy(row, bias, (size_t)H * sizeof *row);
+        if (bias)
+            memcpy(row, bias, (size_t)H * sizeof *row);
+        else
+            memset(row, 0, (size_t)H * sizeof *row);
         for (int64_t d = 0; d < D; d++) {
             const float xd = xr[d];
-            const float *wd = wx + d * H; /* (H) */
+            const float *vd = v + d * H; /* (H) */
 #pragma omp simd
-            for (int64_t j = 0; j < H; j++) row[j] += xd * wd[j];
+            for (int64_t j = 0; j < H; j++) row[j] += xd * vd[j];
         }
     }
 }
@@ -160,10 +164,10 @@ static dm_status mlp_forward(dm_model *m, float *out, const float *x, const floa
         time_path(m, im, t, 1);
         memcpy(im->bias0, p + im->b[0], (size_t)H * sizeof(float));
         dm_sgemm(false, true, 1, H, H, 1.0f, im->temb, H, w0 + D, D + H, 1.0f, im->bias0, H);
-        x_piece(im->pre[0], x, im->wx, im->bias0, B, D, H);
+        small_d_product(im->pre[0], x, im->wx, im->bias0, B, D, H);
     } else {
         time_path(m, im, t, B);
-        x_piece(im->pre[0], x, im->wx, p + im->b[0], B, D, H);
+        small_d_product(im->pre[0], x, im->wx, p + im->b[0], B, D, H);
         dm_sgemm(false, true, B, H, H, 1.0f, im->temb, H, w0 + D, D + H, 1.0f, im->pre[0], H);
     }
     /* inference keeps nothing, so each SiLU writes over its input */
@@ -192,10 +196,10 @@ static void mlp_backward(dm_model *m, const float *dout, int64_t B) {
     float *g = m->grads;
     float *d = im->g0, *dnext = im->g1; /* (B, H) gradients of the current and next layer input */
 
-    /* output layer; d = dout W_L written, not added (scratch) */
+    /* output layer; d = dout W_L is written, not added (scratch) */
     dm_linear_backward(NULL, g + im->w[L], g + im->b[L], dout, im->act[L - 1], p + im->w[L], B,
                        H, D);
-    dm_sgemm(false, false, B, H, D, 1.0f, dout, D, p + im->w[L], H, 0.0f, d, H);
+    small_d_product(d, dout, p + im->w[L], NULL, B, D, H);
     for (int64_t k = L - 1; k >= 1; k--) {
         dm_silu_backward_inplace(d, im->pre[k], (size_t)(B * H));
         dm_linear_backward(NULL, g + im->w[k], g + im->b[k], d, im->act[k - 1], p + im->w[k], B,
@@ -208,7 +212,8 @@ static void mlp_backward(dm_model *m, const float *dout, int64_t B) {
     /* net.0, in its two column pieces of W0 (H, D + H) */
     dm_silu_backward_inplace(d, im->pre[0], (size_t)(B * H));
     float *gw0 = g + im->w[0]; /* (H, D + H) */
-    dm_sgemm(true, false, H, D, B, 1.0f, d, H, im->xin, D, 1.0f, gw0, D + H);
+    /* W0[:, :D] += d^T x, written through a transposed view: element (k, j) at gw0[k + j (D+H)] */
+    dm_gemm_tn_skinny(gw0, 1, D + H, im->xin, D, d, H, B, D, H);
     dm_sgemm(true, false, H, H, B, 1.0f, d, H, im->temb, H, 1.0f, gw0 + D, D + H);
     dm_bias_backward(g + im->b[0], d, B, H);
     /* time path: dtemb = d W0[:, D:] */

@@ -15,6 +15,13 @@ void dm_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
 /* db (out) += sum over the B rows of dy (B, out): the bias part of dm_linear_backward, for
  * callers whose weight gradient is a strided view. */
 void dm_bias_backward(float *db, const float *dy, int64_t B, int64_t out);
+/* C += A^T Bm for a small P: A (R, P) with row stride lda, Bm (R, Q) with row stride ldb, and
+ * element (p, q) of C at C[p * csp + q * csq], so C may be a transposed or strided view (a column
+ * slice of a weight gradient). One pass over the rows, summed in row order; OpenBLAS is slow at
+ * such skinny shapes. P <= DM_SKINNY_MAX. */
+#define DM_SKINNY_MAX 64
+void dm_gemm_tn_skinny(float *C, int64_t csp, int64_t csq, const float *A, int64_t lda,
+                       const float *Bm, int64_t ldb, int64_t R, int64_t P, int64_t Q);
 
 /* y = x * sigmoid(x); y may equal x. */
 void dm_silu_forward(float *y, const float *x, size_t n);
