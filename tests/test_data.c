@@ -10,28 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/dm_test_data_XXXXXX";
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int k = 0;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void remove_tmpdir(void) {
-    DIR *dir = opendir(tmpdir);
-    if (!dir) return;
-    struct dirent *e;
-    while ((e = readdir(dir)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove(tmp_path(e->d_name));
-    closedir(dir);
-    rmdir(tmpdir);
-}
 
 static const char *write_text(const char *name, const char *text) {
-    const char *path = tmp_path(name);
+    const char *path = tu_tmp_path(name);
     FILE *f = fopen(path, "wb");
     if (!f) {
         perror(path);
@@ -310,11 +291,11 @@ static void test_csv(void) {
 
     dm_dataset ds;
     dm_error err = {0};
-    const char *missing = tmp_path("absent.csv");
+    const char *missing = tu_tmp_path("absent.csv");
     CHECK(dm_dataset_load(&ds, missing, &err) == DM_ERR_IO, "missing file: %s", err.msg);
     CHECK(strstr(err.msg, missing) && strstr(err.msg, "No such file"),
           "message names the path and the reason: %s", err.msg);
-    CHECK(dm_dataset_load(&ds, tmp_path("data.json"), &err) == DM_ERR_ARG,
+    CHECK(dm_dataset_load(&ds, tu_tmp_path("data.json"), &err) == DM_ERR_ARG,
           "unknown extension refused");
     const char *txt = write_text("points.txt", "1 2\n3 4\n");
     CHECK(dm_dataset_load(&ds, txt, &err) == DM_OK && ds.n == 2, ".txt read as CSV: %s", err.msg);
@@ -327,7 +308,7 @@ static void test_csv(void) {
 static void test_csv_fuzz(void) {
     const char base[] = "x,y\n1.5,2\n# c\n3 ,4e1\n\n-5,6\n";
     const char alphabet[] = "0123456789.,e-+ \n\t#xnaif\r";
-    const char *path = tmp_path("fuzz.csv");
+    const char *path = tu_tmp_path("fuzz.csv");
     dm_rng r;
     dm_rng_init(&r, 5, 0);
     int loaded = 0, refused = 0, other = 0;
@@ -382,7 +363,7 @@ static void test_round_trips(void) {
     ds.x[4] = 16777217.0f;
     const char *names[] = {"rt.csv", "rt.npy", "RT.CSV"};
     for (int k = 0; k < 3; k++) {
-        const char *path = tmp_path(names[k]);
+        const char *path = tu_tmp_path(names[k]);
         CHECK(dm_dataset_save(&ds, path, &err) == DM_OK, "save %s: %s", names[k], err.msg);
         dm_dataset back;
         CHECK(dm_dataset_load(&back, path, &err) == DM_OK, "load %s: %s", names[k], err.msg);
@@ -403,12 +384,12 @@ static void test_round_trips(void) {
         dm_dataset_free(&back);
         remove(path);
     }
-    CHECK(dm_dataset_save(&ds, tmp_path("rt.parquet"), &err) == DM_ERR_ARG,
+    CHECK(dm_dataset_save(&ds, tu_tmp_path("rt.parquet"), &err) == DM_ERR_ARG,
           "unknown extension refused on save");
 
     /* NaN in an NPY file is refused with its row */
     ds.x[3 * 17 + 1] = NAN;
-    const char *path = tmp_path("nan.npy");
+    const char *path = tu_tmp_path("nan.npy");
     CHECK(dm_dataset_save(&ds, path, &err) == DM_OK, "%s", err.msg);
     dm_dataset back;
     CHECK(dm_dataset_load(&back, path, &err) == DM_ERR_NUMERIC, "NaN in .npy refused");
@@ -418,14 +399,14 @@ static void test_round_trips(void) {
     dm_dataset_free(&ds);
 
     /* a 1-D array is refused with advice; float64 (2, 2) is converted */
-    path = tmp_path("one_d.npy");
+    path = tu_tmp_path("one_d.npy");
     float vals[4] = {1, 2, 3, 4};
     CHECK(dm_npy_write_f32(path, vals, (int64_t[]){4}, 1, &err) == DM_OK, "%s", err.msg);
     CHECK(dm_dataset_load(&back, path, &err) == DM_ERR_FORMAT, "1-D npy refused");
     CHECK(strstr(err.msg, "1-D") != NULL, "message says 1-D: %s", err.msg);
     remove(path);
 
-    path = tmp_path("f64.npy");
+    path = tu_tmp_path("f64.npy");
     FILE *f = fopen(path, "wb");
     const char *dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
     char header[118]; /* 10 + 118 = 128: data starts at byte 128 */
@@ -520,15 +501,12 @@ static void test_normalizer(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_tmpdir_make("test_data")) return 1;
     test_generators();
     test_csv();
     test_csv_fuzz();
     test_round_trips();
     test_normalizer();
-    remove_tmpdir();
+    tu_tmpdir_remove();
     return tu_finish("test_data");
 }

@@ -9,25 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/dm_test_npy_XXXXXX";
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int k = 0;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void remove_tmpdir(void) {
-    DIR *dir = opendir(tmpdir);
-    if (!dir) return;
-    struct dirent *e;
-    while ((e = readdir(dir)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove(tmp_path(e->d_name));
-    closedir(dir);
-    rmdir(tmpdir);
-}
 
 /* A .npy file from its parts: version major.0, the dict text (padded with spaces and '\n' to a
  * multiple of 64 unless raw_len is given), then data_bytes bytes of data. */
@@ -79,7 +60,7 @@ static void test_round_trip(void) {
     const int64_t shapes[][3] = {{2, 3, 4}, {24}, {0}};
     const int ndims[] = {3, 1, 1};
     for (int s = 0; s < 3; s++) {
-        const char *path = tmp_path("rt.npy");
+        const char *path = tu_tmp_path("rt.npy");
         dm_error err = {0};
         CHECK(dm_npy_write_f32(path, x, shapes[s], ndims[s], &err) == DM_OK, "write: %s", err.msg);
         FILE *f = fopen(path, "rb");
@@ -105,7 +86,7 @@ static void test_round_trip(void) {
     }
     /* numpy's own spelling of the shape, so other tools read the header the same way */
     dm_error err = {0};
-    const char *path = tmp_path("spelling.npy");
+    const char *path = tu_tmp_path("spelling.npy");
     CHECK(dm_npy_write_f32(path, x, (int64_t[]){24}, 1, &err) == DM_OK, "%s", err.msg);
     FILE *f = fopen(path, "rb");
     char head[129] = {0};
@@ -124,7 +105,7 @@ static void test_round_trip(void) {
 static void test_crafted(void) {
     dm_npy arr;
     dm_error err = {0};
-    const char *p = tmp_path("c.npy");
+    const char *p = tu_tmp_path("c.npy");
 
     double f8[6] = {1.0, -2.5, 1e-300, 3.0, 0.1, -0.0};
     /* no spaces, double quotes, no trailing comma: still a valid Python dict */
@@ -190,7 +171,7 @@ static void test_crafted(void) {
 }
 
 static void test_hostile(void) {
-    const char *p = tmp_path("bad.npy");
+    const char *p = tu_tmp_path("bad.npy");
     float f4[4] = {1, 2, 3, 4};
     const char *good = "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }";
 
@@ -248,7 +229,7 @@ static void test_hostile(void) {
     expect_refused("unterminated dict", p, DM_ERR_FORMAT, NULL);
     craft(p, "{'descr': '<f4, 'fortran_order': False, 'shape': (4,)}", f4, sizeof f4);
     expect_refused("unbalanced quote", p, DM_ERR_FORMAT, NULL);
-    expect_refused("missing file", tmp_path("absent.npy"), DM_ERR_IO, "No such file");
+    expect_refused("missing file", tu_tmp_path("absent.npy"), DM_ERR_IO, "No such file");
     remove(p);
 }
 
@@ -257,7 +238,7 @@ static void test_hostile(void) {
  * outside the file (run under the sanitizers to see the latter). */
 static void test_fuzz(void) {
     float x[12] = {0};
-    const char *good = tmp_path("good.npy"), *p = tmp_path("fuzz.npy");
+    const char *good = tu_tmp_path("good.npy"), *p = tu_tmp_path("fuzz.npy");
     dm_error err = {0};
     CHECK(dm_npy_write_f32(good, x, (int64_t[]){3, 4}, 2, &err) == DM_OK, "%s", err.msg);
     FILE *f = fopen(good, "rb");
@@ -350,16 +331,13 @@ static int test_fixture(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_tmpdir_make("test_npy")) return 1;
     test_round_trip();
     test_crafted();
     test_hostile();
     test_fuzz();
     int had_fixture = test_fixture();
-    remove_tmpdir();
+    tu_tmpdir_remove();
     if (!had_fixture && tu_failures == 0) {
         printf("test_npy: fixture folder %s absent: skipped\n", FIXTURES);
         return 77;

@@ -17,14 +17,6 @@
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"; }
 
-static char dir[64];
-
-static const char *in_dir(const char *name) {
-    static char buf[512]; /* dir (64) + a directory entry name (256) */
-    snprintf(buf, sizeof buf, "%s/%s", dir, name);
-    return buf;
-}
-
 /* ---- reading pictures back ---- */
 
 typedef struct {
@@ -95,7 +87,7 @@ static int64_t blue_centroid(const picture *p, int x0, int x1, int y0, int y1, d
 
 /* no file in the test folder has a temporary name left by an atomic write */
 static void check_no_temporaries(const char *when) {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tu_tmpdir());
     struct dirent *e;
     while (d && (e = readdir(d)))
         CHECK(!strstr(e->d_name, ".tmp."), "%s: temporary %s left behind", when, e->d_name);
@@ -125,10 +117,10 @@ static void test_scatter(void) {
 
     dm_error err = {0};
     dm_status st =
-        dm_plot_scatter(in_dir("scatter.png"), data, nd, s, ns, 2, "three clusters", &err);
+        dm_plot_scatter(tu_tmp_path("scatter.png"), data, nd, s, ns, 2, "three clusters", &err);
     CHECK(st == DM_OK, "scatter: %s", err.msg);
     picture p;
-    if (st == DM_OK && load(&p, in_dir("scatter.png"), 800, 800)) {
+    if (st == DM_OK && load(&p, tu_tmp_path("scatter.png"), 800, 800)) {
         CHECK(count_non_white(&p) > 20000, "scatter is nearly blank");
         /* quadrants about the image centre: the plot box is roughly centred and the clusters
          * sit about 90 px from its centre on each axis, so each quadrant holds one cluster */
@@ -170,24 +162,24 @@ static void test_scatter(void) {
     }
 
     /* no data, and no title: samples alone */
-    st = dm_plot_scatter(in_dir("samples_only.png"), NULL, 0, s, 3 * per, 2, NULL, &err);
+    st = dm_plot_scatter(tu_tmp_path("samples_only.png"), NULL, 0, s, 3 * per, 2, NULL, &err);
     CHECK(st == DM_OK, "scatter without data: %s", err.msg);
-    if (st == DM_OK && load(&p, in_dir("samples_only.png"), 800, 800)) {
+    if (st == DM_OK && load(&p, tu_tmp_path("samples_only.png"), 800, 800)) {
         double x, y;
         CHECK(blue_centroid(&p, 0, 800, 0, 800, &x, &y) > 900, "samples drawn without data");
         cairo_surface_destroy(p.s);
     }
     /* nothing at all: still a valid, empty set of axes */
-    st = dm_plot_scatter(in_dir("empty.png"), NULL, 0, NULL, 0, 3, "empty", &err);
+    st = dm_plot_scatter(tu_tmp_path("empty.png"), NULL, 0, NULL, 0, 3, "empty", &err);
     CHECK(st == DM_OK, "empty scatter: %s", err.msg);
-    if (st == DM_OK && load(&p, in_dir("empty.png"), 800, 800)) cairo_surface_destroy(p.s);
+    if (st == DM_OK && load(&p, tu_tmp_path("empty.png"), 800, 800)) cairo_surface_destroy(p.s);
     /* degenerate ranges: every point in one place far from 0, and values near FLT_MAX; the
      * plot must still come out (and not loop on ticks that rounding cannot separate) */
     const float same[6] = {1e6f, 1e6f, 1e6f, 1e6f, 1e6f, 1e6f};
     const float huge[4] = {-3e38f, 3e38f, 3e38f, -3e38f};
-    st = dm_plot_scatter(in_dir("same.png"), same, 3, same, 3, 2, "one point", &err);
+    st = dm_plot_scatter(tu_tmp_path("same.png"), same, 3, same, 3, 2, "one point", &err);
     CHECK(st == DM_OK, "scatter of one repeated point: %s", err.msg);
-    st = dm_plot_scatter(in_dir("huge.png"), huge, 2, huge, 2, 2, "huge", &err);
+    st = dm_plot_scatter(tu_tmp_path("huge.png"), huge, 2, huge, 2, 2, "huge", &err);
     CHECK(st == DM_OK, "scatter of huge values: %s", err.msg);
     free(data);
     free(s);
@@ -205,11 +197,11 @@ static void test_strip(void) {
     for (int64_t i = 0; i < n * dim; i++) frames[(F - 1) * n * dim + i] *= 0.1f; /* "data" */
     const char *labels[4] = {"t = 1000", "t = 500", "t = 100", "t = 0"};
     dm_error err = {0};
-    dm_status st = dm_plot_strip(in_dir("strip.png"), frames, F, n, dim, labels, &err);
+    dm_status st = dm_plot_strip(tu_tmp_path("strip.png"), frames, F, n, dim, labels, &err);
     CHECK(st == DM_OK, "strip: %s", err.msg);
     picture p;
     /* 240 px per panel, 270 px high (plot.c's layout) */
-    if (st == DM_OK && load(&p, in_dir("strip.png"), 240 * F, 270)) {
+    if (st == DM_OK && load(&p, tu_tmp_path("strip.png"), 240 * F, 270)) {
         for (int f = 0; f < F; f++) {
             double x, y;
             int64_t c = blue_centroid(&p, f * 240, (f + 1) * 240, 0, 240, &x, &y);
@@ -235,11 +227,11 @@ static void test_strip(void) {
               (long long)narrow);
         cairo_surface_destroy(p.s);
     }
-    st = dm_plot_strip(in_dir("strip_empty.png"), NULL, 2, 0, 2, labels, &err);
+    st = dm_plot_strip(tu_tmp_path("strip_empty.png"), NULL, 2, 0, 2, labels, &err);
     CHECK(st == DM_OK, "strip of empty frames: %s", err.msg);
-    st = dm_plot_strip(in_dir("strip_nolabels.png"), frames, 1, n, dim, NULL, &err);
+    st = dm_plot_strip(tu_tmp_path("strip_nolabels.png"), frames, 1, n, dim, NULL, &err);
     CHECK(st == DM_OK, "strip without labels: %s", err.msg);
-    if (st == DM_OK && load(&p, in_dir("strip_nolabels.png"), 240, 270)) cairo_surface_destroy(p.s);
+    if (st == DM_OK && load(&p, tu_tmp_path("strip_nolabels.png"), 240, 270)) cairo_surface_destroy(p.s);
     free(frames);
 }
 
@@ -276,9 +268,9 @@ static void test_loss(void) {
         loss[20] = -1.0f;
         loss[30] = 0.0f;
         loss[40] = INFINITY;
-        st = dm_plot_loss(in_dir("loss.png"), loss, n, &err);
+        st = dm_plot_loss(tu_tmp_path("loss.png"), loss, n, &err);
         CHECK(st == DM_OK, "loss: %s", err.msg);
-        if (st == DM_OK && load(&p, in_dir("loss.png"), 900, 500)) {
+        if (st == DM_OK && load(&p, tu_tmp_path("loss.png"), 900, 500)) {
             int64_t orange, light;
             count_loss_colours(&p, &orange, &light);
             /* the average is a 2 px line across ~780 px, the raw curve a band around it */
@@ -289,14 +281,14 @@ static void test_loss(void) {
         }
     }
     /* degenerate series still give a picture */
-    st = dm_plot_loss(in_dir("loss0.png"), NULL, 0, &err);
+    st = dm_plot_loss(tu_tmp_path("loss0.png"), NULL, 0, &err);
     CHECK(st == DM_OK, "empty loss: %s", err.msg);
     float one = 0.5f, bad[3] = {NAN, -1.0f, 0.0f};
-    st = dm_plot_loss(in_dir("loss1.png"), &one, 1, &err);
+    st = dm_plot_loss(tu_tmp_path("loss1.png"), &one, 1, &err);
     CHECK(st == DM_OK, "one loss value: %s", err.msg);
-    st = dm_plot_loss(in_dir("loss_bad.png"), bad, 3, &err);
+    st = dm_plot_loss(tu_tmp_path("loss_bad.png"), bad, 3, &err);
     CHECK(st == DM_OK, "no valid loss value: %s", err.msg);
-    if (st == DM_OK && load(&p, in_dir("loss_bad.png"), 900, 500)) cairo_surface_destroy(p.s);
+    if (st == DM_OK && load(&p, tu_tmp_path("loss_bad.png"), 900, 500)) cairo_surface_destroy(p.s);
     free(loss);
     free(e);
 }
@@ -307,17 +299,17 @@ static void test_errors(void) {
     const float pts[4] = {0, 0, 1, 1};
     dm_error err = {0};
     CHECK(dm_plot_scatter(NULL, pts, 2, pts, 2, 2, "t", &err) == DM_ERR_ARG, "NULL path");
-    CHECK(dm_plot_scatter(in_dir("a.png"), pts, 2, pts, 2, 1, "t", &err) == DM_ERR_ARG, "dim 1");
-    CHECK(dm_plot_scatter(in_dir("a.png"), pts, -1, pts, 2, 2, "t", &err) == DM_ERR_ARG, "n < 0");
-    CHECK(dm_plot_scatter(in_dir("a.png"), NULL, 2, pts, 2, 2, "t", &err) == DM_ERR_ARG,
+    CHECK(dm_plot_scatter(tu_tmp_path("a.png"), pts, 2, pts, 2, 1, "t", &err) == DM_ERR_ARG, "dim 1");
+    CHECK(dm_plot_scatter(tu_tmp_path("a.png"), pts, -1, pts, 2, 2, "t", &err) == DM_ERR_ARG, "n < 0");
+    CHECK(dm_plot_scatter(tu_tmp_path("a.png"), NULL, 2, pts, 2, 2, "t", &err) == DM_ERR_ARG,
           "NULL data with n > 0");
-    CHECK(dm_plot_strip(in_dir("a.png"), pts, 0, 2, 2, NULL, &err) == DM_ERR_ARG, "no frames");
-    CHECK(dm_plot_strip(in_dir("a.png"), pts, 1, -2, 2, NULL, &err) == DM_ERR_ARG, "strip n < 0");
-    CHECK(dm_plot_strip(in_dir("a.png"), pts, 1000, 2, 2, NULL, &err) == DM_ERR_ARG,
+    CHECK(dm_plot_strip(tu_tmp_path("a.png"), pts, 0, 2, 2, NULL, &err) == DM_ERR_ARG, "no frames");
+    CHECK(dm_plot_strip(tu_tmp_path("a.png"), pts, 1, -2, 2, NULL, &err) == DM_ERR_ARG, "strip n < 0");
+    CHECK(dm_plot_strip(tu_tmp_path("a.png"), pts, 1000, 2, 2, NULL, &err) == DM_ERR_ARG,
           "strip wider than cairo allows");
-    CHECK(dm_plot_loss(in_dir("a.png"), NULL, 5, &err) == DM_ERR_ARG, "NULL loss");
-    CHECK(dm_plot_loss(in_dir("a.png"), pts, -1, &err) == DM_ERR_ARG, "loss n < 0");
-    CHECK(access(in_dir("a.png"), F_OK) != 0, "a rejected call wrote a file");
+    CHECK(dm_plot_loss(tu_tmp_path("a.png"), NULL, 5, &err) == DM_ERR_ARG, "NULL loss");
+    CHECK(dm_plot_loss(tu_tmp_path("a.png"), pts, -1, &err) == DM_ERR_ARG, "loss n < 0");
+    CHECK(access(tu_tmp_path("a.png"), F_OK) != 0, "a rejected call wrote a file");
 
     /* a folder that does not exist */
     dm_status st = dm_plot_loss("/nonexistent-dir/x.png", pts, 4, &err);
@@ -326,11 +318,11 @@ static void test_errors(void) {
           err.msg);
     /* the final name is a folder: the temporary is written, the rename fails, and the
      * temporary must be removed again */
-    mkdir(in_dir("taken"), 0700);
-    st = dm_plot_scatter(in_dir("taken"), pts, 2, pts, 2, 2, "t", &err);
+    mkdir(tu_tmp_path("taken"), 0700);
+    st = dm_plot_scatter(tu_tmp_path("taken"), pts, 2, pts, 2, 2, "t", &err);
     CHECK(st == DM_ERR_IO, "rename onto a folder gave %s", dm_status_name(st));
     CHECK(strstr(err.msg, "taken") != NULL, "message names the path: %s", err.msg);
-    rmdir(in_dir("taken"));
+    rmdir(tu_tmp_path("taken"));
     /* a write that fails part-way (file size limit, as on a full disk): no picture, no
      * temporary */
     struct rlimit old, small = {.rlim_cur = 2000, .rlim_max = RLIM_INFINITY};
@@ -338,11 +330,11 @@ static void test_errors(void) {
     small.rlim_max = old.rlim_max;
     signal(SIGXFSZ, SIG_IGN); /* make the failed write return EFBIG instead of a signal */
     setrlimit(RLIMIT_FSIZE, &small);
-    st = dm_plot_loss(in_dir("too_big.png"), pts, 4, &err);
+    st = dm_plot_loss(tu_tmp_path("too_big.png"), pts, 4, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, SIG_DFL);
     CHECK(st == DM_ERR_IO, "write beyond the size limit gave %s", dm_status_name(st));
-    CHECK(access(in_dir("too_big.png"), F_OK) != 0, "a failed write left a picture");
+    CHECK(access(tu_tmp_path("too_big.png"), F_OK) != 0, "a failed write left a picture");
     check_no_temporaries("after failed writes");
 }
 
@@ -350,37 +342,24 @@ static void test_errors(void) {
 static void test_replace(void) {
     const float pts[4] = {0, 0, 1, 1};
     dm_error err = {0};
-    CHECK(dm_plot_loss(in_dir("replace.png"), pts, 4, &err) == DM_OK, "first write: %s", err.msg);
-    CHECK(dm_plot_scatter(in_dir("replace.png"), pts, 2, pts, 2, 2, "t", &err) == DM_OK,
+    CHECK(dm_plot_loss(tu_tmp_path("replace.png"), pts, 4, &err) == DM_OK, "first write: %s", err.msg);
+    CHECK(dm_plot_scatter(tu_tmp_path("replace.png"), pts, 2, pts, 2, 2, "t", &err) == DM_OK,
           "second write: %s", err.msg);
     picture p;
-    if (load(&p, in_dir("replace.png"), 800, 800)) cairo_surface_destroy(p.s);
+    if (load(&p, tu_tmp_path("replace.png"), 800, 800)) cairo_surface_destroy(p.s);
     check_no_temporaries("after replacing");
 }
 
-static void remove_dir(void) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(in_dir(e->d_name));
-    if (d) closedir(d);
-    CHECK(rmdir(dir) == 0, "cannot remove %s", dir);
-}
-
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/dm_test_plot_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_tmpdir_make("test_plot")) return 1;
     test_scatter();
     test_strip();
     test_loss();
     test_errors();
     test_replace();
     /* DM_KEEP_PLOTS=1 keeps the pictures for a look */
-    if (getenv("DM_KEEP_PLOTS")) printf("pictures in %s\n", dir);
-    else remove_dir();
+    if (getenv("DM_KEEP_PLOTS")) printf("pictures in %s\n", tu_tmpdir());
+    else CHECK(tu_tmpdir_remove() == 0, "cannot remove %s", tu_tmpdir());
     /* frees cairo's font caches, so a leak checker sees only real leaks */
     cairo_debug_reset_static_data();
     return tu_finish("test_plot");

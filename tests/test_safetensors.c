@@ -9,29 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static char tmpdir[] = "/tmp/dm_test_st_XXXXXX";
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int k = 0;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-/* Removes every file in our own mkdtemp folder, then the folder. */
-static void remove_tmpdir(void) {
-    DIR *dir = opendir(tmpdir);
-    if (!dir) return;
-    struct dirent *e;
-    while ((e = readdir(dir)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) remove(tmp_path(e->d_name));
-    closedir(dir);
-    rmdir(tmpdir);
-}
-
 static int count_files(void) {
-    DIR *dir = opendir(tmpdir);
+    DIR *dir = opendir(tu_tmpdir());
     int n = 0;
     struct dirent *e;
     while (dir && (e = readdir(dir)))
@@ -89,7 +68,7 @@ static void test_round_trip(void) {
     };
     const int n = (int)(sizeof in / sizeof in[0]);
     const char *meta[] = {"format", "pt", "step", "123"};
-    const char *path = tmp_path("rt.safetensors");
+    const char *path = tu_tmp_path("rt.safetensors");
     dm_error err = {0};
     CHECK(dm_safetensors_write(path, in, n, meta, 2, &err) == DM_OK, "write: %s", err.msg);
     CHECK(count_files() == 1, "only the final file remains (no temporary), found %d",
@@ -179,7 +158,7 @@ static void test_round_trip(void) {
 }
 
 static void test_hostile(void) {
-    const char *p = tmp_path("bad.safetensors");
+    const char *p = tu_tmp_path("bad.safetensors");
     const char *ok_json = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
 
     craft(p, ok_json, 8);
@@ -248,7 +227,7 @@ static void test_hostile(void) {
     expect_refused("non-string metadata", p, DM_ERR_FORMAT, "step");
     craft(p, "{\"a\":[1,2]}", 0);
     expect_refused("entry not an object", p, DM_ERR_FORMAT, "'a'");
-    expect_refused("missing file", tmp_path("absent.safetensors"), DM_ERR_IO, NULL);
+    expect_refused("missing file", tu_tmp_path("absent.safetensors"), DM_ERR_IO, NULL);
     remove(p);
 }
 
@@ -263,7 +242,7 @@ static void test_fuzz(void) {
                          {"b", DM_DTYPE_F64, 1, {2}, b},
                          {"c", DM_DTYPE_U8, 1, {3}, c}};
     const char *meta[] = {"format", "pt"};
-    const char *good = tmp_path("good.safetensors"), *p = tmp_path("fuzz.safetensors");
+    const char *good = tu_tmp_path("good.safetensors"), *p = tu_tmp_path("fuzz.safetensors");
     dm_error err = {0};
     CHECK(dm_safetensors_write(good, in, 3, meta, 1, &err) == DM_OK, "%s", err.msg);
     FILE *f = fopen(good, "rb");
@@ -388,15 +367,12 @@ static int test_fixture(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tu_tmpdir_make("test_st")) return 1;
     test_round_trip();
     test_hostile();
     test_fuzz();
     int had_fixture = test_fixture();
-    remove_tmpdir();
+    tu_tmpdir_remove();
     if (!had_fixture && tu_failures == 0) {
         printf("test_safetensors: fixture folder %s absent: skipped\n", FIXTURES);
         return 77;

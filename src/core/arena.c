@@ -33,8 +33,6 @@ float *dm_arena_floats(dm_arena *a, size_t n) {
     return p;
 }
 
-void dm_arena_reset(dm_arena *a) { a->used = 0; }
-
 void dm_arena_free(dm_arena *a) {
     dm_free(a->base);
     a->base = NULL;

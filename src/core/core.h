@@ -21,7 +21,6 @@ dm_status dm_arena_init(dm_arena *a, size_t bytes, dm_error *err);
 /* n floats, 64-byte aligned, zeroed at init; asserts that the arena is large enough
  * (size it with dm_arena_bytes_for). */
 float *dm_arena_floats(dm_arena *a, size_t n);
-void dm_arena_reset(dm_arena *a);
 void dm_arena_free(dm_arena *a);
 /* Bytes an arena needs to hold pieces of the given float counts. */
 static inline size_t dm_arena_piece_bytes(size_t n_floats) {
