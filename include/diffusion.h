@@ -130,6 +130,66 @@ void dm_normalizer_apply(const dm_normalizer *nz, float *x, int64_t n);  /* data
 void dm_normalizer_invert(const dm_normalizer *nz, float *x, int64_t n); /* standard -> data */
 
 /* ------------------------------------------------------------------------------------------ */
+/* Image sets                                                                                 */
+
+/* An owning set of n images, NCHW float in [-1, 1] (uint8 v -> v / 127.5 - 1), with optional
+ * integer class labels. `data` views the pixels as n rows of dim = c * h * w, the form the
+ * trainer takes. */
+typedef struct {
+    dm_dataset data;     /* (n, c*h*w) */
+    int64_t c, h, w;
+    int32_t *labels;     /* (n) in [0, num_classes), or NULL */
+    int32_t num_classes; /* 0 when unlabelled */
+} dm_image_set;
+
+dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, int64_t w,
+                            int with_labels, dm_error *err);
+void dm_image_set_free(dm_image_set *s);
+
+/* Where Debian's dataset-fashion-mnist package puts the IDX files. */
+#define DM_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+/* Fashion-MNIST (or MNIST) from a folder of IDX files, gzipped or not: split "train"
+ * (train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz]) or "test" (t10k-...).
+ * dir NULL means DM_FASHION_MNIST_DIR. Images 1x28x28 with labels 0..9. */
+dm_status dm_fashion_mnist_load(dm_image_set *s, const char *dir, const char *split,
+                                dm_error *err);
+/* One IDX image file (magic 0x00000803, uint8, n x h x w) and optionally its label file
+ * (0x00000801, n uint8 labels; NULL for none); gzip is detected by content. A wrong magic
+ * number, a size that disagrees with the header, or a truncated file is an error naming it. */
+dm_status dm_idx_load(dm_image_set *s, const char *images_path, const char *labels_path,
+                      dm_error *err);
+
+typedef struct {
+    int64_t size;     /* output is size x size; 0 = the size of the first image (all must match) */
+    int64_t channels; /* 1 (grey) or 3 (RGB); 0 = from the first image (all must match) */
+    int hflip;        /* also add a horizontally mirrored copy of every image */
+} dm_image_folder_options;
+
+void dm_image_folder_options_default(dm_image_folder_options *o);
+/* Every PNG and JPEG in dir (sorted by name). With size > 0 each image is centre-cropped to a
+ * square and resized (area-averaging) to size x size; channels > 0 converts grey/RGB/alpha to
+ * that many channels. If dir holds subfolders instead of images, each subfolder is a class
+ * (labels in sorted-name order). An unreadable image, or mixed sizes/channels when size or
+ * channels is 0, is an error naming the file. */
+dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
+                               const dm_image_folder_options *opt, dm_error *err);
+/* An NPY array of images: uint8 (scaled to [-1, 1]) or float32/float64 (taken as already in
+ * [-1, 1]), shaped (n, h, w) (grey) or (n, c, h, w) with c in {1, 3}. */
+dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err);
+/* Writes images (n, c, h, w) in [-1, 1] as uint8 NPY (n, c, h, w), atomically. */
+dm_status dm_image_npy_save(const char *path, const float *x, int64_t n, int64_t c, int64_t h,
+                            int64_t w, dm_error *err);
+
+/* PNG output of images in [-1, 1] (clipped; c = 1 grey or 3 RGB), written atomically.
+ * One image (c, h, w) at `scale` times its size (nearest neighbour, scale >= 1). */
+dm_status dm_image_write_png(const char *path, const float *x, int64_t c, int64_t h, int64_t w,
+                             int scale, dm_error *err);
+/* n images (n, c, h, w) in a grid of `cols` columns (rows as needed), `pad` pixels of
+ * background between and around them, each drawn at `scale` times its size. */
+dm_status dm_image_write_grid(const char *path, const float *x, int64_t n, int64_t c, int64_t h,
+                              int64_t w, int cols, int pad, int scale, dm_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Noise schedules                                                                            */
 
 typedef enum {
@@ -172,9 +232,21 @@ typedef struct dm_model dm_model;
  * With train != 0 the activations are kept for dm_model_backward. */
 dm_status dm_model_forward(dm_model *m, float *out, const float *x, const float *t, int64_t B,
                            int train, dm_error *err);
+/* The same for a class-conditional model: labels (B) in [0, dm_model_num_classes(m)), or NULL
+ * for none (unconditional models). */
+dm_status dm_model_forward_cond(dm_model *m, float *out, const float *x, const float *t,
+                                const int32_t *labels, int64_t B, int train, dm_error *err);
 /* Back-propagates d(loss)/d(out) (B, dim) of the last training forward; adds parameter
  * gradients into dm_model_grads(m). */
 void dm_model_backward(dm_model *m, const float *dout, int64_t B);
+/* The same, also adding d(loss)/d(x) into dx (B, dim). */
+void dm_model_backward_input(dm_model *m, const float *dout, float *dx, int64_t B);
+/* "mlp" or "unet". */
+const char *dm_model_type(const dm_model *m);
+/* Number of classes of a class-conditional model; 0 otherwise. */
+int32_t dm_model_num_classes(const dm_model *m);
+/* For image models: fills (c, h, w) with dim = c * h * w and returns 1; 0 for others. */
+int dm_model_image_shape(const dm_model *m, int64_t *c, int64_t *h, int64_t *w);
 size_t dm_model_num_params(const dm_model *m);
 float *dm_model_params(dm_model *m); /* one buffer of num_params floats */
 float *dm_model_grads(dm_model *m);  /* same layout */
@@ -203,6 +275,62 @@ dm_status dm_mlp_create(dm_model **m, const dm_mlp_config *cfg, uint64_t seed, d
 /* Multiply-accumulates of one forward pass for one example (for FLOP counts). */
 double dm_mlp_macs_per_example(const dm_mlp_config *cfg);
 
+/* A UNet with the architecture and tensor names of diffusers' UNet2DModel (the DDPM UNet of Ho
+ * et al.): conv_in; sinusoidal time_proj + time_embedding.linear_1/linear_2 (+ class_embedding);
+ * down_blocks of DownBlock2D / AttnDownBlock2D; mid_block (resnet, attention, resnet); up_blocks
+ * with layers_per_block + 1 resnets over skip concatenations; conv_norm_out, SiLU, conv_out.
+ * Fields carry diffusers' config.json keys; the model's input and output are images
+ * (B, in_channels, sample_size, sample_size) flattened to rows of dim = c * h * w. */
+#define DM_UNET_MAX_LEVELS 6
+typedef struct {
+    int64_t sample_size;         /* 28 */
+    int64_t in_channels;         /* 1 */
+    int64_t out_channels;        /* 1 */
+    int32_t levels;              /* number of entries in block_out_channels: 3 */
+    int64_t block_out_channels[DM_UNET_MAX_LEVELS]; /* (32, 64, 64) */
+    int32_t down_attention[DM_UNET_MAX_LEVELS];     /* AttnDownBlock2D (1) or DownBlock2D (0) */
+    int32_t up_attention[DM_UNET_MAX_LEVELS];       /* up_block_types, deepest first */
+    int64_t layers_per_block;    /* 2 */
+    int64_t norm_num_groups;     /* 8 */
+    int64_t attn_norm_num_groups; /* 0 = norm_num_groups */
+    double norm_eps;             /* 1e-5 */
+    int64_t attention_head_dim;  /* 8; 0 = one head over all channels (config null) */
+    int32_t add_attention;       /* attention in the mid block: 1 */
+    int32_t flip_sin_to_cos;     /* 1 */
+    double freq_shift;           /* 0 */
+    int32_t downsample_padding;  /* 1 = symmetric; 0 = Ho et al.'s zero pad right and bottom */
+    double dropout;              /* 0 */
+    int32_t center_input_sample; /* 0; 1 maps the input x to 2x - 1 first */
+    int64_t num_class_embeds;    /* 0 = unconditional */
+} dm_unet_config;
+
+/* Built-in configurations: "unet-28" (28x28 grey, the default; 1.62M parameters), "cifar-ddpm"
+ * (Ho et al.'s 32x32 RGB model, 35.7M), "tiny" (8x8 grey, for tests). NULL-terminated. */
+extern const char *const dm_unet_preset_names[];
+dm_status dm_unet_preset(dm_unet_config *cfg, const char *name, dm_error *err);
+void dm_unet_config_default(dm_unet_config *cfg); /* "unet-28" */
+/* Channels that divide into the groups, sizes that halve evenly, and so on. */
+dm_status dm_unet_config_validate(const dm_unet_config *cfg, dm_error *err);
+/* diffusers' config.json for UNet2DModel: read (unknown keys ignored, unsupported values such as
+ * another time_embedding_type refused with the key named) and written. */
+dm_status dm_unet_config_read(dm_unet_config *cfg, const char *path, dm_error *err);
+dm_status dm_unet_config_write(const dm_unet_config *cfg, const char *path, dm_error *err);
+/* PyTorch's default initialisation drawn from seed: conv and linear uniform +-1/sqrt(fan_in),
+ * GroupNorm weight 1 and bias 0, class embedding N(0, 1). */
+dm_status dm_unet_create(dm_model **m, const dm_unet_config *cfg, uint64_t seed, dm_error *err);
+/* A diffusers model folder as diffusers writes it: config.json +
+ * diffusion_pytorch_model.safetensors (every tensor by name, shapes checked). cfg may be NULL. */
+dm_status dm_unet_load_diffusers(dm_model **m, dm_unet_config *cfg, const char *dir,
+                                 dm_error *err);
+/* Writes such a folder (weights from `weights`, laid out like m's params; NULL = m's params). */
+dm_status dm_unet_save_diffusers(const dm_model *m, const float *weights, const char *dir,
+                                 dm_error *err);
+/* The configuration of a UNet model; NULL for other models. */
+const dm_unet_config *dm_unet_get_config(const dm_model *m);
+/* Multiply-accumulates of one forward pass for one image (convolutions, linear layers and the
+ * two attention products), for FLOP counts. */
+double dm_unet_macs_per_example(const dm_unet_config *cfg);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Optimiser                                                                                  */
 
@@ -221,17 +349,27 @@ void dm_optim_config_default(dm_optim_config *cfg);
 /* ------------------------------------------------------------------------------------------ */
 /* Training                                                                                   */
 
+typedef enum {
+    DM_ARCH_MLP = 0, /* low-dimensional points: dm_mlp_config */
+    DM_ARCH_UNET,    /* images: dm_unet_config */
+} dm_arch;
+
 typedef struct {
-    dm_mlp_config model;
+    dm_arch arch;        /* DM_ARCH_MLP */
+    dm_mlp_config mlp;   /* the network when arch is DM_ARCH_MLP */
+    dm_unet_config unet; /* the network when arch is DM_ARCH_UNET (default "unet-28") */
     dm_schedule_config schedule;
     dm_optim_config optim;
     int64_t steps;      /* total optimiser steps: 8000 */
     int64_t batch;      /* examples per step: 512 */
     uint64_t seed;      /* everything random derives from it: 0 */
-    int normalize;      /* standardise data to zero mean, unit variance: 1 */
+    int normalize;      /* standardise data to zero mean, unit variance (MLP only): 1 */
+    int hflip;          /* images: mirror each drawn image left-right with probability 1/2: 0 */
 } dm_train_config;
 
 void dm_train_config_default(dm_train_config *cfg);
+/* The data dimension the configured network takes (c * h * w for a UNet). */
+int64_t dm_train_config_dim(const dm_train_config *cfg);
 
 typedef struct dm_trainer dm_trainer;
 
@@ -272,6 +410,9 @@ typedef void (*dm_sample_observer)(void *ctx, int32_t i, const float *x, int64_t
 typedef struct {
     dm_reverse_var var;       /* DM_VAR_BETA */
     uint64_t seed;            /* 0 */
+    uint64_t stream;          /* 0; independent draws of the same seed use different streams */
+    int clip_x0;              /* 0; 1 clips the predicted x_0 to [-1, 1] before each step's mean
+                               * (images; diffusers' clip_sample) */
     dm_sample_observer observe; /* optional */
     void *observe_ctx;
 } dm_sample_options;
@@ -280,7 +421,8 @@ void dm_sample_options_default(dm_sample_options *opt);
 
 /* Ho et al. Algorithm 2: x_T ~ N(0, I), x_{t-1} = mu_theta + sigma_t z (z = 0 at t = 1).
  * x is (B, dim) output in the model's (standardised) space. The noise comes from
- * (seed, stream 0): step i draws B*dim normals after x_T's. */
+ * (seed, stream): step i draws B*dim normals after x_T's. With clip_x0 the mean is the
+ * posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat clipped to [-1, 1]. */
 dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x,
                               int64_t B, int64_t dim, const dm_sample_options *opt, dm_error *err);
 
@@ -289,9 +431,13 @@ typedef struct dm_pipeline dm_pipeline;
 
 dm_status dm_pipeline_load(dm_pipeline **p, const char *checkpoint, dm_error *err);
 int64_t dm_pipeline_dim(const dm_pipeline *p);
+const dm_model *dm_pipeline_model(const dm_pipeline *p);
 const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p);
 const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
-/* Draws n samples into x (n, dim), in data units. The observer sees standardised values. */
+/* Draws n samples into x (n, dim), in data units. The observer sees standardised values.
+ * Images are drawn DM_PIPELINE_IMAGE_CHUNK at a time, chunk k with stream opt->stream + k.
+ * opt NULL means the defaults. */
+#define DM_PIPELINE_IMAGE_CHUNK 256
 dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,
                              dm_error *err);
 void dm_pipeline_free(dm_pipeline *p);

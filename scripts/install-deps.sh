@@ -3,7 +3,7 @@
 # Runs apt-get as root, or through sudo when that is available; otherwise says what to run.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev
-          libcairo2-dev libpng-dev zlib1g-dev)
+          libcairo2-dev libpng-dev zlib1g-dev libstb-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -430,7 +430,9 @@ static void test_round_trips(void) {
     /* init refuses empty, too wide and overflowing sizes before allocating */
     CHECK(dm_dataset_init(&ds, 0, 2, &err) == DM_ERR_ARG && ds.x == NULL, "n = 0");
     CHECK(dm_dataset_init(&ds, 5, 0, &err) == DM_ERR_ARG, "dim = 0");
-    CHECK(dm_dataset_init(&ds, 5, DM_MAX_DIM + 1, &err) == DM_ERR_ARG, "dim = 65");
+    /* wide rows (images) are fine in memory; only the point readers cap the dimension */
+    CHECK(dm_dataset_init(&ds, 5, 784, &err) == DM_OK, "dim = 784: %s", err.msg);
+    dm_dataset_free(&ds);
     CHECK(dm_dataset_init(&ds, INT64_MAX / 2, 64, &err) == DM_ERR_ARG, "n * dim * 4 overflow");
 }
 

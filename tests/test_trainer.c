@@ -14,9 +14,9 @@ static char root[256];
 
 static void small_config(dm_train_config *cfg) {
     dm_train_config_default(cfg);
-    cfg->model.hidden = 32;
-    cfg->model.temb_dim = 16;
-    cfg->model.layers = 2;
+    cfg->mlp.hidden = 32;
+    cfg->mlp.temb_dim = 16;
+    cfg->mlp.layers = 2;
     cfg->batch = 64;
     cfg->steps = 40;
     cfg->schedule.T = 100;
@@ -126,7 +126,7 @@ static void test_bad_checkpoints(const dm_dataset *data) {
 
     /* a config describing another architecture than the weights */
     copy_file(p1, p2, -1);
-    c.train.model.hidden = 48;
+    c.train.mlp.hidden = 48;
     snprintf(p2, sizeof p2, "%s/config.json", bad);
     dm_checkpoint_config_write(p2, &c, &err);
     st = dm_pipeline_load(&p, bad, &err);
@@ -157,7 +157,7 @@ static void test_learns(void) {
     dm_train_config_default(&cfg);
     cfg.steps = 4000;
     cfg.batch = 256;
-    cfg.model.hidden = 128;
+    cfg.mlp.hidden = 128;
     cfg.seed = 5;
     dm_trainer *tr;
     CHECK(dm_trainer_create(&tr, &cfg, &data, &err) == DM_OK, "%s", err.msg);

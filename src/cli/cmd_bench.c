@@ -61,12 +61,13 @@ int cmd_bench(int argc, char **argv) {
         {"--json", OPT_FLAG, &json, NULL, "print the results as one JSON line"},
     };
     cli_command cmd = {
-        "diffusion bench [mlp] [options]",
+        "diffusion bench [mlp] [options]   (diffusion bench unet --help: the UNet cases)",
         "Measures the 2-D MLP (231,426 parameters, the PyTorch reference's mlp2d): training\n"
         "steps/s at batch 64 and 1024 (forward + backward + Adam + EMA, data and noise drawn each\n"
         "step), achieved GFLOP/s (3 x 2 x multiply-accumulates per example), sampling time for\n"
         "N points x T steps, and the BLAS sgemm rate measured in the same run.",
         opts, (int)(sizeof opts / sizeof opts[0])};
+    if (argc > 0 && strcmp(argv[0], "unet") == 0) return cmd_bench_unet(argc - 1, argv + 1);
     if (argc > 0 && strcmp(argv[0], "mlp") == 0) argc--, argv++;
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;

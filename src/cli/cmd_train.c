@@ -64,9 +64,9 @@ int cmd_train(int argc, char **argv) {
         {"--weight-decay", OPT_DOUBLE, &cfg.optim.weight_decay, "X", "decoupled weight decay (AdamW); 0 = Adam"},
         {"--clip", OPT_DOUBLE, &cfg.optim.grad_clip, "X", "clip the global gradient norm; 0 = off"},
         {"--ema", OPT_DOUBLE, &cfg.optim.ema_decay, "X", "EMA decay of the weights used for sampling; 0 = off"},
-        {"--hidden", OPT_I64, &cfg.model.hidden, "N", "MLP width"},
-        {"--layers", OPT_I64, &cfg.model.layers, "N", "MLP hidden layers"},
-        {"--temb-dim", OPT_I64, &cfg.model.temb_dim, "N", "sinusoidal timestep embedding size"},
+        {"--hidden", OPT_I64, &cfg.mlp.hidden, "N", "MLP width"},
+        {"--layers", OPT_I64, &cfg.mlp.layers, "N", "MLP hidden layers"},
+        {"--temb-dim", OPT_I64, &cfg.mlp.temb_dim, "N", "sinusoidal timestep embedding size"},
         {"--schedule", OPT_STRING, &schedule, "NAME", "noise schedule: linear, cosine, logsnr"},
         {"--T", OPT_INT, &T, "N", "diffusion steps"},
         {"--beta-start", OPT_DOUBLE, &cfg.schedule.beta_start, "X", "linear schedule: first beta"},
@@ -105,7 +105,7 @@ int cmd_train(int argc, char **argv) {
 
     dm_dataset ds = {0};
     if (cli_load_data(&ds, data, n_data, cfg.seed, &err)) return cli_fail(&err);
-    cfg.model.dim = ds.dim;
+    cfg.mlp.dim = ds.dim;
     if (cli_make_dirs(out, &err)) {
         dm_dataset_free(&ds);
         return cli_fail(&err);

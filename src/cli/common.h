@@ -31,6 +31,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_unet(int argc, char **argv);
 
 /* Runs tr to its configured step count with a progress bar, a checkpoint into ckpt_dir every
  * `every` steps (0: only at the end) and on Ctrl-C. *seconds receives the wall time. Returns

@@ -9,11 +9,12 @@
 
 dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err) {
     memset(ds, 0, sizeof *ds);
-    if (n < 1 || dim < 1 || dim > DM_MAX_DIM)
+    /* rows may be images (c * h * w); the low-dimensional readers check DM_MAX_DIM themselves */
+    if (n < 1 || dim < 1)
         return dm_error_set(err, DM_ERR_ARG,
                             "data set of %lld points of dimension %lld: need at least 1 point "
-                            "and 1 to %d dimensions",
-                            (long long)n, (long long)dim, DM_MAX_DIM);
+                            "and 1 dimension",
+                            (long long)n, (long long)dim);
     if ((uint64_t)n > SIZE_MAX / sizeof(float) / (uint64_t)dim)
         return dm_error_set(err, DM_ERR_ARG, "data set of %lld x %lld points is too large",
                             (long long)n, (long long)dim);

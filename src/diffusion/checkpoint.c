@@ -6,6 +6,7 @@
 #include "io/safetensors.h"
 #include "models/mlp.h"
 #include "models/model.h"
+#include "models/unet.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -36,11 +37,17 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
     cJSON_AddStringToObject(root, "prediction", "epsilon");
 
     cJSON *model = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(model, "type", "mlp");
-    cJSON_AddNumberToObject(model, "dim", (double)t->model.dim);
-    cJSON_AddNumberToObject(model, "hidden", (double)t->model.hidden);
-    cJSON_AddNumberToObject(model, "temb_dim", (double)t->model.temb_dim);
-    cJSON_AddNumberToObject(model, "layers", (double)t->model.layers);
+    if (t->arch == DM_ARCH_UNET) {
+        /* the architecture lives in diffusers' own file beside the weights */
+        cJSON_AddStringToObject(model, "type", "unet");
+        cJSON_AddStringToObject(model, "config", DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_CONFIG);
+    } else {
+        cJSON_AddStringToObject(model, "type", "mlp");
+        cJSON_AddNumberToObject(model, "dim", (double)t->mlp.dim);
+        cJSON_AddNumberToObject(model, "hidden", (double)t->mlp.hidden);
+        cJSON_AddNumberToObject(model, "temb_dim", (double)t->mlp.temb_dim);
+        cJSON_AddNumberToObject(model, "layers", (double)t->mlp.layers);
+    }
 
     cJSON *sched = cJSON_AddObjectToObject(root, "schedule");
     cJSON_AddStringToObject(sched, "kind", dm_schedule_kind_name(t->schedule.kind));
@@ -61,6 +68,7 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
     cJSON_AddNumberToObject(tr, "batch", (double)t->batch);
     cJSON_AddNumberToObject(tr, "seed", (double)t->seed);
     cJSON_AddBoolToObject(tr, "normalize", t->normalize);
+    cJSON_AddBoolToObject(tr, "hflip", t->hflip);
     cJSON_AddNumberToObject(tr, "lr", t->optim.lr);
     cJSON_AddNumberToObject(tr, "beta1", t->optim.beta1);
     cJSON_AddNumberToObject(tr, "beta2", t->optim.beta2);
@@ -147,19 +155,31 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
     if (!tr) return DM_ERR_FORMAT;
 
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "mlp") != 0)
-        return dm_error_set(err, DM_ERR_MISMATCH, "%s: model.type must be \"mlp\"", path);
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "unet") == 0)
+        t->arch = DM_ARCH_UNET;
+    else if (!cJSON_IsString(type) || strcmp(type->valuestring, "mlp") != 0)
+        return dm_error_set(err, DM_ERR_MISMATCH, "%s: model.type must be \"mlp\" or \"unet\"",
+                            path);
     const cJSON *pred = cJSON_GetObjectItemCaseSensitive(root, "prediction");
     if (!cJSON_IsString(pred) || strcmp(pred->valuestring, "epsilon") != 0)
         return dm_error_set(err, DM_ERR_MISMATCH, "%s: prediction must be \"epsilon\"", path);
 
     dm_status st;
     int64_t T, seed, normalize_flag = 1;
-    if ((st = get_int(model, "model", "dim", &t->model.dim, path, err)) ||
-        (st = get_int(model, "model", "hidden", &t->model.hidden, path, err)) ||
-        (st = get_int(model, "model", "temb_dim", &t->model.temb_dim, path, err)) ||
-        (st = get_int(model, "model", "layers", &t->model.layers, path, err)) ||
-        (st = get_int(sched, "schedule", "T", &T, path, err)) ||
+    if (t->arch == DM_ARCH_UNET) {
+        /* unet/config.json in the same folder */
+        char unet_path[4400];
+        const char *slash = strrchr(path, '/');
+        snprintf(unet_path, sizeof unet_path, "%.*s" DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_CONFIG,
+                 slash ? (int)(slash - path + 1) : 0, path);
+        if ((st = dm_unet_config_read(&t->unet, unet_path, err))) return st;
+    } else if ((st = get_int(model, "model", "dim", &t->mlp.dim, path, err)) ||
+               (st = get_int(model, "model", "hidden", &t->mlp.hidden, path, err)) ||
+               (st = get_int(model, "model", "temb_dim", &t->mlp.temb_dim, path, err)) ||
+               (st = get_int(model, "model", "layers", &t->mlp.layers, path, err))) {
+        return st;
+    }
+    if ((st = get_int(sched, "schedule", "T", &T, path, err)) ||
         (st = get_number(sched, "schedule", "beta_start", &t->schedule.beta_start, path, err)) ||
         (st = get_number(sched, "schedule", "beta_end", &t->schedule.beta_end, path, err)) ||
         (st = get_number(sched, "schedule", "cosine_s", &t->schedule.cosine_s, path, err)) ||
@@ -188,15 +208,17 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
     const cJSON *nf = cJSON_GetObjectItemCaseSensitive(tr, "normalize");
     if (cJSON_IsBool(nf)) normalize_flag = cJSON_IsTrue(nf);
     t->normalize = (int)normalize_flag;
+    const cJSON *hf = cJSON_GetObjectItemCaseSensitive(tr, "hflip");
+    t->hflip = cJSON_IsTrue(hf);
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sched, "kind");
     if (!cJSON_IsString(kind))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.kind missing", path);
     if ((st = dm_schedule_kind_parse(kind->valuestring, &t->schedule.kind, err)))
         return dm_error_prefix(err, "%s: schedule.kind", path);
-    if (t->model.dim < 1 || t->model.dim > DM_MAX_DIM)
+    if (t->arch == DM_ARCH_MLP && (t->mlp.dim < 1 || t->mlp.dim > DM_MAX_DIM))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: model.dim = %lld out of range 1..%d", path,
-                            (long long)t->model.dim, DM_MAX_DIM);
-    c->norm.dim = t->model.dim;
+                            (long long)t->mlp.dim, DM_MAX_DIM);
+    c->norm.dim = t->arch == DM_ARCH_MLP ? t->mlp.dim : 0;
     if ((st = read_double_array(norm, "mean", c->norm.mean, c->norm.dim, path, err)) ||
         (st = read_double_array(norm, "std", c->norm.std, c->norm.dim, path, err)))
         return st;
@@ -266,11 +288,18 @@ dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_erro
  * mistyped path can never delete anything else. */
 static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
     if (!is_dir(dir)) return DM_OK;
-    const char *names[] = {DM_CKPT_CONFIG, DM_CKPT_MODEL, DM_CKPT_STATE};
+    const char *names[] = {DM_CKPT_CONFIG, DM_CKPT_MODEL, DM_CKPT_STATE, DM_CKPT_MODEL_INDEX,
+                           DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_CONFIG,
+                           DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_WEIGHTS, DM_CKPT_SCHEDULER_CONFIG};
     char p[4200];
-    for (int i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         remove(p);
+    }
+    const char *subdirs[] = {DM_CKPT_UNET_DIR, "scheduler"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, subdirs[i]);
+        rmdir(p);
     }
     if (rmdir(dir) != 0)
         return dm_error_set(err, DM_ERR_IO,
@@ -364,5 +393,61 @@ dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err) {
 }
 
 dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err) {
-    return dm_mlp_create(m, &c->train.model, c->train.seed, err);
+    if (c->train.arch == DM_ARCH_UNET) return dm_unet_create(m, &c->train.unet, c->train.seed, err);
+    return dm_mlp_create(m, &c->train.mlp, c->train.seed, err);
+}
+
+void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir,
+                                const dm_train_config *t) {
+    if (t->arch == DM_ARCH_UNET)
+        snprintf(out, cap, "%s/" DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_WEIGHTS, dir);
+    else
+        snprintf(out, cap, "%s/" DM_CKPT_MODEL, dir);
+}
+
+/* model_index.json and scheduler/scheduler_config.json, so that diffusers' DDPMPipeline loads
+ * the folder as it is. The betas are written out (trained_betas), which covers every schedule. */
+dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
+                                                 dm_error *err) {
+    char path[4400];
+    cJSON *idx = cJSON_CreateObject();
+    cJSON_AddStringToObject(idx, "_class_name", "DDPMPipeline");
+    cJSON_AddStringToObject(idx, "_diffusers_version", "0.31.0");
+    const char *sched_pair[] = {"diffusers", "DDPMScheduler"};
+    const char *unet_pair[] = {"diffusers", "UNet2DModel"};
+    cJSON_AddItemToObject(idx, "scheduler", cJSON_CreateStringArray(sched_pair, 2));
+    cJSON_AddItemToObject(idx, "unet", cJSON_CreateStringArray(unet_pair, 2));
+    cJSON *sc = cJSON_CreateObject();
+    cJSON_AddStringToObject(sc, "_class_name", "DDPMScheduler");
+    cJSON_AddStringToObject(sc, "_diffusers_version", "0.31.0");
+    cJSON_AddNumberToObject(sc, "num_train_timesteps", s->T);
+    cJSON_AddStringToObject(sc, "beta_schedule", "linear");
+    cJSON_AddNumberToObject(sc, "beta_start", s->beta[0]);
+    cJSON_AddNumberToObject(sc, "beta_end", s->beta[s->T - 1]);
+    cJSON_AddItemToObject(sc, "trained_betas", cJSON_CreateDoubleArray(s->beta, s->T));
+    cJSON_AddStringToObject(sc, "variance_type", "fixed_small");
+    cJSON_AddBoolToObject(sc, "clip_sample", 1);
+    cJSON_AddNumberToObject(sc, "clip_sample_range", 1.0);
+    cJSON_AddStringToObject(sc, "prediction_type", "epsilon");
+    dm_status st = DM_OK;
+    cJSON *docs[2] = {idx, sc};
+    const char *names[2] = {DM_CKPT_MODEL_INDEX, DM_CKPT_SCHEDULER_CONFIG};
+    snprintf(path, sizeof path, "%s/scheduler", dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        st = dm_error_set(err, DM_ERR_IO, "%s: cannot create folder: %s", path, strerror(errno));
+    for (int i = 0; i < 2 && !st; i++) {
+        char *text = cJSON_Print(docs[i]);
+        if (!text) {
+            st = dm_error_set(err, DM_ERR_NOMEM, "cannot format JSON");
+            break;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        size_t len = strlen(text);
+        text[len] = '\n';
+        st = dm_atomic_write(path, text, len + 1, err);
+        free(text);
+    }
+    cJSON_Delete(idx);
+    cJSON_Delete(sc);
+    return st;
 }

@@ -10,6 +10,11 @@
 #define DM_CKPT_CONFIG "config.json"
 #define DM_CKPT_MODEL "model.safetensors"
 #define DM_CKPT_STATE "train_state.safetensors"
+/* UNet checkpoints keep the weights as a diffusers model folder, beside the files diffusers'
+ * DDPMPipeline needs, so the checkpoint folder loads in Python as it is */
+#define DM_CKPT_UNET_DIR "unet"
+#define DM_CKPT_MODEL_INDEX "model_index.json"
+#define DM_CKPT_SCHEDULER_CONFIG "scheduler/scheduler_config.json"
 
 typedef struct {
     dm_train_config train;
@@ -40,5 +45,11 @@ dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err);
 
 /* Model described by a checkpoint config. */
 dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err);
+/* Where a checkpoint folder keeps the (EMA) weights: model.safetensors, or for a UNet
+ * unet/diffusion_pytorch_model.safetensors. */
+void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir, const dm_train_config *t);
+/* model_index.json + scheduler/scheduler_config.json for diffusers' DDPMPipeline. */
+dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
+                                                 dm_error *err);
 
 uint64_t dm_fnv1a(const void *data, size_t bytes);

@@ -25,7 +25,7 @@ dm_status dm_pipeline_load(dm_pipeline **out, const char *checkpoint, dm_error *
         dm_error_prefix(err, "%s", path);
         goto fail;
     }
-    snprintf(path, sizeof path, "%s/" DM_CKPT_MODEL, dir);
+    dm_checkpoint_weights_path(path, sizeof path, dir, &p->cfg.train);
     if ((st = dm_model_weights_load(p->model, path, err))) goto fail;
     *out = p;
     return DM_OK;
@@ -34,7 +34,8 @@ fail:
     return st;
 }
 
-int64_t dm_pipeline_dim(const dm_pipeline *p) { return p->cfg.train.model.dim; }
+int64_t dm_pipeline_dim(const dm_pipeline *p) { return dm_model_dim(p->model); }
+const dm_model *dm_pipeline_model(const dm_pipeline *p) { return p->model; }
 const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p) { return &p->sched; }
 const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p) { return &p->cfg.norm; }
 
@@ -47,7 +48,20 @@ dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sampl
                              dm_error *err) {
     if (n < 1) return dm_error_set(err, DM_ERR_ARG, "number of samples must be >= 1");
     const int64_t D = dm_pipeline_dim(p);
-    dm_status st = dm_sample_ancestral(&p->sched, denoise_with_model, p->model, x, n, D, opt, err);
+    dm_sample_options o;
+    if (opt) o = *opt; else dm_sample_options_default(&o);
+    /* a UNet's activations grow with the batch: images are drawn in chunks, chunk k from
+     * stream k, so the samples depend on the seed and the chunk size */
+    const int64_t chunk = dm_model_image_shape(p->model, NULL, NULL, NULL) ? DM_PIPELINE_IMAGE_CHUNK
+                                                                           : n;
+    dm_status st = DM_OK;
+    for (int64_t start = 0, k = 0; start < n && !st; start += chunk, k++) {
+        const int64_t B = n - start < chunk ? n - start : chunk;
+        dm_sample_options ok = o;
+        ok.stream = o.stream + (uint64_t)k;
+        st = dm_sample_ancestral(&p->sched, denoise_with_model, p->model, x + start * D, B, D, &ok,
+                                 err);
+    }
     if (st) return st;
     if (!dm_all_finite(x, (size_t)(n * D)))
         return dm_error_set(err, DM_ERR_NUMERIC, "sampling produced NaN or Inf");

@@ -8,8 +8,25 @@
 void dm_sample_options_default(dm_sample_options *opt) {
     opt->var = DM_VAR_BETA;
     opt->seed = 0;
+    opt->stream = 0;
+    opt->clip_x0 = 0;
     opt->observe = NULL;
     opt->observe_ctx = NULL;
+}
+
+/* x <- the mean of q(x_{t-1} | x_t = x, x0_hat), x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab)
+ * clipped to [-1, 1]. */
+static void clipped_mean(const dm_schedule *s, int32_t i, float *x, const float *eps, int64_t n) {
+    const dm_posterior q = dm_q_posterior(s, i);
+    const double ab = s->alpha_bar[i];
+    const float r_ab = (float)(1.0 / sqrt(ab)), r_ab1 = (float)sqrt(1.0 / ab - 1.0);
+    const float c0 = (float)q.c_x0, ct = (float)q.c_xt;
+#pragma omp parallel for simd schedule(static) if (parallel: n >= DM_PARALLEL_MIN)
+    for (int64_t j = 0; j < n; j++) {
+        float x0 = r_ab * x[j] - r_ab1 * eps[j];
+        x0 = x0 < -1.0f ? -1.0f : x0 > 1.0f ? 1.0f : x0;
+        x[j] = c0 * x0 + ct * x[j];
+    }
 }
 
 dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x,
@@ -43,7 +60,7 @@ dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void 
     /* One stream: x_T first, then B*dim normals per step i = T-1 .. 1, so a run is fixed by the
      * seed alone. */
     dm_rng rng;
-    dm_rng_init(&rng, opt->seed, 0);
+    dm_rng_init(&rng, opt->seed, opt->stream);
     dm_rng_normal(&rng, x, n);
     if (opt->observe) opt->observe(opt->observe_ctx, s->T, x, B, dim);
 
@@ -57,7 +74,10 @@ dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void 
                              dm_status_name(st));
             goto done;
         }
-        dm_p_mean_from_eps(s, i, x, x, eps, (int64_t)n);
+        if (opt->clip_x0)
+            clipped_mean(s, i, x, eps, (int64_t)n);
+        else
+            dm_p_mean_from_eps(s, i, x, x, eps, (int64_t)n);
         if (i > 0) {
             /* z = 0 at the last step: x_0 is the mean itself */
             const float sigma = (float)sqrt(dm_reverse_variance(s, i, opt->var));

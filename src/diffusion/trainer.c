@@ -1,7 +1,8 @@
-/* The training loop for epsilon-prediction with L_simple (Ho et al. Algorithm 1): mini-batches
- * drawn with replacement, t uniform, Adam with warm-up, gradient clipping, EMA of the weights.
- * Every buffer is sized at creation; dm_trainer_step allocates nothing. Random streams of
- * the seed: 1 model init, 2 batch indices, 3 timesteps, 4 noise. */
+/* The training loop for epsilon-prediction with L_simple (Ho et al. Algorithm 1): shuffled
+ * mini-batches, one pass over the data per epoch, t uniform, Adam with warm-up, gradient
+ * clipping, EMA of the weights. Every buffer is sized at creation; dm_trainer_step allocates
+ * nothing. Random streams of the seed: 1 model init, 2 horizontal flips, 3 timesteps, 4 noise,
+ * 5 dropout (in the model), 6 the epochs' shuffles. */
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
 #include "io/safetensors.h"
@@ -15,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { STREAM_BATCH = 2, STREAM_TIME = 3, STREAM_NOISE = 4 };
+enum { STREAM_BATCH = 2, STREAM_TIME = 3, STREAM_NOISE = 4, STREAM_SHUFFLE = 6 };
 
 struct dm_trainer {
     dm_train_config cfg;
@@ -31,7 +32,10 @@ struct dm_trainer {
     float *loss_hist;  /* (cfg.steps) */
     int64_t loss_cap;
     /* per-step buffers */
-    int32_t *rows;     /* (batch) */
+    int32_t *perm;     /* (data.n) the order of the current epoch */
+    int64_t perm_epoch; /* which epoch perm holds; -1 none */
+    int64_t img_c, img_h, img_w; /* image shape for flips; 0 for points */
+    float *coins;      /* (batch) uniform draws deciding the flips */
     int32_t *tidx;     /* (batch) */
     float *t;          /* (batch) */
     float *x0;         /* (batch, dim) */
@@ -43,7 +47,9 @@ struct dm_trainer {
 
 void dm_train_config_default(dm_train_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
-    dm_mlp_config_default(&cfg->model);
+    cfg->arch = DM_ARCH_MLP;
+    dm_mlp_config_default(&cfg->mlp);
+    dm_unet_config_default(&cfg->unet);
     dm_schedule_config_default(&cfg->schedule);
     dm_optim_config_default(&cfg->optim);
     cfg->steps = 8000;
@@ -69,6 +75,47 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
     return DM_OK;
 }
 
+int64_t dm_train_config_dim(const dm_train_config *c) {
+    if (c->arch == DM_ARCH_UNET)
+        return c->unet.in_channels * c->unet.sample_size * c->unet.sample_size;
+    return c->mlp.dim;
+}
+
+static dm_status create_model(dm_model **m, const dm_train_config *c, dm_error *err) {
+    if (c->arch == DM_ARCH_UNET) return dm_unet_create(m, &c->unet, c->seed, err);
+    return dm_mlp_create(m, &c->mlp, c->seed, err);
+}
+
+/* The order of epoch e: a Fisher-Yates shuffle whose swap i uses block e * n + i of the shuffle
+ * stream, so any epoch can be rebuilt from its number alone (as a resumed run does). */
+static void shuffle_epoch(dm_trainer *tr, int64_t e) {
+    const int64_t n = tr->data.n;
+    for (int64_t i = 0; i < n; i++) tr->perm[i] = (int32_t)i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        uint32_t w[4];
+        dm_rng_block(tr->cfg.seed, STREAM_SHUFFLE, (uint64_t)(e * n + i), w);
+        const uint64_t r = ((uint64_t)w[0] << 32) | w[1];
+        const int64_t j = (int64_t)(r % (uint64_t)(i + 1));
+        const int32_t t = tr->perm[i];
+        tr->perm[i] = tr->perm[j];
+        tr->perm[j] = t;
+    }
+    tr->perm_epoch = e;
+}
+
+/* Copies example `row` into dst, mirrored left-right when flip is set. */
+static void copy_example(const dm_trainer *tr, float *dst, int64_t row, bool flip) {
+    const int64_t D = tr->data.dim;
+    const float *src = tr->data.x + row * D;
+    if (!flip) {
+        memcpy(dst, src, (size_t)D * sizeof *dst);
+        return;
+    }
+    const int64_t W = tr->img_w, rows = tr->img_c * tr->img_h;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t x = 0; x < W; x++) dst[r * W + x] = src[r * W + (W - 1 - x)];
+}
+
 static dm_status grow_loss_history(dm_trainer *tr, int64_t cap, dm_error *err) {
     if (cap <= tr->loss_cap) return DM_OK;
     float *p = realloc(tr->loss_hist, (size_t)cap * sizeof *p);
@@ -84,9 +131,10 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     *out = NULL;
     dm_status st = validate_config(cfg, err);
     if (st) return st;
-    if (!data || data->n < 1 || data->dim != cfg->model.dim)
-        return dm_error_set(err, DM_ERR_ARG, "data has dimension %lld, the model expects %lld",
-                            data ? (long long)data->dim : 0LL, (long long)cfg->model.dim);
+    const int64_t D = dm_train_config_dim(cfg);
+    if (!data || data->n < 1 || data->dim != D)
+        return dm_error_set(err, DM_ERR_ARG, "data have dimension %lld, the model expects %lld",
+                            data ? (long long)data->dim : 0LL, (long long)D);
     if (data->n > INT32_MAX) return dm_error_set(err, DM_ERR_ARG, "more than 2^31 data rows");
     if (!dm_all_finite(data->x, (size_t)(data->n * data->dim)))
         return dm_error_set(err, DM_ERR_NUMERIC, "the data contain NaN or Inf");
@@ -94,15 +142,19 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     dm_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     tr->cfg = *cfg;
-    const int64_t B = cfg->batch, D = cfg->model.dim;
+    const int64_t B = cfg->batch;
+    tr->perm_epoch = -1;
     if ((st = dm_schedule_init(&tr->sched, &cfg->schedule, err)) ||
-        (st = dm_mlp_create(&tr->model, &cfg->model, cfg->seed, err)) ||
+        (st = create_model(&tr->model, cfg, err)) ||
         (st = dm_adam_init(&tr->opt, &cfg->optim, dm_model_num_params(tr->model), err)) ||
         (st = dm_dataset_init(&tr->data, data->n, D, err)))
         goto fail;
     tr->data_hash = dm_fnv1a(data->x, (size_t)(data->n * D) * sizeof(float));
     memcpy(tr->data.x, data->x, (size_t)(data->n * D) * sizeof(float));
-    if (norm) {
+    dm_model_image_shape(tr->model, &tr->img_c, &tr->img_h, &tr->img_w);
+    if (cfg->arch == DM_ARCH_UNET) {
+        tr->norm.dim = 0; /* images are used as they are, in [-1, 1] */
+    } else if (norm) {
         tr->norm = *norm;
     } else if (cfg->normalize) {
         if ((st = dm_normalizer_fit(&tr->norm, &tr->data, err))) goto fail;
@@ -114,7 +166,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
 
     size_t P = dm_model_num_params(tr->model);
     tr->ema = dm_alloc(P * sizeof(float));
-    tr->rows = dm_alloc((size_t)B * sizeof(int32_t));
+    tr->perm = dm_alloc((size_t)data->n * sizeof(int32_t));
+    tr->coins = dm_alloc((size_t)B * sizeof(float));
     tr->tidx = dm_alloc((size_t)B * sizeof(int32_t));
     tr->t = dm_alloc((size_t)B * sizeof(float));
     tr->x0 = dm_alloc((size_t)(B * D) * sizeof(float));
@@ -122,7 +175,7 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     tr->xt = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->eps_hat = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->dout = dm_alloc((size_t)(B * D) * sizeof(float));
-    if (!tr->ema || !tr->rows || !tr->tidx || !tr->t || !tr->x0 || !tr->eps || !tr->xt ||
+    if (!tr->ema || !tr->perm || !tr->coins || !tr->tidx || !tr->t || !tr->x0 || !tr->eps || !tr->xt ||
         !tr->eps_hat || !tr->dout) {
         st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for batch %lld", (long long)B);
         goto fail;
@@ -150,15 +203,19 @@ dm_status dm_trainer_create(dm_trainer **out, const dm_train_config *cfg, const 
 }
 
 dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
-    const int64_t B = tr->cfg.batch, D = tr->cfg.model.dim, n = B * D;
+    const int64_t B = tr->cfg.batch, D = tr->data.dim, N = tr->data.n, n = B * D;
     dm_model *m = tr->model;
     dm_status st;
 
-    dm_rng_int(&tr->batch_rng, tr->rows, (size_t)B, 0, (int32_t)tr->data.n);
+    const bool flips = tr->cfg.hflip && tr->img_w > 1;
+    if (flips) dm_rng_uniform(&tr->batch_rng, tr->coins, (size_t)B);
     dm_rng_int(&tr->time_rng, tr->tidx, (size_t)B, 0, tr->sched.T);
     dm_rng_normal(&tr->noise_rng, tr->eps, (size_t)n);
     for (int64_t b = 0; b < B; b++) {
-        memcpy(tr->x0 + b * D, tr->data.x + (int64_t)tr->rows[b] * D, (size_t)D * sizeof(float));
+        /* example g of the run is position g mod N of epoch g / N */
+        const int64_t g = tr->step * B + b;
+        if (g / N != tr->perm_epoch) shuffle_epoch(tr, g / N);
+        copy_example(tr, tr->x0 + b * D, tr->perm[g % N], flips && tr->coins[b] < 0.5f);
         tr->t[b] = (float)tr->tidx[b];
     }
     dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
@@ -205,7 +262,8 @@ void dm_trainer_free(dm_trainer *tr) {
     dm_dataset_free(&tr->data);
     dm_free(tr->ema);
     free(tr->loss_hist);
-    dm_free(tr->rows);
+    dm_free(tr->perm);
+    dm_free(tr->coins);
     dm_free(tr->tidx);
     dm_free(tr->t);
     dm_free(tr->x0);
@@ -229,8 +287,16 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
                               .data_n = tr->data.n, .data_hash = tr->data_hash};
     snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, tmp);
     if ((st = dm_checkpoint_config_write(path, &c, err))) return st;
-    snprintf(path, sizeof path, "%s/" DM_CKPT_MODEL, tmp);
-    if ((st = dm_model_weights_save(tr->model, tr->ema, path, err))) return st;
+    if (tr->cfg.arch == DM_ARCH_UNET) {
+        /* a diffusers model folder and pipeline files beside our own */
+        snprintf(path, sizeof path, "%s/" DM_CKPT_UNET_DIR, tmp);
+        if ((st = dm_unet_save_diffusers(tr->model, tr->ema, path, err)) ||
+            (st = dm_checkpoint_write_diffusers_pipeline(tmp, &tr->sched, err)))
+            return st;
+    } else {
+        dm_checkpoint_weights_path(path, sizeof path, tmp, &tr->cfg);
+        if ((st = dm_model_weights_save(tr->model, tr->ema, path, err))) return st;
+    }
 
     size_t P = dm_model_num_params(tr->model);
     int64_t np = (int64_t)P, ns = tr->step > 0 ? tr->step : 0;
@@ -278,19 +344,19 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
     dm_checkpoint_config c;
     snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, dir);
     if ((st = dm_checkpoint_config_read(path, &c, err))) return st;
-    if (data->n != c.data_n || data->dim != c.train.model.dim ||
+    if (data->n != c.data_n || data->dim != dm_train_config_dim(&c.train) ||
         dm_fnv1a(data->x, (size_t)(data->n * data->dim) * sizeof(float)) != c.data_hash)
         return dm_error_set(err, DM_ERR_MISMATCH,
                             "%s: resuming needs the data the run was trained on (%lld rows of "
                             "dimension %lld); these data differ",
-                            dir, (long long)c.data_n, (long long)c.train.model.dim);
+                            dir, (long long)c.data_n, (long long)dm_train_config_dim(&c.train));
     if (steps > 0) c.train.steps = steps;
     if (c.train.steps < c.step) c.train.steps = c.step;
 
     dm_trainer *tr;
     if ((st = trainer_build(&tr, &c.train, data, &c.norm, err))) return dm_error_prefix(err, "%s", dir);
-    snprintf(path, sizeof path, "%s/" DM_CKPT_MODEL, dir);
-    /* model.safetensors holds the EMA weights; load them through the model, then copy out */
+    dm_checkpoint_weights_path(path, sizeof path, dir, &c.train);
+    /* the weights file holds the EMA weights; load them through the model, then copy out */
     if ((st = dm_model_weights_load(tr->model, path, err))) goto fail;
     size_t P = dm_model_num_params(tr->model);
     memcpy(tr->ema, dm_model_params(tr->model), P * sizeof(float));

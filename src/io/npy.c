@@ -1,4 +1,4 @@
-/* NumPy .npy reader (format versions 1.0, 2.0, 3.0) and float32 writer (version 1.0).
+/* NumPy .npy reader (format versions 1.0, 2.0, 3.0) and writer (version 1.0).
  * Layout: "\x93NUMPY", major, minor, header length (2 bytes LE in 1.0, 4 in 2.0/3.0), a Python
  * dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces
  * and a newline, then the raw C-order data. */
@@ -274,12 +274,31 @@ dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err) {
     return st;
 }
 
+/* numpy's descr string for each dtype this file writes */
+static const char *npy_descr(dm_dtype dtype) {
+    switch (dtype) {
+    case DM_DTYPE_F32: return "<f4";
+    case DM_DTYPE_F64: return "<f8";
+    case DM_DTYPE_I64: return "<i8";
+    case DM_DTYPE_I32: return "<i4";
+    case DM_DTYPE_U8: return "|u1";
+    }
+    return NULL;
+}
+
 dm_status dm_npy_write_f32(const char *path, const float *data, const int64_t *shape, int ndim,
                            dm_error *err) {
+    return dm_npy_write(path, DM_DTYPE_F32, data, shape, ndim, err);
+}
+
+dm_status dm_npy_write(const char *path, dm_dtype dtype, const void *data, const int64_t *shape,
+                       int ndim, dm_error *err) {
+    const char *descr = npy_descr(dtype);
+    if (!descr) return dm_error_set(err, DM_ERR_ARG, "%s: unknown dtype %d", path, (int)dtype);
     if (ndim < 0 || ndim > DM_ST_MAX_DIMS)
         return dm_error_set(err, DM_ERR_ARG, "%s: %d dimensions (at most %d)", path, ndim,
                             DM_ST_MAX_DIMS);
-    uint64_t bytes = sizeof(float);
+    uint64_t bytes = dm_dtype_size(dtype);
     for (int d = 0; d < ndim; d++)
         if (shape[d] < 0 || __builtin_mul_overflow(bytes, (uint64_t)shape[d], &bytes))
             return dm_error_set(err, DM_ERR_ARG, "%s: negative or overflowing shape", path);
@@ -287,7 +306,7 @@ dm_status dm_npy_write_f32(const char *path, const float *data, const int64_t *s
     /* numpy's own spelling: "()" for a scalar, "(n,)" for 1-D, "(a, b)" otherwise */
     char header[512];
     int len = snprintf(header, sizeof header,
-                       "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+                       "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (int d = 0; d < ndim; d++)
         len += snprintf(header + len, sizeof header - (size_t)len, "%s%lld", d ? ", " : "",
                         (long long)shape[d]);

@@ -17,3 +17,6 @@ int64_t dm_npy_numel(const dm_npy *arr);
 /* Writes a float32 array atomically. */
 dm_status dm_npy_write_f32(const char *path, const float *data, const int64_t *shape, int ndim,
                            dm_error *err);
+/* Writes an array of any dtype above (numel * dtype size bytes of data) atomically. */
+dm_status dm_npy_write(const char *path, dm_dtype dtype, const void *data, const int64_t *shape,
+                       int ndim, dm_error *err);

@@ -146,7 +146,8 @@ static bool all_equal(const float *t, int64_t B) {
     return true;
 }
 
-static dm_status mlp_forward(dm_model *m, float *out, const float *x, const float *t, int64_t B,
+static dm_status mlp_forward(dm_model *m, float *out, const float *x, const float *t,
+                             const int32_t *labels, int64_t B,
                              int train, dm_error *err) {
     mlp_impl *im = m->impl;
     const dm_mlp_config *c = &im->cfg;
@@ -187,7 +188,7 @@ static dm_status mlp_forward(dm_model *m, float *out, const float *x, const floa
 
 /* ---- backward ------------------------------------------------------------------------------ */
 
-static void mlp_backward(dm_model *m, const float *dout, int64_t B) {
+static void mlp_backward(dm_model *m, const float *dout, float *dx, int64_t B) {
     mlp_impl *im = m->impl;
     const dm_mlp_config *c = &im->cfg;
     const int64_t D = c->dim, H = c->hidden, E = c->temb_dim, L = c->layers;
@@ -216,6 +217,8 @@ static void mlp_backward(dm_model *m, const float *dout, int64_t B) {
     dm_gemm_tn_skinny(gw0, 1, D + H, im->xin, D, d, H, B, D, H);
     dm_sgemm(true, false, H, H, B, 1.0f, d, H, im->temb, H, 1.0f, gw0 + D, D + H);
     dm_bias_backward(g + im->b[0], d, B, H);
+    /* dx (B, D) += d W0[:, :D] */
+    if (dx) dm_sgemm(false, false, B, D, H, 1.0f, d, H, p + im->w[0], D + H, 1.0f, dx, D);
     /* time path: dtemb = d W0[:, D:] */
     dm_sgemm(false, false, B, H, H, 1.0f, d, H, p + im->w[0] + D, D + H, 0.0f, dnext, H);
     dm_silu_backward_inplace(dnext, im->tpre, (size_t)(B * H));

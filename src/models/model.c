@@ -6,16 +6,47 @@
 
 dm_status dm_model_forward(dm_model *m, float *out, const float *x, const float *t, int64_t B,
                            int train, dm_error *err) {
+    return dm_model_forward_cond(m, out, x, t, NULL, B, train, err);
+}
+
+dm_status dm_model_forward_cond(dm_model *m, float *out, const float *x, const float *t,
+                                const int32_t *labels, int64_t B, int train, dm_error *err) {
     if (!m || !out || !x || !t)
         return dm_error_set(err, DM_ERR_ARG, "model forward: NULL %s",
                             !m ? "model" : !out ? "output" : !x ? "input x" : "timesteps t");
     if (B <= 0)
         return dm_error_set(err, DM_ERR_ARG, "model forward: batch size %lld must be positive",
                             (long long)B);
-    return m->ops->forward(m, out, x, t, B, train, err);
+    if (labels && m->num_classes == 0)
+        return dm_error_set(err, DM_ERR_ARG, "model forward: class labels given to a model "
+                                             "without class conditioning");
+    if (labels)
+        for (int64_t b = 0; b < B; b++)
+            if (labels[b] < 0 || labels[b] >= m->num_classes)
+                return dm_error_set(err, DM_ERR_ARG,
+                                    "model forward: label %d of row %lld is outside 0..%d",
+                                    (int)labels[b], (long long)b, (int)m->num_classes - 1);
+    return m->ops->forward(m, out, x, t, labels, B, train, err);
 }
 
-void dm_model_backward(dm_model *m, const float *dout, int64_t B) { m->ops->backward(m, dout, B); }
+void dm_model_backward(dm_model *m, const float *dout, int64_t B) {
+    m->ops->backward(m, dout, NULL, B);
+}
+
+void dm_model_backward_input(dm_model *m, const float *dout, float *dx, int64_t B) {
+    m->ops->backward(m, dout, dx, B);
+}
+
+int32_t dm_model_num_classes(const dm_model *m) { return m->num_classes; }
+
+int dm_model_image_shape(const dm_model *m, int64_t *c, int64_t *h, int64_t *w) {
+    if (c) *c = m->image_c;
+    if (h) *h = m->image_h;
+    if (w) *w = m->image_w;
+    return m->image_c > 0;
+}
+
+const char *dm_model_type(const dm_model *m) { return m->ops->type; }
 
 size_t dm_model_num_params(const dm_model *m) { return m->num_params; }
 float *dm_model_params(dm_model *m) { return m->params; }

@@ -5,7 +5,7 @@
 
 #include "core/core.h"
 
-#define DM_MODEL_MAX_TENSORS 256
+#define DM_MODEL_MAX_TENSORS 1024
 #define DM_TENSOR_NAME_MAX 96
 
 typedef struct {
@@ -17,9 +17,11 @@ typedef struct {
 
 typedef struct {
     const char *type; /* "mlp", ... as written in config.json */
-    dm_status (*forward)(dm_model *m, float *out, const float *x, const float *t, int64_t B,
-                         int train, dm_error *err);
-    void (*backward)(dm_model *m, const float *dout, int64_t B);
+    /* labels is NULL or (B) class indices, checked against num_classes by the caller */
+    dm_status (*forward)(dm_model *m, float *out, const float *x, const float *t,
+                         const int32_t *labels, int64_t B, int train, dm_error *err);
+    /* dx is NULL or (B, dim), added into */
+    void (*backward)(dm_model *m, const float *dout, float *dx, int64_t B);
     void (*free_impl)(void *impl);
 } dm_model_ops;
 
@@ -27,6 +29,8 @@ struct dm_model {
     const dm_model_ops *ops;
     void *impl;          /* the network's own state (activations, config) */
     int64_t dim;         /* data dimension of x and out */
+    int64_t image_c, image_h, image_w; /* dim = c * h * w for image models; 0 otherwise */
+    int32_t num_classes; /* class-conditional models: labels in [0, num_classes); 0 = none */
     size_t num_params;
     float *params;       /* (num_params) */
     float *grads;        /* (num_params) */

@@ -1,0 +1,147 @@
+/* diffusion bench unet: training and sampling throughput of a UNet preset (the same cases as
+ * the PyTorch reference's unet_train and unet_infer: random images in [-1, 1], linear schedule,
+ * Adam), beside the machine's sgemm rate, in one run. Median of timed iterations. */
+#include "common.h"
+#include "progress.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static double median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+int cmd_bench_unet(int argc, char **argv) {
+    const char *preset = "unet-28";
+    int threads = 2, json = 0, iters = 5, warmup = 2;
+    int64_t batch = 128, infer_batch = 64, sgemm_n = 2048;
+    cli_option opts[] = {
+        {"--model", OPT_STRING, &preset, "NAME", "UNet preset: unet-28, cifar-ddpm, tiny"},
+        {"--batch", OPT_I64, &batch, "N", "training batch"},
+        {"--infer-batch", OPT_I64, &infer_batch, "N", "batch of the sampling (forward) case"},
+        {"--iters", OPT_INT, &iters, "N", "timed iterations of each case"},
+        {"--warmup", OPT_INT, &warmup, "N", "untimed iterations first"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--sgemm-n", OPT_I64, &sgemm_n, "N", "matrix size of the sgemm ceiling measurement"},
+        {"--json", OPT_FLAG, &json, NULL, "print the results as one JSON line"},
+    };
+    cli_command cmd = {
+        "diffusion bench unet [options]",
+        "Measures a UNet preset: training images/s (forward + backward + Adam + EMA at --batch),\n"
+        "sampling throughput (network evaluations x batch per second at --infer-batch), the\n"
+        "achieved GFLOP/s (2 x multiply-accumulates; 3x that for training), the peak RSS after\n"
+        "training, and the BLAS sgemm rate in the same run.",
+        opts, (int)(sizeof opts / sizeof opts[0])};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc == CLI_HELP ? 0 : 2;
+    if (batch < 1 || infer_batch < 1 || iters < 1 || warmup < 0 || sgemm_n < 64) {
+        fprintf(stderr, "error: --batch, --infer-batch, --iters >= 1; --warmup >= 0\n");
+        return 2;
+    }
+    dm_set_num_threads(threads);
+    dm_error err = {0};
+    dm_train_config cfg;
+    dm_train_config_default(&cfg);
+    cfg.arch = DM_ARCH_UNET;
+    if (dm_unet_preset(&cfg.unet, preset, &err)) return cli_fail(&err);
+    cfg.batch = batch;
+    cfg.steps = warmup + iters;
+    cfg.optim.lr = 2e-4;
+    const double fwd_flop = 2.0 * dm_unet_macs_per_example(&cfg.unet);
+
+    /* random images: the speed does not depend on the data */
+    const int64_t n_img = batch > 256 ? batch : 256;
+    const int64_t dim = dm_train_config_dim(&cfg);
+    dm_dataset data = {0};
+    data.n = n_img;
+    data.dim = dim;
+    data.x = malloc((size_t)(n_img * dim) * sizeof(float));
+    if (!data.x) return cli_fail(&err);
+    dm_rng rng;
+    dm_rng_init(&rng, 0, 0);
+    dm_rng_uniform(&rng, data.x, (size_t)(n_img * dim));
+    for (int64_t i = 0; i < n_img * dim; i++) data.x[i] = 2.0f * data.x[i] - 1.0f;
+
+    double *t = malloc((size_t)iters * sizeof *t);
+    dm_trainer *tr;
+    if (dm_trainer_create(&tr, &cfg, &data, &err)) return cli_fail(&err);
+    free(data.x);
+    dm_status st = DM_OK;
+    cli_progress bar;
+    cli_progress_start(&bar, "train", "steps", warmup + iters, json);
+    for (int i = 0; !st && i < warmup + iters; i++) {
+        double t0 = cli_now();
+        st = dm_trainer_step(tr, NULL, &err);
+        if (i >= warmup) t[i - warmup] = cli_now() - t0;
+        cli_progress_update(&bar, i + 1, NULL);
+    }
+    cli_progress_finish(&bar);
+    dm_trainer_free(tr);
+    if (st) return cli_fail(&err);
+    const double train_s = median(t, iters);
+    const double rss = peak_rss_mib();
+
+    /* sampling: network evaluations at one shared timestep, as a sampler makes them */
+    dm_model *m;
+    if (dm_unet_create(&m, &cfg.unet, 0, &err)) return cli_fail(&err);
+    float *x = malloc((size_t)(infer_batch * dim) * sizeof *x);
+    float *eps = malloc((size_t)(infer_batch * dim) * sizeof *eps);
+    float *ts = malloc((size_t)infer_batch * sizeof *ts);
+    dm_rng_normal(&rng, x, (size_t)(infer_batch * dim));
+    for (int64_t b = 0; b < infer_batch; b++) ts[b] = 500;
+    cli_progress_start(&bar, "sample", "evals", warmup + iters, json);
+    for (int i = 0; !st && i < warmup + iters; i++) {
+        double t0 = cli_now();
+        st = dm_model_forward(m, eps, x, ts, infer_batch, 0, &err);
+        if (i >= warmup) t[i - warmup] = cli_now() - t0;
+        cli_progress_update(&bar, i + 1, NULL);
+    }
+    cli_progress_finish(&bar);
+    dm_model_free(m);
+    free(x), free(eps), free(ts);
+    if (st) return cli_fail(&err);
+    const double infer_s = median(t, iters);
+    free(t);
+    const double sgemm = dm_sgemm_gflops(sgemm_n, 3);
+
+    const double train_ips = (double)batch / train_s, infer_ips = (double)infer_batch / infer_s;
+    const double train_gf = 3.0 * fwd_flop * train_ips * 1e-9;
+    const double infer_gf = fwd_flop * infer_ips * 1e-9;
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", preset);
+        cJSON_AddNumberToObject(o, "threads", dm_get_num_threads());
+        cJSON_AddNumberToObject(o, "sgemm_gflops", sgemm);
+        cJSON_AddNumberToObject(o, "train_batch", (double)batch);
+        cJSON_AddNumberToObject(o, "train_images_per_s", train_ips);
+        cJSON_AddNumberToObject(o, "train_gflops", train_gf);
+        cJSON_AddNumberToObject(o, "train_peak_rss_mib", rss);
+        cJSON_AddNumberToObject(o, "infer_batch", (double)infer_batch);
+        cJSON_AddNumberToObject(o, "infer_images_per_s", infer_ips);
+        cJSON_AddNumberToObject(o, "infer_gflops", infer_gf);
+        cli_print_json(o);
+    } else {
+        printf("%s, threads %d; sgemm %lld: %.1f GFLOP/s\n", preset, dm_get_num_threads(),
+               (long long)sgemm_n, sgemm);
+        printf("training, batch %lld: %.1f images/s (%.2f s/step), %.1f GFLOP/s; peak RSS %.0f "
+               "MiB\n",
+               (long long)batch, train_ips, train_s, train_gf, rss);
+        printf("sampling, batch %lld: %.1f images/s (%.3f s/evaluation), %.1f GFLOP/s\n",
+               (long long)infer_batch, infer_ips, infer_s, infer_gf);
+    }
+    return 0;
+}

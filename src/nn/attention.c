@@ -1,0 +1,492 @@
+/* Multi-head attention core: P = softmax(Q K^T * scale), O = P V, per (example, head). */
+#include "attention.h"
+
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef ATTN_SMALL_D_MAX
+#define ATTN_SMALL_D_MAX 16
+#endif
+
+#define VEC 16  /* floats per vector step of the small-d kernels; their rows are padded to it */
+#ifndef ROWS
+#define ROWS 8  /* query rows per register block */
+#endif
+#define QBLOCK_FLOATS 32768 /* a row block of scores (rows x N) of the GEMM path, to stay in L2 */
+
+/* a * b + c as one fused instruction where the target has FMA: -std=c11 turns off GCC's own
+ * contraction of a * b + c, and the kernels below are multiply-add bound */
+#ifdef __FMA__
+#define MADD(a, b, c) fmaf(a, b, c)
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+static inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/* Query rows per block of the GEMM path. */
+static inline int64_t gemm_rows(int64_t N) {
+    int64_t rows = QBLOCK_FLOATS / N;
+    return rows < 1 ? 1 : rows > N ? N : rows;
+}
+
+/* Per-thread scratch (floats) of each path. */
+static size_t small_d_floats(int64_t N, int64_t d) {
+    const int64_t Np = round_up(N, VEC);
+    return (size_t)(4 * d * Np + 3 * ROWS * Np);
+}
+static size_t gemm_floats(int64_t N) { return (size_t)(2 * gemm_rows(N) * N); }
+
+static inline bool use_small_d(int64_t d) { return d <= ATTN_SMALL_D_MAX; }
+
+static size_t per_thread_floats(int64_t N, int64_t d) {
+    return round_up((int64_t)(use_small_d(d) ? small_d_floats(N, d) : gemm_floats(N)), 16);
+}
+
+size_t dm_attention_work_floats(int64_t B, int64_t N, int64_t heads, int64_t d) {
+    return (size_t)omp_get_max_threads() * per_thread_floats(N, d);
+}
+
+/* exp(x) for x <= 0 (softmax arguments), vectorisable: 2^k e^r with k = round(x / ln 2),
+ * |r| <= ln(2) / 2, e^r from Cephes' degree-7 polynomial (about 1 ulp); ln 2 split in two
+ * (Cody-Waite). Below -87 the result is clamped near 1e-38, which is 0 next to the row's
+ * largest term, 1. glibc's expf does not vectorise without -ffast-math. */
+static inline float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float shifter = 0x1.8p23f; /* adding it rounds to an integer kept in the low bits */
+    float kf = x * 1.44269504088896341f + shifter;
+    uint32_t kbits;
+    memcpy(&kbits, &kf, sizeof kbits);
+    kf -= shifter;
+    float r = MADD(kf, -0.693359375f, x);
+    r = MADD(kf, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = MADD(p, r, 1.3981999507e-3f);
+    p = MADD(p, r, 8.3334519073e-3f);
+    p = MADD(p, r, 4.1665795894e-2f);
+    p = MADD(p, r, 1.6666665459e-1f);
+    p = MADD(p, r, 5.0000001201e-1f);
+    p = MADD(p * r, r, r) + 1.0f;
+    uint32_t sbits = (kbits - 0x4B400000u + 127u) << 23;
+    float scale;
+    memcpy(&scale, &sbits, sizeof scale);
+    return p * scale;
+}
+
+static inline float row_max(const float *restrict s, int64_t n) {
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+    return m;
+}
+
+/* s = exp(s - m) in place; returns the sum */
+static inline float exp_row(float *restrict s, int64_t n, float m) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        s[j] = exp_nonpositive(s[j] - m);
+        sum += s[j];
+    }
+    return sum;
+}
+
+/* Row-wise softmax of s (n), in place: subtracting the max keeps every exp <= 1. */
+static inline void softmax_row(float *restrict s, int64_t n) {
+    const float inv = 1.0f / exp_row(s, n, row_max(s, n));
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) s[j] *= inv;
+}
+
+/* ================================================================================================
+ * Small head dimension: hand-written kernels. With d = 8 each product has an inner dimension of
+ * 8, where a GEMM library spends its time packing; here a block of ROWS query rows is computed
+ * against keys padded to VEC, the softmax runs on each row while it is in L1, and O, dQ come
+ * from the same rows. Keys and values are transposed once per (example, head), (d, Np). */
+
+/* xt (d, Np) = the (N, d) column slice at x (row stride C), transposed, zero beyond N */
+static void transpose_slice(float *restrict xt, const float *restrict x, int64_t N, int64_t Np,
+                            int64_t C, int64_t d) {
+    for (int64_t j = 0; j < N; j++)
+        for (int64_t k = 0; k < d; k++) xt[k * Np + j] = x[j * C + k];
+    for (int64_t k = 0; k < d; k++)
+        for (int64_t j = N; j < Np; j++) xt[k * Np + j] = 0.0f;
+}
+
+/* s[r][j] = alpha * sum_k a[r][k] bt[k][j] for ROWS rows a[r] (d each) and j < Np: VEC columns
+ * at a time, the ROWS x VEC accumulators in registers. */
+static inline __attribute__((always_inline)) void rows_times_bt(float *restrict s,
+                                                                const float *const a[ROWS],
+                                                                float alpha,
+                                                                const float *restrict bt,
+                                                                int64_t Np, int64_t d) {
+    for (int64_t j0 = 0; j0 < Np; j0 += VEC) {
+        float acc[ROWS][VEC] = {{0}};
+        for (int64_t k = 0; k < d; k++) {
+            const float *bk = bt + k * Np + j0;
+            for (int r = 0; r < ROWS; r++) {
+                const float ark = a[r][k];
+#pragma omp simd
+                for (int jj = 0; jj < VEC; jj++) acc[r][jj] = MADD(ark, bk[jj], acc[r][jj]);
+            }
+        }
+        for (int r = 0; r < ROWS; r++)
+#pragma omp simd
+            for (int jj = 0; jj < VEC; jj++) s[r * Np + j0 + jj] = alpha * acc[r][jj];
+    }
+}
+
+/* out[r][k] (+)= alpha[r] * sum_{j < N} p[r][j] x[j][k] for ROWS rows of p (row stride Np) and
+ * the (N, d) column slice x (row stride C); `add` selects += (gradients) or = (forward). */
+static inline __attribute__((always_inline)) void rows_times_x(float *const out[ROWS], bool add,
+                                                               const float alpha[ROWS],
+                                                               const float *restrict p, int64_t Np,
+                                                               const float *restrict x, int64_t C,
+                                                               int64_t N, int64_t d, int nrows) {
+    float acc[ROWS][ATTN_SMALL_D_MAX > 0 ? ATTN_SMALL_D_MAX : 1] = {{0}};
+    for (int64_t j = 0; j < N; j++) {
+        const float *xj = x + j * C;
+        for (int r = 0; r < ROWS; r++) {
+            const float prj = p[r * Np + j];
+#pragma omp simd
+            for (int64_t k = 0; k < d; k++) acc[r][k] = MADD(prj, xj[k], acc[r][k]);
+        }
+    }
+    for (int r = 0; r < nrows; r++)
+        for (int64_t k = 0; k < d; k++)
+            out[r][k] = (add ? out[r][k] : 0.0f) + alpha[r] * acc[r][k];
+}
+
+/* One (example, head) forward; q, k, v, o point at the head's first column, row stride C. */
+static inline __attribute__((always_inline)) void forward_head_small(
+    float *o, float *probs, const float *q, const float *k, const float *v, int64_t N, int64_t C,
+    int64_t d, float scale, float *scratch) {
+    const int64_t Np = round_up(N, VEC);
+    float *kt = scratch;         /* (d, Np) */
+    float *rows = kt + d * Np;   /* (ROWS, Np) */
+    transpose_slice(kt, k, N, Np, C, d);
+    for (int64_t i0 = 0; i0 < N; i0 += ROWS) {
+        const int nrows = N - i0 < ROWS ? (int)(N - i0) : ROWS;
+        const float *qrow[ROWS];
+        float *orow[ROWS];
+        for (int r = 0; r < ROWS; r++) {
+            const int64_t i = i0 + (r < nrows ? r : nrows - 1); /* spare rows repeat the last */
+            qrow[r] = q + i * C;
+            orow[r] = o + i * C;
+        }
+        rows_times_bt(rows, qrow, scale, kt, Np, d);
+        /* softmax without its final division: O is scaled once per row instead */
+        float inv_sum[ROWS];
+        for (int r = 0; r < ROWS; r++) {
+            float *s = rows + r * Np;
+            for (int64_t j = N; j < Np; j++) s[j] = -INFINITY; /* exp gives about 1e-38 there */
+            inv_sum[r] = 1.0f / exp_row(s, Np, row_max(s, Np));
+            if (probs && r < nrows) {
+                float *pr = probs + (i0 + r) * N;
+                const float a = inv_sum[r];
+#pragma omp simd
+                for (int64_t j = 0; j < N; j++) pr[j] = s[j] * a;
+            }
+        }
+        rows_times_x(orow, false, inv_sum, rows, Np, v, C, N, d, nrows);
+    }
+}
+
+/* One (example, head) backward, adding into dq, dk, dv (head columns, row stride C). */
+static inline __attribute__((always_inline)) void backward_head_small(
+    float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+    const float *v, const float *probs, int64_t N, int64_t C, int64_t d, float scale,
+    float *scratch) {
+    const int64_t Np = round_up(N, VEC);
+    float *vt = scratch;         /* (d, Np) values, transposed */
+    float *dkt = vt + d * Np;    /* (d, Np) dK^T accumulated over query rows */
+    float *dvt = dkt + d * Np;   /* (d, Np) dV^T */
+    float *prow = dvt + d * Np;  /* (ROWS, Np) P rows, zero-padded */
+    float *dprow = prow + ROWS * Np; /* (ROWS, Np) dP, then dS */
+    transpose_slice(vt, v, N, Np, C, d);
+    memset(dkt, 0, (size_t)(2 * d * Np) * sizeof *dkt);
+    for (int64_t i0 = 0; i0 < N; i0 += ROWS) {
+        const int nrows = N - i0 < ROWS ? (int)(N - i0) : ROWS;
+        const float *dorow[ROWS];
+        const float *qrow[ROWS];
+        float *dqrow[ROWS];
+        for (int r = 0; r < ROWS; r++) {
+            const int64_t i = i0 + (r < nrows ? r : nrows - 1);
+            dorow[r] = dout + i * C;
+            qrow[r] = q + i * C;
+            dqrow[r] = dq + i * C;
+            /* spare rows get P = 0, so they add nothing below */
+            if (r < nrows) memcpy(prow + r * Np, probs + i * N, (size_t)N * sizeof *prow);
+            for (int64_t j = (r < nrows ? N : 0); j < Np; j++) prow[r * Np + j] = 0.0f;
+        }
+        /* dP = dO V^T */
+        rows_times_bt(dprow, dorow, 1.0f, vt, Np, d);
+        /* dS = P (dP - rowsum(P dP)) */
+        for (int r = 0; r < ROWS; r++) {
+            const float *p = prow + r * Np;
+            float *ds = dprow + r * Np;
+            float t = 0.0f;
+#pragma omp simd reduction(+ : t)
+            for (int64_t j = 0; j < Np; j++) t += p[j] * ds[j];
+#pragma omp simd
+            for (int64_t j = 0; j < Np; j++) ds[j] = p[j] * (ds[j] - t);
+        }
+        /* dV^T += dO^T P, dK^T += scale Q^T dS over these rows */
+#ifndef BWD_VARIANT
+        for (int64_t c = 0; c < d; c++) {
+            float dof[ROWS], qf[ROWS];
+            for (int r = 0; r < ROWS; r++) {
+                dof[r] = dorow[r][c];
+                qf[r] = scale * qrow[r][c];
+            }
+            float *dvc = dvt + c * Np, *dkc = dkt + c * Np;
+#pragma omp simd
+            for (int64_t j = 0; j < Np; j++) {
+                float sv = dvc[j], sk = dkc[j];
+                for (int r = 0; r < ROWS; r++) {
+                    sv = MADD(dof[r], prow[r * Np + j], sv);
+                    sk = MADD(qf[r], dprow[r * Np + j], sk);
+                }
+                dvc[j] = sv;
+                dkc[j] = sk;
+            }
+        }
+#else
+        {
+            float dof[ATTN_SMALL_D_MAX][ROWS], qf[ATTN_SMALL_D_MAX][ROWS];
+            for (int64_t c = 0; c < d; c++)
+                for (int r = 0; r < ROWS; r++) {
+                    dof[c][r] = dorow[r][c];
+                    qf[c][r] = scale * qrow[r][c];
+                }
+            for (int64_t j0 = 0; j0 < Np; j0 += VEC)
+                for (int64_t c = 0; c < d; c++) {
+                    float *dvc = dvt + c * Np + j0, *dkc = dkt + c * Np + j0;
+                    float sv[VEC], sk[VEC];
+                    for (int jj = 0; jj < VEC; jj++) {
+                        sv[jj] = dvc[jj];
+                        sk[jj] = dkc[jj];
+                    }
+                    for (int r = 0; r < ROWS; r++) {
+                        const float a = dof[c][r], b = qf[c][r];
+#pragma omp simd
+                        for (int jj = 0; jj < VEC; jj++) {
+                            sv[jj] = MADD(a, prow[r * Np + j0 + jj], sv[jj]);
+                            sk[jj] = MADD(b, dprow[r * Np + j0 + jj], sk[jj]);
+                        }
+                    }
+                    for (int jj = 0; jj < VEC; jj++) {
+                        dvc[jj] = sv[jj];
+                        dkc[jj] = sk[jj];
+                    }
+                }
+        }
+#endif
+        /* dQ += scale dS K */
+        float scales[ROWS];
+        for (int r = 0; r < ROWS; r++) scales[r] = scale;
+        rows_times_x(dqrow, true, scales, dprow, Np, k, C, N, d, nrows);
+    }
+    for (int64_t j = 0; j < N; j++)
+        for (int64_t c = 0; c < d; c++) {
+            dk[j * C + c] += dkt[c * Np + j];
+            dv[j * C + c] += dvt[c * Np + j];
+        }
+}
+
+/* ================================================================================================
+ * Larger head dimension: the products through dm_sgemm on blocks of query rows, addressing the
+ * head's column slice through the leading dimension C. */
+
+static void forward_head_gemm(float *o, float *probs, const float *q, const float *k,
+                              const float *v, int64_t N, int64_t C, int64_t d, float scale,
+                              float *scratch) {
+    const int64_t block = gemm_rows(N);
+    for (int64_t i0 = 0; i0 < N; i0 += block) {
+        const int64_t nb = N - i0 < block ? N - i0 : block;
+        float *s = probs ? probs + i0 * N : scratch; /* (nb, N) */
+        dm_sgemm(false, true, nb, N, d, scale, q + i0 * C, C, k, C, 0.0f, s, N);
+        for (int64_t r = 0; r < nb; r++) softmax_row(s + r * N, N);
+        dm_sgemm(false, false, nb, d, N, 1.0f, s, N, v, C, 0.0f, o + i0 * C, C);
+    }
+}
+
+static void backward_head_gemm(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                               const float *k, const float *v, const float *probs, int64_t N,
+                               int64_t C, int64_t d, float scale, float *scratch) {
+    const int64_t block = gemm_rows(N);
+    for (int64_t i0 = 0; i0 < N; i0 += block) {
+        const int64_t nb = N - i0 < block ? N - i0 : block;
+        const float *p = probs + i0 * N; /* (nb, N) */
+        float *ds = scratch;             /* (nb, N): dP, then dS */
+        dm_sgemm(false, true, nb, N, d, 1.0f, dout + i0 * C, C, v, C, 0.0f, ds, N);
+        for (int64_t r = 0; r < nb; r++) {
+            const float *pr = p + r * N;
+            float *dsr = ds + r * N;
+            float t = 0.0f;
+#pragma omp simd reduction(+ : t)
+            for (int64_t j = 0; j < N; j++) t += pr[j] * dsr[j];
+#pragma omp simd
+            for (int64_t j = 0; j < N; j++) dsr[j] = pr[j] * (dsr[j] - t);
+        }
+        dm_sgemm(false, false, nb, d, N, scale, ds, N, k, C, 1.0f, dq + i0 * C, C);
+        dm_sgemm(true, false, N, d, nb, scale, ds, N, q + i0 * C, C, 1.0f, dk, C);
+        dm_sgemm(true, false, N, d, nb, 1.0f, p, N, dout + i0 * C, C, 1.0f, dv, C);
+    }
+}
+
+/* ================================================================================================ */
+
+/* The OpenMP team pays off from about this many multiply-adds (a few tens of microseconds). */
+#define ATTN_PARALLEL_MIN 200000
+
+/* The small-d kernels with d fixed at compile time for the common head sizes, so the inner loops
+ * over d unroll; other sizes take the generic instance. */
+static void forward_small(float *o, float *probs, const float *q, const float *k, const float *v,
+                          int64_t N, int64_t C, int64_t d, float scale, float *scratch) {
+    switch (d) {
+    case 4: forward_head_small(o, probs, q, k, v, N, C, 4, scale, scratch); break;
+    case 8: forward_head_small(o, probs, q, k, v, N, C, 8, scale, scratch); break;
+    case 16: forward_head_small(o, probs, q, k, v, N, C, 16, scale, scratch); break;
+    default: forward_head_small(o, probs, q, k, v, N, C, d, scale, scratch); break;
+    }
+}
+
+static void backward_small(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *k, const float *v, const float *probs, int64_t N,
+                           int64_t C, int64_t d, float scale, float *scratch) {
+    switch (d) {
+    case 4: backward_head_small(dq, dk, dv, dout, q, k, v, probs, N, C, 4, scale, scratch); break;
+    case 8: backward_head_small(dq, dk, dv, dout, q, k, v, probs, N, C, 8, scale, scratch); break;
+    case 16:
+        backward_head_small(dq, dk, dv, dout, q, k, v, probs, N, C, 16, scale, scratch);
+        break;
+    default: backward_head_small(dq, dk, dv, dout, q, k, v, probs, N, C, d, scale, scratch); break;
+    }
+}
+
+void dm_attention_forward(float *o, float *probs, const float *q, const float *k, const float *v,
+                          int64_t B, int64_t N, int64_t heads, int64_t d, float scale,
+                          float *work) {
+    const int64_t C = heads * d;
+    const size_t per_thread = per_thread_floats(N, d);
+    const bool small = use_small_d(d);
+#pragma omp parallel if (B * heads * N * N * d >= ATTN_PARALLEL_MIN)
+    {
+        float *scratch = work + (size_t)omp_get_thread_num() * per_thread;
+#pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < B * heads; bh++) {
+            const int64_t b = bh / heads, h = bh % heads;
+            const int64_t at = b * N * C + h * d; /* the head's first column of example b */
+            float *p = probs ? probs + bh * N * N : NULL;
+            if (small)
+                forward_small(o + at, p, q + at, k + at, v + at, N, C, d, scale, scratch);
+            else
+                forward_head_gemm(o + at, p, q + at, k + at, v + at, N, C, d, scale, scratch);
+        }
+    }
+}
+
+void dm_attention_backward(float *dq, float *dk, float *dv, const float *do_, const float *q,
+                           const float *k, const float *v, const float *probs, int64_t B, int64_t N,
+                           int64_t heads, int64_t d, float scale, float *work) {
+    const int64_t C = heads * d;
+    const size_t per_thread = per_thread_floats(N, d);
+    const bool small = use_small_d(d);
+#pragma omp parallel if (B * heads * N * N * d >= ATTN_PARALLEL_MIN)
+    {
+        float *scratch = work + (size_t)omp_get_thread_num() * per_thread;
+#pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < B * heads; bh++) {
+            const int64_t b = bh / heads, h = bh % heads;
+            const int64_t at = b * N * C + h * d;
+            const float *p = probs + bh * N * N;
+            if (small)
+                backward_small(dq + at, dk + at, dv + at, do_ + at, q + at, k + at, v + at, p, N,
+                               C, d, scale, scratch);
+            else
+                backward_head_gemm(dq + at, dk + at, dv + at, do_ + at, q + at, k + at, v + at, p,
+                                   N, C, d, scale, scratch);
+        }
+    }
+}
+
+/* ================================================================================================
+ * Naive references in double. */
+
+void dm_attention_forward_ref(float *o, float *probs, const float *q, const float *k,
+                              const float *v, int64_t B, int64_t N, int64_t heads, int64_t d,
+                              float scale) {
+    const int64_t C = heads * d;
+    double *p = malloc((size_t)N * sizeof *p);
+    assert(p);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < heads; h++) {
+            const int64_t at = b * N * C + h * d;
+            for (int64_t i = 0; i < N; i++) {
+                double m = -INFINITY, sum = 0.0;
+                for (int64_t j = 0; j < N; j++) {
+                    double s = 0.0;
+                    for (int64_t c = 0; c < d; c++)
+                        s += (double)q[at + i * C + c] * k[at + j * C + c];
+                    p[j] = s * scale;
+                    m = p[j] > m ? p[j] : m;
+                }
+                for (int64_t j = 0; j < N; j++) sum += p[j] = exp(p[j] - m);
+                for (int64_t j = 0; j < N; j++) {
+                    p[j] /= sum;
+                    probs[((b * heads + h) * N + i) * N + j] = (float)p[j];
+                }
+                for (int64_t c = 0; c < d; c++) {
+                    double acc = 0.0;
+                    for (int64_t j = 0; j < N; j++) acc += p[j] * v[at + j * C + c];
+                    o[at + i * C + c] = (float)acc;
+                }
+            }
+        }
+    free(p);
+}
+
+void dm_attention_backward_ref(float *dq, float *dk, float *dv, const float *do_, const float *q,
+                               const float *k, const float *v, const float *probs, int64_t B,
+                               int64_t N, int64_t heads, int64_t d, float scale) {
+    const int64_t C = heads * d;
+    double *ds = malloc((size_t)(N * N) * sizeof *ds); /* (N, N) dS of one head */
+    assert(ds);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < heads; h++) {
+            const int64_t at = b * N * C + h * d;
+            const float *p = probs + (b * heads + h) * N * N;
+            for (int64_t i = 0; i < N; i++) {
+                double t = 0.0;
+                for (int64_t j = 0; j < N; j++) {
+                    double dp = 0.0;
+                    for (int64_t c = 0; c < d; c++)
+                        dp += (double)do_[at + i * C + c] * v[at + j * C + c];
+                    ds[i * N + j] = dp;
+                    t += p[i * N + j] * dp;
+                }
+                for (int64_t j = 0; j < N; j++) ds[i * N + j] = p[i * N + j] * (ds[i * N + j] - t);
+            }
+            for (int64_t c = 0; c < d; c++) {
+                for (int64_t i = 0; i < N; i++) {
+                    double acc = 0.0;
+                    for (int64_t j = 0; j < N; j++) acc += ds[i * N + j] * k[at + j * C + c];
+                    dq[at + i * C + c] += (float)(scale * acc);
+                }
+                for (int64_t j = 0; j < N; j++) {
+                    double acc_k = 0.0, acc_v = 0.0;
+                    for (int64_t i = 0; i < N; i++) {
+                        acc_k += ds[i * N + j] * q[at + i * C + c];
+                        acc_v += (double)p[i * N + j] * do_[at + i * C + c];
+                    }
+                    dk[at + j * C + c] += (float)(scale * acc_k);
+                    dv[at + j * C + c] += (float)acc_v;
+                }
+            }
+        }
+    free(ds);
+}
