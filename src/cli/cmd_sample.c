@@ -1,6 +1,7 @@
 /* diffusion sample: draw points from a trained model; optional scatter plot and reverse strip. */
 #include "common.h"
 #include "progress.h"
+#include "sample_images.h"
 #include "snapshots.h"
 
 #include <stdio.h>
@@ -13,19 +14,24 @@ int cmd_sample(int argc, char **argv) {
     dm_sample_options so;
     dm_sample_options_default(&so);
     const char *model = NULL, *out = "samples.csv", *plot = NULL, *strip = NULL, *data = NULL;
-    const char *var = "beta";
+    const char *var = "beta", *grid = "samples.png", *each = NULL, *npy = NULL;
     int64_t n = 10000, n_data = 10000;
-    int threads = 2, json = 0, quiet = 0;
+    int threads = 2, json = 0, quiet = 0, no_clip = 0, scale = 2;
     cli_option opts[] = {
         {"--model", OPT_STRING, &model, "DIR", "checkpoint folder or training run folder (required)"},
-        {"--n", OPT_I64, &n, "N", "number of samples"},
-        {"--out", OPT_STRING, &out, "FILE", "samples in data units, .csv or .npy"},
+        {"--n", OPT_I64, &n, "N", "number of samples (images: 64 unless given)"},
+        {"--out", OPT_STRING, &out, "FILE", "points: samples in data units, .csv or .npy"},
+        {"--grid", OPT_STRING, &grid, "PNG", "images: all samples in one grid"},
+        {"--each", OPT_STRING, &each, "DIR", "images: also each sample as DIR/sample_NNNNN.png"},
+        {"--npy", OPT_STRING, &npy, "FILE", "images: also all samples as uint8 NPY (n, c, h, w)"},
+        {"--scale", OPT_INT, &scale, "N", "images: pixels per image pixel in the PNGs"},
+        {"--no-clip", OPT_FLAG, &no_clip, NULL, "images: do not clip the predicted x_0 to [-1, 1] at each step"},
         {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta or beta-tilde"},
         {"--seed", OPT_U64, &so.seed, "N", "seed of the sampling noise"},
         {"--plot", OPT_STRING, &plot, "PNG", "scatter plot of the samples (over --data if given)"},
         {"--data", OPT_STRING, &data, "NAME|FILE", "data drawn under the samples in --plot"},
         {"--n-data", OPT_I64, &n_data, "N", "points of a built-in --data set to draw"},
-        {"--strip", OPT_STRING, &strip, "PNG", "snapshots of the reverse process from x_T to x_0"},
+        {"--strip", OPT_STRING, &strip, "PNG", "snapshots of the reverse process from x_T to x_0 (images: 8 samples)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
@@ -49,11 +55,24 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "error: --n must be in 1..100000000\n");
         return 2;
     }
+    if (scale < 1 || scale > 64) {
+        fprintf(stderr, "error: --scale must be in 1..64\n");
+        return 2;
+    }
     dm_set_num_threads(threads);
 
     dm_error err = {0};
     dm_pipeline *p;
     if (dm_pipeline_load(&p, model, &err)) return cli_fail(&err);
+    if (dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)) {
+        so.clip_x0 = !no_clip;
+        cli_image_sample_args a = {.n = cli_given(argc, argv, "--n") ? n : 64, .options = so,
+                                   .grid = grid, .each = each, .npy = npy, .strip = strip,
+                                   .scale = scale, .quiet = quiet || json, .json = json};
+        int status = cli_sample_images(p, &a, &err);
+        dm_pipeline_free(p);
+        return status;
+    }
     const int64_t D = dm_pipeline_dim(p);
     dm_dataset samples = {0}, background = {0};
     cli_snapshots snaps = {0};

@@ -1,5 +1,7 @@
-/* diffusion train: fit a model to a built-in 2-D set or the user's N x D data. */
+/* diffusion train: fit a model to a built-in 2-D set, the user's N x D data, Fashion-MNIST or
+ * the user's images. */
 #include "common.h"
+#include "images.h"
 #include "progress.h"
 
 #include <stdio.h>
@@ -15,17 +17,40 @@ double cli_recent_loss(const dm_trainer *tr, int64_t k) {
     return s / (double)k;
 }
 
+/* One JSON line: the mean loss since the last line, throughput, time. */
+static void log_line(FILE *log, const dm_trainer *tr, int64_t step, int64_t steps_since,
+                     double seconds_since, double elapsed) {
+    const float *h = dm_trainer_loss_history(tr);
+    double s = 0;
+    for (int64_t i = step - steps_since; i < step; i++) s += h[i];
+    const double batch = (double)dm_trainer_config(tr)->batch;
+    fprintf(log,
+            "{\"step\": %lld, \"loss\": %.6g, \"steps_per_s\": %.4g, \"examples_per_s\": %.4g, "
+            "\"elapsed_s\": %.2f}\n",
+            (long long)step, s / (double)steps_since, (double)steps_since / seconds_since,
+            batch * (double)steps_since / seconds_since, elapsed);
+    fflush(log);
+}
+
 dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, int quiet,
-                           double *seconds, dm_error *err) {
+                           FILE *log, int64_t log_every, double *seconds, dm_error *err) {
     const int64_t total = dm_trainer_config(tr)->steps;
     cli_progress bar;
     cli_progress_start(&bar, "train", "steps", total, quiet);
     cli_catch_interrupt();
     dm_status st = DM_OK;
+    int64_t logged_step = dm_trainer_step_count(tr);
+    double logged_t = cli_now();
     while (dm_trainer_step_count(tr) < total) {
         double loss;
         if ((st = dm_trainer_step(tr, &loss, err))) break;
         int64_t step = dm_trainer_step_count(tr);
+        if (log && log_every > 0 && (step % log_every == 0 || step == total)) {
+            const double now = cli_now();
+            log_line(log, tr, step, step - logged_step, now - logged_t, now - bar.t0);
+            logged_step = step;
+            logged_t = now;
+        }
         char extra[64];
         snprintf(extra, sizeof extra, "loss %.4f", cli_recent_loss(tr, 100));
         cli_progress_update(&bar, step, extra);
@@ -50,13 +75,14 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
 int cmd_train(int argc, char **argv) {
     dm_train_config cfg;
     dm_train_config_default(&cfg);
-    const char *data = "swissroll", *out = NULL, *schedule = "linear";
-    int64_t n_data = 100000, every = 1000;
+    const char *data = "swissroll", *out = NULL, *schedule = "linear", *model = NULL;
+    int64_t n_data = 100000, every = 1000, log_every = 50;
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     cli_option opts[] = {
-        {"--data", OPT_STRING, &data, "NAME|FILE", "built-in 2-D set or a CSV/NPY file of N x D points"},
+        {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
+        {"--model", OPT_STRING, &model, "NAME|JSON", "mlp (points), a UNet preset (unet-28, cifar-ddpm, tiny) or a diffusers config.json; images default to unet-28"},
         {"--n-data", OPT_I64, &n_data, "N", "points drawn for a built-in set"},
-        {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint/, loss.png (default: runs/<data>)"},
+        {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint/, loss.png, log.jsonl (default: runs/<data>)"},
         {"--steps", OPT_I64, &cfg.steps, "N", "optimiser steps"},
         {"--batch", OPT_I64, &cfg.batch, "N", "examples per step"},
         {"--lr", OPT_DOUBLE, &cfg.optim.lr, "X", "peak learning rate (Adam)"},
@@ -72,17 +98,23 @@ int cmd_train(int argc, char **argv) {
         {"--beta-start", OPT_DOUBLE, &cfg.schedule.beta_start, "X", "linear schedule: first beta"},
         {"--beta-end", OPT_DOUBLE, &cfg.schedule.beta_end, "X", "linear schedule: last beta"},
         {"--no-normalize", OPT_FLAG, &no_normalize, NULL, "train on the data as they are (no standardisation)"},
+        {"--hflip", OPT_FLAG, &cfg.hflip, NULL, "images: mirror each drawn image with probability 1/2"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
+        {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
         {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its checkpoint"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };
     cli_command cmd = {"diffusion train [options]",
-                       "Trains an epsilon-prediction DDPM (L_simple, Adam, EMA) with the MLP for "
-                       "low-dimensional data.\nThe checkpoint (config.json + safetensors) goes to "
-                       "DIR/checkpoint, the loss curve to DIR/loss.png.",
+                       "Trains an epsilon-prediction DDPM (L_simple, Adam, EMA): the MLP on "
+                       "low-dimensional points, a UNet on images.\nThe checkpoint goes to "
+                       "DIR/checkpoint (for a UNet also a diffusers folder: unet/, scheduler/, "
+                       "model_index.json),\nthe loss curve to DIR/loss.png, loss and throughput "
+                       "to DIR/log.jsonl. For images the defaults become\nbatch " 
+                       CLI_STR(CLI_IMAGE_BATCH) ", lr " CLI_STR(CLI_IMAGE_LR) " and warm-up "
+                       CLI_STR(CLI_IMAGE_WARMUP) " unless given.",
                        opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;
@@ -101,11 +133,31 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "error: --n-data must be >= 1\n");
         return 2;
     }
+    if (log_every < 0) {
+        fprintf(stderr, "error: --log-every must be >= 0\n");
+        return 2;
+    }
     dm_set_num_threads(threads);
 
+    const int images = (model && strcmp(model, "mlp") != 0) || cli_is_image_data(data);
     dm_dataset ds = {0};
-    if (cli_load_data(&ds, data, n_data, cfg.seed, &err)) return cli_fail(&err);
-    cfg.mlp.dim = ds.dim;
+    if (images) {
+        cfg.arch = DM_ARCH_UNET;
+        if (cli_unet_config(&cfg.unet, model ? model : "unet-28", &err)) return cli_fail(&err);
+        /* the MLP's defaults do not suit a UNet; keep what the user gave */
+        if (!cli_given(argc, argv, "--batch")) cfg.batch = CLI_IMAGE_BATCH;
+        if (!cli_given(argc, argv, "--lr")) cfg.optim.lr = CLI_IMAGE_LR;
+        if (!cli_given(argc, argv, "--warmup")) cfg.optim.warmup = CLI_IMAGE_WARMUP;
+        dm_image_set set;
+        if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size, &err))
+            return cli_fail(&err);
+        ds = set.data; /* the trainer takes rows of c * h * w */
+        set.data.x = NULL;
+        dm_image_set_free(&set);
+    } else {
+        if (cli_load_data(&ds, data, n_data, cfg.seed, &err)) return cli_fail(&err);
+        cfg.mlp.dim = ds.dim;
+    }
     if (cli_make_dirs(out, &err)) {
         dm_dataset_free(&ds);
         return cli_fail(&err);
@@ -114,16 +166,25 @@ int cmd_train(int argc, char **argv) {
 
     dm_trainer *tr = NULL;
     /* on resume the checkpoint's step target stands unless --steps was given */
-    int64_t resume_steps = 0;
-    for (int i = 0; i < argc; i++)
-        if (strncmp(argv[i], "--steps", 7) == 0) resume_steps = cfg.steps;
+    const int64_t resume_steps = cli_given(argc, argv, "--steps") ? cfg.steps : 0;
     dm_status st = resume ? dm_trainer_resume(&tr, ckpt, &ds, resume_steps, &err)
                           : dm_trainer_create(&tr, &cfg, &ds, &err);
     dm_dataset_free(&ds);
     if (st) return cli_fail(&err);
     int64_t start = dm_trainer_step_count(tr);
     double seconds = 0;
-    st = cli_run_training(tr, ckpt, every, quiet || json, &seconds, &err);
+    FILE *log = NULL;
+    if (log_every > 0) {
+        snprintf(path, sizeof path, "%s/log.jsonl", out);
+        /* a resumed run continues the log; a new run starts it afresh */
+        if (!(log = fopen(path, resume ? "a" : "w"))) {
+            dm_error_set(&err, DM_ERR_IO, "%s: cannot open for writing", path);
+            dm_trainer_free(tr);
+            return cli_fail(&err);
+        }
+    }
+    st = cli_run_training(tr, ckpt, every, quiet || json, log, log_every, &seconds, &err);
+    if (log) fclose(log);
     if (st) {
         dm_trainer_free(tr);
         return cli_fail(&err);

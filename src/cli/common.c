@@ -6,6 +6,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+int cli_given(int argc, char **argv, const char *flag) {
+    const size_t k = strlen(flag);
+    for (int i = 0; i < argc; i++)
+        if (strncmp(argv[i], flag, k) == 0 && (argv[i][k] == 0 || argv[i][k] == '=')) return 1;
+    return 0;
+}
+
 int cli_is_builtin(const char *name) {
     for (int i = 0; dm_toy2d_names[i]; i++)
         if (strcmp(name, dm_toy2d_names[i]) == 0) return 1;

@@ -5,6 +5,7 @@
 #include "diffusion.h"
 
 #include <cJSON.h>
+#include <stdio.h>
 
 /* Seeds derived from the user's seed for held-out draws of a built-in set, so evaluation data
  * never coincide with the training data (which use the seed itself). */
@@ -37,6 +38,15 @@ int cmd_bench_unet(int argc, char **argv);
  * `every` steps (0: only at the end) and on Ctrl-C. *seconds receives the wall time. Returns
  * DM_OK, or the error (also after an interrupt, as DM_ERR_IO with a message saying so). */
 dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, int quiet,
-                           double *seconds, dm_error *err);
+                           FILE *log, int64_t log_every, double *seconds, dm_error *err);
+/* 1 if the flag was given on the command line (as "--flag" or "--flag=..."). */
+int cli_given(int argc, char **argv, const char *flag);
+
+/* Training defaults for images, where the MLP's do not suit. */
+#define CLI_IMAGE_BATCH 64
+#define CLI_IMAGE_LR 2e-4
+#define CLI_IMAGE_WARMUP 500
+#define CLI_STR_(x) #x
+#define CLI_STR(x) CLI_STR_(x)
 /* Mean of the last k (or fewer) losses. */
 double cli_recent_loss(const dm_trainer *tr, int64_t k);

@@ -177,6 +177,11 @@ static inline __attribute__((always_inline)) void forward_head_small(
             qrow[r] = q + i * C;
             orow[r] = o + i * C;
         }
+        if (probs && i0 + ROWS < N) { /* write-prefetch the next block's rows of P */
+            char *next = (char *)(probs + (i0 + ROWS) * N);
+            const int64_t bytes = (N - i0 - ROWS < ROWS ? N - i0 - ROWS : ROWS) * N * 4;
+            for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(next + at, 1, 0);
+        }
         rows_times_bt(rows, qrow, scale, kt, Np, d);
         /* softmax without its final division: O is scaled once per row instead */
         float inv_sum[ROWS];
@@ -222,6 +227,12 @@ static inline __attribute__((always_inline)) void backward_head_small(
             if (r < nrows) memcpy(prow + r * Np, probs + i * N, (size_t)N * sizeof *prow);
             for (int64_t j = (r < nrows ? N : 0); j < Np; j++) prow[r * Np + j] = 0.0f;
         }
+        /* the next block's P rows stream in from memory while this block computes */
+        if (i0 + ROWS < N) {
+            const char *next = (const char *)(probs + (i0 + ROWS) * N);
+            const int64_t bytes = (N - i0 - ROWS < ROWS ? N - i0 - ROWS : ROWS) * N * 4;
+            for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(next + at, 0, 0);
+        }
         /* dP = dO V^T */
         rows_times_bt(dprow, dorow, 1.0f, vt, Np, d);
         /* dS = P (dP - rowsum(P dP)) */
@@ -235,7 +246,6 @@ static inline __attribute__((always_inline)) void backward_head_small(
             for (int64_t j = 0; j < Np; j++) ds[j] = p[j] * (ds[j] - t);
         }
         /* dV^T += dO^T P, dK^T += scale Q^T dS over these rows */
-#ifndef BWD_VARIANT
         for (int64_t c = 0; c < d; c++) {
             float dof[ROWS], qf[ROWS];
             for (int r = 0; r < ROWS; r++) {
@@ -254,37 +264,6 @@ static inline __attribute__((always_inline)) void backward_head_small(
                 dkc[j] = sk;
             }
         }
-#else
-        {
-            float dof[ATTN_SMALL_D_MAX][ROWS], qf[ATTN_SMALL_D_MAX][ROWS];
-            for (int64_t c = 0; c < d; c++)
-                for (int r = 0; r < ROWS; r++) {
-                    dof[c][r] = dorow[r][c];
-                    qf[c][r] = scale * qrow[r][c];
-                }
-            for (int64_t j0 = 0; j0 < Np; j0 += VEC)
-                for (int64_t c = 0; c < d; c++) {
-                    float *dvc = dvt + c * Np + j0, *dkc = dkt + c * Np + j0;
-                    float sv[VEC], sk[VEC];
-                    for (int jj = 0; jj < VEC; jj++) {
-                        sv[jj] = dvc[jj];
-                        sk[jj] = dkc[jj];
-                    }
-                    for (int r = 0; r < ROWS; r++) {
-                        const float a = dof[c][r], b = qf[c][r];
-#pragma omp simd
-                        for (int jj = 0; jj < VEC; jj++) {
-                            sv[jj] = MADD(a, prow[r * Np + j0 + jj], sv[jj]);
-                            sk[jj] = MADD(b, dprow[r * Np + j0 + jj], sk[jj]);
-                        }
-                    }
-                    for (int jj = 0; jj < VEC; jj++) {
-                        dvc[jj] = sv[jj];
-                        dkc[jj] = sk[jj];
-                    }
-                }
-        }
-#endif
         /* dQ += scale dS K */
         float scales[ROWS];
         for (int r = 0; r < ROWS; r++) scales[r] = scale;

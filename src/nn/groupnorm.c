@@ -44,12 +44,13 @@ void dm_groupnorm_forward(float *y, float *mean, float *rstd, const float *x, co
         group_stats(xg, run, eps, &mean[bg], &rstd[bg]);
         const float m = mean[bg], r = rstd[bg];
         for (int64_t c = 0; c < cpg; c++) {
-            /* y = x * a + b with the channel's scale and shift folded together */
-            const float a = r * gamma[g * cpg + c], b = beta[g * cpg + c] - m * a;
+            /* (x - mean) stays apart from the scale: folding the mean into the shift would cancel
+             * when |mean| >> std */
+            const float a = r * gamma[g * cpg + c], b = beta[g * cpg + c];
             const float *xc = xg + c * HW;
             float *yc = yg + c * HW;
 #pragma omp simd
-            for (int64_t i = 0; i < HW; i++) yc[i] = xc[i] * a + b;
+            for (int64_t i = 0; i < HW; i++) yc[i] = (xc[i] - m) * a + b;
         }
     }
 }

@@ -1,0 +1,69 @@
+#include "images.h"
+
+#include "io/npy.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static int is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int is_idx(const char *name) {
+    return strstr(name, "-ubyte") != NULL || strstr(name, ".idx") != NULL;
+}
+
+int cli_is_image_data(const char *name) {
+    if (strcmp(name, "fashion-mnist") == 0 || strcmp(name, "fashion-mnist-test") == 0) return 1;
+    if (is_dir(name) || is_idx(name)) return 1;
+    if (ends_with(name, ".npy")) {
+        dm_npy arr;
+        if (dm_npy_read(&arr, name, NULL)) return 0; /* the point loader reports the error */
+        int ndim = arr.ndim;
+        dm_npy_free(&arr);
+        return ndim == 3 || ndim == 4;
+    }
+    return 0;
+}
+
+dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
+                          dm_error *err) {
+    dm_status st;
+    if (strcmp(name, "fashion-mnist") == 0) {
+        st = dm_fashion_mnist_load(set, NULL, "train", err);
+    } else if (strcmp(name, "fashion-mnist-test") == 0) {
+        st = dm_fashion_mnist_load(set, NULL, "test", err);
+    } else if (is_dir(name)) {
+        dm_image_folder_options o;
+        dm_image_folder_options_default(&o);
+        o.size = size;
+        o.channels = c;
+        st = dm_image_folder_load(set, name, &o, err);
+    } else if (is_idx(name)) {
+        st = dm_idx_load(set, name, NULL, err);
+    } else {
+        st = dm_image_npy_load(set, name, err);
+    }
+    if (st) return st;
+    if (set->c != c || set->h != size || set->w != size) {
+        dm_error_set(err, DM_ERR_MISMATCH,
+                     "--data %s: images are %lldx%lldx%lld, the model takes %lldx%lldx%lld "
+                     "(a folder is resized to fit; other sources must match)",
+                     name, (long long)set->c, (long long)set->h, (long long)set->w, (long long)c,
+                     (long long)size, (long long)size);
+        dm_image_set_free(set);
+        return DM_ERR_MISMATCH;
+    }
+    return DM_OK;
+}
+
+dm_status cli_unet_config(dm_unet_config *cfg, const char *name, dm_error *err) {
+    if (ends_with(name, ".json")) return dm_unet_config_read(cfg, name, err);
+    return dm_unet_preset(cfg, name, err);
+}

@@ -1,0 +1,16 @@
+/* Image data and UNet choice for the command line: which --data names images, loading them to
+ * the model's shape, and --model as a preset name or a diffusers config.json. */
+#pragma once
+
+#include "diffusion.h"
+
+/* 1 if --data names images: "fashion-mnist[-test]", a folder, an IDX file, or an NPY file with
+ * 3 or 4 dimensions. */
+int cli_is_image_data(const char *name);
+/* Loads images for a model taking c x size x size: Fashion-MNIST, a folder (centre-cropped and
+ * resized to size, converted to c channels), an IDX file or an NPY array (which must already
+ * have the model's shape). */
+dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
+                          dm_error *err);
+/* --model for images: a preset name (unet-28, cifar-ddpm, tiny) or a diffusers config.json. */
+dm_status cli_unet_config(dm_unet_config *cfg, const char *name, dm_error *err);

@@ -1,0 +1,105 @@
+/* diffusion sample for image models: a PNG grid, optionally every sample as its own PNG or all
+ * of them in one NPY file, and a strip of the reverse process for a few samples. */
+#include "common.h"
+#include "progress.h"
+#include "sample_images.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STRIP_FRAMES 10 /* columns of the strip: x_T, eight steps between, x_0 */
+
+typedef struct {
+    cli_progress *bar;
+    int32_t T;
+    int64_t chunk;     /* which chunk of DM_PIPELINE_IMAGE_CHUNK images is being drawn */
+    int64_t strip_n;   /* samples recorded for the strip (all from the first chunk) */
+    int64_t dim;
+    int32_t steps[STRIP_FRAMES];
+    float *frames;     /* (strip_n, STRIP_FRAMES, dim) */
+} observer;
+
+static void observe(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim) {
+    observer *o = ctx;
+    if (i < o->T) cli_progress_update(o->bar, o->chunk * o->T + (o->T - i), NULL);
+    if (o->frames && o->chunk == 0)
+        for (int f = 0; f < STRIP_FRAMES; f++) {
+            if (o->steps[f] != i) continue;
+            for (int64_t b = 0; b < o->strip_n && b < B; b++)
+                memcpy(o->frames + (b * STRIP_FRAMES + f) * dim, x + b * dim,
+                       (size_t)dim * sizeof(float));
+        }
+    if (i == 0) o->chunk++;
+}
+
+/* Writes each sample as DIR/sample_00000.png, ... */
+static dm_status write_each(const char *dir, const float *x, int64_t n, int64_t c, int64_t h,
+                            int64_t w, dm_error *err) {
+    dm_status st = cli_make_dirs(dir, err);
+    char path[4200];
+    for (int64_t k = 0; k < n && !st; k++) {
+        snprintf(path, sizeof path, "%s/sample_%05lld.png", dir, (long long)k);
+        st = dm_image_write_png(path, x + k * c * h * w, c, h, w, 1, err);
+    }
+    return st;
+}
+
+int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *err) {
+    int64_t c, h, w;
+    dm_model_image_shape(dm_pipeline_model(p), &c, &h, &w);
+    const int64_t dim = c * h * w, n = a->n;
+    const int32_t T = dm_pipeline_schedule(p)->T;
+    float *x = malloc((size_t)(n * dim) * sizeof *x);
+    if (!x) {
+        dm_error_set(err, DM_ERR_NOMEM, "cannot allocate %lld samples", (long long)n);
+        return cli_fail(err);
+    }
+    cli_progress bar;
+    const int64_t chunks = (n + DM_PIPELINE_IMAGE_CHUNK - 1) / DM_PIPELINE_IMAGE_CHUNK;
+    observer o = {.bar = &bar, .T = T, .dim = dim};
+    if (a->strip) {
+        o.strip_n = n < 8 ? n : 8;
+        o.frames = calloc((size_t)(o.strip_n * STRIP_FRAMES * dim), sizeof(float));
+        for (int f = 0; f < STRIP_FRAMES; f++)
+            o.steps[f] = (int32_t)((int64_t)T * (STRIP_FRAMES - 1 - f) / (STRIP_FRAMES - 1));
+    }
+    dm_sample_options so = a->options;
+    so.observe = observe;
+    so.observe_ctx = &o;
+    cli_progress_start(&bar, "sample", "steps", chunks * T, a->quiet);
+    const double t0 = cli_now();
+    dm_status st = dm_pipeline_sample(p, x, n, &so, err);
+    const double seconds = cli_now() - t0;
+    cli_progress_finish(&bar);
+    if (!st) {
+        int cols = 1;
+        while ((int64_t)cols * cols < n) cols++;
+        st = dm_image_write_grid(a->grid, x, n, c, h, w, cols, 2, a->scale, err);
+    }
+    if (!st && a->each) st = write_each(a->each, x, n, c, h, w, err);
+    if (!st && a->npy) st = dm_image_npy_save(a->npy, x, n, c, h, w, err);
+    if (!st && a->strip)
+        st = dm_image_write_grid(a->strip, o.frames, o.strip_n * STRIP_FRAMES, c, h, w,
+                                 STRIP_FRAMES, 2, a->scale, err);
+    free(o.frames);
+    free(x);
+    if (st) return cli_fail(err);
+    const double evals_per_s = (double)n * T / seconds;
+    if (a->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "samples", (double)n);
+        cJSON_AddNumberToObject(j, "steps", T);
+        cJSON_AddNumberToObject(j, "seconds", seconds);
+        cJSON_AddNumberToObject(j, "image_evaluations_per_s", evals_per_s);
+        cJSON_AddStringToObject(j, "grid", a->grid);
+        cli_print_json(j);
+    } else {
+        printf("drew %lld images (%d steps) in %.1f s (%.1f image evaluations/s); wrote %s%s%s%s%s"
+               "%s%s\n",
+               (long long)n, T, seconds, evals_per_s, a->grid, a->each ? ", " : "",
+               a->each ? a->each : "", a->npy ? ", " : "", a->npy ? a->npy : "",
+               a->strip ? ", " : "", a->strip ? a->strip : "");
+    }
+    return 0;
+}
