@@ -308,16 +308,18 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
         {.name = "loss_history", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {ns},
          .data = tr->loss_hist},
     };
-    char step[32], adam_step[32], b_off[32], t_off[32], n_off[32];
+    char step[32], adam_step[32], b_off[32], t_off[32], n_off[32], d_off[32];
     u64_str(step, sizeof step, (uint64_t)tr->step);
     u64_str(adam_step, sizeof adam_step, (uint64_t)tr->opt.step);
     u64_str(b_off, sizeof b_off, tr->batch_rng.offset);
     u64_str(t_off, sizeof t_off, tr->time_rng.offset);
     u64_str(n_off, sizeof n_off, tr->noise_rng.offset);
+    u64_str(d_off, sizeof d_off, tr->model->rng.offset);
     const char *meta[] = {"step", step, "adam_step", adam_step, "rng_batch_offset", b_off,
-                          "rng_time_offset", t_off, "rng_noise_offset", n_off};
+                          "rng_time_offset", t_off, "rng_noise_offset", n_off,
+                          "rng_model_offset", d_off};
     snprintf(path, sizeof path, "%s/" DM_CKPT_STATE, tmp);
-    if ((st = dm_safetensors_write(path, ts, 4, meta, 5, err))) return st;
+    if ((st = dm_safetensors_write(path, ts, 4, meta, 6, err))) return st;
     return dm_checkpoint_commit(dir, tmp, err);
 }
 
@@ -375,7 +377,10 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
         (st = meta_u64(sf, "adam_step", &adam_step, path, err)) ||
         (st = meta_u64(sf, "rng_batch_offset", &tr->batch_rng.offset, path, err)) ||
         (st = meta_u64(sf, "rng_time_offset", &tr->time_rng.offset, path, err)) ||
-        (st = meta_u64(sf, "rng_noise_offset", &tr->noise_rng.offset, path, err))) {
+        (st = meta_u64(sf, "rng_noise_offset", &tr->noise_rng.offset, path, err)) ||
+        /* absent in checkpoints of models that draw nothing, written before it existed */
+        (dm_safetensors_meta(sf, "rng_model_offset") &&
+         (st = meta_u64(sf, "rng_model_offset", &tr->model->rng.offset, path, err)))) {
         dm_safetensors_close(sf);
         goto fail;
     }

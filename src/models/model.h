@@ -31,6 +31,7 @@ struct dm_model {
     int64_t dim;         /* data dimension of x and out */
     int64_t image_c, image_h, image_w; /* dim = c * h * w for image models; 0 otherwise */
     int32_t num_classes; /* class-conditional models: labels in [0, num_classes); 0 = none */
+    dm_rng rng;          /* draws made inside training forwards (dropout); saved by the trainer */
     size_t num_params;
     float *params;       /* (num_params) */
     float *grads;        /* (num_params) */

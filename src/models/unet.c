@@ -115,7 +115,6 @@ typedef struct {
     float **dskip;            /* n_skips x (cap, skip_size) */
     float *conv_work, *attn_work;
     int64_t max_act, max_ch;  /* per example */
-    dm_rng dropout_rng;
 } unet_impl;
 
 static const dm_model_ops unet_ops;
@@ -459,7 +458,7 @@ dm_status dm_unet_create(dm_model **out, const dm_unet_config *cfg, uint64_t see
         return st;
     }
     init_params(m, seed);
-    dm_rng_init(&im->dropout_rng, seed, 5);
+    dm_rng_init(&m->rng, seed, 5); /* the trainer's stream 5: dropout */
     *out = m;
     return DM_OK;
 }
@@ -604,7 +603,7 @@ static void norm_forward(const float *p, float *y, float *mean, float *rstd, con
 }
 
 static void resnet_forward(unet_impl *im, const float *p, resnet_block *r, float *out,
-                           const float *x, int64_t B, bool train) {
+                           const float *x, int64_t B, bool train, dm_rng *rng) {
     const float eps = (float)im->cfg.norm_eps;
     const int64_t HW = r->HW, nin = B * r->cin * HW, nout = B * r->cout * HW;
     norm_forward(p, r->g1, r->mean1, r->rstd1, x, &r->norm1, B, HW, eps);
@@ -622,7 +621,7 @@ static void resnet_forward(unet_impl *im, const float *p, resnet_block *r, float
     dm_silu_forward(r->a2, r->g2, (size_t)nout);
     if (train && r->mask)
         dm_dropout_forward(r->a2, r->mask, r->a2, (size_t)nout, (float)im->cfg.dropout,
-                           &im->dropout_rng);
+                           rng);
     conv_forward(im, p, out, r->a2, &r->conv2, B);
     const float *sc = x;
     if (r->has_shortcut) {
@@ -725,7 +724,7 @@ static dm_status unet_forward(dm_model *m, float *out, const float *x, const flo
                 dm_concat_channels(s->cat, cur, prev_C, src->out, skip_C, B, in_hw);
                 s->in = s->cat;
             }
-            resnet_forward(im, p, &im->resnets[s->index], s->out, s->in, B, train);
+            resnet_forward(im, p, &im->resnets[s->index], s->out, s->in, B, train, &m->rng);
             break;
         case STEP_ATTENTION:
             attention_forward(im, p, &im->attentions[s->index], s->out, cur, B, train);

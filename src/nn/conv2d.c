@@ -227,21 +227,65 @@ static void im2col_same(float *col, int64_t ldc, const float *x, const dm_conv2d
     }
 }
 
-/* dx (cin, H, W) += col2im(col) for the size-keeping stride-1 case; the edge columns of col are
- * zeroed first (col is scratch), so the rest is one contiguous add per row. */
+/* dx (cin, H, W) += col2im(col) for the size-keeping stride-1 case. The entries of col that
+ * belong to outputs reading the padding are zeroed first (col is scratch); then every tap's row
+ * may be added whole, and the nine taps of a 3x3 kernel are summed in one pass over the plane
+ * (nine shifted adds in turn would load and store dx nine times, and stall on each other's
+ * misaligned stores). */
+/* dxc[p] += rows[t][p - shift[t]] for p in [p0, p1), tap by tap, where the row holds it. */
+static void add_taps_clipped(float *dxc, const float *rows, int64_t ldc, const int64_t *shift,
+                             int64_t HW, int64_t p0, int64_t p1) {
+    for (int64_t t = 0; t < 9; t++) {
+        const int64_t lo = p0 > shift[t] ? p0 : shift[t];
+        const int64_t hi = p1 < HW + shift[t] ? p1 : HW + shift[t];
+        const float *row = rows + t * ldc;
+        for (int64_t p = lo; p < hi; p++) dxc[p] += row[p - shift[t]];
+    }
+}
+
 static void col2im_same_add(float *dx, float *col, int64_t ldc, const dm_conv2d_shape *s) {
-    const int64_t H = s->H, W = s->W, k = s->k;
-    for (int64_t ci = 0; ci < s->cin; ci++) {
-        float *dxc = dx + ci * H * W;
-        for (int64_t ky = 0; ky < k; ky++)
-            for (int64_t kx = 0; kx < k; kx++) {
-                float *row = col + ((ci * k + ky) * k + kx) * ldc;
-                const same_tap t = same_tap_at(s, ky, kx);
-                if (t.edge >= 0)
-                    for (int64_t oy = t.oy_lo; oy < t.oy_hi; oy++) row[oy * W + t.edge] = 0.0f;
+    const int64_t H = s->H, W = s->W, HW = H * W;
+    if (s->k == 1) {
+        for (int64_t ci = 0; ci < s->cin; ci++) {
+            float *dxc = dx + ci * HW;
+            const float *row = col + ci * ldc;
 #pragma omp simd
-                for (int64_t q = t.q_lo; q < t.q_hi; q++) dxc[q + t.shift] += row[q];
-            }
+            for (int64_t q = 0; q < HW; q++) dxc[q] += row[q];
+        }
+        return;
+    }
+    assert(s->k == 3);
+    int64_t shift[9], p_lo = 0, p_hi = HW; /* [p_lo, p_hi): every tap reads inside its row */
+    for (int64_t t = 0; t < 9; t++) {
+        shift[t] = (t / 3 - 1) * W + (t % 3 - 1);
+        if (shift[t] > p_lo) p_lo = shift[t];
+        if (HW + shift[t] < p_hi) p_hi = HW + shift[t];
+    }
+    if (p_hi < p_lo) p_hi = p_lo;
+    if (p_lo > HW) p_lo = p_hi = HW;
+    for (int64_t ci = 0; ci < s->cin; ci++) {
+        float *dxc = dx + ci * HW;
+        float *rows = col + ci * 9 * ldc;
+        for (int64_t t = 0; t < 9; t++) {
+            float *row = rows + t * ldc;
+            const same_tap tap = same_tap_at(s, t / 3, t % 3);
+            for (int64_t q = 0; q < tap.oy_lo * W; q++) row[q] = 0.0f;
+            for (int64_t q = tap.oy_hi * W; q < HW; q++) row[q] = 0.0f;
+            if (tap.edge >= 0)
+                for (int64_t oy = tap.oy_lo; oy < tap.oy_hi; oy++) row[oy * W + tap.edge] = 0.0f;
+        }
+        /* input p receives row t at q = p - shift[t], when that lies inside the row */
+        add_taps_clipped(dxc, rows, ldc, shift, HW, 0, p_lo);
+        const float *r0 = rows - shift[0], *r1 = rows + ldc - shift[1];
+        const float *r2 = rows + 2 * ldc - shift[2], *r3 = rows + 3 * ldc - shift[3];
+        const float *r4 = rows + 4 * ldc - shift[4], *r5 = rows + 5 * ldc - shift[5];
+        const float *r6 = rows + 6 * ldc - shift[6], *r7 = rows + 7 * ldc - shift[7];
+        const float *r8 = rows + 8 * ldc - shift[8];
+#pragma omp simd
+        for (int64_t p = p_lo; p < p_hi; p++)
+            dxc[p] += ((r0[p] + r1[p]) + (r2[p] + r3[p])) + ((r4[p] + r5[p]) + (r6[p] + r7[p])) +
+                      r8[p];
+        add_taps_clipped(dxc, rows, ldc, shift, HW, p_hi, HW);
     }
 }
 
