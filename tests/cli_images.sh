@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Images end to end through the command line, with a small UNet at 28x28 and a short schedule:
+# train on Fashion-MNIST, resume, sample a grid, single PNGs, NPY and a strip; train on a folder of
+# those PNGs; then bad input: each gets one clear message, a non-zero exit, and nothing damaged.
+set -u
+bin=$1
+fmnist=/usr/share/datasets/fashion-mnist
+dir=$(mktemp -d /tmp/dm_cli_images_XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+fails=0; checks=0
+check() { # check DESCRIPTION COMMAND...: the command succeeds
+    local what=$1; shift
+    checks=$((checks + 1))
+    if ! "$@" > "$dir/out" 2> "$dir/err"; then
+        echo "FAIL: $what: '$*': $(cat "$dir/err")"; fails=$((fails + 1))
+    fi
+}
+expect_error() { # expect_error PATTERN COMMAND...: non-zero exit and PATTERN in stderr
+    local pattern=$1; shift
+    checks=$((checks + 1))
+    "$@" > "$dir/out" 2> "$dir/err"
+    local rc=$?
+    if [ $rc -eq 0 ] || ! grep -q -- "$pattern" "$dir/err"; then
+        echo "FAIL: '$*' exited $rc; stderr: $(cat "$dir/err"); expected /$pattern/"
+        fails=$((fails + 1))
+    fi
+}
+if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
+    echo "cli_images: $fmnist not installed (dataset-fashion-mnist); skipped"; exit 77
+fi
+
+cat > "$dir/small.json" <<'JSON'
+{"sample_size": 28, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
+ "layers_per_block": 1, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+ "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "norm_num_groups": 4, "attention_head_dim": 8}
+JSON
+train=("$bin" train --model "$dir/small.json" --T 20 --batch 4 --threads 2 --quiet)
+check "train on fashion-mnist" "${train[@]}" --data fashion-mnist --steps 4 --out "$dir/run" --log-every 2
+check "resume" "${train[@]}" --data fashion-mnist --steps 6 --out "$dir/run" --log-every 2 --resume
+checks=$((checks + 1))
+if [ "$(wc -l < "$dir/run/log.jsonl")" -ne 3 ] || ! grep -q '"step": 6' "$dir/run/log.jsonl"; then
+    echo "FAIL: log.jsonl should hold steps 2, 4, 6: $(cat "$dir/run/log.jsonl")"; fails=$((fails + 1))
+fi
+for f in checkpoint/config.json checkpoint/model_index.json checkpoint/unet/config.json \
+         checkpoint/unet/diffusion_pytorch_model.safetensors checkpoint/scheduler/scheduler_config.json loss.png; do
+    checks=$((checks + 1))
+    [ -s "$dir/run/$f" ] || { echo "FAIL: $f missing"; fails=$((fails + 1)); }
+done
+check "sample" "$bin" sample --model "$dir/run" --n 5 --grid "$dir/grid.png" --each "$dir/each" \
+    --npy "$dir/s.npy" --strip "$dir/strip.png" --quiet
+for f in grid.png strip.png s.npy each/sample_00000.png each/sample_00004.png; do
+    checks=$((checks + 1))
+    [ -s "$dir/$f" ] || { echo "FAIL: sample did not write $f"; fails=$((fails + 1)); }
+done
+# the PNGs just written are a folder of images: train on them too (resized to the model's size)
+check "train on a folder" "${train[@]}" --data "$dir/each" --steps 2 --out "$dir/run_folder" --hflip
+check "train on an NPY of images" "${train[@]}" --data "$dir/s.npy" --steps 2 --out "$dir/run_npy"
+
+# bad input
+cat > "$dir/groups.json" <<'JSON'
+{"sample_size": 28, "in_channels": 1, "out_channels": 1, "block_out_channels": [12, 16],
+ "down_block_types": ["DownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"],
+ "norm_num_groups": 8}
+JSON
+expect_error "norm_num_groups" "$bin" train --model "$dir/groups.json" --data fashion-mnist --out "$dir/x"
+expect_error "unknown UNet preset" "$bin" train --model unet-99 --data fashion-mnist --out "$dir/x"
+expect_error "the model takes 1x8x8" "$bin" train --model tiny --data fashion-mnist --out "$dir/x"
+printf '\x00\x00\x08\x01\x00\x00\x00\x02\x00\x00\x00\x1c\x00\x00\x00\x1c' > "$dir/bad-magic-ubyte"
+expect_error "bad-magic-ubyte" "$bin" train --data "$dir/bad-magic-ubyte" --out "$dir/x"
+head -c 1000 < <(gzip -dc "$fmnist/t10k-images-idx3-ubyte.gz") > "$dir/short-ubyte"
+expect_error "short-ubyte" "$bin" train --data "$dir/short-ubyte" --out "$dir/x"
+mkdir -p "$dir/junk" && printf 'not a png' > "$dir/junk/a.png"
+expect_error "a.png" "$bin" train --data "$dir/junk" --out "$dir/x"
+checks=$((checks + 1))
+[ ! -e "$dir/x" ] || { echo "FAIL: a failed run left $dir/x behind"; fails=$((fails + 1)); }
+# weights that do not match their config: refused, and the files stay as they were
+cp "$dir/run/checkpoint/unet/config.json" "$dir/config.saved"
+sed -i 's/"layers_per_block":[[:space:]]*1/"layers_per_block": 2/' "$dir/run/checkpoint/unet/config.json"
+expect_error "diffusion_pytorch_model.safetensors" "$bin" sample --model "$dir/run" --n 1 --grid "$dir/g2.png"
+checks=$((checks + 1))
+[ ! -e "$dir/g2.png" ] || { echo "FAIL: a refused model still wrote a grid"; fails=$((fails + 1)); }
+cp "$dir/config.saved" "$dir/run/checkpoint/unet/config.json"
+check "the checkpoint still loads" "$bin" sample --model "$dir/run" --n 1 --grid "$dir/g3.png" --quiet
+
+echo "cli_images: $checks checks, $fails failed"
+[ $fails -eq 0 ]
