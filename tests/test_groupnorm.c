@@ -86,7 +86,8 @@ static void test_ref_backward_fd(int64_t B, int64_t C, int64_t HW, int64_t G) {
     float *x = malloc(n * sizeof *x), *Gw = malloc(n * sizeof *Gw), *y = malloc(n * sizeof *y);
     float *gamma = malloc((size_t)C * sizeof *gamma), *beta = malloc((size_t)C * sizeof *beta);
     float *mean = malloc((size_t)(B * G) * sizeof *mean), *rstd = malloc((size_t)(B * G) * 4);
-    float *dx = calloc(n, sizeof *dx), *dgamma = calloc((size_t)C, 4), *dbeta = calloc((size_t)C, 4);
+    float *dx = calloc(n, sizeof *dx), *dgamma = calloc((size_t)C, 4);
+    float *dbeta = calloc((size_t)C, 4);
     fill_normal(x, n, 21, 0.5f, 1.0f);
     fill_normal(Gw, n, 22, 0.0f, 1.0f);
     fill_normal(gamma, (size_t)C, 23, 1.0f, 0.5f);

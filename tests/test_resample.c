@@ -99,12 +99,13 @@ static void test_concat(int64_t B, int64_t Ca, int64_t Cb, int64_t HW) {
     memcpy(db, pb, nb * 4);
     dm_concat_channels_backward(db, NULL, dy, Cb, Ca, B, HW);
     bad = 0;
-    for (int64_t e = 0; e < B; e++)
+    for (int64_t e = 0; e < B; e++) {
+        const float *dye = dy + e * (Ca + Cb) * HW; /* the example's (Cb + Ca, HW) gradient */
         for (int64_t i = 0; i < Ca * HW; i++)
-            bad += da[e * Ca * HW + i] != pa[e * Ca * HW + i] + dy[e * (Ca + Cb) * HW + Cb * HW + i];
-    for (int64_t e = 0; e < B; e++)
+            bad += da[e * Ca * HW + i] != pa[e * Ca * HW + i] + dye[Cb * HW + i];
         for (int64_t i = 0; i < Cb * HW; i++)
-            bad += db[e * Cb * HW + i] != pb[e * Cb * HW + i] + dy[e * (Ca + Cb) * HW + i];
+            bad += db[e * Cb * HW + i] != pb[e * Cb * HW + i] + dye[i];
+    }
     CHECK(bad == 0, "concat backward with a NULL gradient: %zu values differ", bad);
     free(a); free(b); free(y); free(dy); free(da); free(db); free(pa); free(pb);
 }

@@ -103,6 +103,7 @@ typedef struct {
     /* activations for a batch capacity */
     int64_t cap, train_B;
     int cap_threads;          /* the thread count the work buffers were sized for */
+    bool cap_train;           /* the arena holds what a training forward keeps */
     dm_arena arena;
     float *x_in;              /* (cap, dim) input after center_input_sample */
     float *tsin, *tl1, *ta1, *emb, *semb; /* time path */
@@ -475,7 +476,8 @@ static float *take(dm_arena *a, size_t *bytes, size_t n) {
     return dm_arena_floats(a, n);
 }
 
-static void layout(unet_impl *im, int64_t cap, dm_arena *a, size_t *bytes) {
+/* train: also the attention probabilities the backward needs (the largest activations) */
+static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *bytes) {
     const size_t B = (size_t)cap;
     const dm_unet_config *c = &im->cfg;
     int64_t max_act = 0, max_ch = 0;
@@ -538,7 +540,7 @@ static void layout(unet_impl *im, int64_t cap, dm_arena *a, size_t *bytes) {
             t->k_act = take(a, bytes, n);
             t->v_act = take(a, bytes, n);
             t->att = take(a, bytes, n);
-            t->probs = take(a, bytes, B * (size_t)(t->heads * t->N * t->N));
+            t->probs = train ? take(a, bytes, B * (size_t)(t->heads * t->N * t->N)) : NULL;
         }
     }
     if (im->temb > max_ch) max_ch = im->temb;
@@ -571,20 +573,22 @@ static void layout(unet_impl *im, int64_t cap, dm_arena *a, size_t *bytes) {
 }
 
 /* Makes room for B examples: the only allocation a forward pass can make. The work sizes
- * depend on the thread count, so a change of it also re-lays the arena. */
-static dm_status ensure_capacity(unet_impl *im, int64_t B, dm_error *err) {
+ * depend on the thread count, so a change of it also re-lays the arena, as does the first
+ * training forward after inference-only ones. */
+static dm_status ensure_capacity(unet_impl *im, int64_t B, bool train, dm_error *err) {
     const int threads = dm_get_num_threads();
-    if (B <= im->cap && threads == im->cap_threads) return DM_OK;
+    if (B <= im->cap && threads == im->cap_threads && (im->cap_train || !train)) return DM_OK;
     dm_arena_free(&im->arena);
     im->cap = 0;
     im->train_B = 0;
     size_t bytes = 0;
-    layout(im, B, NULL, &bytes);
+    layout(im, B, train, NULL, &bytes);
     if (dm_arena_init(&im->arena, bytes, err))
         return dm_error_prefix(err, "UNet activations for batch %lld (%.1f GiB)", (long long)B,
                                (double)bytes / (1 << 30));
-    layout(im, B, &im->arena, NULL);
+    layout(im, B, train, &im->arena, NULL);
     im->cap = B;
+    im->cap_train = train;
     im->cap_threads = threads;
     return DM_OK;
 }
@@ -695,7 +699,7 @@ static dm_status unet_forward(dm_model *m, float *out, const float *x, const flo
         return dm_error_set(err, DM_ERR_ARG, "UNet forward: this model is class-conditional "
                                              "(num_class_embeds %lld) and needs labels",
                             (long long)c->num_class_embeds);
-    dm_status st = ensure_capacity(im, B, err);
+    dm_status st = ensure_capacity(im, B, train, err);
     if (st) return st;
     const float *p = m->params;
     const int64_t dim = m->dim;
