@@ -7,8 +7,11 @@
  *   while the row is in L1, and O (or dQ) comes from the same rows.
  * - larger d: dm_sgemm on blocks of query rows, the head's column slice addressed through the
  *   leading dimension C, the softmax between the two products.
- * Measured on the 2-core EPYC at B = 128, N = 196, 8 heads, d = 8, two threads: see the report
- * in the commit that added this file; the hand-written kernels beat the GEMM path by 10-20%. */
+ * Measured on the project's 2-core EPYC at B = 128, N = 196, 8 heads, d = 8, two threads
+ * (training forward / backward / inference forward): hand-written 19.0 / 24.2 / 15.0 ms,
+ * GEMM path 21-23 / 24.6-25.2 / 19-21 ms. Per head in L1/L2 the scores cost 0.105 ns per entry by
+ * hand against 0.21 through OpenBLAS; what is left is the softmax's exp (0.2 ns) and the traffic
+ * of P itself (157 MB written, then read, at these sizes). */
 #include "attention.h"
 
 #include <math.h>
