@@ -291,11 +291,15 @@ int main(void) {
     test_fast(4, 6, 9, 11, 3, 2, 0, 2);
     test_fast(2, 3, 5, 4, 1, 1, 1, 2);
     test_fast(5, 6, 3, 3, 3, 1, 1, 9); /* tiny images, several per GEMM, a short last group */
-    test_fast(6, 5, 4, 4, 1, 1, 0, 7); /* 1x1 with images batched */
+    test_fast(6, 5, 4, 4, 1, 1, 0, 7); /* 1x1 straight from x, images one by one */
+    test_fast(6, 5, 5, 4, 1, 2, 0, 7); /* 1x1 stride 2, images batched */
+    test_fast(3, 4, 5, 6, 1, 2, 1, 3); /* 1x1 stride 2 with padding */
+    test_fast(3, 4, 6, 7, 3, 2, 1, 3); /* stride 2: even H, odd W */
     test_fast(4, 6, 6, 5, 3, 1, 1, 1); /* one image */
     test_fast(3, 5, 1, 5, 3, 1, 1, 2); /* one row, one column, two rows: taps off the image */
     test_fast(3, 5, 6, 1, 3, 1, 1, 2);
     test_fast(3, 5, 2, 3, 3, 1, 1, 2);
+    test_fast(2, 3, 1, 1, 3, 2, 1, 2); /* a single pixel, stride 2 */
     /* few output channels (no GEMM), the same corner cases */
     test_fast(5, 3, 7, 5, 3, 1, 1, 3);
     test_fast(4, 1, 6, 5, 3, 1, 1, 1);
@@ -303,8 +307,11 @@ int main(void) {
     test_fast(3, 4, 6, 1, 3, 1, 1, 2);
     test_fast(3, 2, 2, 3, 3, 1, 1, 2);
     test_fast(16, 3, 15, 13, 3, 1, 1, 16); /* threaded */
-    test_fast(2, 3, 1, 1, 3, 2, 1, 2);
-    /* big enough for the threaded path: odd sizes, short last group, 1x1 batched */
+    /* cin > cout, size-keeping 3x3: dx computed as a convolution of dy */
+    test_fast(6, 5, 7, 5, 3, 1, 1, 3);
+    test_fast(40, 24, 15, 13, 3, 1, 1, 5); /* threaded, a short last group */
+    test_fast(64, 32, 28, 28, 3, 1, 1, 2); /* one image per GEMM */
+    /* big enough for the threaded path: odd sizes, a short last group, 1x1 */
     test_fast(16, 24, 15, 13, 3, 1, 1, 5);
     test_fast(24, 40, 13, 11, 3, 2, 1, 5);
     test_fast(40, 48, 15, 13, 1, 1, 0, 5);

@@ -2,18 +2,22 @@
  * batch).
  *
  * Fast path, per group of G images handled by one thread (K = cin k k, N = G Ho Wo):
- *   forward   y (cout, N)    = W (cout, K) col (K, N) + b
- *   backward  dW (cout, K)  += dy (cout, N) col^T
- *             dcol (K, N)    = W^T dy, scattered back into dx by col2im (adding)
+ *   forward   y (cout, N)     = W (cout, K) col (K, N) + b
+ *   backward  dW^T (K, cout) += col dy^T          (transposed: the faster shape for OpenBLAS)
+ *             dcol (K, N)     = W^T dy, scattered back into dx by col2im (adding), or, for a
+ *             size-keeping 3x3 with cin > cout, dx += W_flipped (cin, 9 cout) im2col(dy)
  * col holds the G images side by side (image g in columns [g Ho Wo, (g + 1) Ho Wo)), so small
  * images (7x7, 14x14) make one GEMM wide enough for the BLAS kernels; G > 1 costs a copy of the
  * output (forward) or a gather of dy (backward) through a (cout, N) buffer. A 1x1 stride-1
- * convolution of single images needs no col at all: the image already is the (cin, HW) matrix.
+ * convolution needs no col at all: each image already is the (cin, HW) matrix. A size-keeping
+ * 3x3 with at most FEW_OUT_MAX outputs (a UNet's conv_out) skips the GEMM: shifted
+ * multiply-adds over the planes.
  * Weight and bias gradients go to per-thread partial sums in the scratch buffer, added up in
  * thread order at the end: no atomics, and the same result on every run at a given thread count.
  * sgemm called inside the parallel region runs single-threaded (OpenBLAS' OpenMP build checks
  * omp_in_parallel); when the batch gives a single group, the loop runs serially and OpenBLAS
- * threads each GEMM instead. */
+ * threads each GEMM instead. Scratch layout: [flipped weights | thread 0 | thread 1 | ...], each
+ * thread's block [col | buf | dW^T partial | db partial]. */
 #include "conv2d.h"
 
 #include <omp.h>
@@ -117,9 +121,10 @@ void dm_conv2d_backward_ref(float *dx, float *dw, float *db, const float *dy, co
 /* ---------------------------------------------------------------------------------------- */
 /* Fast path                                                                                */
 
-/* Stride 1 and k = 2 pad + 1: the output has the input's size. */
+/* 1x1 pad 0 or 3x3 pad 1 at stride 1: the output has the input's size (the shortcuts taken for
+ * this case assume taps at most one pixel off centre). */
 static inline bool keeps_size(const dm_conv2d_shape *s) {
-    return s->stride == 1 && 2 * s->pad + 1 == s->k;
+    return s->stride == 1 && 2 * s->pad + 1 == s->k && s->k <= 3;
 }
 
 /* How a call splits its work; a pure function of the shape, B and the thread count, so
@@ -128,13 +133,19 @@ typedef struct {
     int64_t Ho, Wo, HWo; /* output size */
     int64_t K;           /* rows of col: cin k k */
     int64_t G;           /* images per GEMM */
-    int64_t N;           /* columns of col: G HWo */
+    int64_t img_cols;    /* columns of col per image: HWo, or Ho Wh when phased */
+    int64_t N;           /* columns of col: G img_cols */
     int64_t groups;      /* ceil(B / G) */
-    bool direct;         /* 1x1 stride 1 pad 0 with G = 1: x is col, no copy */
+    bool direct;         /* 1x1 stride 1 pad 0, G = 1: x is col, no copy */
     bool few_out;        /* size-keeping 3x3 with few outputs: shifted axpys, no GEMM */
+    bool dx_flipped;     /* size-keeping 3x3, cin > cout: dx as a convolution of dy */
+    bool phased;         /* stride 2: col rows copied whole from the input's four phases */
+    int64_t Hh, Wh, plane; /* phased: size of a phase plane, floats per plane (one of slack) */
     bool threaded;       /* groups spread over the team, each thread single-threaded sgemm */
     int threads;         /* omp_get_max_threads() */
-    size_t col_floats, buf_floats, dw_floats, db_floats, per_thread; /* scratch, per thread */
+    size_t shared_floats; /* scratch shared by the threads: the flipped weights */
+    size_t col_floats, buf_floats, planes_floats, dw_floats, db_floats; /* per thread */
+    size_t per_thread;
 } conv_plan;
 
 static conv_plan make_plan(const dm_conv2d_shape *s, int64_t B) {
@@ -147,27 +158,40 @@ static conv_plan make_plan(const dm_conv2d_shape *s, int64_t B) {
     /* batch small images up to the target width, but leave every thread a group */
     const int64_t per_thread = (B + p.threads - 1) / p.threads;
     p.few_out = s->k == 3 && keeps_size(s) && s->cout <= FEW_OUT_MAX;
+    /* 1x1 stride-1 convolutions multiply the images in place: gathering them into a wider
+     * GEMM costs more than it gains at depth K = cin (measured 15-30% slower at 7x7 and
+     * 14x14) */
+    p.direct = s->k == 1 && s->stride == 1 && s->pad == 0;
     p.G = 1;
-    while (!p.few_out && p.G * p.HWo < CONV_TARGET_COLS && 2 * p.G <= per_thread) p.G *= 2;
-    p.N = p.G * p.HWo;
+    while (!p.few_out && !p.direct && p.G * p.HWo < CONV_TARGET_COLS && 2 * p.G <= per_thread)
+        p.G *= 2;
+    p.phased = s->stride == 2 && (s->k == 1 || s->k == 3) && s->pad <= 1;
+    p.Hh = (s->H + 2 * s->pad + 1) / 2;
+    p.Wh = (s->W + 2 * s->pad + 1) / 2;
+    p.plane = p.Hh * p.Wh + 1;
+    p.img_cols = p.phased ? p.Ho * p.Wh : p.HWo;
+    p.N = p.G * p.img_cols;
     p.groups = B > 0 ? (B + p.G - 1) / p.G : 0;
-    const bool one_by_one = s->k == 1 && s->stride == 1 && s->pad == 0;
-    p.direct = one_by_one && p.G == 1;
     const double macs = (double)B * (double)p.HWo * (double)p.K * (double)s->cout;
     p.threaded = p.threads > 1 && p.groups > 1 && macs >= CONV_PARALLEL_MIN_MACS;
+    p.dx_flipped = s->k == 3 && keeps_size(s) && s->cin > s->cout && !p.few_out;
+    p.shared_floats = p.dx_flipped ? round_line((size_t)(s->cin * s->cout * 9)) : 0;
     p.col_floats = p.direct ? 0 : round_line((size_t)(p.K * p.N));
     if (p.few_out) /* masked copies of x (forward) or dy (backward) */
         p.col_floats = round_line((size_t)(2 * (s->cin > s->cout ? s->cin : s->cout) * p.HWo));
-    p.buf_floats = p.G > 1 ? round_line((size_t)(s->cout * p.N)) : 0;
+    /* the gathered dy; for dx_flipped also the group's dx before it is added to each image */
+    const int64_t buf_rows = p.dx_flipped ? s->cin : s->cout;
+    p.buf_floats = p.G > 1 || p.phased ? round_line((size_t)(buf_rows * p.N)) : 0;
+    p.planes_floats = p.phased ? round_line((size_t)(4 * s->cin * p.plane)) : 0;
     p.dw_floats = round_line((size_t)(s->cout * p.K));
     p.db_floats = round_line((size_t)s->cout);
-    p.per_thread = p.col_floats + p.buf_floats + p.dw_floats + p.db_floats;
+    p.per_thread = p.col_floats + p.buf_floats + p.planes_floats + p.dw_floats + p.db_floats;
     return p;
 }
 
 size_t dm_conv2d_work_floats(const dm_conv2d_shape *s, int64_t B) {
     const conv_plan p = make_plan(s, B);
-    return p.per_thread * (size_t)(p.threaded ? p.threads : 1);
+    return p.shared_floats + p.per_thread * (size_t)(p.threaded ? p.threads : 1);
 }
 
 /* Columns [ox_lo, ox_hi) of an output row whose tap kx lands inside the input row. */
@@ -219,7 +243,8 @@ static void im2col_same(float *col, int64_t ldc, const float *x, const dm_conv2d
                 float *row = col + ((ci * k + ky) * k + kx) * ldc;
                 const same_tap t = same_tap_at(s, ky, kx);
                 memset(row, 0, (size_t)(t.q_lo > 0 ? t.q_lo : 0) * sizeof *row);
-                memcpy(row + t.q_lo, xc + t.q_lo + t.shift, (size_t)(t.q_hi - t.q_lo) * sizeof *row);
+                memcpy(row + t.q_lo, xc + t.q_lo + t.shift,
+                       (size_t)(t.q_hi - t.q_lo) * sizeof *row);
                 memset(row + t.q_hi, 0, (size_t)(H * W - t.q_hi) * sizeof *row);
                 if (t.edge >= 0)
                     for (int64_t oy = t.oy_lo; oy < t.oy_hi; oy++) row[oy * W + t.edge] = 0.0f;
@@ -227,11 +252,6 @@ static void im2col_same(float *col, int64_t ldc, const float *x, const dm_conv2d
     }
 }
 
-/* dx (cin, H, W) += col2im(col) for the size-keeping stride-1 case. The entries of col that
- * belong to outputs reading the padding are zeroed first (col is scratch); then every tap's row
- * may be added whole, and the nine taps of a 3x3 kernel are summed in one pass over the plane
- * (nine shifted adds in turn would load and store dx nine times, and stall on each other's
- * misaligned stores). */
 /* dxc[p] += rows[t][p - shift[t]] for p in [p0, p1), tap by tap, where the row holds it. */
 static void add_taps_clipped(float *dxc, const float *rows, int64_t ldc, const int64_t *shift,
                              int64_t HW, int64_t p0, int64_t p1) {
@@ -243,6 +263,11 @@ static void add_taps_clipped(float *dxc, const float *rows, int64_t ldc, const i
     }
 }
 
+/* dx (cin, H, W) += col2im(col) for the size-keeping stride-1 case. The entries of col that
+ * belong to outputs reading the padding are zeroed first (col is scratch); then every tap's row
+ * may be added whole, and the nine taps of a 3x3 kernel are summed in one pass over the plane
+ * (nine shifted adds in turn would load and store dx nine times, and stall on each other's
+ * misaligned stores: measured 2x slower). */
 static void col2im_same_add(float *dx, float *col, int64_t ldc, const dm_conv2d_shape *s) {
     const int64_t H = s->H, W = s->W, HW = H * W;
     if (s->k == 1) {
@@ -490,19 +515,155 @@ static void forward_group(float *y, const float *x, const float *w, const float 
         }
 }
 
+/* ---- stride 2. Output (oy, ox) of tap (ky, kx) reads the zero-padded input at
+ * (2 oy + ky, 2 ox + kx), which is element (oy + ky / 2, ox + kx / 2) of the phase plane
+ * P[ky % 2][kx % 2][i][j] = x_pad[2 i + ky % 2][2 j + kx % 2] (Hh x Wh). Computing each output row
+ * Wh wide instead of Wo (one or no junk column) makes every col row one contiguous slice of a
+ * plane: a memcpy instead of Ho strided gathers with edge cases. The forward drops the junk
+ * columns; the backward gives them dy = 0, so they add nothing to dW and their dcol is 0. */
+
+static inline float *phase_plane(float *planes, const conv_plan *p, int64_t ci, int64_t a,
+                                 int64_t b) {
+    return planes + ((ci * 2 + a) * 2 + b) * p->plane;
+}
+
+/* The four phases of every channel of one image x (cin, H, W). Input row r lands in row
+ * (r + pad) / 2 of the planes with a = (r + pad) % 2: its even columns 2j in column j of phase
+ * b = pad, its odd columns 2j + 1 in column j + pad of phase 1 - pad. Everything else (the
+ * padding) is zero. */
+static void split_phases(float *planes, const float *x, const dm_conv2d_shape *s,
+                         const conv_plan *p) {
+    const int64_t H = s->H, W = s->W, Wh = p->Wh, pad = s->pad, half = W / 2;
+    memset(planes, 0, (size_t)(4 * s->cin * p->plane) * sizeof *planes);
+    for (int64_t ci = 0; ci < s->cin; ci++)
+        for (int64_t r = 0; r < H; r++) {
+            const int64_t a = (r + pad) % 2, i = (r + pad) / 2;
+            const float *src = x + (ci * H + r) * W;
+            float *even = phase_plane(planes, p, ci, a, pad) + i * Wh;
+            float *odd = phase_plane(planes, p, ci, a, 1 - pad) + i * Wh + pad;
+#pragma omp simd
+            for (int64_t j = 0; j < half; j++) {
+                even[j] = src[2 * j];
+                odd[j] = src[2 * j + 1];
+            }
+            if (W % 2) even[half] = src[W - 1];
+        }
+}
+
+/* col rows (ci, ky, kx), Ho Wh long at stride ldc, from the phases of one image. */
+static void im2col_phased(float *col, int64_t ldc, float *planes, const dm_conv2d_shape *s,
+                          const conv_plan *p) {
+    const int64_t k = s->k, len = p->Ho * p->Wh;
+    for (int64_t ci = 0; ci < s->cin; ci++)
+        for (int64_t ky = 0; ky < k; ky++)
+            for (int64_t kx = 0; kx < k; kx++) {
+                const float *src =
+                    phase_plane(planes, p, ci, ky % 2, kx % 2) + (ky / 2) * p->Wh + kx / 2;
+                memcpy(col + ((ci * k + ky) * k + kx) * ldc, src, (size_t)len * sizeof *col);
+            }
+}
+
+/* dx (cin, H, W) of one image += col2im of dcol: each row added whole to its phase plane, the
+ * planes then interleaved back into dx (their padding dropped). */
+static void col2im_phased_add(float *dx, const float *col, int64_t ldc, float *planes,
+                              const dm_conv2d_shape *s, const conv_plan *p) {
+    const int64_t k = s->k, len = p->Ho * p->Wh, H = s->H, W = s->W, Wh = p->Wh, pad = s->pad;
+    memset(planes, 0, (size_t)(4 * s->cin * p->plane) * sizeof *planes);
+    for (int64_t ci = 0; ci < s->cin; ci++)
+        for (int64_t ky = 0; ky < k; ky++)
+            for (int64_t kx = 0; kx < k; kx++) {
+                float *dst =
+                    phase_plane(planes, p, ci, ky % 2, kx % 2) + (ky / 2) * p->Wh + kx / 2;
+                const float *src = col + ((ci * k + ky) * k + kx) * ldc;
+#pragma omp simd
+                for (int64_t q = 0; q < len; q++) dst[q] += src[q];
+            }
+    /* the inverse of split_phases */
+    const int64_t half = W / 2;
+    for (int64_t ci = 0; ci < s->cin; ci++)
+        for (int64_t r = 0; r < H; r++) {
+            const int64_t a = (r + pad) % 2, i = (r + pad) / 2;
+            float *dst = dx + (ci * H + r) * W;
+            const float *even = phase_plane(planes, p, ci, a, pad) + i * Wh;
+            const float *odd = phase_plane(planes, p, ci, a, 1 - pad) + i * Wh + pad;
+#pragma omp simd
+            for (int64_t j = 0; j < half; j++) {
+                dst[2 * j] += even[j];
+                dst[2 * j + 1] += odd[j];
+            }
+            if (W % 2) dst[W - 1] += even[half];
+        }
+}
+
+static void forward_group_phased(float *y, const float *x, const float *w, const float *b,
+                                 const dm_conv2d_shape *s, const conv_plan *p, int64_t n0,
+                                 int64_t cnt, float *col, float *buf, float *planes) {
+    const int64_t cin = s->cin, cout = s->cout, HW = s->H * s->W, C = p->img_cols;
+    for (int64_t i = 0; i < cnt; i++) {
+        split_phases(planes, x + (n0 + i) * cin * HW, s, p);
+        im2col_phased(col + i * C, p->N, planes, s, p);
+    }
+    dm_sgemm(false, false, cout, cnt * C, p->K, 1.0f, w, p->K, col, p->N, 0.0f, buf, p->N);
+    for (int64_t i = 0; i < cnt; i++)
+        for (int64_t co = 0; co < cout; co++) {
+            const float bias = b ? b[co] : 0.0f;
+            for (int64_t oy = 0; oy < p->Ho; oy++) {
+                const float *src = buf + co * p->N + i * C + oy * p->Wh;
+                float *dst = y + (((n0 + i) * cout + co) * p->Ho + oy) * p->Wo;
+#pragma omp simd
+                for (int64_t ox = 0; ox < p->Wo; ox++) dst[ox] = src[ox] + bias;
+            }
+        }
+}
+
+static void backward_group_phased(float *dx, float *dwT, float *db, const float *dy,
+                                  const float *x, const float *w, const dm_conv2d_shape *s,
+                                  const conv_plan *p, int64_t n0, int64_t cnt, float *col,
+                                  float *buf, float *planes) {
+    const int64_t cin = s->cin, cout = s->cout, HW = s->H * s->W, HWo = p->HWo, K = p->K;
+    const int64_t C = p->img_cols, N = cnt * C;
+    /* dy in the Wh-wide layout, zero in the junk columns */
+    for (int64_t i = 0; i < cnt; i++)
+        for (int64_t co = 0; co < cout; co++) {
+            const float *src = dy + ((n0 + i) * cout + co) * HWo;
+            float sum = 0.0f;
+            for (int64_t oy = 0; oy < p->Ho; oy++) {
+                float *dst = buf + co * p->N + i * C + oy * p->Wh;
+                for (int64_t ox = 0; ox < p->Wo; ox++) {
+                    dst[ox] = src[oy * p->Wo + ox];
+                    sum += src[oy * p->Wo + ox];
+                }
+                for (int64_t ox = p->Wo; ox < p->Wh; ox++) dst[ox] = 0.0f;
+            }
+            if (db) db[co] += sum;
+        }
+    for (int64_t i = 0; i < cnt; i++) {
+        split_phases(planes, x + (n0 + i) * cin * HW, s, p);
+        im2col_phased(col + i * C, p->N, planes, s, p);
+    }
+    dm_sgemm(false, true, K, cout, N, 1.0f, col, p->N, buf, p->N, 1.0f, dwT, cout);
+    if (!dx) return;
+    dm_sgemm(true, false, K, N, cout, 1.0f, w, K, buf, p->N, 0.0f, col, p->N);
+    for (int64_t i = 0; i < cnt; i++)
+        col2im_phased_add(dx + (n0 + i) * cin * HW, col + i * C, p->N, planes, s, p);
+}
+
 void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                        const dm_conv2d_shape *s, int64_t B, float *work) {
     const conv_plan p = make_plan(s, B);
 #pragma omp parallel if (p.threaded)
     {
         const int tid = omp_get_thread_num();
-        float *col = work + (size_t)tid * p.per_thread;
-        float *buf = col + p.col_floats;
+        float *col = work + p.shared_floats + (size_t)tid * p.per_thread;
+        float *buf = col + p.col_floats, *planes = buf + p.buf_floats;
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < p.groups; g++) {
             int64_t n0, cnt;
             group_range(&p, g, B, &n0, &cnt);
-            forward_group(y, x, w, b, s, &p, n0, cnt, col, buf);
+            if (p.phased)
+                forward_group_phased(y, x, w, b, s, &p, n0, cnt, col, buf, planes);
+            else
+                forward_group(y, x, w, b, s, &p, n0, cnt, col, buf);
         }
     }
 }
@@ -511,8 +672,8 @@ void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
  * The weight gradient is accumulated transposed: with K >> cout, OpenBLAS runs col dy^T
  * 10-30% faster than dy col^T (measured at cout 32 and 64, K 288-1152, N 784). */
 static void backward_group(float *dx, float *dwT, float *db, const float *dy, const float *x,
-                           const float *w, const dm_conv2d_shape *s, const conv_plan *p,
-                           int64_t n0, int64_t cnt, float *col, float *buf) {
+                           const float *w, const float *w_flipped, const dm_conv2d_shape *s,
+                           const conv_plan *p, int64_t n0, int64_t cnt, float *col, float *buf) {
     const int64_t cin = s->cin, cout = s->cout, HW = s->H * s->W, HWo = p->HWo, K = p->K;
     const int64_t N = cnt * HWo;
     if (p->few_out) {
@@ -552,7 +713,30 @@ static void backward_group(float *dx, float *dwT, float *db, const float *dy, co
         im2col(col + i * HWo, p->N, x + (n0 + i) * cin * HW, s, p->Ho, p->Wo);
     dm_sgemm(false, true, K, cout, N, 1.0f, col, p->N, dyg, lddy, 1.0f, dwT, cout);
     if (!dx) return;
-    /* col is spent: reuse it for dcol */
+    /* col (and the gathered dy) are spent: reuse them */
+    if (p->dx_flipped) {
+        /* dx = conv(dy, w_flipped), pad 1: one GEMM of depth 9 cout straight into dx, instead
+         * of a (9 cin, N) dcol written, read back and scattered; pays when cin > cout */
+        dm_conv2d_shape s_dy = *s;
+        s_dy.cin = cout;
+        for (int64_t i = 0; i < cnt; i++)
+            im2col(col + i * HWo, p->N, dy + (n0 + i) * cout * HWo, &s_dy, p->Ho, p->Wo);
+        if (p->G == 1) {
+            dm_sgemm(false, false, cin, HW, 9 * cout, 1.0f, w_flipped, 9 * cout, col, p->N, 1.0f,
+                     dx + n0 * cin * HW, HW);
+            return;
+        }
+        dm_sgemm(false, false, cin, N, 9 * cout, 1.0f, w_flipped, 9 * cout, col, p->N, 0.0f, buf,
+                 p->N);
+        for (int64_t i = 0; i < cnt; i++)
+            for (int64_t ci = 0; ci < cin; ci++) {
+                float *dst = dx + ((n0 + i) * cin + ci) * HW;
+                const float *src = buf + ci * p->N + i * HW;
+#pragma omp simd
+                for (int64_t q = 0; q < HW; q++) dst[q] += src[q];
+            }
+        return;
+    }
     dm_sgemm(true, false, K, N, cout, 1.0f, w, K, dyg, lddy, 0.0f, col, p->N);
     for (int64_t i = 0; i < cnt; i++)
         col2im_add(dx + (n0 + i) * cin * HW, col + i * HWo, p->N, s, p->Ho, p->Wo);
@@ -562,25 +746,40 @@ void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
                         const float *w, const dm_conv2d_shape *s, int64_t B, float *work) {
     const conv_plan p = make_plan(s, B);
     const int64_t K = p.K, cout = s->cout;
-    const size_t dw_offset = p.col_floats + p.buf_floats, db_offset = dw_offset + p.dw_floats;
+    const size_t dw_offset = p.col_floats + p.buf_floats + p.planes_floats;
+    const size_t db_offset = dw_offset + p.dw_floats;
+    float *w_flipped = work, *parts = work + p.shared_floats;
+    const bool flip = p.dx_flipped && dx;
     int team = 1;
     /* each thread sums its groups' gradients into its own (zeroed) partials */
 #pragma omp parallel if (p.threaded)
     {
         const int tid = omp_get_thread_num();
-        float *col = work + (size_t)tid * p.per_thread;
-        float *buf = col + p.col_floats;
+        float *col = parts + (size_t)tid * p.per_thread;
+        float *buf = col + p.col_floats, *planes = buf + p.buf_floats;
         float *dwT_part = col + dw_offset, *db_part = col + db_offset;
         memset(dwT_part, 0, (size_t)(K * cout) * sizeof *dwT_part);
         memset(db_part, 0, (size_t)cout * sizeof *db_part);
 #pragma omp single
         team = omp_get_num_threads();
+        if (flip) {
+            /* w_flipped (cin, cout, 3, 3)[ci][co][ky][kx] = w[co][ci][2 - ky][2 - kx] */
+#pragma omp for schedule(static)
+            for (int64_t ci = 0; ci < s->cin; ci++)
+                for (int64_t co = 0; co < cout; co++)
+                    for (int64_t t = 0; t < 9; t++)
+                        w_flipped[(ci * cout + co) * 9 + t] = w[(co * s->cin + ci) * 9 + 8 - t];
+        }
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < p.groups; g++) {
             int64_t n0, cnt;
             group_range(&p, g, B, &n0, &cnt);
-            backward_group(dx, dwT_part, db ? db_part : NULL, dy, x, w, s, &p, n0, cnt, col,
-                           buf);
+            if (p.phased)
+                backward_group_phased(dx, dwT_part, db ? db_part : NULL, dy, x, w, s, &p, n0, cnt,
+                                      col, buf, planes);
+            else
+                backward_group(dx, dwT_part, db ? db_part : NULL, dy, x, w, w_flipped, s, &p, n0,
+                               cnt, col, buf);
         }
         /* the barrier after the loop completes every partial: add them up in thread order,
          * transposing back to (cout, K) */
@@ -589,13 +788,13 @@ void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
             for (int64_t r = 0; r < K; r++) {
                 float sum = 0.0f;
                 for (int t = 0; t < team; t++)
-                    sum += work[(size_t)t * p.per_thread + dw_offset + (size_t)(r * cout + co)];
+                    sum += parts[(size_t)t * p.per_thread + dw_offset + (size_t)(r * cout + co)];
                 dw[co * K + r] += sum;
             }
             if (db) {
                 float sum = 0.0f;
                 for (int t = 0; t < team; t++)
-                    sum += work[(size_t)t * p.per_thread + db_offset + (size_t)co];
+                    sum += parts[(size_t)t * p.per_thread + db_offset + (size_t)co];
                 db[co] += sum;
             }
         }
