@@ -73,6 +73,7 @@ mkdir -p "$dir/junk" && printf 'not a png' > "$dir/junk/a.png"
 expect_error "a.png" "$bin" train --data "$dir/junk" --out "$dir/x"
 checks=$((checks + 1))
 [ ! -e "$dir/x" ] || { echo "FAIL: a failed run left $dir/x behind"; fails=$((fails + 1)); }
+expect_error "an image model" "$bin" eval --model "$dir/run" --data swissroll
 # weights that do not match their config: refused, and the files stay as they were
 cp "$dir/run/checkpoint/unet/config.json" "$dir/config.saved"
 sed -i 's/"layers_per_block":[[:space:]]*1/"layers_per_block": 2/' "$dir/run/checkpoint/unet/config.json"

@@ -83,8 +83,15 @@ int cmd_eval(int argc, char **argv) {
         dm_sample_options so;
         dm_sample_options_default(&so);
         so.seed = seed;
-        if (dm_pipeline_load(&p, model, &err) ||
-            dm_dataset_init(&samples, n, dm_pipeline_dim(p), &err) ||
+        if (dm_pipeline_load(&p, model, &err)) goto done;
+        if (dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)) {
+            dm_error_set(&err, DM_ERR_ARG,
+                         "%s: an image model; eval measures low-dimensional samples (an image "
+                         "metric, FID, is not implemented yet)",
+                         model);
+            goto done;
+        }
+        if (dm_dataset_init(&samples, n, dm_pipeline_dim(p), &err) ||
             dm_pipeline_sample(p, samples.x, n, &so, &err))
             goto done;
     }
