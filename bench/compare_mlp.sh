@@ -3,17 +3,7 @@
 # this machine, same thread count. Prints a markdown table of both figures and their ratio.
 # Needs Debian's python3-torch (see ../shared/bench/README.md).
 # Usage: bench/compare_mlp.sh [build/diffusion] [threads]
-set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$here/build/diffusion}
-threads=${2:-2}
-ref=$here/../shared/bench/bench_ref.py
-[ -f "$ref" ] || { echo "error: $ref not found (the PyTorch reference lives in ../shared/bench)" >&2; exit 1; }
-/usr/bin/python3 -c 'import torch' 2>/dev/null || {
-    echo "error: PyTorch missing: apt-get install python3-torch python3-numpy libopenblas0-openmp" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-py() { /usr/bin/python3 "$ref" --threads "$threads" "$@" | sed -n "s/^RESULT //p" | tail -n 1; }
+source "$(dirname "$0")/reference.sh"
 "$bin" bench mlp --threads "$threads" --json > "$tmp/ours.json"
 py --only sgemm --n 4096 > "$tmp/sgemm.json"
 py --only mlp_train --batch 64 > "$tmp/t64.json"

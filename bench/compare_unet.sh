@@ -5,17 +5,7 @@
 # batch per second) and peak memory. Prints a markdown table. Needs Debian's python3-torch (see
 # ../shared/bench/README.md). Takes a few minutes: run it on an otherwise idle machine.
 # Usage: bench/compare_unet.sh [build/diffusion] [threads]
-set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$here/build/diffusion}
-threads=${2:-2}
-ref=$here/../shared/bench/bench_ref.py
-[ -f "$ref" ] || { echo "error: $ref not found (the PyTorch reference lives in ../shared/bench)" >&2; exit 1; }
-/usr/bin/python3 -c 'import torch' 2>/dev/null || {
-    echo "error: PyTorch missing: apt-get install python3-torch python3-numpy libopenblas0-openmp" >&2; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-py() { /usr/bin/python3 "$ref" --threads "$threads" "$@" | sed -n "s/^RESULT //p" | tail -n 1; }
+source "$(dirname "$0")/reference.sh"
 "$bin" bench unet --model unet-28 --batch 128 --infer-batch 64 --iters 10 --warmup 3 \
     --threads "$threads" --json > "$tmp/ours.json"
 py --only unet_train --batch 128 > "$tmp/train.json"

@@ -2,19 +2,8 @@
 # Bad input: each gets one clear message on stderr, a non-zero exit, and nothing half-written.
 set -u
 bin=$1
-dir=$(mktemp -d /tmp/dm_cli_bad_XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-fails=0; checks=0
-expect_error() { # expect_error PATTERN COMMAND...: non-zero exit and PATTERN in stderr
-    local pattern=$1; shift
-    checks=$((checks + 1))
-    "$@" > "$dir/out" 2> "$dir/err"
-    local rc=$?
-    if [ $rc -eq 0 ] || ! grep -q -- "$pattern" "$dir/err"; then
-        echo "FAIL: '$*' exited $rc; stderr: $(cat "$dir/err"); expected /$pattern/"
-        fails=$((fails + 1))
-    fi
-}
+name=cli_bad
+source "$(dirname "$0")/shell_checks.sh"
 
 expect_error "unknown command" "$bin" frobnicate
 expect_error "unknown option '--stepz'" "$bin" train --stepz 10
@@ -61,5 +50,4 @@ checks=$((checks + 1))
 # an unwritable output
 expect_error "samples.csv\|/proc" "$bin" sample --model "$ck" --n 5 --out /proc/samples.csv
 
-echo "$((checks - fails)) passed, $fails failed"
-[ $fails -eq 0 ]
+finish

@@ -5,24 +5,13 @@
 set -u
 bin=$1
 fmnist=/usr/share/datasets/fashion-mnist
-dir=$(mktemp -d /tmp/dm_cli_images_XXXXXX)
-trap 'rm -rf "$dir"' EXIT
-fails=0; checks=0
+name=cli_images
+source "$(dirname "$0")/shell_checks.sh"
 check() { # check DESCRIPTION COMMAND...: the command succeeds
     local what=$1; shift
     checks=$((checks + 1))
     if ! "$@" > "$dir/out" 2> "$dir/err"; then
         echo "FAIL: $what: '$*': $(cat "$dir/err")"; fails=$((fails + 1))
-    fi
-}
-expect_error() { # expect_error PATTERN COMMAND...: non-zero exit and PATTERN in stderr
-    local pattern=$1; shift
-    checks=$((checks + 1))
-    "$@" > "$dir/out" 2> "$dir/err"
-    local rc=$?
-    if [ $rc -eq 0 ] || ! grep -q -- "$pattern" "$dir/err"; then
-        echo "FAIL: '$*' exited $rc; stderr: $(cat "$dir/err"); expected /$pattern/"
-        fails=$((fails + 1))
     fi
 }
 if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
@@ -83,5 +72,4 @@ checks=$((checks + 1))
 cp "$dir/config.saved" "$dir/run/checkpoint/unet/config.json"
 check "the checkpoint still loads" "$bin" sample --model "$dir/run" --n 1 --grid "$dir/g3.png" --quiet
 
-echo "cli_images: $checks checks, $fails failed"
-[ $fails -eq 0 ]
+finish

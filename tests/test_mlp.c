@@ -279,6 +279,31 @@ static void check_backward(int64_t D, int64_t H, int64_t E, int64_t L, int64_t B
     for (size_t i = 0; i < n; i++) want[i] = 2 * want[i] - 0.5;
     snprintf(what, sizeof what, "second backward D=%lld H=%lld adds", (long long)D, (long long)H);
     tu_check_array(what, g, want, n, 2e-5, 1e-5);
+
+    /* the input gradient: x is float, so the step is larger (h = 1e-3: FD error ~1e-7 from the
+     * curvature, ~1e-7 from rounding x + h) */
+    double *want_dx = malloc((size_t)(B * D) * sizeof *want_dx);
+    float *dx = malloc((size_t)(B * D) * sizeof *dx);
+    const float hx = 1e-3f;
+    for (int64_t i = 0; i < B * D; i++) {
+        const float keep = x[i];
+        double lp = 0, lm = 0;
+        x[i] = keep + hx;
+        const double up = (double)x[i] - keep;
+        ref_forward(ref, m, pd, x, t, B);
+        for (int64_t j = 0; j < B * D; j++) lp += ref[j] * G[j];
+        x[i] = keep - hx;
+        const double down = (double)keep - x[i];
+        ref_forward(ref, m, pd, x, t, B);
+        for (int64_t j = 0; j < B * D; j++) lm += ref[j] * G[j];
+        x[i] = keep;
+        want_dx[i] = 0.25 + (lp - lm) / (up + down); /* dx starts at 0.25: backward adds */
+        dx[i] = 0.25f;
+    }
+    dm_model_backward_input(m, G, dx, B);
+    snprintf(what, sizeof what, "input gradient D=%lld H=%lld", (long long)D, (long long)H);
+    tu_check_array(what, dx, want_dx, (size_t)(B * D), 1e-4, 1e-4);
+    free(want_dx); free(dx);
     free(x); free(t); free(out); free(G); free(pd); free(ref); free(want);
     dm_model_free(m);
 }

@@ -319,6 +319,43 @@ static void test_errors(void) {
     dm_schedule_free(&s);
 }
 
+/* ---- clip_x0: the posterior-mean form equals the eps form while x0_hat stays in [-1, 1], and
+ * bounds the output to [-1, 1] when it does not */
+static void test_clip_x0(void) {
+    const int64_t B = 500;
+    dm_schedule s = make_schedule(200);
+    float *plain = alloc_floats(B * D), *clipped = alloc_floats(B * D);
+    dm_sample_options opt;
+    dm_sample_options_default(&opt);
+    opt.seed = 9;
+    dm_error err = {0};
+    /* data N(0, 0.05^2): the optimal x0_hat is the data mean shrunk, far inside [-1, 1] */
+    gauss_ctx c = {.s = &s, .sd = {0.05, 0.05}, .expect_i = s.T - 1, .fail_at = -1};
+    CHECK(dm_sample_ancestral(&s, gauss_denoise, &c, plain, B, D, &opt, &err) == DM_OK, "%s",
+          err.msg);
+    c.expect_i = s.T - 1;
+    opt.clip_x0 = 1;
+    CHECK(dm_sample_ancestral(&s, gauss_denoise, &c, clipped, B, D, &opt, &err) == DM_OK, "%s",
+          err.msg);
+    double maxdiff = 0;
+    for (int64_t i = 0; i < B * D; i++) maxdiff = fmax(maxdiff, fabs(plain[i] - clipped[i]));
+    CHECK(maxdiff < 1e-4, "clip_x0 changed samples whose x0_hat never left [-1, 1]: %g", maxdiff);
+    /* data centred at 1.5: x0_hat leaves [-1, 1]; the last step returns the clipped x0_hat */
+    c = make_ctx(&s);
+    CHECK(dm_sample_ancestral(&s, gauss_denoise, &c, clipped, B, D, &opt, &err) == DM_OK, "%s",
+          err.msg);
+    int inside = 1, at_edge = 0;
+    for (int64_t i = 0; i < B * D; i++) {
+        inside &= fabsf(clipped[i]) <= 1.0f;
+        at_edge += clipped[i] == 1.0f;
+    }
+    CHECK(inside, "clip_x0 samples outside [-1, 1]");
+    CHECK(at_edge > 0, "no sample at the clip edge although the data sit at 1.5");
+    dm_free(plain);
+    dm_free(clipped);
+    dm_schedule_free(&s);
+}
+
 int main(void) {
     omp_set_num_threads(2);
     test_errors();
@@ -326,5 +363,6 @@ int main(void) {
     test_trajectory(DM_VAR_BETA_TILDE);
     test_threads();
     test_moments();
+    test_clip_x0();
     return tu_finish("test_sampler");
 }

@@ -2,6 +2,7 @@
  * round-trip, damaged or foreign checkpoints are refused, and a short run learns the data. */
 #include "diffusion.h"
 #include "diffusion/checkpoint.h"
+#include "diffusion/diffusion_impl.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -140,14 +141,45 @@ static void test_unet_resume_is_exact(void) {
         dm_sample_options_default(&so);
         so.clip_x0 = 1;
         CHECK(dm_pipeline_sample(p, x, 3, &so, &err) == DM_OK, "%s", err.msg);
+        /* with x_0 clipped, the last step's mean is the clipped x_0 itself */
         int bounded = 1;
-        for (int i = 0; i < 3 * 64; i++) bounded &= fabsf(x[i]) < 3.0f;
-        CHECK(bounded, "clipped samples far outside [-1, 1]");
+        for (int i = 0; i < 3 * 64; i++) bounded &= fabsf(x[i]) <= 1.0f;
+        CHECK(bounded, "samples drawn with clip_x0 outside [-1, 1]");
         dm_pipeline_free(p);
     }
     dm_trainer_free(full);
     dm_trainer_free(resumed);
     dm_image_set_free(&images);
+}
+
+/* Each epoch visits every example once, in an order fixed by (seed, epoch) alone, and the
+ * orders of different epochs differ; every position takes every example about equally often. */
+static void test_epoch_order(void) {
+    enum { N = 10, EPOCHS = 4000 };
+    int32_t perm[N], again[N], first[N];
+    int counts[N][N] = {{0}};
+    int differs = 0, not_perm = 0;
+    for (int e = 0; e < EPOCHS; e++) {
+        dm_epoch_order(perm, N, 7, 6, e);
+        int seen[N] = {0}, ok = 1;
+        for (int i = 0; i < N; i++) {
+            ok &= perm[i] >= 0 && perm[i] < N && !seen[perm[i]];
+            if (perm[i] >= 0 && perm[i] < N) seen[perm[i]] = 1, counts[i][perm[i]]++;
+        }
+        not_perm += !ok;
+        if (e == 0) memcpy(first, perm, sizeof perm);
+        else differs += memcmp(first, perm, sizeof perm) != 0;
+    }
+    CHECK(not_perm == 0, "%d epochs are not permutations of 0..%d", not_perm, N - 1);
+    dm_epoch_order(again, N, 7, 6, 0);
+    CHECK(memcmp(first, again, sizeof first) == 0, "epoch 0 rebuilt differently");
+    CHECK(differs >= EPOCHS - 10, "only %d of %d epochs differ from the first", differs, EPOCHS - 1);
+    /* each count ~ Binomial(4000, 0.1): mean 400, sd 19; 6 sd is 114 */
+    int worst = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < N; k++)
+            if (abs(counts[i][k] - EPOCHS / N) > worst) worst = abs(counts[i][k] - EPOCHS / N);
+    CHECK(worst < 114, "position counts deviate by %d from %d (not uniform)", worst, EPOCHS / N);
 }
 
 static void copy_file(const char *from, const char *to, long truncate_to) {
@@ -288,6 +320,7 @@ int main(void) {
     test_resume_is_exact(&data);
     test_bad_checkpoints(&data);
     test_unet_resume_is_exact();
+    test_epoch_order();
     test_learns();
     dm_dataset_free(&data);
     char cmd[300];

@@ -1,23 +1,13 @@
 /* diffusion bench: training and sampling speed of the 2-D MLP beside the machine's sgemm rate,
  * measured in the same run. Median of timed iterations after a warm-up. */
+#include "bench_util.h"
 #include "common.h"
 #include "progress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
 
 /* Median seconds per training step at this batch. */
 static dm_status time_training(const dm_dataset *data, int64_t batch, int warmup, int iters,
@@ -36,10 +26,7 @@ static dm_status time_training(const dm_dataset *data, int64_t batch, int warmup
         st = dm_trainer_step(tr, NULL, err);
         t[i] = cli_now() - t0;
     }
-    if (!st) {
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        *median_s = t[iters / 2];
-    }
+    if (!st) *median_s = cli_median(t, iters);
     free(t);
     dm_trainer_free(tr);
     return st;
@@ -112,7 +99,7 @@ int cmd_bench(int argc, char **argv) {
     free(x);
     if (st) return cli_fail(&err);
 
-    double rss = peak_rss_mib();
+    double rss = cli_peak_rss_mib();
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "threads", dm_get_num_threads());

@@ -1,29 +1,14 @@
 /* diffusion bench unet: training and sampling throughput of a UNet preset (the same cases as
  * the PyTorch reference's unet_train and unet_infer: random images in [-1, 1], linear schedule,
  * Adam), beside the machine's sgemm rate, in one run. Median of timed iterations. */
+#include "bench_util.h"
 #include "common.h"
 #include "progress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
-
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
 
 int cmd_bench_unet(int argc, char **argv) {
     const char *preset = "unet-28";
@@ -66,21 +51,23 @@ int cmd_bench_unet(int argc, char **argv) {
     /* random images: the speed does not depend on the data */
     const int64_t n_img = batch > 256 ? batch : 256;
     const int64_t dim = dm_train_config_dim(&cfg);
-    dm_dataset data = {0};
-    data.n = n_img;
-    data.dim = dim;
-    data.x = malloc((size_t)(n_img * dim) * sizeof(float));
-    if (!data.x) return cli_fail(&err);
+    dm_dataset data;
+    if (dm_dataset_init(&data, n_img, dim, &err)) return cli_fail(&err);
     dm_rng rng;
     dm_rng_init(&rng, 0, 0);
     dm_rng_uniform(&rng, data.x, (size_t)(n_img * dim));
     for (int64_t i = 0; i < n_img * dim; i++) data.x[i] = 2.0f * data.x[i] - 1.0f;
 
     double *t = malloc((size_t)iters * sizeof *t);
+    if (!t) {
+        dm_dataset_free(&data);
+        dm_error_set(&err, DM_ERR_NOMEM, "out of memory");
+        return cli_fail(&err);
+    }
     dm_trainer *tr;
-    if (dm_trainer_create(&tr, &cfg, &data, &err)) return cli_fail(&err);
-    free(data.x);
-    dm_status st = DM_OK;
+    dm_status st = dm_trainer_create(&tr, &cfg, &data, &err);
+    dm_dataset_free(&data); /* the trainer keeps its own copy */
+    if (st) return cli_fail(&err);
     cli_progress bar;
     cli_progress_start(&bar, "train", "steps", warmup + iters, json);
     for (int i = 0; !st && i < warmup + iters; i++) {
@@ -92,8 +79,8 @@ int cmd_bench_unet(int argc, char **argv) {
     cli_progress_finish(&bar);
     dm_trainer_free(tr);
     if (st) return cli_fail(&err);
-    const double train_s = median(t, iters);
-    const double rss = peak_rss_mib();
+    const double train_s = cli_median(t, iters);
+    const double rss = cli_peak_rss_mib();
 
     /* sampling: network evaluations at one shared timestep, as a sampler makes them */
     dm_model *m;
@@ -101,8 +88,12 @@ int cmd_bench_unet(int argc, char **argv) {
     float *x = malloc((size_t)(infer_batch * dim) * sizeof *x);
     float *eps = malloc((size_t)(infer_batch * dim) * sizeof *eps);
     float *ts = malloc((size_t)infer_batch * sizeof *ts);
-    dm_rng_normal(&rng, x, (size_t)(infer_batch * dim));
-    for (int64_t b = 0; b < infer_batch; b++) ts[b] = 500;
+    if (!x || !eps || !ts) {
+        dm_error_set(&err, DM_ERR_NOMEM, "out of memory for batch %lld", (long long)infer_batch);
+        st = err.status;
+    }
+    if (!st) dm_rng_normal(&rng, x, (size_t)(infer_batch * dim));
+    for (int64_t b = 0; !st && b < infer_batch; b++) ts[b] = 500;
     cli_progress_start(&bar, "sample", "evals", warmup + iters, json);
     for (int i = 0; !st && i < warmup + iters; i++) {
         double t0 = cli_now();
@@ -114,7 +105,7 @@ int cmd_bench_unet(int argc, char **argv) {
     dm_model_free(m);
     free(x), free(eps), free(ts);
     if (st) return cli_fail(&err);
-    const double infer_s = median(t, iters);
+    const double infer_s = cli_median(t, iters);
     free(t);
     const double sgemm = dm_sgemm_gflops(sgemm_n, 3);
 

@@ -24,10 +24,8 @@ int cli_is_image_data(const char *name) {
     if (is_dir(name) || is_idx(name)) return 1;
     if (ends_with(name, ".npy")) {
         dm_npy arr;
-        if (dm_npy_read(&arr, name, NULL)) return 0; /* the point loader reports the error */
-        int ndim = arr.ndim;
-        dm_npy_free(&arr);
-        return ndim == 3 || ndim == 4;
+        if (dm_npy_read_header(&arr, name, NULL)) return 0; /* the point loader reports it */
+        return arr.ndim == 3 || arr.ndim == 4;
     }
     return 0;
 }

@@ -39,22 +39,16 @@ dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, in
     size_t numel;
     dm_status st = dm_image_dims_check(n, c, h, w, "image set", &numel, err);
     if (st) return st;
-    /* not dm_dataset_init: that one is for low-dimensional points and caps dim at DM_MAX_DIM */
-    s->data.x = dm_alloc(numel * sizeof(float));
-    if (!s->data.x)
-        return dm_error_set(err, DM_ERR_NOMEM, "cannot allocate %.1f MiB for %lld images",
-                            (double)numel * sizeof(float) / (1 << 20), (long long)n);
+    (void)numel; /* sizes checked (with a message about images) above */
+    if ((st = dm_dataset_init(&s->data, n, c * h * w, err))) return st;
     if (with_labels) {
         s->labels = dm_alloc((size_t)n * sizeof(int32_t));
         if (!s->labels) {
-            dm_free(s->data.x);
-            s->data.x = NULL;
+            dm_dataset_free(&s->data);
             return dm_error_set(err, DM_ERR_NOMEM, "cannot allocate labels for %lld images",
                                 (long long)n);
         }
     }
-    s->data.n = n;
-    s->data.dim = c * h * w;
     s->c = c;
     s->h = h;
     s->w = w;
@@ -62,7 +56,7 @@ dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, in
 }
 
 void dm_image_set_free(dm_image_set *s) {
-    dm_free(s->data.x);
+    dm_dataset_free(&s->data);
     dm_free(s->labels);
     memset(s, 0, sizeof *s);
 }

@@ -3,6 +3,7 @@
 #include "diffusion/checkpoint.h"
 
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "models/mlp.h"
 #include "models/model.h"
@@ -82,13 +83,8 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
     snprintf(hash, sizeof hash, "%016llx", (unsigned long long)c->data_hash);
     cJSON_AddStringToObject(tr, "data_fnv1a", hash);
 
-    char *text = cJSON_Print(root);
+    dm_status st = dm_json_write(path, root, err);
     cJSON_Delete(root);
-    if (!text) return dm_error_set(err, DM_ERR_NOMEM, "%s: cannot format JSON", path);
-    size_t len = strlen(text);
-    text[len] = '\n'; /* the terminator becomes the final newline; written as bytes */
-    dm_status st = dm_atomic_write(path, text, len + 1, err);
-    free(text);
     return st;
 }
 
@@ -228,18 +224,11 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
 }
 
 dm_status dm_checkpoint_config_read(const char *path, dm_checkpoint_config *c, dm_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char buf[65536];
-    size_t len = fread(buf, 1, sizeof buf, f);
-    int too_big = !feof(f);
-    fclose(f);
-    if (too_big)
-        return dm_error_set(err, DM_ERR_FORMAT, "%s: larger than %zu bytes", path, sizeof buf);
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    if (!root) return dm_error_set(err, DM_ERR_FORMAT, "%s: invalid JSON", path);
+    cJSON *root;
+    dm_status st = dm_json_read(&root, path, 65536, err);
+    if (st) return st;
     memset(c, 0, sizeof *c);
-    dm_status st = parse_config(root, c, path, err);
+    st = parse_config(root, c, path, err);
     cJSON_Delete(root);
     return st;
 }
@@ -436,16 +425,8 @@ dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_sched
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
         st = dm_error_set(err, DM_ERR_IO, "%s: cannot create folder: %s", path, strerror(errno));
     for (int i = 0; i < 2 && !st; i++) {
-        char *text = cJSON_Print(docs[i]);
-        if (!text) {
-            st = dm_error_set(err, DM_ERR_NOMEM, "cannot format JSON");
-            break;
-        }
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        size_t len = strlen(text);
-        text[len] = '\n';
-        st = dm_atomic_write(path, text, len + 1, err);
-        free(text);
+        st = dm_json_write(path, docs[i], err);
     }
     cJSON_Delete(idx);
     cJSON_Delete(sc);

@@ -4,6 +4,11 @@
 
 #include "core/core.h"
 
+/* The order in which epoch `epoch` visits n examples: a Fisher-Yates shuffle whose swap i uses
+ * block epoch * n + i of (seed, stream), so any epoch can be rebuilt from its number alone (as a
+ * resumed run does). perm (n) receives a permutation of 0..n-1. */
+void dm_epoch_order(int32_t *perm, int64_t n, uint64_t seed, uint64_t stream, int64_t epoch);
+
 /* x_t = sqrt(ab_i) x0 + sqrt(1 - ab_i) eps, row b at index idx[b]; all (B, dim). */
 void dm_q_sample(const dm_schedule *s, float *xt, const float *x0, const float *eps,
                  const int32_t *idx, int64_t B, int64_t dim);

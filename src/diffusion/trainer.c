@@ -86,21 +86,17 @@ static dm_status create_model(dm_model **m, const dm_train_config *c, dm_error *
     return dm_mlp_create(m, &c->mlp, c->seed, err);
 }
 
-/* The order of epoch e: a Fisher-Yates shuffle whose swap i uses block e * n + i of the shuffle
- * stream, so any epoch can be rebuilt from its number alone (as a resumed run does). */
-static void shuffle_epoch(dm_trainer *tr, int64_t e) {
-    const int64_t n = tr->data.n;
-    for (int64_t i = 0; i < n; i++) tr->perm[i] = (int32_t)i;
+void dm_epoch_order(int32_t *perm, int64_t n, uint64_t seed, uint64_t stream, int64_t epoch) {
+    for (int64_t i = 0; i < n; i++) perm[i] = (int32_t)i;
     for (int64_t i = n - 1; i > 0; i--) {
         uint32_t w[4];
-        dm_rng_block(tr->cfg.seed, STREAM_SHUFFLE, (uint64_t)(e * n + i), w);
+        dm_rng_block(seed, stream, (uint64_t)(epoch * n + i), w);
         const uint64_t r = ((uint64_t)w[0] << 32) | w[1];
         const int64_t j = (int64_t)(r % (uint64_t)(i + 1));
-        const int32_t t = tr->perm[i];
-        tr->perm[i] = tr->perm[j];
-        tr->perm[j] = t;
+        const int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
     }
-    tr->perm_epoch = e;
 }
 
 /* Copies example `row` into dst, mirrored left-right when flip is set. */
@@ -214,7 +210,10 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     for (int64_t b = 0; b < B; b++) {
         /* example g of the run is position g mod N of epoch g / N */
         const int64_t g = tr->step * B + b;
-        if (g / N != tr->perm_epoch) shuffle_epoch(tr, g / N);
+        if (g / N != tr->perm_epoch) {
+            dm_epoch_order(tr->perm, N, tr->cfg.seed, STREAM_SHUFFLE, g / N);
+            tr->perm_epoch = g / N;
+        }
         copy_example(tr, tr->x0 + b * D, tr->perm[g % N], flips && tr->coins[b] < 0.5f);
         tr->t[b] = (float)tr->tidx[b];
     }

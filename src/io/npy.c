@@ -228,22 +228,39 @@ static dm_status read_preamble(FILE *f, uint64_t fsize, const char *path, dm_npy
     return DM_OK;
 }
 
-dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err) {
+/* Opens path and reads its header into arr (no data); *f is left at the data. */
+static dm_status open_npy(FILE **f, dm_npy *arr, const char *path, uint64_t *data_bytes,
+                          dm_error *err) {
     memset(arr, 0, sizeof *arr);
-    FILE *f = fopen(path, "rb");
-    if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    *f = fopen(path, "rb");
+    if (!*f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return dm_error_set(err, DM_ERR_IO, "%s: not a regular file", path);
-    }
-    uint64_t data_bytes = 0;
-    dm_status st = read_preamble(f, (uint64_t)sb.st_size, path, arr, &data_bytes, err);
+    dm_status st;
+    if (fstat(fileno(*f), &sb) != 0 || !S_ISREG(sb.st_mode))
+        st = dm_error_set(err, DM_ERR_IO, "%s: not a regular file", path);
+    else
+        st = read_preamble(*f, (uint64_t)sb.st_size, path, arr, data_bytes, err);
     if (st) {
-        fclose(f);
+        fclose(*f);
+        *f = NULL;
         arr->ndim = 0;
-        return st;
     }
+    return st;
+}
+
+dm_status dm_npy_read_header(dm_npy *arr, const char *path, dm_error *err) {
+    FILE *f;
+    uint64_t data_bytes;
+    dm_status st = open_npy(&f, arr, path, &data_bytes, err);
+    if (!st) fclose(f);
+    return st;
+}
+
+dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err) {
+    FILE *f;
+    uint64_t data_bytes = 0;
+    dm_status st = open_npy(&f, arr, path, &data_bytes, err);
+    if (st) return st;
     /* the header's claim is checked against the bytes present before allocating */
     uint64_t need = dm_dtype_size(arr->dtype);
     for (int d = 0; d < arr->ndim; d++) {

@@ -12,6 +12,8 @@ typedef struct {
 } dm_npy;
 
 dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err);
+/* Only the header: dtype, ndim and shape (data stays NULL), to decide how to load a file. */
+dm_status dm_npy_read_header(dm_npy *arr, const char *path, dm_error *err);
 void dm_npy_free(dm_npy *arr);
 int64_t dm_npy_numel(const dm_npy *arr);
 /* Writes a float32 array atomically. */

@@ -1,8 +1,7 @@
 /* UNet2DModel configuration: presets, validation, and diffusers' config.json read and write. */
 #include "core/core.h"
-#include "io/atomic_file.h"
+#include "io/json_file.h"
 
-#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,8 +211,10 @@ static dm_status get_block_types(const json_ctx *j, const char *key, const char 
             flags[i] = 1;
         else
             return dm_error_set(j->err, DM_ERR_FORMAT,
-                                "%s: \"%s\"[%d] is not supported (only \"%s\" or \"%s\")", j->path,
-                                key, i, plain, attn);
+                                "%s: \"%s\"[%d] = %s is not supported (only \"%s\" or \"%s\")",
+                                j->path, key, i,
+                                cJSON_IsString(v) ? v->valuestring : "(not a string)", plain,
+                                attn);
         i++;
     }
     return DM_OK;
@@ -318,29 +319,11 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
 }
 
 dm_status dm_unet_config_read(dm_unet_config *c, const char *path, dm_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open", path);
-    char *text = NULL;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len >= 0 && len < (1L << 24) && fseek(f, 0, SEEK_SET) == 0) {
-        text = malloc((size_t)len + 1);
-        if (text && fread(text, 1, (size_t)len, f) != (size_t)len) {
-            free(text);
-            text = NULL;
-        }
-    }
-    fclose(f);
-    if (!text) return dm_error_set(err, DM_ERR_IO, "%s: cannot read (or larger than 16 MiB)", path);
-    text[len] = 0;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return dm_error_set(err, DM_ERR_FORMAT, "%s: not a JSON object", path);
-    }
+    cJSON *root;
+    dm_status st = dm_json_read(&root, path, 1 << 20, err);
+    if (st) return st;
     json_ctx j = {.root = root, .path = path, .err = err};
-    dm_status st = parse_unet_json(&j, c);
+    st = parse_unet_json(&j, c);
     cJSON_Delete(root);
     return st;
 }
@@ -397,12 +380,7 @@ static void add_unet_json(cJSON *o, const dm_unet_config *c) {
 dm_status dm_unet_config_write(const dm_unet_config *c, const char *path, dm_error *err) {
     cJSON *root = cJSON_CreateObject();
     add_unet_json(root, c);
-    char *text = cJSON_Print(root);
+    dm_status st = dm_json_write(path, root, err);
     cJSON_Delete(root);
-    if (!text) return dm_error_set(err, DM_ERR_NOMEM, "%s: cannot format JSON", path);
-    size_t len = strlen(text);
-    text[len] = '\n'; /* the terminator becomes the final newline; written as bytes */
-    dm_status st = dm_atomic_write(path, text, len + 1, err);
-    free(text);
     return st;
 }

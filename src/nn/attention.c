@@ -119,6 +119,15 @@ static inline void softmax_row(float *restrict s, int64_t n) {
 /* ---- small head size: hand-written kernels; rows of keys padded to Np = N rounded up to VEC */
 
 /* xt (d, Np) = the (N, d) column slice at x (row stride C), transposed, zero beyond N */
+/* The softmax backward of one row, in place: ds <- p * (ds - sum(p * ds)), ds = dL/dP on entry. */
+static inline void softmax_row_backward(float *restrict ds, const float *restrict p, int64_t n) {
+    float t = 0.0f;
+#pragma omp simd reduction(+ : t)
+    for (int64_t j = 0; j < n; j++) t += p[j] * ds[j];
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - t);
+}
+
 static void transpose_slice(float *restrict xt, const float *restrict x, int64_t N, int64_t Np,
                             int64_t C, int64_t d) {
     for (int64_t j = 0; j < N; j++)
@@ -247,15 +256,7 @@ static inline __attribute__((always_inline)) void backward_head_small(
         /* dP = dO V^T */
         rows_times_bt(dprow, dorow, 1.0f, vt, Np, d);
         /* dS = P (dP - rowsum(P dP)) */
-        for (int r = 0; r < ROWS; r++) {
-            const float *p = prow + r * Np;
-            float *ds = dprow + r * Np;
-            float t = 0.0f;
-#pragma omp simd reduction(+ : t)
-            for (int64_t j = 0; j < Np; j++) t += p[j] * ds[j];
-#pragma omp simd
-            for (int64_t j = 0; j < Np; j++) ds[j] = p[j] * (ds[j] - t);
-        }
+        for (int r = 0; r < ROWS; r++) softmax_row_backward(dprow + r * Np, prow + r * Np, Np);
         /* dV^T += dO^T P, dK^T += scale Q^T dS over these rows */
         for (int64_t c = 0; c < d; c++) {
             float dof[ROWS], qf[ROWS];
@@ -311,15 +312,7 @@ static void backward_head_gemm(float *dq, float *dk, float *dv, const float *dou
         const float *p = probs + i0 * N; /* (nb, N) */
         float *ds = scratch;             /* (nb, N): dP, then dS */
         dm_sgemm(false, true, nb, N, d, 1.0f, dout + i0 * C, C, v, C, 0.0f, ds, N);
-        for (int64_t r = 0; r < nb; r++) {
-            const float *pr = p + r * N;
-            float *dsr = ds + r * N;
-            float t = 0.0f;
-#pragma omp simd reduction(+ : t)
-            for (int64_t j = 0; j < N; j++) t += pr[j] * dsr[j];
-#pragma omp simd
-            for (int64_t j = 0; j < N; j++) dsr[j] = pr[j] * (dsr[j] - t);
-        }
+        for (int64_t r = 0; r < nb; r++) softmax_row_backward(ds + r * N, p + r * N, N);
         dm_sgemm(false, false, nb, d, N, scale, ds, N, k, C, 1.0f, dq + i0 * C, C);
         dm_sgemm(true, false, N, d, nb, scale, ds, N, q + i0 * C, C, 1.0f, dk, C);
         dm_sgemm(true, false, N, d, nb, 1.0f, p, N, dout + i0 * C, C, 1.0f, dv, C);
