@@ -222,6 +222,82 @@ typedef struct {
 
 dm_status dm_schedule_init(dm_schedule *s, const dm_schedule_config *cfg, dm_error *err);
 void dm_schedule_free(dm_schedule *s);
+/* A schedule from its alpha_bar values (T, strictly decreasing in (0, 1)); betas follow as
+ * 1 - ab_t / ab_{t-1} with ab_0 = 1. Used for respaced and learned schedules. */
+dm_status dm_schedule_from_alpha_bar(dm_schedule *s, const double *alpha_bar, int32_t T,
+                                     dm_error *err);
+/* The reverse-process variance used where beta_tilde is 0 (t = 1): beta_tilde of t = 2, as in
+ * improved DDPM's clipped log-variance (beta_1 when T = 1). */
+double dm_schedule_beta_tilde_clipped(const dm_schedule *s, int32_t i);
+/* S evenly spaced step indices from T - 1 down to 0 (S <= T), rounded: the levels of a strided
+ * sampler. out (S), decreasing. */
+dm_status dm_timesteps(int32_t T, int32_t S, int32_t *out, dm_error *err);
+/* The schedule seen on the subset idx (S increasing indices of s): alpha_bar'_k = alpha_bar of
+ * idx[k], beta'_k = 1 - alpha_bar'_k / alpha_bar'_{k-1} (improved DDPM's respacing). */
+dm_status dm_schedule_respace(dm_schedule *out, const dm_schedule *s, const int32_t *idx, int32_t S,
+                              dm_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Parameterisations: what the network predicts                                               */
+
+/* At a noise level with alpha_bar = ab, x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps, and any one of
+ * these determines the others (MATH.md, "Three equivalent predictions"). */
+typedef enum {
+    DM_PRED_EPS = 0, /* eps */
+    DM_PRED_X0,      /* x_0 */
+    DM_PRED_V,       /* v = sqrt(ab) eps - sqrt(1 - ab) x_0 (Salimans & Ho) */
+    DM_PRED_SCORE,   /* grad log q(x_t) = -eps / sqrt(1 - ab) (Tweedie) */
+} dm_prediction;
+
+/* "epsilon", "x0", "v", "score". */
+const char *dm_prediction_name(dm_prediction p);
+dm_status dm_prediction_parse(const char *name, dm_prediction *p, dm_error *err);
+/* The one place the conversions live: eps = a * x_t + b * pred for a prediction of kind p. */
+void dm_prediction_to_eps_coeffs(dm_prediction p, double ab, double *a, double *b);
+/* out = the prediction of kind `to` equivalent to `in` of kind `from`, for x_t at alpha_bar ab;
+ * n values, out may equal in. */
+void dm_prediction_convert(dm_prediction from, dm_prediction to, double ab, const float *xt,
+                           const float *in, float *out, int64_t n);
+/* The exact value of kind p for given x_0 and eps (the training target). */
+void dm_prediction_target(dm_prediction p, double ab, const float *x0, const float *eps,
+                          float *out, int64_t n);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Objectives                                                                                 */
+
+typedef enum {
+    DM_LOSS_SIMPLE = 0, /* mean squared error of the prediction in its own units (L_simple) */
+    DM_LOSS_VLB,        /* the variational bound's terms T * L_{t-1} (exact KL weights) */
+    DM_LOSS_VDM,        /* (T/2)(SNR(t-1) - SNR(t)) ||x_0 - x0_hat||^2 (seed 004 eq. 3) */
+    DM_LOSS_HYBRID,     /* L_simple + lambda L_vlb, L_vlb training only a learned variance */
+} dm_loss_kind;
+
+typedef enum {
+    DM_VAR_BETA = 0,   /* sigma_t^2 = beta_t */
+    DM_VAR_BETA_TILDE, /* sigma_t^2 = beta_tilde_t */
+    DM_VAR_LEARNED,    /* log sigma^2 = f log beta + (1 - f) log beta_tilde, f = (out + 1) / 2
+                        * from a second output (the model has twice the channels) */
+} dm_reverse_var;
+
+typedef enum {
+    DM_TIME_UNIFORM = 0, /* t ~ U{1..T} */
+    DM_TIME_IMPORTANCE,  /* p_t proportional to sqrt(E[L_t^2]) over the last 10 losses of each t
+                          * (improved DDPM), uniform until every t has 10 */
+} dm_time_sampling;
+
+const char *dm_loss_kind_name(dm_loss_kind k);            /* simple, vlb, vdm, hybrid */
+dm_status dm_loss_kind_parse(const char *name, dm_loss_kind *k, dm_error *err);
+const char *dm_reverse_var_name(dm_reverse_var v);        /* beta, beta-tilde, learned */
+dm_status dm_reverse_var_parse(const char *name, dm_reverse_var *v, dm_error *err);
+const char *dm_time_sampling_name(dm_time_sampling t);    /* uniform, importance */
+dm_status dm_time_sampling_parse(const char *name, dm_time_sampling *t, dm_error *err);
+
+/* The general per-step weight: the objective's mean term is
+ *   mean over the batch of w[i] * mean over dimensions of (eps_hat - eps)^2,
+ * eps_hat converted from the model's prediction. w (T) for prediction p, loss kind and a fixed
+ * reverse variance var (used by DM_LOSS_VLB; DM_LOSS_HYBRID's mean term is L_simple's). */
+dm_status dm_loss_weights(const dm_schedule *s, dm_prediction p, dm_loss_kind loss,
+                          dm_reverse_var var, double *w, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Model interface: what the diffusion algorithms drive, whatever the network is              */
@@ -395,20 +471,35 @@ void dm_trainer_free(dm_trainer *tr);
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling                                                                                   */
 
-typedef enum {
-    DM_VAR_BETA = 0,   /* sigma_t^2 = beta_t */
-    DM_VAR_BETA_TILDE, /* sigma_t^2 = beta_tilde_t */
-} dm_reverse_var;
-
-/* The network seen by a sampler: eps_hat (B, dim) for x (B, dim) at float timesteps t (B). */
-typedef dm_status (*dm_denoise_fn)(void *ctx, float *eps_hat, const float *x, const float *t,
-                                   int64_t B, dm_error *err);
-/* Called after each reverse step with the current x (B, dim) and the 0-based index i of the step
- * just taken (i = T - 1 first, 0 last); also once before the first step with i = T. */
+/* The network seen by a sampler, at float timesteps t (B) (0-based step indices): eps_hat
+ * (B, dim) for x (B, dim) and, when var_out is not NULL (a learned variance), the model's raw
+ * variance output (B, dim), mapped to sigma^2 as DM_VAR_LEARNED says. A denoiser without a
+ * variance output returns DM_ERR_ARG when var_out is not NULL. */
+typedef dm_status (*dm_denoise_fn)(void *ctx, float *eps_hat, float *var_out, const float *x,
+                                   const float *t, int64_t B, dm_error *err);
+/* Called after each reverse step with the current x (B, dim) and the 0-based index i of the
+ * step just taken (i = T - 1 first, 0 last; a strided sampler reports its subset's indices);
+ * also once before the first step with i = T. */
 typedef void (*dm_sample_observer)(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim);
 
+typedef enum {
+    DM_SAMPLER_ANCESTRAL = 0, /* Ho et al. Algorithm 2, on all T steps or a respaced subset */
+    DM_SAMPLER_DDIM,          /* Song et al.; eta = 0 deterministic */
+    DM_SAMPLER_LANGEVIN,      /* annealed Langevin dynamics on the score (Song & Ermon) */
+    DM_SAMPLER_PC,            /* predictor-corrector: ancestral step + Langevin corrector steps */
+} dm_sampler_kind;
+
+const char *dm_sampler_name(dm_sampler_kind k); /* ancestral, ddim, langevin, pc */
+dm_status dm_sampler_parse(const char *name, dm_sampler_kind *k, dm_error *err);
+
 typedef struct {
-    dm_reverse_var var;       /* DM_VAR_BETA */
+    dm_sampler_kind sampler;  /* DM_SAMPLER_ANCESTRAL */
+    int32_t steps;            /* network levels: 0 = all T; S < T = dm_timesteps(T, S) */
+    double eta;               /* DDIM noise: 0 (deterministic) .. 1 */
+    dm_reverse_var var;       /* DM_VAR_BETA; DM_VAR_LEARNED needs a variance output */
+    int32_t corrector_steps;  /* Langevin steps per level (langevin, pc): 0 = sampler default */
+    double langevin_delta;    /* annealed Langevin step: a_i = delta sigma_i^2 / sigma_min^2 */
+    double pc_snr;            /* PC corrector: step from the signal-to-noise ratio r (0.16) */
     uint64_t seed;            /* 0 */
     uint64_t stream;          /* 0; independent draws of the same seed use different streams */
     int clip_x0;              /* 0; 1 clips the predicted x_0 to [-1, 1] before each step's mean
@@ -419,10 +510,16 @@ typedef struct {
 
 void dm_sample_options_default(dm_sample_options *opt);
 
+/* Draws B samples into x (B, dim) with the sampler of opt, in the model's (standardised)
+ * space. Every random draw comes from (seed, stream), so a fixed seed reproduces the samples.
+ * Incompatible options (DDIM steps above T, a learned variance the denoiser cannot give) are
+ * refused with a message saying what is allowed. */
+dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x, int64_t B,
+                    int64_t dim, const dm_sample_options *opt, dm_error *err);
 /* Ho et al. Algorithm 2: x_T ~ N(0, I), x_{t-1} = mu_theta + sigma_t z (z = 0 at t = 1).
- * x is (B, dim) output in the model's (standardised) space. The noise comes from
- * (seed, stream): step i draws B*dim normals after x_T's. With clip_x0 the mean is the
- * posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat clipped to [-1, 1]. */
+ * The noise comes from (seed, stream): step i draws B*dim normals after x_T's. With clip_x0
+ * the mean is the posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat clipped to [-1, 1].
+ * opt->sampler and opt->steps are ignored (dm_sample handles the subset). */
 dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x,
                               int64_t B, int64_t dim, const dm_sample_options *opt, dm_error *err);
 

@@ -20,8 +20,8 @@ typedef struct {
     int fail_at;     /* return an error at this step index (-1: never) */
 } gauss_ctx;
 
-static dm_status gauss_denoise(void *vctx, float *eps_hat, const float *x, const float *t,
-                               int64_t B, dm_error *err) {
+static dm_status gauss_denoise(void *vctx, float *eps_hat, float *var_frac, const float *x,
+                               const float *t, int64_t B, dm_error *err) {
     gauss_ctx *c = vctx;
     c->calls++;
     for (int64_t b = 0; b < B; b++) c->bad_t += t[b] != (float)c->expect_i;

@@ -32,8 +32,8 @@ static dm_status time_training(const dm_dataset *data, int64_t batch, int warmup
     return st;
 }
 
-static dm_status denoise(void *ctx, float *eps, const float *x, const float *t, int64_t B,
-                         dm_error *err) {
+static dm_status denoise(void *ctx, float *eps, float *var_frac, const float *x, const float *t,
+                         int64_t B, dm_error *err) {
     return dm_model_forward((dm_model *)ctx, eps, x, t, B, 0, err);
 }
 

@@ -4,6 +4,8 @@
 
 #include "core/core.h"
 
+#include <math.h>
+
 /* The order in which epoch `epoch` visits n examples: a Fisher-Yates shuffle whose swap i uses
  * block epoch * n + i of (seed, stream), so any epoch can be rebuilt from its number alone (as a
  * resumed run does). perm (n) receives a permutation of 0..n-1. */
@@ -33,3 +35,11 @@ double dm_reverse_variance(const dm_schedule *s, int32_t i, dm_reverse_var var);
 /* L_simple on one batch: mean over n values of (eps_hat - eps)^2, accumulated in double.
  * If grad is not NULL it receives d loss / d eps_hat = 2 (eps_hat - eps) / n (overwritten). */
 double dm_loss_simple(const float *eps_hat, const float *eps, float *grad, int64_t n);
+
+/* log sigma^2 of a learned reverse variance (improved DDPM): f = (raw + 1) / 2 interpolates
+ * between log beta (f = 1) and log beta_tilde (f = 0), beta_tilde clipped at t = 1
+ * (dm_schedule_beta_tilde_clipped). The one place this mapping lives. */
+static inline double dm_learned_log_var(double raw, double log_beta, double log_beta_tilde) {
+    const double f = 0.5 * (raw + 1.0);
+    return f * log_beta + (1.0 - f) * log_beta_tilde;
+}

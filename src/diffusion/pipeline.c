@@ -39,8 +39,8 @@ const dm_model *dm_pipeline_model(const dm_pipeline *p) { return p->model; }
 const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p) { return &p->sched; }
 const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p) { return &p->cfg.norm; }
 
-static dm_status denoise_with_model(void *ctx, float *eps_hat, const float *x, const float *t,
-                                    int64_t B, dm_error *err) {
+static dm_status denoise_with_model(void *ctx, float *eps_hat, float *var_frac, const float *x,
+                                    const float *t, int64_t B, dm_error *err) {
     return dm_model_forward((dm_model *)ctx, eps_hat, x, t, B, 0, err);
 }
 

@@ -66,7 +66,7 @@ dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void 
 
     for (int32_t i = s->T - 1; i >= 0; i--) {
         for (int64_t b = 0; b < B; b++) t[b] = (float)i;
-        st = denoise(ctx, eps, x, t, B, err);
+        st = denoise(ctx, eps, NULL, x, t, B, err);
         if (st != DM_OK) {
             /* keep the denoiser's own message; supply one only if it left none */
             if (err && err->status != st)
