@@ -327,6 +327,9 @@ size_t dm_model_num_params(const dm_model *m);
 float *dm_model_params(dm_model *m); /* one buffer of num_params floats */
 float *dm_model_grads(dm_model *m);  /* same layout */
 int64_t dm_model_dim(const dm_model *m);
+/* Values per row of the output: dm_model_dim, or twice that for a model with a learned
+ * variance ([prediction, raw variance] per row). */
+int64_t dm_model_out_dim(const dm_model *m);
 /* Named parameter tensors (PyTorch state_dict names), in buffer order. */
 int dm_model_tensor_count(const dm_model *m);
 /* Fills name, shape (up to 4 dims), ndim and offset (in floats) into the params buffer. */
@@ -336,12 +339,13 @@ void dm_model_free(dm_model *m);
 
 /* The time-conditioned MLP for D-dimensional data (matches the PyTorch reference mlp2d):
  *   temb = SiLU(time_mlp(sinusoid_E(t))), h = [x, temb],
- *   h = SiLU(net.{2k}(h)) for k < layers, out = net.{2 layers}(h). */
+ *   h = SiLU(net.{2k}(h)) for k < layers, out = net.{2 layers}(h) (out_dim values). */
 typedef struct {
     int64_t dim;       /* data dimension D: 2 */
     int64_t hidden;    /* H: 256 */
     int64_t temb_dim;  /* E, sinusoidal embedding size: 128 */
     int64_t layers;    /* hidden layers: 3 */
+    int64_t out_dim;   /* outputs: 0 = D; 2 D for a learned variance */
 } dm_mlp_config;
 
 void dm_mlp_config_default(dm_mlp_config *cfg);
@@ -441,6 +445,12 @@ typedef struct {
     uint64_t seed;      /* everything random derives from it: 0 */
     int normalize;      /* standardise data to zero mean, unit variance (MLP only): 1 */
     int hflip;          /* images: mirror each drawn image left-right with probability 1/2: 0 */
+    dm_prediction prediction;   /* what the network predicts: DM_PRED_EPS */
+    dm_loss_kind loss;          /* DM_LOSS_SIMPLE */
+    dm_reverse_var var;         /* the reverse variance the bound assumes (DM_LOSS_VLB) or
+                                 * learns (DM_VAR_LEARNED doubles the model's outputs): BETA */
+    dm_time_sampling timesteps; /* DM_TIME_UNIFORM */
+    double hybrid_lambda;       /* DM_LOSS_HYBRID's weight of L_vlb (bits/dim): 0.001 */
 } dm_train_config;
 
 void dm_train_config_default(dm_train_config *cfg);
@@ -456,7 +466,7 @@ dm_status dm_trainer_create(dm_trainer **tr, const dm_train_config *cfg, const d
  * step and random streams, so the run continues exactly. cfg->steps may be raised. */
 dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_dataset *data,
                             int64_t steps, dm_error *err);
-/* One optimiser step; *loss receives the mini-batch L_simple (may be NULL). A non-finite loss
+/* One optimiser step; *loss receives the mini-batch objective (may be NULL). A non-finite loss
  * returns DM_ERR_NUMERIC and leaves the weights untouched. */
 dm_status dm_trainer_step(dm_trainer *tr, double *loss, dm_error *err);
 int64_t dm_trainer_step_count(const dm_trainer *tr);
@@ -537,7 +547,56 @@ const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
 #define DM_PIPELINE_IMAGE_CHUNK 256
 dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,
                              dm_error *err);
+/* The pipeline as a dm_denoise_fn (ctx = the pipeline): the model's prediction converted to
+ * eps_hat, and its raw variance output when asked. For custom samplers and evaluations. */
+dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
+                              const float *t, int64_t B, dm_error *err);
+/* The training configuration the checkpoint was written with (prediction, loss, variance...). */
+const dm_train_config *dm_pipeline_train_config(const dm_pipeline *p);
 void dm_pipeline_free(dm_pipeline *p);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Likelihood: the variational bound on -log p(x_0)                                           */
+
+typedef struct {
+    int exact;            /* 1: all T terms per example; 0: an unbiased estimate: L_0 exactly
+                           * and t drawn uniformly from 2..T, t_draws times per example */
+    int32_t t_draws;      /* estimate: 1 */
+    dm_reverse_var var;   /* the reverse variance of p (DM_VAR_LEARNED: the model's output) */
+    int discrete;         /* 1: data on 256 levels in [-1, 1] (images; Ho et al.'s discretised
+                           * decoder, a probability); 0: continuous data (a Gaussian density) */
+    uint64_t seed;        /* the forward-process noise: 0 */
+    int64_t batch;        /* examples per network call: 256 */
+    double *per_example;  /* optional (n): each example's bound in nats (in the model's units) */
+    /* optional: called after each network call with the calls done and the total */
+    void (*progress)(void *ctx, int64_t done, int64_t total);
+    void *progress_ctx;
+} dm_nll_options;
+
+void dm_nll_options_default(dm_nll_options *o);
+
+/* Means over the examples, in nats per example, and the bound in bits per dimension. */
+typedef struct {
+    int64_t n, dim;
+    int exact;
+    double prior;      /* L_T = KL(q(x_T | x_0) || N(0, I)) */
+    double diffusion;  /* sum over t = 2..T of L_{t-1} */
+    double decoder;    /* L_0 = -log p(x_0 | x_1) */
+    double log_det;    /* added for data units (points standardised by the model: sum log std) */
+    double total;      /* prior + diffusion + decoder + log_det */
+    double total_se;   /* standard error of total over the examples (and t draws) */
+    double bpd, bpd_se; /* total / (dim ln 2) */
+} dm_nll_report;
+
+/* The bound for x0 (n, dim) in the model's own units, with any denoiser over schedule s. */
+dm_status dm_nll_bound(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, const float *x0,
+                       int64_t n, int64_t dim, const dm_nll_options *o, dm_nll_report *r,
+                       dm_error *err);
+/* The bound of a trained model on data in data units: standardised as the model was (points,
+ * with log_det so the result is a density of the data as given) or used as they are (images,
+ * with the discretised decoder whatever o->discrete says). */
+dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_options *o,
+                          dm_nll_report *r, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Evaluation of samples against data                                                         */

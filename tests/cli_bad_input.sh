@@ -22,7 +22,7 @@ expect_error "beta" "$bin" train --beta-end 1.5 --steps 1 --out "$dir/x"
 expect_error "batch" "$bin" train --batch 0 --out "$dir/x"
 expect_error "no checkpoint" "$bin" sample --model "$dir/none"
 expect_error "--model DIR is required" "$bin" sample
-expect_error "beta or beta-tilde" "$bin" sample --model x --var huge
+expect_error "beta, beta-tilde, learned" "$bin" sample --model x --var huge
 expect_error "exactly one" "$bin" eval
 
 # a real checkpoint, then damaged copies of it

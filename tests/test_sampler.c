@@ -20,10 +20,12 @@ typedef struct {
     int fail_at;     /* return an error at this step index (-1: never) */
 } gauss_ctx;
 
-static dm_status gauss_denoise(void *vctx, float *eps_hat, float *var_frac, const float *x,
+static dm_status gauss_denoise(void *vctx, float *eps_hat, float *var_out, const float *x,
                                const float *t, int64_t B, dm_error *err) {
     gauss_ctx *c = vctx;
     c->calls++;
+    /* no variance output: the sampler must not ask for one with a fixed variance */
+    if (var_out) return dm_error_set(err, DM_ERR_ARG, "gauss denoiser: no variance output");
     for (int64_t b = 0; b < B; b++) c->bad_t += t[b] != (float)c->expect_i;
     const int32_t i = c->expect_i--;
     if (i == c->fail_at)
@@ -251,7 +253,7 @@ static void test_trajectory(dm_reverse_var var) {
     for (int b = 0; b < B; b++) t[b] = 0;
     gauss_ctx c1 = make_ctx(&s);
     c1.expect_i = 0;
-    gauss_denoise(&c1, eps, at1, t, B, &err);
+    gauss_denoise(&c1, eps, NULL, at1, t, B, &err);
     dm_p_mean_from_eps(&s, 0, mean, at1, eps, B * D);
     CHECK(memcmp(mean, x, sizeof mean) == 0, "x_0 is not the mean at x_1 (noise at i = 0?)");
     dm_schedule_free(&s);

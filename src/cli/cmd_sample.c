@@ -14,7 +14,8 @@ int cmd_sample(int argc, char **argv) {
     dm_sample_options so;
     dm_sample_options_default(&so);
     const char *model = NULL, *out = "samples.csv", *plot = NULL, *strip = NULL, *data = NULL;
-    const char *var = "beta", *grid = "samples.png", *each = NULL, *npy = NULL;
+    const char *var = "model", *grid = "samples.png", *each = NULL, *npy = NULL;
+    const char *sampler = "ancestral";
     int64_t n = 10000, n_data = 10000;
     int threads = 2, json = 0, quiet = 0, no_clip = 0, scale = 2;
     cli_option opts[] = {
@@ -26,7 +27,13 @@ int cmd_sample(int argc, char **argv) {
         {"--npy", OPT_STRING, &npy, "FILE", "images: also all samples as uint8 NPY (n, c, h, w)"},
         {"--scale", OPT_INT, &scale, "N", "images: pixels per image pixel in the PNGs"},
         {"--no-clip", OPT_FLAG, &no_clip, NULL, "images: do not clip the predicted x_0 to [-1, 1] at each step"},
-        {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta or beta-tilde"},
+        {"--sampler", OPT_STRING, &sampler, "NAME", "ancestral, ddim, langevin (annealed Langevin on the score) or pc (predictor-corrector)"},
+        {"--steps", OPT_INT, &so.steps, "N", "network levels: a strided subset of the T steps (0 = all)"},
+        {"--eta", OPT_DOUBLE, &so.eta, "X", "ddim: noise, 0 (deterministic) to 1"},
+        {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde or learned (default: learned if the model has it, else beta)"},
+        {"--corrector-steps", OPT_INT, &so.corrector_steps, "N", "langevin, pc: Langevin steps per level (0 = the sampler's default)"},
+        {"--langevin-delta", OPT_DOUBLE, &so.langevin_delta, "X", "langevin: step size at the lowest noise level"},
+        {"--pc-snr", OPT_DOUBLE, &so.pc_snr, "X", "pc: the corrector's signal-to-noise ratio"},
         {"--seed", OPT_U64, &so.seed, "N", "seed of the sampling noise"},
         {"--plot", OPT_STRING, &plot, "PNG", "scatter plot of the samples (over --data if given)"},
         {"--data", OPT_STRING, &data, "NAME|FILE", "data drawn under the samples in --plot"},
@@ -37,7 +44,9 @@ int cmd_sample(int argc, char **argv) {
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };
     cli_command cmd = {"diffusion sample --model DIR [options]",
-                       "Ancestral sampling (Ho et al. Algorithm 2) from a trained model.",
+                       "Draws samples from a trained model: ancestral sampling (Ho et al. "
+                       "Algorithm 2) on all T steps\nor a strided subset, DDIM, annealed Langevin "
+                       "dynamics or predictor-corrector.",
                        opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;
@@ -45,12 +54,10 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "error: --model DIR is required\n");
         return 2;
     }
-    if (strcmp(var, "beta") == 0) so.var = DM_VAR_BETA;
-    else if (strcmp(var, "beta-tilde") == 0) so.var = DM_VAR_BETA_TILDE;
-    else {
-        fprintf(stderr, "error: --var %s: use beta or beta-tilde\n", var);
-        return 2;
-    }
+    dm_error err = {0};
+    if (dm_sampler_parse(sampler, &so.sampler, &err) ||
+        (strcmp(var, "model") != 0 && dm_reverse_var_parse(var, &so.var, &err)))
+        return cli_fail(&err);
     if (n < 1 || n > 100000000) {
         fprintf(stderr, "error: --n must be in 1..100000000\n");
         return 2;
@@ -61,9 +68,10 @@ int cmd_sample(int argc, char **argv) {
     }
     dm_set_num_threads(threads);
 
-    dm_error err = {0};
     dm_pipeline *p;
     if (dm_pipeline_load(&p, model, &err)) return cli_fail(&err);
+    if (strcmp(var, "model") == 0)
+        so.var = dm_pipeline_train_config(p)->var == DM_VAR_LEARNED ? DM_VAR_LEARNED : DM_VAR_BETA;
     if (dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)) {
         so.clip_x0 = !no_clip;
         cli_image_sample_args a = {.n = cli_given(argc, argv, "--n") ? n : 64, .options = so,

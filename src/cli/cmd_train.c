@@ -76,6 +76,8 @@ int cmd_train(int argc, char **argv) {
     dm_train_config cfg;
     dm_train_config_default(&cfg);
     const char *data = "swissroll", *out = NULL, *schedule = "linear", *model = NULL;
+    const char *prediction = "epsilon", *loss_name = "simple", *var = "beta";
+    const char *t_sampling = "uniform";
     int64_t n_data = 100000, every = 1000, log_every = 50;
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     cli_option opts[] = {
@@ -97,6 +99,11 @@ int cmd_train(int argc, char **argv) {
         {"--T", OPT_INT, &T, "N", "diffusion steps"},
         {"--beta-start", OPT_DOUBLE, &cfg.schedule.beta_start, "X", "linear schedule: first beta"},
         {"--beta-end", OPT_DOUBLE, &cfg.schedule.beta_end, "X", "linear schedule: last beta"},
+        {"--prediction", OPT_STRING, &prediction, "NAME", "what the network predicts: epsilon, x0, v, score"},
+        {"--loss", OPT_STRING, &loss_name, "NAME", "simple (MSE of the prediction), vlb (the bound's weights), vdm (SNR-difference weights), hybrid (simple + lambda vlb; needs --var learned)"},
+        {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde (used by --loss vlb) or learned (a second output, trained by --loss hybrid or vlb)"},
+        {"--t-sampling", OPT_STRING, &t_sampling, "NAME", "timestep draws: uniform or importance (by each t's recent loss, improved DDPM)"},
+        {"--hybrid-lambda", OPT_DOUBLE, &cfg.hybrid_lambda, "X", "weight of the bound in --loss hybrid"},
         {"--no-normalize", OPT_FLAG, &no_normalize, NULL, "train on the data as they are (no standardisation)"},
         {"--hflip", OPT_FLAG, &cfg.hflip, NULL, "images: mirror each drawn image with probability 1/2"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
@@ -108,8 +115,9 @@ int cmd_train(int argc, char **argv) {
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };
     cli_command cmd = {"diffusion train [options]",
-                       "Trains an epsilon-prediction DDPM (L_simple, Adam, EMA): the MLP on "
-                       "low-dimensional points, a UNet on images.\nThe checkpoint goes to "
+                       "Trains a DDPM (by default epsilon-prediction with L_simple; Adam, EMA): "
+                       "the MLP on low-dimensional points,\na UNet on images. The checkpoint goes "
+                       "to "
                        "DIR/checkpoint (for a UNet also a diffusers folder: unet/, scheduler/, "
                        "model_index.json),\nthe loss curve to DIR/loss.png, loss and throughput "
                        "to DIR/log.jsonl. For images the defaults become\nbatch " 
@@ -128,7 +136,12 @@ int cmd_train(int argc, char **argv) {
     }
     cfg.normalize = !no_normalize;
     cfg.schedule.T = T;
-    if (dm_schedule_kind_parse(schedule, &cfg.schedule.kind, &err)) return cli_fail(&err);
+    if (dm_schedule_kind_parse(schedule, &cfg.schedule.kind, &err) ||
+        dm_prediction_parse(prediction, &cfg.prediction, &err) ||
+        dm_loss_kind_parse(loss_name, &cfg.loss, &err) ||
+        dm_reverse_var_parse(var, &cfg.var, &err) ||
+        dm_time_sampling_parse(t_sampling, &cfg.timesteps, &err))
+        return cli_fail(&err);
     if (n_data < 1) {
         fprintf(stderr, "error: --n-data must be >= 1\n");
         return 2;

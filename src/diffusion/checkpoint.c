@@ -35,7 +35,7 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "format", "diffusion.c checkpoint");
     cJSON_AddNumberToObject(root, "version", 1);
-    cJSON_AddStringToObject(root, "prediction", "epsilon");
+    cJSON_AddStringToObject(root, "prediction", dm_prediction_name(t->prediction));
 
     cJSON *model = cJSON_AddObjectToObject(root, "model");
     if (t->arch == DM_ARCH_UNET) {
@@ -48,7 +48,14 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
         cJSON_AddNumberToObject(model, "hidden", (double)t->mlp.hidden);
         cJSON_AddNumberToObject(model, "temb_dim", (double)t->mlp.temb_dim);
         cJSON_AddNumberToObject(model, "layers", (double)t->mlp.layers);
+        cJSON_AddNumberToObject(model, "out_dim", (double)t->mlp.out_dim);
     }
+
+    cJSON *obj = cJSON_AddObjectToObject(root, "objective");
+    cJSON_AddStringToObject(obj, "loss", dm_loss_kind_name(t->loss));
+    cJSON_AddStringToObject(obj, "variance", dm_reverse_var_name(t->var));
+    cJSON_AddStringToObject(obj, "timesteps", dm_time_sampling_name(t->timesteps));
+    cJSON_AddNumberToObject(obj, "hybrid_lambda", t->hybrid_lambda);
 
     cJSON *sched = cJSON_AddObjectToObject(root, "schedule");
     cJSON_AddStringToObject(sched, "kind", dm_schedule_kind_name(t->schedule.kind));
@@ -136,6 +143,52 @@ static dm_status read_double_array(const cJSON *obj, const char *key, double *ou
     return DM_OK;
 }
 
+/* A named choice of the "objective" object, parsed by its own parser. */
+static dm_status get_choice(const cJSON *obj, const char *key, int *out,
+                            dm_status (*parse)(const char *, int *, dm_error *), const char *path,
+                            dm_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: \"objective.%s\" missing or not a string",
+                            path, key);
+    dm_status st = parse(v->valuestring, out, err);
+    return st ? dm_error_prefix(err, "%s: objective.%s", path, key) : DM_OK;
+}
+
+static dm_status parse_loss(const char *s, int *v, dm_error *e) {
+    dm_loss_kind k;
+    dm_status st = dm_loss_kind_parse(s, &k, e);
+    *v = (int)k;
+    return st;
+}
+static dm_status parse_var(const char *s, int *v, dm_error *e) {
+    dm_reverse_var k;
+    dm_status st = dm_reverse_var_parse(s, &k, e);
+    *v = (int)k;
+    return st;
+}
+static dm_status parse_time(const char *s, int *v, dm_error *e) {
+    dm_time_sampling k;
+    dm_status st = dm_time_sampling_parse(s, &k, e);
+    *v = (int)k;
+    return st;
+}
+
+static dm_status parse_objective(const cJSON *obj, dm_train_config *t, const char *path,
+                                 dm_error *err) {
+    int loss = 0, var = 0, ts = 0;
+    dm_status st;
+    if ((st = get_choice(obj, "loss", &loss, parse_loss, path, err)) ||
+        (st = get_choice(obj, "variance", &var, parse_var, path, err)) ||
+        (st = get_choice(obj, "timesteps", &ts, parse_time, path, err)) ||
+        (st = get_number(obj, "objective", "hybrid_lambda", &t->hybrid_lambda, path, err)))
+        return st;
+    t->loss = (dm_loss_kind)loss;
+    t->var = (dm_reverse_var)var;
+    t->timesteps = (dm_time_sampling)ts;
+    return DM_OK;
+}
+
 static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const char *path,
                               dm_error *err) {
     dm_train_config *t = &c->train;
@@ -156,11 +209,16 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
     else if (!cJSON_IsString(type) || strcmp(type->valuestring, "mlp") != 0)
         return dm_error_set(err, DM_ERR_MISMATCH, "%s: model.type must be \"mlp\" or \"unet\"",
                             path);
-    const cJSON *pred = cJSON_GetObjectItemCaseSensitive(root, "prediction");
-    if (!cJSON_IsString(pred) || strcmp(pred->valuestring, "epsilon") != 0)
-        return dm_error_set(err, DM_ERR_MISMATCH, "%s: prediction must be \"epsilon\"", path);
-
     dm_status st;
+    const cJSON *pred = cJSON_GetObjectItemCaseSensitive(root, "prediction");
+    if (!cJSON_IsString(pred))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: \"prediction\" missing", path);
+    if ((st = dm_prediction_parse(pred->valuestring, &t->prediction, err)))
+        return dm_error_prefix(err, "%s: prediction", path);
+    /* "objective" is absent in checkpoints written before the design-space options: those
+     * trained L_simple with the defaults */
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "objective");
+    if (obj && (st = parse_objective(obj, t, path, err))) return st;
     int64_t T, seed, normalize_flag = 1;
     if (t->arch == DM_ARCH_UNET) {
         /* unet/config.json in the same folder */
@@ -173,6 +231,9 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
                (st = get_int(model, "model", "hidden", &t->mlp.hidden, path, err)) ||
                (st = get_int(model, "model", "temb_dim", &t->mlp.temb_dim, path, err)) ||
                (st = get_int(model, "model", "layers", &t->mlp.layers, path, err))) {
+        return st;
+    } else if (cJSON_GetObjectItemCaseSensitive(model, "out_dim") &&
+               (st = get_int(model, "model", "out_dim", &t->mlp.out_dim, path, err))) {
         return st;
     }
     if ((st = get_int(sched, "schedule", "T", &T, path, err)) ||
@@ -397,7 +458,10 @@ void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir,
 /* model_index.json and scheduler/scheduler_config.json, so that diffusers' DDPMPipeline loads
  * the folder as it is. The betas are written out (trained_betas), which covers every schedule. */
 dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
-                                                 dm_error *err) {
+                                                 const dm_train_config *t, dm_error *err) {
+    /* diffusers' names; it has no score prediction, so such a folder will not load there */
+    static const char *const prediction_type[] = {"epsilon", "sample", "v_prediction", "score"};
+    static const char *const variance_type[] = {"fixed_large", "fixed_small", "learned_range"};
     char path[4400];
     cJSON *idx = cJSON_CreateObject();
     cJSON_AddStringToObject(idx, "_class_name", "DDPMPipeline");
@@ -414,10 +478,10 @@ dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_sched
     cJSON_AddNumberToObject(sc, "beta_start", s->beta[0]);
     cJSON_AddNumberToObject(sc, "beta_end", s->beta[s->T - 1]);
     cJSON_AddItemToObject(sc, "trained_betas", cJSON_CreateDoubleArray(s->beta, s->T));
-    cJSON_AddStringToObject(sc, "variance_type", "fixed_small");
+    cJSON_AddStringToObject(sc, "variance_type", variance_type[t->var]);
     cJSON_AddBoolToObject(sc, "clip_sample", 1);
     cJSON_AddNumberToObject(sc, "clip_sample_range", 1.0);
-    cJSON_AddStringToObject(sc, "prediction_type", "epsilon");
+    cJSON_AddStringToObject(sc, "prediction_type", prediction_type[t->prediction]);
     dm_status st = DM_OK;
     cJSON *docs[2] = {idx, sc};
     const char *names[2] = {DM_CKPT_MODEL_INDEX, DM_CKPT_SCHEDULER_CONFIG};

@@ -50,6 +50,6 @@ dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c
 void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir, const dm_train_config *t);
 /* model_index.json + scheduler/scheduler_config.json for diffusers' DDPMPipeline. */
 dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
-                                                 dm_error *err);
+                                                 const dm_train_config *t, dm_error *err);
 
 uint64_t dm_fnv1a(const void *data, size_t bytes);

@@ -43,3 +43,58 @@ static inline double dm_learned_log_var(double raw, double log_beta, double log_
     const double f = 0.5 * (raw + 1.0);
     return f * log_beta + (1.0 - f) * log_beta_tilde;
 }
+
+/* mu_tilde - mu_theta = c_t (eps_hat - eps): c_t = beta_t / (sqrt(alpha_t) sqrt(1 - ab_t)). */
+double dm_mean_gap_coeff(const dm_schedule *s, int32_t i);
+
+/* A training objective: prediction kind, loss kind and reverse variance over a schedule. */
+typedef struct {
+    const dm_schedule *s;
+    dm_prediction pred;
+    dm_loss_kind loss;
+    dm_reverse_var var;
+    double hybrid_lambda; /* weight of L_vlb in DM_LOSS_HYBRID: 0.001 */
+    const double *w;      /* (T) the mean term's weights, dm_loss_weights (unused for a learned
+                           * variance under DM_LOSS_VLB) */
+} dm_objective;
+
+/* Refuses combinations that cannot train (a learned variance without the bound, hybrid with a
+ * fixed variance), saying what is allowed. */
+dm_status dm_objective_check(const dm_objective *o, dm_error *err);
+
+/* Rows are processed DM_OBJECTIVE_MAX_ROW values at a time (a stack buffer). */
+#define DM_OBJECTIVE_MAX_ROW 1024
+
+/* The mini-batch objective for the model's raw output `out` (B, D) or, with a learned variance,
+ * (B, 2D) = [prediction, raw variance] per row; x_t, eps (B, D), step indices idx (B),
+ * importance weights scale (B) (1 / (T p_t); NULL = 1). Overwrites grad (like out) with
+ * d(loss)/d(out) and per_example (B) with each example's unweighted loss; returns
+ * mean_b scale_b * per_example_b. */
+double dm_objective_batch(const dm_objective *o, const float *out, const float *xt,
+                          const float *eps, const int32_t *idx, const double *scale, float *grad,
+                          double *per_example, int64_t B, int64_t D);
+
+/* Improved DDPM's importance sampling of t: the last DM_IMPORTANCE_HISTORY losses of each t. */
+#define DM_IMPORTANCE_HISTORY 10
+typedef struct {
+    int32_t T;
+    float *history;  /* (T, DM_IMPORTANCE_HISTORY), oldest first */
+    int32_t *count;  /* (T) losses recorded per t, up to DM_IMPORTANCE_HISTORY */
+    double *cdf;     /* (T) scratch */
+} dm_importance;
+
+dm_status dm_importance_init(dm_importance *imp, int32_t T, dm_error *err);
+void dm_importance_free(dm_importance *imp);
+/* 1 once every t has a full history (until then draws are uniform). */
+int dm_importance_ready(const dm_importance *imp);
+/* Draws B indices from rng with p_t proportional to sqrt(mean of the squared history), mixed
+ * with 0.1% uniform (improved DDPM); scale (B) receives 1 / (T p_t). Before the history is
+ * full: uniform draws exactly as the uniform sampler makes them, scale 1. u (B) is scratch. */
+void dm_importance_draw(dm_importance *imp, dm_rng *rng, int32_t *idx, double *scale, float *u,
+                        int64_t B);
+/* Records each example's loss under its t. */
+void dm_importance_update(dm_importance *imp, const int32_t *idx, const double *loss, int64_t B);
+
+/* log P(x's bin) under N(mu, sigma^2) for x on 256 levels in [-1, 1]: bins x +- 1/255, the
+ * outer two open to -inf and +inf (Ho et al.'s decoder). */
+double dm_log_discretized_gaussian(double x, double mu, double sigma);

@@ -1,14 +1,19 @@
 /* A trained model ready to sample: network + schedule + normalisation from a checkpoint. */
 #include "diffusion/checkpoint.h"
+#include "diffusion/diffusion_impl.h"
 #include "models/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct dm_pipeline {
     dm_checkpoint_config cfg;
     dm_model *model;
     dm_schedule sched;
+    float *out;     /* (out_cap, out_dim) the model's output when it has a variance output */
+    int64_t out_cap;
 };
 
 dm_status dm_pipeline_load(dm_pipeline **out, const char *checkpoint, dm_error *err) {
@@ -38,10 +43,43 @@ int64_t dm_pipeline_dim(const dm_pipeline *p) { return dm_model_dim(p->model); }
 const dm_model *dm_pipeline_model(const dm_pipeline *p) { return p->model; }
 const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p) { return &p->sched; }
 const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p) { return &p->cfg.norm; }
+const dm_train_config *dm_pipeline_train_config(const dm_pipeline *p) { return &p->cfg.train; }
 
-static dm_status denoise_with_model(void *ctx, float *eps_hat, float *var_frac, const float *x,
-                                    const float *t, int64_t B, dm_error *err) {
-    return dm_model_forward((dm_model *)ctx, eps_hat, x, t, B, 0, err);
+dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
+                              const float *t, int64_t B, dm_error *err) {
+    dm_pipeline *p = ctx;
+    const int64_t D = dm_model_dim(p->model), OD = dm_model_out_dim(p->model);
+    const bool has_var = OD == 2 * D;
+    if (var_out && !has_var)
+        return dm_error_set(err, DM_ERR_ARG, "this model has no variance output (it was trained "
+                            "with variance %s): sample with variance beta or beta-tilde",
+                            dm_reverse_var_name(p->cfg.train.var));
+    /* a model with one output per value writes straight into eps_hat */
+    float *out = eps_hat;
+    if (has_var) {
+        if (p->out_cap < B) {
+            dm_free(p->out);
+            p->out_cap = 0;
+            if (!(p->out = dm_alloc((size_t)(B * OD) * sizeof(float))))
+                return dm_error_set(err, DM_ERR_NOMEM, "out of memory for a batch of %lld",
+                                    (long long)B);
+            p->out_cap = B;
+        }
+        out = p->out;
+    }
+    dm_status st = dm_model_forward(p->model, out, x, t, B, 0, err);
+    if (st) return st;
+    const dm_prediction pred = p->cfg.train.prediction;
+    for (int64_t b = 0; b < B; b++) {
+        const int32_t i = (int32_t)lrint(t[b]);
+        if (i < 0 || i >= p->sched.T)
+            return dm_error_set(err, DM_ERR_ARG, "denoise: timestep %g outside 0..%d", t[b],
+                                (int)p->sched.T - 1);
+        dm_prediction_convert(pred, DM_PRED_EPS, p->sched.alpha_bar[i], x + b * D, out + b * OD,
+                              eps_hat + b * D, D);
+        if (var_out) memcpy(var_out + b * D, out + b * OD + D, (size_t)D * sizeof(float));
+    }
+    return DM_OK;
 }
 
 dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,
@@ -59,8 +97,7 @@ dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sampl
         const int64_t B = n - start < chunk ? n - start : chunk;
         dm_sample_options ok = o;
         ok.stream = o.stream + (uint64_t)k;
-        st = dm_sample_ancestral(&p->sched, denoise_with_model, p->model, x + start * D, B, D, &ok,
-                                 err);
+        st = dm_sample(&p->sched, dm_pipeline_denoise, p, x + start * D, B, D, &ok, err);
     }
     if (st) return st;
     if (!dm_all_finite(x, (size_t)(n * D)))
@@ -73,5 +110,6 @@ void dm_pipeline_free(dm_pipeline *p) {
     if (!p) return;
     dm_model_free(p->model);
     dm_schedule_free(&p->sched);
+    dm_free(p->out);
     free(p);
 }

@@ -1,6 +1,7 @@
-/* The training loop for epsilon-prediction with L_simple (Ho et al. Algorithm 1): shuffled
- * mini-batches, one pass over the data per epoch, t uniform, Adam with warm-up, gradient
- * clipping, EMA of the weights. Every buffer is sized at creation; dm_trainer_step allocates
+/* The training loop (Ho et al. Algorithm 1 and its design space): shuffled mini-batches, one
+ * pass over the data per epoch, t uniform or importance-sampled, the objective of
+ * diffusion/objective.c for the chosen prediction, loss and reverse variance, Adam with
+ * warm-up, gradient clipping, EMA of the weights. Every buffer is sized at creation; dm_trainer_step allocates
  * nothing. Random streams of the seed: 1 model init, 2 horizontal flips, 3 timesteps, 4 noise,
  * 5 dropout (in the model), 6 the epochs' shuffles. */
 #include "diffusion/checkpoint.h"
@@ -22,6 +23,9 @@ struct dm_trainer {
     dm_train_config cfg;
     dm_model *model;
     dm_schedule sched;
+    dm_objective obj;
+    double *weights;   /* (T) the objective's mean-term weights */
+    dm_importance imp; /* timestep history (importance sampling) */
     dm_adam opt;
     float *ema;        /* (num_params) */
     dm_normalizer norm;
@@ -36,13 +40,16 @@ struct dm_trainer {
     int64_t perm_epoch; /* which epoch perm holds; -1 none */
     int64_t img_c, img_h, img_w; /* image shape for flips; 0 for points */
     float *coins;      /* (batch) uniform draws deciding the flips */
+    float *tdraw;      /* (batch) uniform draws of importance-sampled timesteps */
     int32_t *tidx;     /* (batch) */
+    double *tscale;    /* (batch) importance weights 1 / (T p_t) */
+    double *ex_loss;   /* (batch) each example's loss */
     float *t;          /* (batch) */
     float *x0;         /* (batch, dim) */
     float *eps;        /* (batch, dim) */
     float *xt;         /* (batch, dim) */
-    float *eps_hat;    /* (batch, dim) */
-    float *dout;       /* (batch, dim) */
+    float *out;        /* (batch, out_dim) the model's output */
+    float *dout;       /* (batch, out_dim) */
 };
 
 void dm_train_config_default(dm_train_config *cfg) {
@@ -56,6 +63,11 @@ void dm_train_config_default(dm_train_config *cfg) {
     cfg->batch = 512;
     cfg->seed = 0;
     cfg->normalize = 1;
+    cfg->prediction = DM_PRED_EPS;
+    cfg->loss = DM_LOSS_SIMPLE;
+    cfg->var = DM_VAR_BETA;
+    cfg->timesteps = DM_TIME_UNIFORM;
+    cfg->hybrid_lambda = 0.001;
 }
 
 static dm_status validate_config(const dm_train_config *c, dm_error *err) {
@@ -72,6 +84,39 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
     if (!(o->grad_clip >= 0)) return dm_error_set(err, DM_ERR_ARG, "grad clip must be >= 0");
     if (!(o->ema_decay >= 0 && o->ema_decay < 1))
         return dm_error_set(err, DM_ERR_ARG, "EMA decay must be in [0, 1)");
+    if ((int)c->prediction < 0 || (int)c->prediction > DM_PRED_SCORE)
+        return dm_error_set(err, DM_ERR_ARG, "unknown prediction %d (allowed: epsilon, x0, v, "
+                            "score)", (int)c->prediction);
+    if ((int)c->loss < 0 || (int)c->loss > DM_LOSS_HYBRID)
+        return dm_error_set(err, DM_ERR_ARG, "unknown loss %d (allowed: simple, vlb, vdm, "
+                            "hybrid)", (int)c->loss);
+    if ((int)c->var < 0 || (int)c->var > DM_VAR_LEARNED)
+        return dm_error_set(err, DM_ERR_ARG, "unknown reverse variance %d (allowed: beta, "
+                            "beta-tilde, learned)", (int)c->var);
+    if ((int)c->timesteps < 0 || (int)c->timesteps > DM_TIME_IMPORTANCE)
+        return dm_error_set(err, DM_ERR_ARG, "unknown timestep sampling %d (allowed: uniform, "
+                            "importance)", (int)c->timesteps);
+    return DM_OK;
+}
+
+/* A learned variance doubles the network's outputs; the saved config says so. */
+static dm_status resolve_outputs(dm_train_config *c, dm_error *err) {
+    const bool learned = c->var == DM_VAR_LEARNED;
+    if (c->arch == DM_ARCH_UNET) {
+        const int64_t want = learned ? 2 * c->unet.in_channels : c->unet.in_channels;
+        if (c->unet.out_channels != c->unet.in_channels &&
+            c->unet.out_channels != 2 * c->unet.in_channels)
+            return dm_error_set(err, DM_ERR_ARG, "out_channels %lld: allowed in_channels (%lld) "
+                                "or, with a learned variance, twice that",
+                                (long long)c->unet.out_channels, (long long)c->unet.in_channels);
+        if (c->unet.out_channels == 2 * c->unet.in_channels && !learned)
+            return dm_error_set(err, DM_ERR_ARG, "the model has out_channels = 2 x in_channels "
+                                "(a variance output) but the variance is %s: use --var learned",
+                                dm_reverse_var_name(c->var));
+        c->unet.out_channels = want;
+    } else {
+        c->mlp.out_dim = learned ? 2 * c->mlp.dim : 0;
+    }
     return DM_OK;
 }
 
@@ -138,9 +183,14 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     dm_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     tr->cfg = *cfg;
+    cfg = &tr->cfg;
     const int64_t B = cfg->batch;
     tr->perm_epoch = -1;
-    if ((st = dm_schedule_init(&tr->sched, &cfg->schedule, err)) ||
+    tr->obj = (dm_objective){.s = &tr->sched, .pred = cfg->prediction, .loss = cfg->loss,
+                             .var = cfg->var, .hybrid_lambda = cfg->hybrid_lambda};
+    if ((st = resolve_outputs(&tr->cfg, err)) || (st = dm_objective_check(&tr->obj, err)) ||
+        (st = dm_schedule_init(&tr->sched, &cfg->schedule, err)) ||
+        (st = dm_importance_init(&tr->imp, tr->sched.T, err)) ||
         (st = create_model(&tr->model, cfg, err)) ||
         (st = dm_adam_init(&tr->opt, &cfg->optim, dm_model_num_params(tr->model), err)) ||
         (st = dm_dataset_init(&tr->data, data->n, D, err)))
@@ -161,24 +211,35 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     dm_normalizer_apply(&tr->norm, tr->data.x, tr->data.n);
 
     size_t P = dm_model_num_params(tr->model);
+    const int64_t OD = dm_model_out_dim(tr->model);
     tr->ema = dm_alloc(P * sizeof(float));
+    tr->weights = dm_alloc((size_t)tr->sched.T * sizeof(double));
     tr->perm = dm_alloc((size_t)data->n * sizeof(int32_t));
     tr->coins = dm_alloc((size_t)B * sizeof(float));
+    tr->tdraw = dm_alloc((size_t)B * sizeof(float));
     tr->tidx = dm_alloc((size_t)B * sizeof(int32_t));
+    tr->tscale = dm_alloc((size_t)B * sizeof(double));
+    tr->ex_loss = dm_alloc((size_t)B * sizeof(double));
     tr->t = dm_alloc((size_t)B * sizeof(float));
     tr->x0 = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->eps = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->xt = dm_alloc((size_t)(B * D) * sizeof(float));
-    tr->eps_hat = dm_alloc((size_t)(B * D) * sizeof(float));
-    tr->dout = dm_alloc((size_t)(B * D) * sizeof(float));
-    if (!tr->ema || !tr->perm || !tr->coins || !tr->tidx || !tr->t || !tr->x0 || !tr->eps || !tr->xt ||
-        !tr->eps_hat || !tr->dout) {
+    tr->out = dm_alloc((size_t)(B * OD) * sizeof(float));
+    tr->dout = dm_alloc((size_t)(B * OD) * sizeof(float));
+    if (!tr->ema || !tr->weights || !tr->perm || !tr->coins || !tr->tdraw || !tr->tidx || !tr->tscale ||
+        !tr->ex_loss || !tr->t || !tr->x0 || !tr->eps || !tr->xt || !tr->out || !tr->dout) {
         st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for batch %lld", (long long)B);
         goto fail;
     }
+    if (!(cfg->loss == DM_LOSS_VLB && cfg->var == DM_VAR_LEARNED) &&
+        (st = dm_loss_weights(&tr->sched, cfg->prediction, cfg->loss, cfg->var, tr->weights, err)))
+        goto fail;
+    tr->obj.w = tr->weights;
     if ((st = grow_loss_history(tr, cfg->steps > 0 ? cfg->steps : 1, err))) goto fail;
     /* Size the activations once, now, rather than inside the first step. */
-    if ((st = dm_model_forward(tr->model, tr->eps_hat, tr->xt, tr->t, B, 1, err))) goto fail;
+    memset(tr->xt, 0, (size_t)(B * D) * sizeof(float));
+    memset(tr->t, 0, (size_t)B * sizeof(float));
+    if ((st = dm_model_forward(tr->model, tr->out, tr->xt, tr->t, B, 1, err))) goto fail;
     dm_rng_init(&tr->batch_rng, cfg->seed, STREAM_BATCH);
     dm_rng_init(&tr->time_rng, cfg->seed, STREAM_TIME);
     dm_rng_init(&tr->noise_rng, cfg->seed, STREAM_NOISE);
@@ -205,7 +266,11 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
 
     const bool flips = tr->cfg.hflip && tr->img_w > 1;
     if (flips) dm_rng_uniform(&tr->batch_rng, tr->coins, (size_t)B);
-    dm_rng_int(&tr->time_rng, tr->tidx, (size_t)B, 0, tr->sched.T);
+    if (tr->cfg.timesteps == DM_TIME_IMPORTANCE) {
+        dm_importance_draw(&tr->imp, &tr->time_rng, tr->tidx, tr->tscale, tr->tdraw, B);
+    } else {
+        dm_rng_int(&tr->time_rng, tr->tidx, (size_t)B, 0, tr->sched.T);
+    }
     dm_rng_normal(&tr->noise_rng, tr->eps, (size_t)n);
     for (int64_t b = 0; b < B; b++) {
         /* example g of the run is position g mod N of epoch g / N */
@@ -218,8 +283,10 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         tr->t[b] = (float)tr->tidx[b];
     }
     dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
-    if ((st = dm_model_forward(m, tr->eps_hat, tr->xt, tr->t, B, 1, err))) return st;
-    double loss = dm_loss_simple(tr->eps_hat, tr->eps, tr->dout, n);
+    if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
+    const bool weighted = tr->cfg.timesteps == DM_TIME_IMPORTANCE;
+    double loss = dm_objective_batch(&tr->obj, tr->out, tr->xt, tr->eps, tr->tidx,
+                                     weighted ? tr->tscale : NULL, tr->dout, tr->ex_loss, B, D);
     if (!isfinite(loss))
         return dm_error_set(err, DM_ERR_NUMERIC,
                             "step %lld: the loss is not finite (%g); weights left unchanged",
@@ -243,6 +310,7 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     } else {
         memcpy(tr->ema, dm_model_params(m), P * sizeof(float));
     }
+    if (weighted) dm_importance_update(&tr->imp, tr->tidx, tr->ex_loss, B);
     if (tr->step >= tr->loss_cap && (st = grow_loss_history(tr, 2 * tr->loss_cap, err))) return st;
     tr->loss_hist[tr->step++] = (float)loss;
     if (loss_out) *loss_out = loss;
@@ -257,18 +325,23 @@ void dm_trainer_free(dm_trainer *tr) {
     if (!tr) return;
     dm_model_free(tr->model);
     dm_schedule_free(&tr->sched);
+    dm_importance_free(&tr->imp);
+    dm_free(tr->weights);
     dm_adam_free(&tr->opt);
     dm_dataset_free(&tr->data);
     dm_free(tr->ema);
     free(tr->loss_hist);
     dm_free(tr->perm);
     dm_free(tr->coins);
+    dm_free(tr->tdraw);
     dm_free(tr->tidx);
+    dm_free(tr->tscale);
+    dm_free(tr->ex_loss);
     dm_free(tr->t);
     dm_free(tr->x0);
     dm_free(tr->eps);
     dm_free(tr->xt);
-    dm_free(tr->eps_hat);
+    dm_free(tr->out);
     dm_free(tr->dout);
     free(tr);
 }
@@ -290,7 +363,7 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
         /* a diffusers model folder and pipeline files beside our own */
         snprintf(path, sizeof path, "%s/" DM_CKPT_UNET_DIR, tmp);
         if ((st = dm_unet_save_diffusers(tr->model, tr->ema, path, err)) ||
-            (st = dm_checkpoint_write_diffusers_pipeline(tmp, &tr->sched, err)))
+            (st = dm_checkpoint_write_diffusers_pipeline(tmp, &tr->sched, &tr->cfg, err)))
             return st;
     } else {
         dm_checkpoint_weights_path(path, sizeof path, tmp, &tr->cfg);
@@ -298,14 +371,21 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
     }
 
     size_t P = dm_model_num_params(tr->model);
-    int64_t np = (int64_t)P, ns = tr->step > 0 ? tr->step : 0;
-    dm_st_tensor ts[4] = {
+    int64_t np = (int64_t)P, ns = tr->step > 0 ? tr->step : 0, T = tr->sched.T;
+    float *counts = dm_alloc((size_t)T * sizeof(float)); /* (T) the history's counts */
+    if (!counts) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < T; i++) counts[i] = (float)tr->imp.count[i];
+    dm_st_tensor ts[6] = {
         {.name = "params", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {np},
          .data = dm_model_params(tr->model)},
         {.name = "adam_m", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {np}, .data = tr->opt.m},
         {.name = "adam_v", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {np}, .data = tr->opt.v},
         {.name = "loss_history", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {ns},
          .data = tr->loss_hist},
+        {.name = "timestep_loss_history", .dtype = DM_DTYPE_F32, .ndim = 2,
+         .shape = {T, DM_IMPORTANCE_HISTORY}, .data = tr->imp.history},
+        {.name = "timestep_loss_count", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {T},
+         .data = counts},
     };
     char step[32], adam_step[32], b_off[32], t_off[32], n_off[32], d_off[32];
     u64_str(step, sizeof step, (uint64_t)tr->step);
@@ -318,7 +398,9 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
                           "rng_time_offset", t_off, "rng_noise_offset", n_off,
                           "rng_model_offset", d_off};
     snprintf(path, sizeof path, "%s/" DM_CKPT_STATE, tmp);
-    if ((st = dm_safetensors_write(path, ts, 4, meta, 6, err))) return st;
+    st = dm_safetensors_write(path, ts, 6, meta, 6, err);
+    dm_free(counts);
+    if (st) return st;
     return dm_checkpoint_commit(dir, tmp, err);
 }
 
@@ -334,6 +416,27 @@ static dm_status meta_u64(const dm_safetensors *sf, const char *key, uint64_t *o
                             path, key, v);
     *out = x;
     return DM_OK;
+}
+
+static dm_status read_importance(const dm_safetensors *sf, dm_importance *imp, const char *path,
+                                 dm_error *err) {
+    const int64_t T = imp->T, hist_shape[2] = {T, DM_IMPORTANCE_HISTORY};
+    float *counts = dm_alloc((size_t)T * sizeof(float)); /* (T) */
+    if (!counts) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+    dm_status st;
+    if (!(st = dm_safetensors_read_f32(sf, "timestep_loss_history", imp->history, hist_shape, 2,
+                                       err)) &&
+        !(st = dm_safetensors_read_f32(sf, "timestep_loss_count", counts, &T, 1, err))) {
+        for (int64_t i = 0; i < T && !st; i++) {
+            if (!(counts[i] >= 0 && counts[i] <= DM_IMPORTANCE_HISTORY))
+                st = dm_error_set(err, DM_ERR_FORMAT, "%s: timestep_loss_count[%lld] = %g is "
+                                  "outside 0..%d", path, (long long)i, counts[i],
+                                  DM_IMPORTANCE_HISTORY);
+            imp->count[i] = (int32_t)counts[i];
+        }
+    }
+    dm_free(counts);
+    return st;
 }
 
 dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_dataset *data,
@@ -380,6 +483,12 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
         /* absent in checkpoints of models that draw nothing, written before it existed */
         (dm_safetensors_meta(sf, "rng_model_offset") &&
          (st = meta_u64(sf, "rng_model_offset", &tr->model->rng.offset, path, err)))) {
+        dm_safetensors_close(sf);
+        goto fail;
+    }
+    /* the timestep history: absent in checkpoints written before importance sampling */
+    if (dm_safetensors_get(sf, "timestep_loss_history") &&
+        (st = read_importance(sf, &tr->imp, path, err))) {
         dm_safetensors_close(sf);
         goto fail;
     }

@@ -49,12 +49,14 @@ void dm_mlp_config_default(dm_mlp_config *cfg) {
     cfg->hidden = 256;
     cfg->temb_dim = 128;
     cfg->layers = 3;
+    cfg->out_dim = 0;
 }
 
 double dm_mlp_macs_per_example(const dm_mlp_config *cfg) {
     const double D = (double)cfg->dim, H = (double)cfg->hidden, E = (double)cfg->temb_dim;
     const double L = (double)cfg->layers;
-    return E * H + (D + H) * H + (L - 1) * H * H + H * D;
+    const double O = cfg->out_dim ? (double)cfg->out_dim : D;
+    return E * H + (D + H) * H + (L - 1) * H * H + H * O;
 }
 
 static const dm_model_ops mlp_ops;
@@ -178,7 +180,7 @@ static dm_status mlp_forward(dm_model *m, float *out, const float *x, const floa
         dm_linear_forward(im->pre[k], act[k - 1], p + im->w[k], p + im->b[k], B, H, H);
         dm_silu_forward(act[k], im->pre[k], (size_t)(B * H));
     }
-    dm_linear_forward(out, act[L - 1], p + im->w[L], p + im->b[L], B, H, D);
+    dm_linear_forward(out, act[L - 1], p + im->w[L], p + im->b[L], B, H, m->out_dim);
     if (keep) {
         memcpy(im->xin, x, (size_t)(B * D) * sizeof *x);
         im->train_B = B;
@@ -198,9 +200,10 @@ static void mlp_backward(dm_model *m, const float *dout, float *dx, int64_t B) {
     float *d = im->g0, *dnext = im->g1; /* (B, H) gradients of the current and next layer input */
 
     /* output layer; d = dout W_L is written, not added (scratch) */
+    const int64_t O = m->out_dim;
     dm_linear_backward(NULL, g + im->w[L], g + im->b[L], dout, im->act[L - 1], p + im->w[L], B,
-                       H, D);
-    small_d_product(d, dout, p + im->w[L], NULL, B, D, H);
+                       H, O);
+    small_d_product(d, dout, p + im->w[L], NULL, B, O, H);
     for (int64_t k = L - 1; k >= 1; k--) {
         dm_silu_backward_inplace(d, im->pre[k], (size_t)(B * H));
         dm_linear_backward(NULL, g + im->w[k], g + im->b[k], d, im->act[k - 1], p + im->w[k], B,
@@ -255,6 +258,9 @@ static dm_status check_config(const dm_mlp_config *c, dm_error *err) {
     if (c->temb_dim < 2 || c->temb_dim > MLP_MAX_WIDTH || c->temb_dim % 2)
         return dm_error_set(err, DM_ERR_ARG, "mlp temb_dim %lld: must be even and 2..%d",
                             (long long)c->temb_dim, MLP_MAX_WIDTH);
+    if (c->out_dim != 0 && c->out_dim != c->dim && c->out_dim != 2 * c->dim)
+        return dm_error_set(err, DM_ERR_ARG, "mlp out_dim %lld: must be 0, dim or 2 dim",
+                            (long long)c->out_dim);
     if (c->layers < 1 || c->layers > MLP_MAX_LAYERS)
         return dm_error_set(err, DM_ERR_ARG, "mlp layers %lld: must be 1..%d",
                             (long long)c->layers, MLP_MAX_LAYERS);
@@ -298,6 +304,7 @@ dm_status dm_mlp_create(dm_model **out, const dm_mlp_config *cfg, uint64_t seed,
         m->ops = &mlp_ops;
         m->impl = im;
         m->dim = D;
+        m->out_dim = cfg->out_dim ? cfg->out_dim : D;
     }
     if (im) {
         im->cfg = *cfg;
@@ -315,7 +322,7 @@ dm_status dm_mlp_create(dm_model **out, const dm_mlp_config *cfg, uint64_t seed,
     for (int64_t k = 0; k <= L; k++) {
         char name[32];
         snprintf(name, sizeof name, "net.%lld", (long long)(2 * k));
-        add_linear(m, name, k == 0 ? D + H : H, k == L ? D : H, &im->w[k], &im->b[k]);
+        add_linear(m, name, k == 0 ? D + H : H, k == L ? m->out_dim : H, &im->w[k], &im->b[k]);
     }
     if ((st = dm_model_alloc_params(m, err))) {
         dm_model_free(m);

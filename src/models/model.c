@@ -52,6 +52,7 @@ size_t dm_model_num_params(const dm_model *m) { return m->num_params; }
 float *dm_model_params(dm_model *m) { return m->params; }
 float *dm_model_grads(dm_model *m) { return m->grads; }
 int64_t dm_model_dim(const dm_model *m) { return m->dim; }
+int64_t dm_model_out_dim(const dm_model *m) { return m->out_dim ? m->out_dim : m->dim; }
 int dm_model_tensor_count(const dm_model *m) { return m->n_tensors; }
 
 void dm_model_tensor_info(const dm_model *m, int i, const char **name, int64_t shape[4], int *ndim,

@@ -28,7 +28,8 @@ typedef struct {
 struct dm_model {
     const dm_model_ops *ops;
     void *impl;          /* the network's own state (activations, config) */
-    int64_t dim;         /* data dimension of x and out */
+    int64_t dim;         /* data dimension of x */
+    int64_t out_dim;     /* of out: dim, or 2 dim with a learned variance */
     int64_t image_c, image_h, image_w; /* dim = c * h * w for image models; 0 otherwise */
     int32_t num_classes; /* class-conditional models: labels in [0, num_classes); 0 = none */
     dm_rng rng;          /* draws made inside training forwards (dropout); saved by the trainer */

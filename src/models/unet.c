@@ -433,13 +433,14 @@ dm_status dm_unet_create(dm_model **out, const dm_unet_config *cfg, uint64_t see
     m->image_h = m->image_w = cfg->sample_size;
     m->dim = cfg->in_channels * cfg->sample_size * cfg->sample_size;
     m->num_classes = (int32_t)cfg->num_class_embeds;
-    if (cfg->in_channels != cfg->out_channels) {
+    if (cfg->out_channels != cfg->in_channels && cfg->out_channels != 2 * cfg->in_channels) {
         dm_model_free(m);
         return dm_error_set(err, DM_ERR_ARG,
-                            "in_channels %lld != out_channels %lld: a noise-prediction model "
-                            "needs them equal",
+                            "in_channels %lld, out_channels %lld: a diffusion model predicts "
+                            "in_channels values, or twice that with a learned variance",
                             (long long)cfg->in_channels, (long long)cfg->out_channels);
     }
+    m->out_dim = cfg->out_channels * cfg->sample_size * cfg->sample_size;
     builder count = {.im = im};
     build(&count);
     if (count.n_tensors > DM_MODEL_MAX_TENSORS) {
@@ -760,7 +761,7 @@ static dm_status unet_forward(dm_model *m, float *out, const float *x, const flo
         }
         cur = s->out;
     }
-    memcpy(out, cur, (size_t)(B * dim) * sizeof *out);
+    memcpy(out, cur, (size_t)(B * m->out_dim) * sizeof *out);
     im->train_B = train ? B : 0;
     return DM_OK;
 }
@@ -861,7 +862,7 @@ static void unet_backward(dm_model *m, const float *dout, float *dx, int64_t B) 
     /* dcur: gradient of the current step's output; dnext: of its input */
     float *dcur = im->dgrad[0], *dnext = im->dgrad[1];
     zero(im->dsemb, B * im->temb);
-    memcpy(dcur, dout, (size_t)(B * m->dim) * sizeof *dcur);
+    memcpy(dcur, dout, (size_t)(B * m->out_dim) * sizeof *dcur);
     for (int i = im->n_steps - 1; i >= 0; i--) {
         step *s = &im->steps[i];
         const int64_t in_hw = s->in_H * s->in_W, in_n = B * s->in_C * in_hw;
