@@ -196,6 +196,8 @@ typedef enum {
     DM_SCHEDULE_LINEAR = 0, /* beta = linspace(beta_start, beta_end, T) (Ho et al.) */
     DM_SCHEDULE_COSINE,     /* Nichol & Dhariwal, offset s, beta clipped at 0.999 */
     DM_SCHEDULE_LOGSNR,     /* gamma = -log SNR linear in t from gamma_min to gamma_max (VDM) */
+    DM_SCHEDULE_LEARNED,    /* VDM's learned monotone gamma_eta(t) (loss vdm-continuous); starts
+                             * as logsnr, the trained one is saved with the checkpoint */
 } dm_schedule_kind;
 
 typedef struct {
@@ -270,6 +272,9 @@ typedef enum {
     DM_LOSS_VLB,        /* the variational bound's terms T * L_{t-1} (exact KL weights) */
     DM_LOSS_VDM,        /* (T/2)(SNR(t-1) - SNR(t)) ||x_0 - x0_hat||^2 (seed 004 eq. 3) */
     DM_LOSS_HYBRID,     /* L_simple + lambda L_vlb, L_vlb training only a learned variance */
+    DM_LOSS_VDM_CONTINUOUS, /* VDM in continuous time: prior + reconstruction +
+                             * 0.5 E_t[gamma'(t) ||eps - eps_hat||^2], t ~ U(0, 1); schedule
+                             * logsnr or learned; points */
 } dm_loss_kind;
 
 typedef enum {
@@ -285,7 +290,7 @@ typedef enum {
                           * (improved DDPM), uniform until every t has 10 */
 } dm_time_sampling;
 
-const char *dm_loss_kind_name(dm_loss_kind k);            /* simple, vlb, vdm, hybrid */
+const char *dm_loss_kind_name(dm_loss_kind k); /* simple, vlb, vdm, hybrid, vdm-continuous */
 dm_status dm_loss_kind_parse(const char *name, dm_loss_kind *k, dm_error *err);
 const char *dm_reverse_var_name(dm_reverse_var v);        /* beta, beta-tilde, learned */
 dm_status dm_reverse_var_parse(const char *name, dm_reverse_var *v, dm_error *err);

@@ -4,6 +4,7 @@
 
 #include "io/atomic_file.h"
 #include "io/json_file.h"
+#include "diffusion/vdm.h"
 #include "io/safetensors.h"
 #include "models/mlp.h"
 #include "models/model.h"
@@ -338,7 +339,8 @@ dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_erro
  * mistyped path can never delete anything else. */
 static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
     if (!is_dir(dir)) return DM_OK;
-    const char *names[] = {DM_CKPT_CONFIG, DM_CKPT_MODEL, DM_CKPT_STATE, DM_CKPT_MODEL_INDEX,
+    const char *names[] = {DM_CKPT_CONFIG, DM_CKPT_MODEL, DM_CKPT_STATE, DM_CKPT_SCHEDULE,
+                           DM_CKPT_SCHEDULE_STATE, DM_CKPT_MODEL_INDEX,
                            DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_CONFIG,
                            DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_WEIGHTS, DM_CKPT_SCHEDULER_CONFIG};
     char p[4200];
@@ -439,6 +441,43 @@ dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err) {
     dm_safetensors_close(sf);
     if (!st && !dm_all_finite(m->params, m->num_params))
         st = dm_error_set(err, DM_ERR_NUMERIC, "%s: weights contain NaN or Inf", path);
+    return st;
+}
+
+dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train_config *t,
+                                 dm_error *err) {
+    if (t->schedule.kind != DM_SCHEDULE_LEARNED) return dm_schedule_init(s, &t->schedule, err);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/" DM_CKPT_SCHEDULE, dir);
+    dm_safetensors *sf;
+    dm_status st = dm_safetensors_open(&sf, path, err);
+    if (st) return st;
+    const dm_st_tensor *info = dm_safetensors_get(sf, "gamma_net");
+    const int64_t n = info && info->ndim == 1 ? info->shape[0] : 0;
+    if (n < 6 || (n - 3) % 3 != 0 || n > 3 + 3 * 65536) {
+        dm_safetensors_close(sf);
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: no 1-D tensor \"gamma_net\" of 3 + 3 H "
+                            "values", path);
+    }
+    dm_vdm v = {.learned = 1, .T = t->schedule.T};
+    double *ab = dm_alloc((size_t)t->schedule.T * sizeof(double));
+    if (!ab || (st = dm_gamma_net_init(&v.net, (n - 3) / 3, t->schedule.gamma_min,
+                                       t->schedule.gamma_max, 0, err))) {
+        dm_safetensors_close(sf);
+        dm_free(ab);
+        return st ? st : dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+    }
+    st = dm_safetensors_read_f32(sf, "gamma_net", v.net.params, &n, 1, err);
+    dm_safetensors_close(sf);
+    if (!st && !dm_all_finite(v.net.params, v.net.num_params))
+        st = dm_error_set(err, DM_ERR_NUMERIC, "%s: the schedule contains NaN or Inf", path);
+    if (!st) {
+        dm_vdm_alpha_bar(&v, v.net.params, ab);
+        st = dm_schedule_from_alpha_bar(s, ab, t->schedule.T, err);
+        if (st) dm_error_prefix(err, "%s", path);
+    }
+    dm_gamma_net_free(&v.net);
+    dm_free(ab);
     return st;
 }
 

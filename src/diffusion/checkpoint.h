@@ -10,6 +10,10 @@
 #define DM_CKPT_CONFIG "config.json"
 #define DM_CKPT_MODEL "model.safetensors"
 #define DM_CKPT_STATE "train_state.safetensors"
+/* a learned schedule (VDM): its EMA parameters, tensor "gamma_net" */
+#define DM_CKPT_SCHEDULE "schedule.safetensors"
+/* and for resuming, its raw parameters and Adam state */
+#define DM_CKPT_SCHEDULE_STATE "schedule_state.safetensors"
 /* UNet checkpoints keep the weights as a diffusers model folder, beside the files diffusers'
  * DDPMPipeline needs, so the checkpoint folder loads in Python as it is */
 #define DM_CKPT_UNET_DIR "unet"
@@ -42,6 +46,11 @@ dm_status dm_model_weights_save(const dm_model *m, const float *weights, const c
                                 dm_error *err);
 /* Loads every tensor of m by name into its params, checking names and shapes. */
 dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err);
+
+/* The schedule a checkpoint samples with: from its config, or for a learned schedule from
+ * DIR/schedule.safetensors discretised to T steps. */
+dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train_config *t,
+                                 dm_error *err);
 
 /* Model described by a checkpoint config. */
 dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err);

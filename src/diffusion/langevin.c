@@ -66,9 +66,10 @@ dm_status dm_sample_langevin_on(dm_sample_run *r, const int32_t *levels, int32_t
  * (score_sde, LangevinCorrector). A step size from each sample's own norms would be unbounded
  * in low dimension: a sample near the mode has ||s_hat|| near 0 and is thrown a distance
  * proportional to 1 / ||s_hat|| (on 2-D Gaussian data it inflates the covariance fourfold);
- * in image dimensions the two agree, as the norms concentrate. The batch sums run in a fixed
- * order, so the result does not depend on the thread count. If every score is exactly 0 the
- * step is undefined and skipped. */
+ * in image dimensions the two agree, as the norms concentrate. A sample thus depends on its
+ * batch (as the noise layout, B*dim normals per step, already makes it depend on B). The batch
+ * sums run in a fixed order, so the result does not depend on the thread count. If every score
+ * is exactly 0 the step is undefined and skipped. */
 static dm_status corrector_step(dm_sample_run *r, const dm_schedule *sched, int32_t k,
                                 int32_t t) {
     dm_status st = dm_sample_denoise(r, t, 0);

@@ -12,7 +12,7 @@
 static const double ln2 = 0.69314718055994530942;
 static const double log_2pi = 1.83787706640934548356;
 
-static const char *const loss_names[] = {"simple", "vlb", "vdm", "hybrid"};
+static const char *const loss_names[] = {"simple", "vlb", "vdm", "hybrid", "vdm-continuous"};
 static const char *const var_names[] = {"beta", "beta-tilde", "learned"};
 static const char *const time_names[] = {"uniform", "importance"};
 
@@ -34,7 +34,7 @@ static dm_status parse_name(const char *name, const char *const *names, int coun
 }
 
 const char *dm_loss_kind_name(dm_loss_kind k) {
-    return (int)k >= 0 && (int)k < 4 ? loss_names[k] : "unknown";
+    return (int)k >= 0 && (int)k < 5 ? loss_names[k] : "unknown";
 }
 const char *dm_reverse_var_name(dm_reverse_var v) {
     return (int)v >= 0 && (int)v < 3 ? var_names[v] : "unknown";
@@ -45,7 +45,7 @@ const char *dm_time_sampling_name(dm_time_sampling t) {
 
 dm_status dm_loss_kind_parse(const char *name, dm_loss_kind *k, dm_error *err) {
     int v = 0;
-    dm_status st = parse_name(name, loss_names, 4, &v, "loss", err);
+    dm_status st = parse_name(name, loss_names, 5, &v, "loss", err);
     if (!st) *k = (dm_loss_kind)v;
     return st;
 }
@@ -126,6 +126,8 @@ dm_status dm_objective_check(const dm_objective *o, dm_error *err) {
         return dm_error_set(err, DM_ERR_ARG,
                             "loss hybrid adds the bound to train a learned variance: use it with "
                             "variance learned (with a fixed variance use simple or vlb)");
+    if (o->loss == DM_LOSS_VDM_CONTINUOUS)
+        return dm_error_set(err, DM_ERR_ARG, "vdm-continuous is its own objective (diffusion/vdm.c)");
     if (!(o->hybrid_lambda >= 0 && isfinite(o->hybrid_lambda)))
         return dm_error_set(err, DM_ERR_ARG, "hybrid lambda %g: must be finite and >= 0",
                             o->hybrid_lambda);

@@ -25,7 +25,7 @@ dm_status dm_pipeline_load(dm_pipeline **out, const char *checkpoint, dm_error *
     if (!p) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, dir);
     if ((st = dm_checkpoint_config_read(path, &p->cfg, err))) goto fail;
-    if ((st = dm_schedule_init(&p->sched, &p->cfg.train.schedule, err)) ||
+    if ((st = dm_checkpoint_schedule(&p->sched, dir, &p->cfg.train, err)) ||
         (st = dm_checkpoint_model_create(&p->model, &p->cfg, err))) {
         dm_error_prefix(err, "%s", path);
         goto fail;

@@ -21,7 +21,7 @@ void dm_schedule_config_default(dm_schedule_config *cfg) {
     cfg->gamma_max = 10.0;
 }
 
-static const char *const kind_names[] = {"linear", "cosine", "logsnr"};
+static const char *const kind_names[] = {"linear", "cosine", "logsnr", "learned"};
 #define KIND_COUNT (int)(sizeof kind_names / sizeof kind_names[0])
 
 const char *dm_schedule_kind_name(dm_schedule_kind kind) {
@@ -36,7 +36,8 @@ dm_status dm_schedule_kind_parse(const char *name, dm_schedule_kind *kind, dm_er
             return DM_OK;
         }
     }
-    return dm_error_set(err, DM_ERR_ARG, "unknown schedule '%s' (allowed: linear, cosine, logsnr)",
+    return dm_error_set(err, DM_ERR_ARG,
+                        "unknown schedule '%s' (allowed: linear, cosine, logsnr, learned)",
                         name ? name : "(null)");
 }
 
@@ -70,6 +71,7 @@ static dm_status check_config(const dm_schedule_config *cfg, dm_error *err) {
                                 cfg->cosine_s);
         return DM_OK;
     case DM_SCHEDULE_LOGSNR:
+    case DM_SCHEDULE_LEARNED: /* its starting point; the trained one comes from the checkpoint */
         if (!(isfinite(cfg->gamma_min) && isfinite(cfg->gamma_max) &&
               cfg->gamma_min < cfg->gamma_max))
             return dm_error_set(err, DM_ERR_ARG,
@@ -79,7 +81,7 @@ static dm_status check_config(const dm_schedule_config *cfg, dm_error *err) {
         return DM_OK;
     }
     return dm_error_set(err, DM_ERR_ARG, "schedule: unknown kind %d (allowed: linear, cosine, "
-                        "logsnr)", (int)cfg->kind);
+                        "logsnr, learned)", (int)cfg->kind);
 }
 
 /* Fills beta (T) for the configured kind. */
@@ -101,7 +103,8 @@ static void fill_beta(const dm_schedule_config *cfg, double *beta) {
         }
         break;
     }
-    case DM_SCHEDULE_LOGSNR: {
+    case DM_SCHEDULE_LOGSNR:
+    case DM_SCHEDULE_LEARNED: {
         /* With alpha_bar = sigmoid(-gamma): 1 - ab_t / ab_{t-1} = sigmoid(gamma_t) *
          * (1 - exp(gamma_{t-1} - gamma_t)); expm1 keeps the small betas accurate. At t = 1 the
          * previous alpha_bar is 1 (MATH.md), so beta_1 = 1 - ab_1 = sigmoid(gamma_1). */

@@ -6,6 +6,7 @@
  * 5 dropout (in the model), 6 the epochs' shuffles. */
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
+#include "diffusion/vdm.h"
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "nn/nn.h"
@@ -26,6 +27,8 @@ struct dm_trainer {
     dm_objective obj;
     double *weights;   /* (T) the objective's mean-term weights */
     dm_importance imp; /* timestep history (importance sampling) */
+    bool continuous;   /* loss vdm-continuous: the objective and schedule of vdm */
+    dm_vdm vdm;
     dm_adam opt;
     float *ema;        /* (num_params) */
     dm_normalizer norm;
@@ -87,9 +90,12 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
     if ((int)c->prediction < 0 || (int)c->prediction > DM_PRED_SCORE)
         return dm_error_set(err, DM_ERR_ARG, "unknown prediction %d (allowed: epsilon, x0, v, "
                             "score)", (int)c->prediction);
-    if ((int)c->loss < 0 || (int)c->loss > DM_LOSS_HYBRID)
+    if ((int)c->loss < 0 || (int)c->loss > DM_LOSS_VDM_CONTINUOUS)
         return dm_error_set(err, DM_ERR_ARG, "unknown loss %d (allowed: simple, vlb, vdm, "
-                            "hybrid)", (int)c->loss);
+                            "hybrid, vdm-continuous)", (int)c->loss);
+    if (c->schedule.kind == DM_SCHEDULE_LEARNED && c->loss != DM_LOSS_VDM_CONTINUOUS)
+        return dm_error_set(err, DM_ERR_ARG, "a learned schedule is trained by loss "
+                            "vdm-continuous (got %s)", dm_loss_kind_name(c->loss));
     if ((int)c->var < 0 || (int)c->var > DM_VAR_LEARNED)
         return dm_error_set(err, DM_ERR_ARG, "unknown reverse variance %d (allowed: beta, "
                             "beta-tilde, learned)", (int)c->var);
@@ -188,7 +194,10 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     tr->perm_epoch = -1;
     tr->obj = (dm_objective){.s = &tr->sched, .pred = cfg->prediction, .loss = cfg->loss,
                              .var = cfg->var, .hybrid_lambda = cfg->hybrid_lambda};
-    if ((st = resolve_outputs(&tr->cfg, err)) || (st = dm_objective_check(&tr->obj, err)) ||
+    tr->continuous = cfg->loss == DM_LOSS_VDM_CONTINUOUS;
+    if ((st = resolve_outputs(&tr->cfg, err)) ||
+        (st = tr->continuous ? dm_vdm_init(&tr->vdm, cfg, D, err)
+                             : dm_objective_check(&tr->obj, err)) ||
         (st = dm_schedule_init(&tr->sched, &cfg->schedule, err)) ||
         (st = dm_importance_init(&tr->imp, tr->sched.T, err)) ||
         (st = create_model(&tr->model, cfg, err)) ||
@@ -231,7 +240,7 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for batch %lld", (long long)B);
         goto fail;
     }
-    if (!(cfg->loss == DM_LOSS_VLB && cfg->var == DM_VAR_LEARNED) &&
+    if (!tr->continuous && !(cfg->loss == DM_LOSS_VLB && cfg->var == DM_VAR_LEARNED) &&
         (st = dm_loss_weights(&tr->sched, cfg->prediction, cfg->loss, cfg->var, tr->weights, err)))
         goto fail;
     tr->obj.w = tr->weights;
@@ -266,7 +275,9 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
 
     const bool flips = tr->cfg.hflip && tr->img_w > 1;
     if (flips) dm_rng_uniform(&tr->batch_rng, tr->coins, (size_t)B);
-    if (tr->cfg.timesteps == DM_TIME_IMPORTANCE) {
+    if (tr->continuous) {
+        /* t is continuous, drawn in dm_vdm_prepare below */
+    } else if (tr->cfg.timesteps == DM_TIME_IMPORTANCE) {
         dm_importance_draw(&tr->imp, &tr->time_rng, tr->tidx, tr->tscale, tr->tdraw, B);
     } else {
         dm_rng_int(&tr->time_rng, tr->tidx, (size_t)B, 0, tr->sched.T);
@@ -282,11 +293,18 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         copy_example(tr, tr->x0 + b * D, tr->perm[g % N], flips && tr->coins[b] < 0.5f);
         tr->t[b] = (float)tr->tidx[b];
     }
-    dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
-    if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
     const bool weighted = tr->cfg.timesteps == DM_TIME_IMPORTANCE;
-    double loss = dm_objective_batch(&tr->obj, tr->out, tr->xt, tr->eps, tr->tidx,
-                                     weighted ? tr->tscale : NULL, tr->dout, tr->ex_loss, B, D);
+    double loss;
+    if (tr->continuous) {
+        dm_vdm_prepare(&tr->vdm, &tr->time_rng, tr->x0, tr->eps, tr->xt, tr->t, B, D);
+        if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
+        loss = dm_vdm_loss(&tr->vdm, tr->out, tr->x0, tr->eps, tr->dout, B, D);
+    } else {
+        dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
+        if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
+        loss = dm_objective_batch(&tr->obj, tr->out, tr->xt, tr->eps, tr->tidx,
+                                  weighted ? tr->tscale : NULL, tr->dout, tr->ex_loss, B, D);
+    }
     if (!isfinite(loss))
         return dm_error_set(err, DM_ERR_NUMERIC,
                             "step %lld: the loss is not finite (%g); weights left unchanged",
@@ -295,21 +313,30 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     size_t P = dm_model_num_params(m);
     float *g = dm_model_grads(m);
     memset(g, 0, P * sizeof(float));
-    dm_model_backward(m, tr->dout, B);
+    const bool schedule_grads = tr->continuous && tr->vdm.learned;
+    if (schedule_grads) {
+        /* the learned schedule also needs d loss / d z_t */
+        memset(tr->vdm.gx, 0, (size_t)n * sizeof(float));
+        dm_model_backward_input(m, tr->dout, tr->vdm.gx, B);
+    } else {
+        dm_model_backward(m, tr->dout, B);
+    }
     double norm = dm_grad_clip(g, P, tr->cfg.optim.grad_clip);
     if (!isfinite(norm))
         return dm_error_set(err, DM_ERR_NUMERIC,
                             "step %lld: the gradient is not finite; weights left unchanged",
                             (long long)tr->step + 1);
     dm_adam_step(&tr->opt, dm_model_params(m), g);
-    if (tr->cfg.optim.ema_decay > 0) {
-        /* The usual EMA warm-up: early on the average follows the weights more closely. */
-        double warm = (1.0 + (double)tr->step) / (10.0 + (double)tr->step);
-        double decay = tr->cfg.optim.ema_decay < warm ? tr->cfg.optim.ema_decay : warm;
+    /* The usual EMA warm-up: early on the average follows the weights more closely. */
+    const double warm = (1.0 + (double)tr->step) / (10.0 + (double)tr->step);
+    const double decay = tr->cfg.optim.ema_decay < warm ? tr->cfg.optim.ema_decay : warm;
+    if (tr->cfg.optim.ema_decay > 0)
         dm_ema_update(tr->ema, dm_model_params(m), P, decay);
-    } else {
+    else
         memcpy(tr->ema, dm_model_params(m), P * sizeof(float));
-    }
+    if (schedule_grads)
+        dm_vdm_update_schedule(&tr->vdm, tr->x0, tr->eps, B, D,
+                               tr->cfg.optim.ema_decay > 0 ? decay : 0.0);
     if (weighted) dm_importance_update(&tr->imp, tr->tidx, tr->ex_loss, B);
     if (tr->step >= tr->loss_cap && (st = grow_loss_history(tr, 2 * tr->loss_cap, err))) return st;
     tr->loss_hist[tr->step++] = (float)loss;
@@ -326,6 +353,7 @@ void dm_trainer_free(dm_trainer *tr) {
     dm_model_free(tr->model);
     dm_schedule_free(&tr->sched);
     dm_importance_free(&tr->imp);
+    if (tr->continuous) dm_vdm_free(&tr->vdm);
     dm_free(tr->weights);
     dm_adam_free(&tr->opt);
     dm_dataset_free(&tr->data);
@@ -351,6 +379,30 @@ void dm_trainer_free(dm_trainer *tr) {
 
 static void u64_str(char *buf, size_t cap, uint64_t v) { snprintf(buf, cap, "%" PRIu64, v); }
 
+/* A learned schedule: its EMA parameters beside the EMA weights (for sampling), and the raw
+ * parameters with their Adam state (for resuming). */
+static dm_status save_schedule(dm_trainer *tr, const char *dir, dm_error *err) {
+    char path[4400], step[32];
+    const dm_vdm *v = &tr->vdm;
+    const int64_t n = (int64_t)v->net.num_params;
+    dm_st_tensor ema = {.name = "gamma_net", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {n},
+                        .data = v->ema};
+    const char *meta[] = {"format", "pt"};
+    snprintf(path, sizeof path, "%s/" DM_CKPT_SCHEDULE, dir);
+    dm_status st = dm_safetensors_write(path, &ema, 1, meta, 1, err);
+    if (st) return st;
+    dm_st_tensor ts[3] = {
+        {.name = "gamma_params", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {n},
+         .data = v->net.params},
+        {.name = "gamma_adam_m", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {n}, .data = v->opt.m},
+        {.name = "gamma_adam_v", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {n}, .data = v->opt.v},
+    };
+    u64_str(step, sizeof step, (uint64_t)v->opt.step);
+    const char *smeta[] = {"gamma_adam_step", step};
+    snprintf(path, sizeof path, "%s/" DM_CKPT_SCHEDULE_STATE, dir);
+    return dm_safetensors_write(path, ts, 3, smeta, 1, err);
+}
+
 dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
     char tmp[4200], path[4400];
     dm_status st = dm_checkpoint_begin(dir, tmp, sizeof tmp, err);
@@ -369,6 +421,8 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
         dm_checkpoint_weights_path(path, sizeof path, tmp, &tr->cfg);
         if ((st = dm_model_weights_save(tr->model, tr->ema, path, err))) return st;
     }
+    const bool learned_schedule = tr->continuous && tr->vdm.learned;
+    if (learned_schedule && (st = save_schedule(tr, tmp, err))) return st;
 
     size_t P = dm_model_num_params(tr->model);
     int64_t np = (int64_t)P, ns = tr->step > 0 ? tr->step : 0, T = tr->sched.T;
@@ -439,6 +493,32 @@ static dm_status read_importance(const dm_safetensors *sf, dm_importance *imp, c
     return st;
 }
 
+static dm_status resume_schedule(dm_trainer *tr, const char *dir, dm_error *err) {
+    char path[4400];
+    dm_vdm *v = &tr->vdm;
+    const int64_t n = (int64_t)v->net.num_params;
+    dm_safetensors *sf;
+    uint64_t step = 0;
+    snprintf(path, sizeof path, "%s/" DM_CKPT_SCHEDULE, dir);
+    dm_status st = dm_safetensors_open(&sf, path, err);
+    if (st) return st;
+    st = dm_safetensors_read_f32(sf, "gamma_net", v->ema, &n, 1, err);
+    dm_safetensors_close(sf);
+    if (st) return st;
+    snprintf(path, sizeof path, "%s/" DM_CKPT_SCHEDULE_STATE, dir);
+    if ((st = dm_safetensors_open(&sf, path, err))) return st;
+    if (!(st = dm_safetensors_read_f32(sf, "gamma_params", v->net.params, &n, 1, err)) &&
+        !(st = dm_safetensors_read_f32(sf, "gamma_adam_m", v->opt.m, &n, 1, err)) &&
+        !(st = dm_safetensors_read_f32(sf, "gamma_adam_v", v->opt.v, &n, 1, err)))
+        st = meta_u64(sf, "gamma_adam_step", &step, path, err);
+    dm_safetensors_close(sf);
+    if (st) return st;
+    if (!dm_all_finite(v->net.params, (size_t)n) || !dm_all_finite(v->ema, (size_t)n))
+        return dm_error_set(err, DM_ERR_NUMERIC, "%s: the schedule contains NaN or Inf", path);
+    v->opt.step = (int64_t)step;
+    return DM_OK;
+}
+
 dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_dataset *data,
                             int64_t steps, dm_error *err) {
     *out = NULL;
@@ -503,6 +583,7 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
         st = dm_error_set(err, DM_ERR_NUMERIC, "%s: training state contains NaN or Inf", path);
         goto fail;
     }
+    if (tr->continuous && tr->vdm.learned && (st = resume_schedule(tr, dir, err))) goto fail;
     tr->step = c.step;
     tr->opt.step = (int64_t)adam_step;
     *out = tr;

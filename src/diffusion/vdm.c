@@ -1,0 +1,186 @@
+/* Continuous-time VDM objective with a fixed or learned log-SNR schedule (see vdm.h). */
+#include "diffusion/vdm.h"
+
+#include <math.h>
+#include <string.h>
+
+static const double log_2pi = 1.83787706640934548356;
+
+static double sigmoid(double x) {
+    return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+}
+
+dm_status dm_vdm_init(dm_vdm *v, const dm_train_config *cfg, int64_t dim, dm_error *err) {
+    memset(v, 0, sizeof *v);
+    const dm_schedule_kind k = cfg->schedule.kind;
+    if (k != DM_SCHEDULE_LOGSNR && k != DM_SCHEDULE_LEARNED)
+        return dm_error_set(err, DM_ERR_ARG, "loss vdm-continuous needs schedule logsnr (fixed) "
+                            "or learned, not %s", dm_schedule_kind_name(k));
+    if (cfg->prediction != DM_PRED_EPS)
+        return dm_error_set(err, DM_ERR_ARG, "loss vdm-continuous is implemented for prediction "
+                            "epsilon (got %s)", dm_prediction_name(cfg->prediction));
+    if (cfg->var == DM_VAR_LEARNED)
+        return dm_error_set(err, DM_ERR_ARG, "loss vdm-continuous has no reverse variance to "
+                            "learn: use variance beta or beta-tilde");
+    if (cfg->arch != DM_ARCH_MLP)
+        return dm_error_set(err, DM_ERR_ARG, "loss vdm-continuous is implemented for points (its "
+                            "reconstruction term is the continuous one); images: use vdm");
+    if (cfg->timesteps != DM_TIME_UNIFORM)
+        return dm_error_set(err, DM_ERR_ARG, "loss vdm-continuous draws t itself "
+                            "(low-discrepancy); use t-sampling uniform");
+    v->learned = k == DM_SCHEDULE_LEARNED;
+    v->gamma_min = cfg->schedule.gamma_min;
+    v->gamma_max = cfg->schedule.gamma_max;
+    v->T = cfg->schedule.T;
+    const int64_t B = cfg->batch;
+    v->cap = B;
+    dm_status st = DM_OK;
+    if (v->learned) {
+        if ((st = dm_gamma_net_init(&v->net, DM_GAMMA_NET_HIDDEN, v->gamma_min, v->gamma_max,
+                                    cfg->seed, err)) ||
+            (st = dm_adam_init(&v->opt, &cfg->optim, v->net.num_params, err)))
+            goto fail;
+        if (!(v->ema = dm_alloc(v->net.num_params * sizeof(float)))) goto nomem;
+        memcpy(v->ema, v->net.params, v->net.num_params * sizeof(float));
+    }
+    v->t = dm_alloc((size_t)B * sizeof(double));
+    v->g = dm_alloc((size_t)B * sizeof(double));
+    v->dg = dm_alloc((size_t)B * sizeof(double));
+    v->dl_dg = dm_alloc((size_t)B * sizeof(double));
+    v->dl_ddg = dm_alloc((size_t)B * sizeof(double));
+    v->shape_scale = dm_alloc((size_t)B * sizeof(double));
+    v->diff = dm_alloc((size_t)B * sizeof(double));
+    v->gx = dm_alloc((size_t)(B * dim) * sizeof(float));
+    if (!v->t || !v->g || !v->dg || !v->dl_dg || !v->dl_ddg || !v->shape_scale || !v->diff ||
+        !v->gx)
+        goto nomem;
+    return DM_OK;
+nomem:
+    st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for the VDM schedule");
+fail:
+    dm_vdm_free(v);
+    return st;
+}
+
+void dm_vdm_free(dm_vdm *v) {
+    if (v->learned) {
+        dm_gamma_net_free(&v->net);
+        dm_adam_free(&v->opt);
+    }
+    dm_free(v->ema);
+    dm_free(v->t);
+    dm_free(v->g);
+    dm_free(v->dg);
+    dm_free(v->dl_dg);
+    dm_free(v->dl_ddg);
+    dm_free(v->shape_scale);
+    dm_free(v->diff);
+    dm_free(v->gx);
+    memset(v, 0, sizeof *v);
+}
+
+/* gamma and gamma' at n values of t, from the schedule with parameters params (learned) */
+static void eval_gamma(const dm_vdm *v, const float *params, const double *t, double *g,
+                       double *dg, int64_t n) {
+    if (v->learned) {
+        dm_gamma_net net = v->net;
+        net.params = (float *)params;
+        dm_gamma_net_eval(&net, t, g, dg, n);
+        return;
+    }
+    const double slope = v->gamma_max - v->gamma_min;
+    for (int64_t j = 0; j < n; j++) {
+        if (g) g[j] = v->gamma_min + slope * t[j];
+        if (dg) dg[j] = slope;
+    }
+}
+
+void dm_vdm_prepare(dm_vdm *v, dm_rng *rng, const float *x0, const float *eps, float *zt,
+                    float *tm, int64_t B, int64_t D) {
+    const double u = dm_rng_uniform1(rng);
+    for (int64_t b = 0; b < B; b++) {
+        double t = u + (double)b / (double)B;
+        v->t[b] = t - floor(t);
+        tm[b] = (float)((double)v->T * v->t[b] - 1.0);
+    }
+    eval_gamma(v, v->learned ? v->net.params : NULL, v->t, v->g, v->dg, B);
+    for (int64_t b = 0; b < B; b++) {
+        const float a = (float)sqrt(sigmoid(-v->g[b])), s = (float)sqrt(sigmoid(v->g[b]));
+        for (int64_t d = 0; d < D; d++) zt[b * D + d] = a * x0[b * D + d] + s * eps[b * D + d];
+    }
+}
+
+/* The prior and reconstruction terms, per example, and their gamma_1 / gamma_0 derivatives. */
+static double gamma_endpoint(const dm_vdm *v, int which) {
+    if (v->learned) return v->net.params[which ? DM_GAMMA_NET_G1 : DM_GAMMA_NET_G0];
+    return which ? v->gamma_max : v->gamma_min;
+}
+
+double dm_vdm_loss(dm_vdm *v, const float *eps_hat, const float *x0, const float *eps,
+                   float *dout, int64_t B, int64_t D) {
+    const double g1 = gamma_endpoint(v, 1), g0 = gamma_endpoint(v, 0);
+    const double ab1 = sigmoid(-g1), s1 = sigmoid(g1);
+    const double recon = 0.5 * (double)D * (log_2pi + 1.0 + g0);
+    const double k = 1.0 / ((double)B * (double)D);
+    double total = 0.0;
+    for (int64_t b = 0; b < B; b++) {
+        double sq = 0.0, prior = 0.0;
+        for (int64_t d = 0; d < D; d++) {
+            const double e = (double)eps_hat[b * D + d] - (double)eps[b * D + d];
+            const double x = x0[b * D + d];
+            sq += e * e;
+            dout[b * D + d] = (float)(k * v->dg[b] * e);
+            prior += 0.5 * (ab1 * x * x + s1 - 1.0 - log(s1));
+        }
+        v->diff[b] = 0.5 * v->dg[b] * sq;
+        v->dl_ddg[b] = k * 0.5 * sq;
+        total += prior + recon + v->diff[b];
+    }
+    return total * k;
+}
+
+void dm_vdm_schedule_grads(dm_vdm *v, const float *x0, const float *eps, int64_t B, int64_t D) {
+    const double k = 1.0 / ((double)B * (double)D);
+    /* d loss / d gamma(t_b) through z_t = sqrt(ab) x + sqrt(1 - ab) eps, ab = sigmoid(-gamma) */
+    for (int64_t b = 0; b < B; b++) {
+        const double ab = sigmoid(-v->g[b]), s = 1.0 - ab;
+        const double cx = -0.5 * sqrt(ab) * s, ce = 0.5 * ab * sqrt(s);
+        double acc = 0.0;
+        for (int64_t d = 0; d < D; d++)
+            acc += (double)v->gx[b * D + d] * (cx * x0[b * D + d] + ce * eps[b * D + d]);
+        v->dl_dg[b] = acc;
+        /* the shape minimises the variance of the estimator: d E[L^2] = E[2 L dL] */
+        v->shape_scale[b] = 2.0 * v->diff[b] / (double)D;
+    }
+    float *gr = v->net.grads;
+    memset(gr, 0, v->net.num_params * sizeof *gr);
+    dm_gamma_net_backward(&v->net, v->t, v->dl_dg, v->dl_ddg, v->shape_scale, B);
+    /* the endpoints' direct terms: prior through gamma_1, reconstruction through gamma_0 */
+    const double g1 = v->net.params[DM_GAMMA_NET_G1];
+    const double ab1 = sigmoid(-g1), s1 = 1.0 - ab1;
+    double dprior = 0.0;
+    for (int64_t j = 0; j < B * D; j++) {
+        const double x = x0[j];
+        dprior += 0.5 * ab1 * (s1 * (1.0 - x * x) - 1.0);
+    }
+    gr[DM_GAMMA_NET_G1] += (float)(k * dprior);
+    /* D/2 (log 2 pi + 1 + gamma_0) per example is 1/2 per dimension */
+    gr[DM_GAMMA_NET_G0] += 0.5f;
+}
+
+void dm_vdm_update_schedule(dm_vdm *v, const float *x0, const float *eps, int64_t B, int64_t D,
+                            double ema_decay) {
+    if (!v->learned) return;
+    dm_vdm_schedule_grads(v, x0, eps, B, D);
+    dm_adam_step(&v->opt, v->net.params, v->net.grads);
+    dm_ema_update(v->ema, v->net.params, v->net.num_params, ema_decay);
+}
+
+void dm_vdm_alpha_bar(const dm_vdm *v, const float *params, double *alpha_bar) {
+    for (int32_t i = 0; i < v->T; i++) {
+        const double t = (double)(i + 1) / (double)v->T;
+        double g;
+        eval_gamma(v, params, &t, &g, NULL, 1);
+        alpha_bar[i] = sigmoid(-g);
+    }
+}
