@@ -51,7 +51,7 @@ int cmd_eval(int argc, char **argv) {
         {"--seed", OPT_U64, &seed, "N", "seed of the held-out draws and of sampling"},
         {"--exact", OPT_FLAG, &exact, NULL, "nll: sum all T terms per example (T network calls) instead of the unbiased estimate"},
         {"--t-draws", OPT_INT, &t_draws, "N", "nll estimate: timesteps drawn per example"},
-        {"--var", OPT_STRING, &var, "NAME", "nll: reverse variance beta, beta-tilde or learned (default: the model's)"},
+        {"--var", OPT_STRING, &var, "NAME", "nll: reverse variance beta, beta-tilde or learned (default: the one the model was trained with)"},
         {"--batch", OPT_I64, &batch, "N", "nll: examples per network call"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},

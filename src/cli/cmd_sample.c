@@ -30,7 +30,7 @@ int cmd_sample(int argc, char **argv) {
         {"--sampler", OPT_STRING, &sampler, "NAME", "ancestral, ddim, langevin (annealed Langevin on the score) or pc (predictor-corrector)"},
         {"--steps", OPT_INT, &so.steps, "N", "network levels: a strided subset of the T steps (0 = all)"},
         {"--eta", OPT_DOUBLE, &so.eta, "X", "ddim: noise, 0 (deterministic) to 1"},
-        {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde or learned (default: learned if the model has it, else beta)"},
+        {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde or learned (default: the one the model was trained with)"},
         {"--corrector-steps", OPT_INT, &so.corrector_steps, "N", "langevin, pc: Langevin steps per level (0 = the sampler's default)"},
         {"--langevin-delta", OPT_DOUBLE, &so.langevin_delta, "X", "langevin: step size at the lowest noise level"},
         {"--pc-snr", OPT_DOUBLE, &so.pc_snr, "X", "pc: the corrector's signal-to-noise ratio"},
@@ -70,8 +70,7 @@ int cmd_sample(int argc, char **argv) {
 
     dm_pipeline *p;
     if (dm_pipeline_load(&p, model, &err)) return cli_fail(&err);
-    if (strcmp(var, "model") == 0)
-        so.var = dm_pipeline_train_config(p)->var == DM_VAR_LEARNED ? DM_VAR_LEARNED : DM_VAR_BETA;
+    if (strcmp(var, "model") == 0) so.var = dm_pipeline_train_config(p)->var;
     if (dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)) {
         so.clip_x0 = !no_clip;
         cli_image_sample_args a = {.n = cli_given(argc, argv, "--n") ? n : 64, .options = so,

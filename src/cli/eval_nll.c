@@ -49,7 +49,7 @@ int cli_eval_nll(const cli_nll_args *a) {
     o.batch = a->batch;
     o.seed = a->seed;
     if (strcmp(a->var, "model") == 0)
-        o.var = dm_pipeline_train_config(p)->var == DM_VAR_LEARNED ? DM_VAR_LEARNED : DM_VAR_BETA;
+        o.var = dm_pipeline_train_config(p)->var;
     else if (dm_reverse_var_parse(a->var, &o.var, &err))
         goto done;
     cli_progress bar;
