@@ -35,6 +35,24 @@ for f in checkpoint/config.json checkpoint/model_index.json checkpoint/unet/conf
     checks=$((checks + 1))
     [ -s "$dir/run/$f" ] || { echo "FAIL: $f missing"; fails=$((fails + 1)); }
 done
+# the design-space options on a UNet: a v-prediction model with a learned variance (twice the
+# output channels, diffusers' learned_range), sampled with DDIM and the strided ancestral
+# sampler, and its bound on the test split
+check "train v / hybrid / learned variance" "${train[@]}" --data fashion-mnist --steps 2 \
+    --out "$dir/run_lv" --prediction v --var learned --loss hybrid --t-sampling importance
+checks=$((checks + 1))
+if ! grep -q '"out_channels":[[:space:]]*2' "$dir/run_lv/checkpoint/unet/config.json" ||
+   ! grep -q 'learned_range' "$dir/run_lv/checkpoint/scheduler/scheduler_config.json" ||
+   ! grep -q 'v_prediction' "$dir/run_lv/checkpoint/scheduler/scheduler_config.json"; then
+    echo "FAIL: the learned-variance UNet's diffusers files"; fails=$((fails + 1))
+fi
+check "sample ddim" "$bin" sample --model "$dir/run_lv" --n 3 --grid "$dir/g_ddim.png" --quiet \
+    --sampler ddim --steps 5
+check "sample strided, learned variance" "$bin" sample --model "$dir/run_lv" --n 3 \
+    --grid "$dir/g_strided.png" --quiet --steps 5
+check "nll on the test split" "$bin" eval --metric nll --model "$dir/run_lv" --n 6 --quiet --json
+checks=$((checks + 1))
+grep -q '"n":6,"dim":784' "$dir/out" || { echo "FAIL: nll output $(cat "$dir/out")"; fails=$((fails + 1)); }
 check "sample" "$bin" sample --model "$dir/run" --n 5 --grid "$dir/grid.png" --each "$dir/each" \
     --npy "$dir/s.npy" --strip "$dir/strip.png" --quiet
 for f in grid.png strip.png s.npy each/sample_00000.png each/sample_00004.png; do
