@@ -9,6 +9,23 @@
 #include "diffusion/diffusion_impl.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* A schedule of the given kind and T with the other settings at their defaults; exits on error. */
+static inline dm_schedule gauss_oracle_schedule(dm_schedule_kind kind, int32_t T) {
+    dm_schedule_config cfg;
+    dm_schedule_config_default(&cfg);
+    cfg.kind = kind;
+    cfg.T = T;
+    dm_schedule s;
+    dm_error err = {0};
+    if (dm_schedule_init(&s, &cfg, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    return s;
+}
 
 typedef struct {
     const dm_schedule *s;

@@ -10,20 +10,6 @@
 
 #include <omp.h>
 
-static dm_schedule make_schedule(dm_schedule_kind kind, int32_t T) {
-    dm_schedule_config cfg;
-    dm_schedule_config_default(&cfg);
-    cfg.kind = kind;
-    cfg.T = T;
-    dm_schedule s;
-    dm_error err = {0};
-    if (dm_schedule_init(&s, &cfg, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
-    return s;
-}
-
 static void test_decoder_normalised(void) {
     const double mus[] = {-1.3, -0.5, 0.0, 0.2, 0.99, 1.7};
     const double sigmas[] = {1e-4, 1e-2, 0.3, 5.0};
@@ -79,7 +65,7 @@ static void test_gaussian_bound(void) {
     const int32_t Ts[] = {2, 8, 32, 1000};
     double gap[4], se[4];
     for (int k = 0; k < 4; k++) {
-        dm_schedule s = make_schedule(DM_SCHEDULE_COSINE, Ts[k]);
+        dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_COSINE, Ts[k]);
         gauss_oracle g = gauss_oracle_make(&s);
         gauss_oracle_data(&g, x0, N, 1);
         exact_nll(&g, x0, nll, N);
@@ -138,7 +124,7 @@ static dm_status wrapped_denoise(void *ctx, float *eps_hat, float *var_out, cons
 static void test_variants(void) {
     enum { N = 2000 };
     float *x0 = malloc(2 * N * sizeof *x0);
-    dm_schedule s = make_schedule(DM_SCHEDULE_LINEAR, 200);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 200);
     gauss_oracle g = gauss_oracle_make(&s);
     gauss_oracle_data(&g, x0, N, 2);
     dm_nll_report good = bound(&s, &g, x0, N, 1, DM_VAR_BETA, NULL, NULL, NULL);

@@ -10,20 +10,6 @@
 
 #include <omp.h>
 
-static dm_schedule make_schedule(dm_schedule_kind kind, int32_t T) {
-    dm_schedule_config cfg;
-    dm_schedule_config_default(&cfg);
-    cfg.kind = kind;
-    cfg.T = T;
-    dm_schedule s;
-    dm_error err = {0};
-    if (dm_schedule_init(&s, &cfg, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
-    return s;
-}
-
 static double max_abs(const float *x, int64_t n) {
     double m = 0;
     for (int64_t j = 0; j < n; j++) m = fmax(m, fabs(x[j]));
@@ -83,7 +69,7 @@ static void test_conversions(void) {
 /* ---- weights ------------------------------------------------------------------------------ */
 
 static void test_weights(void) {
-    dm_schedule s = make_schedule(DM_SCHEDULE_LINEAR, 1000);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1000);
     const int T = s.T;
     double *w = malloc(4 * T * sizeof *w), *w_vdm = w + T, *w_vlb = w + 2 * T, *w_b = w + 3 * T;
     dm_error err = {0};
@@ -153,7 +139,7 @@ static estimate objective_at(const dm_schedule *s, gauss_oracle *g, int32_t i, d
 }
 
 static void test_expectations(void) {
-    dm_schedule s = make_schedule(DM_SCHEDULE_LINEAR, 1000);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1000);
     gauss_oracle g = gauss_oracle_make(&s);
     double *w = malloc(s.T * sizeof *w);
     const int32_t steps[] = {0, 5, 100, 500, 999};
@@ -198,7 +184,7 @@ static double eval_obj(const dm_objective *o, const float *out, const float *xt,
 }
 
 static void test_gradients(void) {
-    dm_schedule s = make_schedule(DM_SCHEDULE_LINEAR, 1000);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1000);
     enum { B = 4, D = 5 };
     const int32_t idx[B] = {0, 3, 180, 999};
     const double scale[B] = {0.5, 2.0, 1.0, 1.5};
