@@ -509,12 +509,16 @@ dm_status dm_sampler_parse(const char *name, dm_sampler_kind *k, dm_error *err);
 
 typedef struct {
     dm_sampler_kind sampler;  /* DM_SAMPLER_ANCESTRAL */
-    int32_t steps;            /* network levels: 0 = all T; S < T = dm_timesteps(T, S) */
+    int32_t steps;            /* network levels: 0 = all T (langevin: min(T, 100)); S < T =
+                               * dm_timesteps(T, S) */
     double eta;               /* DDIM noise: 0 (deterministic) .. 1 */
-    dm_reverse_var var;       /* DM_VAR_BETA; DM_VAR_LEARNED needs a variance output */
-    int32_t corrector_steps;  /* Langevin steps per level (langevin, pc): 0 = sampler default */
-    double langevin_delta;    /* annealed Langevin step: a_i = delta sigma_i^2 / sigma_min^2 */
-    double pc_snr;            /* PC corrector: step from the signal-to-noise ratio r (0.16) */
+    dm_reverse_var var;       /* DM_VAR_BETA; DM_VAR_LEARNED needs a variance output. Used by
+                               * ancestral and pc; DDIM's noise is eta's, Langevin's its step's */
+    int32_t corrector_steps;  /* Langevin steps per level: 0 = the default (langevin 20, pc 1) */
+    double langevin_delta;    /* annealed Langevin step a_i = delta sigma_i^2 / sigma_min^2:
+                               * 1e-4 (stable for T = 1000 linear, cosine and logsnr) */
+    double pc_snr;            /* PC corrector: step 2 alpha_i (r ||z|| / ||s_hat||)^2 with the
+                               * norms averaged over the batch, as Song et al.'s code: r = 0.16 */
     uint64_t seed;            /* 0 */
     uint64_t stream;          /* 0; independent draws of the same seed use different streams */
     int clip_x0;              /* 0; 1 clips the predicted x_0 to [-1, 1] before each step's mean

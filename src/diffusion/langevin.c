@@ -1,7 +1,8 @@
 /* Score-based samplers on the VP marginals q(x_t) = N(sqrt(ab_t) x_0, (1 - ab_t) I), with the
  * score s_hat = -eps_hat / sqrt(1 - ab) (Tweedie; MATH.md "Three equivalent predictions"):
  * annealed Langevin dynamics (Song & Ermon 2019) and predictor-corrector sampling (Song et al.
- * 2021: Langevin corrector steps, then an ancestral predictor step, at every level). */
+ * 2021: Langevin corrector steps, then an ancestral predictor step, at every level). Annealed
+ * Langevin sets its own noise, so the reverse variance option applies only to PC's predictor. */
 #include "diffusion/sampler_impl.h"
 
 #include <math.h>
