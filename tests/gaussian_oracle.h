@@ -46,8 +46,9 @@ static inline void gauss_oracle_prec(const gauss_oracle *g, double ab, double P[
     P[0][0] = d / det, P[0][1] = P[1][0] = -b / det, P[1][1] = a / det;
 }
 
-static dm_status gauss_oracle_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
-                                      const float *t, int64_t B, dm_error *err) {
+static inline dm_status gauss_oracle_denoise(void *ctx, float *eps_hat, float *var_out,
+                                             const float *x, const float *t, int64_t B,
+                                             dm_error *err) {
     gauss_oracle *g = ctx;
     if (var_out) return dm_error_set(err, DM_ERR_ARG, "the oracle has no variance output");
     g->calls++;

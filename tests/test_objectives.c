@@ -47,8 +47,8 @@ static void test_conversions(void) {
                  * 1/sqrt(1 - ab), so the tolerance is relative to the target's size */
                 CHECK(d <= 1e-3 * fmax(1.0, max_abs(tgt[to], N)),
                       "ab %g: %s -> %s off by %g (target max %g)", ab,
-                      dm_prediction_name((dm_prediction)from), dm_prediction_name((dm_prediction)to),
-                      d, max_abs(tgt[to], N));
+                      dm_prediction_name((dm_prediction)from),
+                      dm_prediction_name((dm_prediction)to), d, max_abs(tgt[to], N));
             }
         }
     }

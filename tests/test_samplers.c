@@ -3,7 +3,8 @@
  * chain; a wrong denoiser that the same checks reject; reproducibility and thread independence;
  * learned variances; respacing (dm_timesteps, dm_schedule_respace, dm_schedule_from_alpha_bar);
  * trajectories against double references; the observer; clip_x0; refused options. */
-#include "diffusion/diffusion_impl.h"
+/* gauss_oracle_schedule; this test keeps its own oracle, which its exact chains need */
+#include "gaussian_oracle.h"
 #include "test_util.h"
 
 #include <omp.h>
@@ -90,19 +91,6 @@ static dm_status oracle_denoise(void *vctx, float *eps_hat, float *var_out, cons
 }
 
 /* ---- helpers */
-
-static dm_schedule make_schedule(int32_t T) {
-    dm_schedule_config cfg;
-    dm_schedule_config_default(&cfg);
-    cfg.T = T;
-    dm_schedule s;
-    dm_error err = {0};
-    if (dm_schedule_init(&s, &cfg, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
-    return s;
-}
 
 static float *alloc_floats(size_t n) {
     float *p = dm_alloc(n * sizeof(float));
@@ -292,7 +280,7 @@ static void test_moments(void) {
      * (a shared, oversubscribed machine makes every region slow); test_determinism shows that
      * the parallel loops give the same bits as the serial ones. */
     const int64_t n = 16000;
-    dm_schedule s = make_schedule(1000);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1000);
     float *x = alloc_floats((size_t)n * D);
     /* Allowances: the distance of each chain's exact output moments (chain_moments, in
      * double) from the data's, rounded up; the test checks that bound too. Measured at
@@ -396,7 +384,7 @@ static void test_moments(void) {
 static void test_determinism(void) {
     const int64_t n = 20000;
     const size_t bytes = (size_t)n * D * sizeof(float);
-    dm_schedule s = make_schedule(100);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 100);
     float *a = alloc_floats((size_t)n * D), *b = alloc_floats((size_t)n * D);
     const struct {
         config c;
@@ -462,7 +450,7 @@ static double max_rel_diff(const float *a, const float *b, size_t n) {
 
 static void test_learned(void) {
     const int64_t n = 2000;
-    dm_schedule s = make_schedule(200);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 200);
     float *a = alloc_floats((size_t)n * D), *b = alloc_floats((size_t)n * D);
     const config cases[] = {
         {"ancestral", DM_SAMPLER_ANCESTRAL, 0, 0, DM_VAR_BETA, 0},
@@ -616,7 +604,7 @@ static void test_respacing(void) {
     }
 
     /* a strided subset: alpha_bar of the chosen indices, betas from their ratios */
-    dm_schedule s = make_schedule(1000), r;
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1000), r;
     int32_t lv[50], idx[50];
     CHECK(dm_timesteps(1000, 50, lv, &err) == DM_OK, "%s", err.msg);
     for (int k = 0; k < 50; k++) idx[k] = lv[49 - k];
@@ -634,7 +622,7 @@ static void test_respacing(void) {
               dm_schedule_beta_tilde_clipped(&r, 7) == r.beta_tilde[7],
           "beta_tilde_clipped");
     dm_schedule_free(&r);
-    dm_schedule one = make_schedule(1);
+    dm_schedule one = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1);
     CHECK(dm_schedule_beta_tilde_clipped(&one, 0) == one.beta[0], "beta_tilde_clipped at T = 1");
     dm_schedule_free(&one);
 
@@ -673,7 +661,7 @@ static void test_respacing(void) {
     free(out);
 
     /* steps == T is the full run, bit for bit, for every sampler */
-    dm_schedule s2 = make_schedule(100);
+    dm_schedule s2 = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 100);
     const int64_t n = 3000;
     float *a = alloc_floats((size_t)n * D), *b = alloc_floats((size_t)n * D);
     const dm_sampler_kind kinds2[] = {DM_SAMPLER_ANCESTRAL, DM_SAMPLER_DDIM, DM_SAMPLER_PC};
@@ -724,7 +712,7 @@ static void eps_ref(const oracle *o, int32_t i, const double *x, double *eps) {
 enum { TB = 5, TT = 60, TS = 12, TK = 3 };
 
 static void test_trajectories(void) {
-    dm_schedule s = make_schedule(TT);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, TT);
     int32_t lv[TS];
     dm_error err = {0};
     CHECK(dm_timesteps(TT, TS, lv, &err) == DM_OK, "%s", err.msg);
@@ -844,7 +832,7 @@ static void test_trajectories(void) {
 static void test_edges(void) {
     const int32_t Ts[] = {1, 2, 1000};
     for (int a = 0; a < 3; a++) {
-        dm_schedule s = make_schedule(Ts[a]);
+        dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, Ts[a]);
         for (int k = 0; k < 4; k++) {
             const config c = {dm_sampler_name((dm_sampler_kind)k), (dm_sampler_kind)k, 1, 1.0,
                               DM_VAR_BETA_TILDE, 0};
@@ -871,7 +859,7 @@ static void test_edges(void) {
 
 /* ---- a denoiser error stops every sampler with its message; buffers are freed (ASan build) */
 static void test_denoiser_errors(void) {
-    dm_schedule s = make_schedule(50);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 50);
     float x[4 * D];
     const dm_sampler_kind kinds[] = {DM_SAMPLER_ANCESTRAL, DM_SAMPLER_DDIM, DM_SAMPLER_LANGEVIN,
                                      DM_SAMPLER_PC};
@@ -900,7 +888,7 @@ static void test_denoiser_errors(void) {
 /* ---- clip_x0: outputs in [-1, 1] when x0_hat leaves it; no change when it stays inside */
 static void test_clip(void) {
     const int64_t n = 500;
-    dm_schedule s = make_schedule(200);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 200);
     float *plain = alloc_floats((size_t)n * D), *clipped = alloc_floats((size_t)n * D);
     const config cases[] = {
         {"ddim", DM_SAMPLER_DDIM, 40, 0.0, DM_VAR_BETA, 0},
@@ -971,7 +959,7 @@ static void test_options(void) {
     CHECK(dm_sampler_parse(NULL, &kind, &err) == DM_ERR_ARG, "parse NULL");
     CHECK(strcmp(dm_sampler_name((dm_sampler_kind)9), "unknown") == 0, "name of 9");
 
-    dm_schedule s = make_schedule(1000);
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1000);
     float x[4 * D];
     oracle o = make_oracle(&s);
     struct {

@@ -32,9 +32,6 @@ void dm_p_mean_from_eps(const dm_schedule *s, int32_t i, float *mean, const floa
 /* sigma_t^2 of the reverse step at index i. */
 double dm_reverse_variance(const dm_schedule *s, int32_t i, dm_reverse_var var);
 
-/* L_simple on one batch: mean over n values of (eps_hat - eps)^2, accumulated in double.
- * If grad is not NULL it receives d loss / d eps_hat = 2 (eps_hat - eps) / n (overwritten). */
-double dm_loss_simple(const float *eps_hat, const float *eps, float *grad, int64_t n);
 
 /* log sigma^2 of a learned reverse variance (improved DDPM): f = (raw + 1) / 2 interpolates
  * between log beta (f = 1) and log beta_tilde (f = 0), beta_tilde clipped at t = 1
@@ -42,6 +39,18 @@ double dm_loss_simple(const float *eps_hat, const float *eps, float *grad, int64
 static inline double dm_learned_log_var(double raw, double log_beta, double log_beta_tilde) {
     const double f = 0.5 * (raw + 1.0);
     return f * log_beta + (1.0 - f) * log_beta_tilde;
+}
+
+/* One dimension's term of the bound at index i, in nats, for a reverse variance exp(lv) and
+ * gap2 = (mu_tilde - mu_theta)^2: KL(N(mu_tilde, bt) || N(mu_theta, exp(lv))) for i > 0 (bt =
+ * beta_tilde_i, log_bt its log), the Gaussian decoder's -log density at i = 0. Its derivative
+ * in lv is 0.5 (1 - (bt + gap2) exp(-lv)) in both cases (bt = 0 at i = 0). The objective and the
+ * likelihood share this one formula. */
+static inline double dm_bound_term_dim(int32_t i, double lv, double bt, double log_bt,
+                                       double gap2) {
+    const double log_2pi = 1.83787706640934548356;
+    if (i > 0) return 0.5 * (lv - log_bt + (bt + gap2) * exp(-lv) - 1.0);
+    return 0.5 * (log_2pi + lv + gap2 * exp(-lv));
 }
 
 /* mu_tilde - mu_theta = c_t (eps_hat - eps): c_t = beta_t / (sqrt(alpha_t) sqrt(1 - ab_t)). */

@@ -1,4 +1,4 @@
-/* Forward process q(x_t | x_0), its posterior, the reverse-step mean and L_simple.
+/* Forward process q(x_t | x_0), its posterior and the reverse-step mean.
  * Formulas: shared/MATH.md; index i = t - 1. */
 #include "diffusion/diffusion_impl.h"
 
@@ -43,33 +43,4 @@ double dm_reverse_variance(const dm_schedule *s, int32_t i, dm_reverse_var var) 
     assert(i >= 0 && i < s->T);
     assert(var == DM_VAR_BETA || var == DM_VAR_BETA_TILDE);
     return var == DM_VAR_BETA_TILDE ? s->beta_tilde[i] : s->beta[i];
-}
-
-/* The sum is split into at most LOSS_CHUNKS_MAX chunks whose boundaries depend only on n, each
- * summed in order, then the chunk sums in order: the loss is bit-identical for any thread count
- * (an OpenMP reduction would combine partial sums in a thread-dependent order). */
-#define LOSS_CHUNKS_MAX 256
-#define LOSS_CHUNK_MIN 8192
-
-double dm_loss_simple(const float *eps_hat, const float *eps, float *grad, int64_t n) {
-    assert(n > 0);
-    int64_t chunk = (n + LOSS_CHUNKS_MAX - 1) / LOSS_CHUNKS_MAX;
-    if (chunk < LOSS_CHUNK_MIN) chunk = LOSS_CHUNK_MIN;
-    const int64_t nchunks = (n + chunk - 1) / chunk;
-    const float g = (float)(2.0 / (double)n);
-    double partial[LOSS_CHUNKS_MAX];
-#pragma omp parallel for schedule(static) if (n >= DM_PARALLEL_MIN)
-    for (int64_t c = 0; c < nchunks; c++) {
-        const int64_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
-        double acc = 0.0;
-        for (int64_t j = lo; j < hi; j++) {
-            const double d = (double)eps_hat[j] - (double)eps[j];
-            acc += d * d;
-            if (grad) grad[j] = g * (eps_hat[j] - eps[j]);
-        }
-        partial[c] = acc;
-    }
-    double sum = 0.0;
-    for (int64_t c = 0; c < nchunks; c++) sum += partial[c];
-    return sum / (double)n;
 }

@@ -4,7 +4,8 @@
  * Ho et al.'s discretised Gaussian (256 levels in [-1, 1], outer bins open) for images.
  * Exact: every t for every example (T network calls per batch). Estimate: L_0 exactly (one
  * call; it is the largest and most variable term) and t drawn uniformly from 2..T, the term
- * scaled by T - 1: unbiased for the sum, t_draws + 1 calls per batch. The KL's mean gap is computed in eps form,
+ * scaled by T - 1: unbiased for the sum, t_draws + 1 calls per batch. The KL's mean gap is
+ * computed in eps form,
  * mu_tilde - mu_theta = c_t (eps_hat - eps), which is exact and avoids cancellation. */
 #include "diffusion/diffusion_impl.h"
 
@@ -13,7 +14,6 @@
 #include <string.h>
 
 static const double ln2 = 0.69314718055994530942;
-static const double log_2pi = 1.83787706640934548356;
 /* probabilities below this count as this: a log of 0 would make one bad pixel infinite */
 #define PROB_FLOOR 1e-300
 
@@ -53,17 +53,15 @@ static double bound_term(const dm_schedule *s, int32_t i, dm_reverse_var var, in
     const double c = dm_mean_gap_coeff(s, i);
     const double lb = log(s->beta[i]), lbt = log(dm_schedule_beta_tilde_clipped(s, i));
     const double fixed_lv = var == DM_VAR_BETA ? lb : lbt;
-    const double bt = i > 0 ? s->beta_tilde[i] : 0.0;
+    const double bt = i > 0 ? s->beta_tilde[i] : 0.0, log_bt = i > 0 ? log(bt) : 0.0;
     double sum = 0.0;
     for (int64_t d = 0; d < D; d++) {
         const double lv = raw ? dm_learned_log_var(raw[d], lb, lbt) : fixed_lv;
         const double gap = c * ((double)eps_hat[d] - (double)eps[d]);
-        if (i > 0)
-            sum += 0.5 * (lv - log(bt) + (bt + gap * gap) * exp(-lv) - 1.0);
-        else if (!discrete)
-            sum += 0.5 * (log_2pi + lv + gap * gap * exp(-lv));
-        else
+        if (i == 0 && discrete)
             sum -= dm_log_discretized_gaussian(x0[d], x0[d] - gap, exp(0.5 * lv));
+        else
+            sum += dm_bound_term_dim(i, lv, bt, log_bt, gap * gap);
     }
     return sum;
 }

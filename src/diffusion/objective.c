@@ -10,7 +10,6 @@
 #include <string.h>
 
 static const double ln2 = 0.69314718055994530942;
-static const double log_2pi = 1.83787706640934548356;
 
 static const char *const loss_names[] = {"simple", "vlb", "vdm", "hybrid", "vdm-continuous"};
 static const char *const var_names[] = {"beta", "beta-tilde", "learned"};
@@ -127,7 +126,8 @@ dm_status dm_objective_check(const dm_objective *o, dm_error *err) {
                             "loss hybrid adds the bound to train a learned variance: use it with "
                             "variance learned (with a fixed variance use simple or vlb)");
     if (o->loss == DM_LOSS_VDM_CONTINUOUS)
-        return dm_error_set(err, DM_ERR_ARG, "vdm-continuous is its own objective (diffusion/vdm.c)");
+        return dm_error_set(err, DM_ERR_ARG,
+                            "vdm-continuous is its own objective (diffusion/vdm.c)");
     if (!(o->hybrid_lambda >= 0 && isfinite(o->hybrid_lambda)))
         return dm_error_set(err, DM_ERR_ARG, "hybrid lambda %g: must be finite and >= 0",
                             o->hybrid_lambda);
@@ -137,19 +137,16 @@ dm_status dm_objective_check(const dm_objective *o, dm_error *err) {
 /* The bound's terms for one example with a learned variance, per dimension; adds the
  * gradients to gp (prediction, NULL when the mean is held fixed) and gv (raw variance).
  * Returns the sum over dimensions of the KL (t > 1) or decoder NLL (t = 1) in nats. */
-static double learned_var_terms(const dm_schedule *s, int32_t i, const float *e, const float *raw,
+static double learned_var_terms(const dm_schedule *s, int32_t i, const double *e, const float *raw,
                                 double b_pred, double k, float *gp, float *gv, int64_t D) {
     const double c = dm_mean_gap_coeff(s, i), c2 = c * c;
     const double lb = log(s->beta[i]), lbt = log(dm_schedule_beta_tilde_clipped(s, i));
-    const double bt = i > 0 ? s->beta_tilde[i] : 0.0;
+    const double bt = i > 0 ? s->beta_tilde[i] : 0.0, log_bt = i > 0 ? log(bt) : 0.0;
     double sum = 0.0;
     for (int64_t d = 0; d < D; d++) {
         const double lv = dm_learned_log_var(raw[d], lb, lbt), inv = exp(-lv);
-        const double gap2 = c2 * (double)e[d] * (double)e[d];
-        if (i > 0)
-            sum += 0.5 * (lv - log(bt) + (bt + gap2) * inv - 1.0);
-        else
-            sum += 0.5 * (log_2pi + lv + gap2 * inv);
+        const double gap2 = c2 * e[d] * e[d];
+        sum += dm_bound_term_dim(i, lv, bt, log_bt, gap2);
         /* d/dlv = 0.5 (1 - (bt + gap2) / sigma^2); d lv / d raw = (lb - lbt) / 2 */
         gv[d] += (float)(k * 0.5 * (1.0 - (bt + gap2) * inv) * 0.5 * (lb - lbt));
         if (gp) gp[d] += (float)(k * c2 * e[d] * inv * b_pred);
@@ -173,10 +170,9 @@ double dm_objective_batch(const dm_objective *o, const float *out, const float *
         const double ab = s->alpha_bar[i];
         double a, b;
         dm_prediction_to_eps_coeffs(o->pred, ab, &a, &b);
-        const float fa = (float)a, fb = (float)b;
         const float *pred = out + bi * OD, *x = xt + bi * D, *ep = eps + bi * D;
         float *gp = grad + bi * OD;
-        float e[DM_OBJECTIVE_MAX_ROW];
+        double e[DM_OBJECTIVE_MAX_ROW]; /* eps_hat - eps, in double as the loss is summed */
         const double sc = scale ? scale[bi] : 1.0;
         /* d(batch loss)/d(example loss) */
         const double k_ex = sc / (double)B;
@@ -184,13 +180,13 @@ double dm_objective_batch(const dm_objective *o, const float *out, const float *
         for (int64_t d0 = 0; d0 < D; d0 += DM_OBJECTIVE_MAX_ROW) {
             const int64_t n = D - d0 < DM_OBJECTIVE_MAX_ROW ? D - d0 : DM_OBJECTIVE_MAX_ROW;
             for (int64_t d = 0; d < n; d++) {
-                e[d] = fa * x[d0 + d] + fb * pred[d0 + d] - ep[d0 + d];
-                sq += (double)e[d] * (double)e[d];
+                e[d] = a * x[d0 + d] + b * pred[d0 + d] - ep[d0 + d];
+                sq += e[d] * e[d];
             }
             if (!learned || o->loss == DM_LOSS_HYBRID) {
                 /* mean term w_t mean_d e^2 */
                 const double wt = o->w[i];
-                const float g = (float)(k_ex * wt * 2.0 / (double)D * b);
+                const double g = k_ex * wt * 2.0 / (double)D * b;
                 for (int64_t d = 0; d < n; d++) gp[d0 + d] = g * e[d];
             } else {
                 for (int64_t d = 0; d < n; d++) gp[d0 + d] = 0.0f;
@@ -207,7 +203,7 @@ double dm_objective_batch(const dm_objective *o, const float *out, const float *
             for (int64_t d0 = 0; d0 < D; d0 += DM_OBJECTIVE_MAX_ROW) {
                 const int64_t n = D - d0 < DM_OBJECTIVE_MAX_ROW ? D - d0 : DM_OBJECTIVE_MAX_ROW;
                 for (int64_t d = 0; d < n; d++)
-                    e[d] = fa * x[d0 + d] + fb * pred[d0 + d] - ep[d0 + d];
+                    e[d] = a * x[d0 + d] + b * pred[d0 + d] - ep[d0 + d];
                 ell += kv * learned_var_terms(s, i, e, pred + D + d0, b, k_ex * kv,
                                               o->loss == DM_LOSS_VLB ? gp + d0 : NULL, gv + d0,
                                               n);

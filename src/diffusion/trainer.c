@@ -1,9 +1,10 @@
 /* The training loop (Ho et al. Algorithm 1 and its design space): shuffled mini-batches, one
  * pass over the data per epoch, t uniform or importance-sampled, the objective of
  * diffusion/objective.c for the chosen prediction, loss and reverse variance, Adam with
- * warm-up, gradient clipping, EMA of the weights. Every buffer is sized at creation; dm_trainer_step allocates
- * nothing. Random streams of the seed: 1 model init, 2 horizontal flips, 3 timesteps, 4 noise,
- * 5 dropout (in the model), 6 the epochs' shuffles. */
+ * warm-up, gradient clipping, EMA of the weights. Every buffer is sized at creation;
+ * dm_trainer_step allocates nothing. Random streams of the seed: 1 model init, 2 horizontal
+ * flips, 3 timesteps (and continuous t), 4 noise, 5 dropout (in the model), 6 the epochs'
+ * shuffles, 7 the learned schedule's init. */
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
 #include "diffusion/vdm.h"
@@ -235,7 +236,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     tr->xt = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->out = dm_alloc((size_t)(B * OD) * sizeof(float));
     tr->dout = dm_alloc((size_t)(B * OD) * sizeof(float));
-    if (!tr->ema || !tr->weights || !tr->perm || !tr->coins || !tr->tdraw || !tr->tidx || !tr->tscale ||
+    if (!tr->ema || !tr->weights || !tr->perm || !tr->coins || !tr->tdraw || !tr->tidx ||
+        !tr->tscale ||
         !tr->ex_loss || !tr->t || !tr->x0 || !tr->eps || !tr->xt || !tr->out || !tr->dout) {
         st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for batch %lld", (long long)B);
         goto fail;
