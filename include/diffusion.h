@@ -474,12 +474,21 @@ dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_da
 /* One optimiser step; *loss receives the mini-batch objective (may be NULL). A non-finite loss
  * returns DM_ERR_NUMERIC and leaves the weights untouched. */
 dm_status dm_trainer_step(dm_trainer *tr, double *loss, dm_error *err);
+/* With skip set, a step whose loss or gradient is not finite is skipped instead: the weights stay
+ * unchanged, the step is counted (its loss recorded as NaN, *loss = NaN) and DM_OK returned;
+ * more than 100 such steps in a row still stop with DM_ERR_NUMERIC. Off by default. */
+void dm_trainer_set_skip_nonfinite(dm_trainer *tr, int skip);
+int64_t dm_trainer_skipped_steps(const dm_trainer *tr);
+/* Testing only: poisons one input value of the given step (1-based) with NaN, to exercise the
+ * non-finite path end to end. 0 = none. */
+void dm_trainer_inject_nan(dm_trainer *tr, int64_t step);
 int64_t dm_trainer_step_count(const dm_trainer *tr);
 const dm_train_config *dm_trainer_config(const dm_trainer *tr);
 /* Loss of every step so far (dm_trainer_step_count values). */
 const float *dm_trainer_loss_history(const dm_trainer *tr);
 /* Writes a checkpoint folder (config.json, model.safetensors with the EMA weights,
- * train_state.safetensors); the previous checkpoint survives any crash during the write. */
+ * train_state.safetensors); the previous checkpoint survives any crash during the write, and a
+ * failed write (a full disk) removes its partial files. Refuses non-finite weights. */
 dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err);
 void dm_trainer_free(dm_trainer *tr);
 

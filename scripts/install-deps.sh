@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages diffusion.c needs, only those that are missing.
 # Runs apt-get as root, or through sudo when that is available; otherwise says what to run.
+# `install-deps.sh checks` adds what scripts/check.sh needs: clang with libFuzzer and its OpenMP,
+# and valgrind.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev
           libcairo2-dev libpng-dev zlib1g-dev libstb-dev dataset-fashion-mnist)
+if [ "${1:-}" = checks ]; then
+  packages+=(clang libclang-rt-dev libomp-dev valgrind)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -351,6 +351,92 @@ static void test_learns(void) {
     dm_dataset_free(&noise);
 }
 
+static int files_equal(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = 0;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+/* A NaN injected into one step's input: by default the step fails naming itself and leaves the
+ * weights as they were; with skipping on, the run goes on and records the step as NaN. Weights
+ * that diverged to Inf are never saved, and the previous checkpoint stays as it was. */
+static void test_nonfinite(const dm_dataset *data) {
+    dm_error err = {0};
+    dm_train_config cfg;
+    small_config(&cfg);
+    char a[512], b[512], pa[700], pb[700];
+    snprintf(a, sizeof a, "%s/nan_stopped", root);
+    snprintf(b, sizeof b, "%s/nan_reference", root);
+
+    dm_trainer *stopped = NULL, *ref = NULL, *skipping = NULL, *diverged = NULL;
+    CHECK(dm_trainer_create(&stopped, &cfg, data, &err) == DM_OK, "create: %s", err.msg);
+    CHECK(dm_trainer_create(&ref, &cfg, data, &err) == DM_OK, "create: %s", err.msg);
+    if (!stopped || !ref) return;
+    dm_trainer_inject_nan(stopped, 13);
+    dm_status st = DM_OK;
+    while (!st && dm_trainer_step_count(stopped) < 20) st = dm_trainer_step(stopped, NULL, &err);
+    CHECK(st == DM_ERR_NUMERIC, "a NaN input gave status %d", (int)st);
+    CHECK(strstr(err.msg, "step 13") != NULL, "the message names the step: %s", err.msg);
+    CHECK(dm_trainer_step_count(stopped) == 12, "stopped at step %lld",
+          (long long)dm_trainer_step_count(stopped));
+    while (dm_trainer_step_count(ref) < 12) dm_trainer_step(ref, NULL, &err);
+    /* the failed step changed no weight: the EMA weights equal those of a run stopped at 12 */
+    CHECK(dm_trainer_save(stopped, a, &err) == DM_OK, "save: %s", err.msg);
+    CHECK(dm_trainer_save(ref, b, &err) == DM_OK, "save: %s", err.msg);
+    snprintf(pa, sizeof pa, "%s/model.safetensors", a);
+    snprintf(pb, sizeof pb, "%s/model.safetensors", b);
+    CHECK(files_equal(pa, pb), "the failed step changed the weights");
+
+    CHECK(dm_trainer_create(&skipping, &cfg, data, &err) == DM_OK, "create: %s", err.msg);
+    if (skipping) {
+        dm_trainer_set_skip_nonfinite(skipping, 1);
+        dm_trainer_inject_nan(skipping, 13);
+        st = DM_OK;
+        while (!st && dm_trainer_step_count(skipping) < 20)
+            st = dm_trainer_step(skipping, NULL, &err);
+        CHECK(st == DM_OK && dm_trainer_step_count(skipping) == 20, "skipping run: %s", err.msg);
+        CHECK(dm_trainer_skipped_steps(skipping) == 1, "%lld steps skipped",
+              (long long)dm_trainer_skipped_steps(skipping));
+        const float *h = dm_trainer_loss_history(skipping);
+        int finite_elsewhere = 1;
+        for (int i = 0; i < 20; i++)
+            if (i != 12 && !isfinite(h[i])) finite_elsewhere = 0;
+        CHECK(isnan(h[12]) && finite_elsewhere, "loss history: step 13 %g", h[12]);
+    }
+
+    /* weights that went non-finite some other way (the step checks leave no known way) */
+    CHECK(dm_trainer_create(&diverged, &cfg, data, &err) == DM_OK, "create: %s", err.msg);
+    if (diverged) {
+        char dir[600], copy[700];
+        snprintf(dir, sizeof dir, "%s/nan_diverged", root);
+        CHECK(dm_trainer_save(diverged, dir, &err) == DM_OK, "save at step 0: %s", err.msg);
+        snprintf(pa, sizeof pa, "%s/model.safetensors", dir);
+        snprintf(copy, sizeof copy, "%s/step0.safetensors", root);
+        char cmd[1500];
+        snprintf(cmd, sizeof cmd, "cp %s %s", pa, copy);
+        CHECK(system(cmd) == 0, "copy");
+        dm_trainer_step(diverged, NULL, &err);
+        dm_model_params(dm_trainer_model(diverged))[7] = INFINITY;
+        st = dm_trainer_save(diverged, dir, &err);
+        CHECK(st == DM_ERR_NUMERIC, "non-finite weights saved (status %d)", (int)st);
+        CHECK(files_equal(pa, copy), "the previous checkpoint changed");
+        st = dm_trainer_step(diverged, NULL, &err);
+        CHECK(st == DM_ERR_NUMERIC && strstr(err.msg, "step 2"),
+              "the step after the weights went non-finite: %d %s", (int)st, err.msg);
+    }
+    dm_trainer_free(stopped);
+    dm_trainer_free(ref);
+    dm_trainer_free(skipping);
+    dm_trainer_free(diverged);
+}
+
 int main(void) {
     dm_set_num_threads(2);
     snprintf(root, sizeof root, "/tmp/dm_test_trainer_XXXXXX");
@@ -361,6 +447,7 @@ int main(void) {
     for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++)
         test_resume_is_exact(&data, &variants[k]);
     test_bad_checkpoints(&data);
+    test_nonfinite(&data);
     test_unet_resume_is_exact();
     test_epoch_order();
     test_learns();

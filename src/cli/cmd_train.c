@@ -4,30 +4,48 @@
 #include "images.h"
 #include "progress.h"
 
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+/* Mean of the finite values (a skipped step's loss is NaN); NaN when there are none. */
+static double cli_finite_mean(const float *v, int64_t n) {
+    double s = 0;
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (isfinite(v[i])) s += v[i], k++;
+    return k ? s / (double)k : NAN;
+}
 
 double cli_recent_loss(const dm_trainer *tr, int64_t k) {
     int64_t n = dm_trainer_step_count(tr);
     if (n == 0) return 0;
     if (k > n) k = n;
     const float *h = dm_trainer_loss_history(tr);
-    double s = 0;
-    for (int64_t i = n - k; i < n; i++) s += h[i];
-    return s / (double)k;
+    return cli_finite_mean(h + n - k, k);
+}
+
+static void append_message(dm_error *err, const char *fmt, ...) {
+    const size_t len = strlen(err->msg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg + len, sizeof err->msg - len, fmt, ap);
+    va_end(ap);
 }
 
 /* One JSON line: the mean loss since the last line, throughput, time. */
 static void log_line(FILE *log, const dm_trainer *tr, int64_t step, int64_t steps_since,
                      double seconds_since, double elapsed) {
-    const float *h = dm_trainer_loss_history(tr);
-    double s = 0;
-    for (int64_t i = step - steps_since; i < step; i++) s += h[i];
+    const double mean = cli_finite_mean(dm_trainer_loss_history(tr) + step - steps_since,
+                                        steps_since);
     const double batch = (double)dm_trainer_config(tr)->batch;
+    char loss[32] = "null"; /* JSON has no NaN: every step of the stretch was skipped */
+    if (isfinite(mean)) snprintf(loss, sizeof loss, "%.6g", mean);
     fprintf(log,
-            "{\"step\": %lld, \"loss\": %.6g, \"steps_per_s\": %.4g, \"examples_per_s\": %.4g, "
+            "{\"step\": %lld, \"loss\": %s, \"steps_per_s\": %.4g, \"examples_per_s\": %.4g, "
             "\"elapsed_s\": %.2f}\n",
-            (long long)step, s / (double)steps_since, (double)steps_since / seconds_since,
+            (long long)step, loss, (double)steps_since / seconds_since,
             batch * (double)steps_since / seconds_since, elapsed);
     fflush(log);
 }
@@ -41,10 +59,24 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
     dm_status st = DM_OK;
     int64_t logged_step = dm_trainer_step_count(tr);
     double logged_t = cli_now();
+    int64_t saved_step = dm_trainer_step_count(tr); /* of the checkpoint on disk, if any */
     while (dm_trainer_step_count(tr) < total) {
         double loss;
-        if ((st = dm_trainer_step(tr, &loss, err))) break;
+        if ((st = dm_trainer_step(tr, &loss, err))) {
+            if (st == DM_ERR_NUMERIC && saved_step > 0)
+                append_message(err, "; the checkpoint of step %lld in %s is intact (resume "
+                                "with --resume; --skip-nonfinite skips such steps)",
+                                (long long)saved_step, ckpt_dir);
+            else if (st == DM_ERR_NUMERIC)
+                append_message(err, "; nothing was saved (--skip-nonfinite skips such steps)");
+            break;
+        }
         int64_t step = dm_trainer_step_count(tr);
+        if (isnan(loss)) {
+            cli_progress_clear(&bar);
+            fprintf(stderr, "warning: step %lld: the loss or gradient is not finite; step "
+                    "skipped, weights unchanged\n", (long long)step);
+        }
         if (log && log_every > 0 && (step % log_every == 0 || step == total)) {
             const double now = cli_now();
             log_line(log, tr, step, step - logged_step, now - logged_t, now - bar.t0);
@@ -62,9 +94,10 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
                                 "--resume)",
                                 (long long)step, ckpt_dir);
         }
-        if (every > 0 && step % every == 0 && step < total &&
-            (st = dm_trainer_save(tr, ckpt_dir, err)))
-            break;
+        if (every > 0 && step % every == 0 && step < total) {
+            if ((st = dm_trainer_save(tr, ckpt_dir, err))) break;
+            saved_step = step;
+        }
     }
     cli_progress_finish(&bar);
     *seconds = cli_now() - bar.t0;
@@ -80,6 +113,8 @@ int cmd_train(int argc, char **argv) {
     const char *t_sampling = "uniform";
     int64_t n_data = 100000, every = 1000, log_every = 50;
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
+    int skip_nonfinite = 0;
+    int64_t inject_nan_step = 0;
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
         {"--model", OPT_STRING, &model, "NAME|JSON", "mlp (points), a UNet preset (unet-28, cifar-ddpm, tiny) or a diffusers config.json; images default to unet-28"},
@@ -113,6 +148,8 @@ int cmd_train(int argc, char **argv) {
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
         {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its checkpoint"},
+        {"--skip-nonfinite", OPT_FLAG, &skip_nonfinite, NULL, "skip a step whose loss or gradient is NaN or Inf (weights unchanged) instead of stopping"},
+        {"--inject-nan-step", OPT_I64, &inject_nan_step, "N", "testing: poison step N's input with a NaN (0 = never)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };
@@ -186,6 +223,8 @@ int cmd_train(int argc, char **argv) {
                           : dm_trainer_create(&tr, &cfg, &ds, &err);
     dm_dataset_free(&ds);
     if (st) return cli_fail(&err);
+    dm_trainer_set_skip_nonfinite(tr, skip_nonfinite);
+    dm_trainer_inject_nan(tr, inject_nan_step);
     int64_t start = dm_trainer_step_count(tr);
     double seconds = 0;
     FILE *log = NULL;
@@ -220,12 +259,16 @@ int cmd_train(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "seconds", seconds);
         cJSON_AddNumberToObject(o, "steps_per_s", rate);
         cJSON_AddNumberToObject(o, "loss_last100", loss);
+        cJSON_AddNumberToObject(o, "skipped_steps", (double)dm_trainer_skipped_steps(tr));
         cli_print_json(o);
     } else {
         printf("trained %lld steps in %.1f s (%.1f steps/s); loss %.4f (mean of the last 100); "
                "checkpoint %s; loss curve %s\n",
                (long long)(steps - start), seconds, rate, loss, ckpt, path);
     }
+    if (dm_trainer_skipped_steps(tr) > 0 && !json)
+        printf("skipped %lld steps whose loss or gradient was not finite\n",
+               (long long)dm_trainer_skipped_steps(tr));
     dm_trainer_free(tr);
     return 0;
 }

@@ -51,3 +51,9 @@ void cli_progress_finish(cli_progress *p) {
     fputc('\n', stderr);
     fflush(stderr);
 }
+
+void cli_progress_clear(cli_progress *p) {
+    if (!p->enabled) return;
+    fputs("\r\033[K", stderr);
+    p->last_draw = 0;
+}

@@ -17,3 +17,5 @@ void cli_progress_start(cli_progress *p, const char *label, const char *unit, in
 /* extra: a short text shown after the counts (e.g. "loss 0.412"), or NULL */
 void cli_progress_update(cli_progress *p, int64_t done, const char *extra);
 void cli_progress_finish(cli_progress *p);
+/* Erases the bar's line so a message can be printed; the next update redraws it. */
+void cli_progress_clear(cli_progress *p);

@@ -11,6 +11,7 @@
 #include "models/unet.h"
 
 #include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -335,24 +336,51 @@ dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_erro
                         path, DM_CKPT_CONFIG, path);
 }
 
-/* Removes a checkpoint folder: only the files a checkpoint holds, then the folder, so a
- * mistyped path can never delete anything else. */
-static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
-    if (!is_dir(dir)) return DM_OK;
-    const char *names[] = {DM_CKPT_CONFIG, DM_CKPT_MODEL, DM_CKPT_STATE, DM_CKPT_SCHEDULE,
-                           DM_CKPT_SCHEDULE_STATE, DM_CKPT_MODEL_INDEX,
-                           DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_CONFIG,
-                           DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_WEIGHTS, DM_CKPT_SCHEDULER_CONFIG};
-    char p[4200];
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+/* Whether a file name is one of a checkpoint's or the temporary dm_atomic_open makes for one
+ * ("<name>.tmp.<pid>"), which a process killed mid-write leaves behind. */
+static bool is_checkpoint_file(const char *name, const char *const *names, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const size_t len = strlen(names[i]);
+        if (strncmp(name, names[i], len) != 0) continue;
+        if (name[len] == '\0') return true;
+        if (strncmp(name + len, ".tmp.", 5) != 0 || !name[len + 5]) continue;
+        const char *d = name + len + 5;
+        while (*d >= '0' && *d <= '9') d++;
+        if (*d == '\0') return true;
+    }
+    return false;
+}
+
+/* Removes from dir the checkpoint files among names (and their stale temporaries). */
+static void remove_checkpoint_files(const char *dir, const char *const *names, size_t n) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[4608];
+    while ((e = readdir(d))) {
+        if (!is_checkpoint_file(e->d_name, names, n)) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         remove(p);
     }
-    const char *subdirs[] = {DM_CKPT_UNET_DIR, "scheduler"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, subdirs[i]);
-        rmdir(p);
-    }
+    closedir(d);
+}
+
+/* Removes a checkpoint folder: only the files a checkpoint holds (and the temporaries of a
+ * write that was killed), then the folder, so a mistyped path can never delete anything else. */
+static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
+    if (!is_dir(dir)) return DM_OK;
+    const char *top[] = {DM_CKPT_CONFIG,   DM_CKPT_MODEL,          DM_CKPT_STATE,
+                         DM_CKPT_SCHEDULE, DM_CKPT_SCHEDULE_STATE, DM_CKPT_MODEL_INDEX};
+    const char *unet[] = {DM_DIFFUSERS_CONFIG, DM_DIFFUSERS_WEIGHTS};
+    const char *scheduler[] = {"scheduler_config.json"};
+    char p[4200];
+    remove_checkpoint_files(dir, top, sizeof top / sizeof top[0]);
+    snprintf(p, sizeof p, "%s/%s", dir, DM_CKPT_UNET_DIR);
+    remove_checkpoint_files(p, unet, 2);
+    rmdir(p);
+    snprintf(p, sizeof p, "%s/scheduler", dir);
+    remove_checkpoint_files(p, scheduler, 1);
+    rmdir(p);
     if (rmdir(dir) != 0)
         return dm_error_set(err, DM_ERR_IO,
                             "%s: cannot remove the stale folder (%s); it holds files that are "
@@ -379,6 +407,11 @@ dm_status dm_checkpoint_begin(const char *dir, char *tmp, size_t cap, dm_error *
     if (mkdir(tmp, 0755) != 0)
         return dm_error_set(err, DM_ERR_IO, "%s: cannot create folder: %s", tmp, strerror(errno));
     return DM_OK;
+}
+
+void dm_checkpoint_abort(const char *tmp) {
+    dm_error ignored = {0};
+    remove_checkpoint_dir(tmp, &ignored);
 }
 
 dm_status dm_checkpoint_commit(const char *dir, const char *tmp, dm_error *err) {

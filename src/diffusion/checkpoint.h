@@ -40,6 +40,8 @@ dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_erro
 dm_status dm_checkpoint_begin(const char *dir, char *tmp, size_t cap, dm_error *err);
 /* Swaps DIR.tmp into DIR; the old DIR is removed only after the new one is in place. */
 dm_status dm_checkpoint_commit(const char *dir, const char *tmp, dm_error *err);
+/* Removes the folder dm_checkpoint_begin made, after a failed write. */
+void dm_checkpoint_abort(const char *tmp);
 
 /* Writes `weights` (laid out like m's params) under m's tensor names, with string metadata. */
 dm_status dm_model_weights_save(const dm_model *m, const float *weights, const char *path,

@@ -107,3 +107,6 @@ void dm_importance_update(dm_importance *imp, const int32_t *idx, const double *
 /* log P(x's bin) under N(mu, sigma^2) for x on 256 levels in [-1, 1]: bins x +- 1/255, the
  * outer two open to -inf and +inf (Ho et al.'s decoder). */
 double dm_log_discretized_gaussian(double x, double mu, double sigma);
+
+/* The network a trainer trains (its raw weights; tests reach in through this). */
+dm_model *dm_trainer_model(dm_trainer *tr);

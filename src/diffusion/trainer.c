@@ -37,7 +37,10 @@ struct dm_trainer {
     uint64_t data_hash;
     dm_rng batch_rng, time_rng, noise_rng;
     int64_t step;
-    float *loss_hist;  /* (cfg.steps) */
+    float *loss_hist;  /* (cfg.steps); NaN for a skipped step */
+    bool skip_nonfinite;     /* skip a step whose loss or gradient is not finite (else stop) */
+    int64_t skipped, skipped_in_a_row;
+    int64_t inject_nan_step; /* testing: this step's (1-based) input is poisoned; 0 = none */
     int64_t loss_cap;
     /* per-step buffers */
     int32_t *perm;     /* (data.n) the order of the current epoch */
@@ -270,6 +273,28 @@ dm_status dm_trainer_create(dm_trainer **out, const dm_train_config *cfg, const 
     return DM_OK;
 }
 
+/* A step whose loss or gradient is not finite, caught before the optimiser touches anything:
+ * an error naming the step, or, when skipping, the step counted with a NaN loss (its batch and
+ * noise are drawn either way, so a resumed run stays on the same path). */
+enum { MAX_SKIPPED_IN_A_ROW = 100 };
+static dm_status nonfinite_step(dm_trainer *tr, const char *what, double *loss_out,
+                                dm_error *err) {
+    const long long step = (long long)tr->step + 1;
+    if (!tr->skip_nonfinite)
+        return dm_error_set(err, DM_ERR_NUMERIC,
+                            "step %lld: the %s is not finite; weights left unchanged", step, what);
+    if (++tr->skipped_in_a_row > MAX_SKIPPED_IN_A_ROW)
+        return dm_error_set(err, DM_ERR_NUMERIC,
+                            "step %lld: the %s is not finite, %d steps in a row; stopping", step,
+                            what, MAX_SKIPPED_IN_A_ROW + 1);
+    dm_status st;
+    if (tr->step >= tr->loss_cap && (st = grow_loss_history(tr, 2 * tr->loss_cap, err))) return st;
+    tr->loss_hist[tr->step++] = NAN;
+    tr->skipped++;
+    if (loss_out) *loss_out = NAN;
+    return DM_OK;
+}
+
 dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     const int64_t B = tr->cfg.batch, D = tr->data.dim, N = tr->data.n, n = B * D;
     dm_model *m = tr->model;
@@ -296,21 +321,21 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         tr->t[b] = (float)tr->tidx[b];
     }
     const bool weighted = tr->cfg.timesteps == DM_TIME_IMPORTANCE;
+    const bool poison = tr->step + 1 == tr->inject_nan_step;
     double loss;
     if (tr->continuous) {
         dm_vdm_prepare(&tr->vdm, &tr->time_rng, tr->x0, tr->eps, tr->xt, tr->t, B, D);
+        if (poison) tr->xt[0] = NAN;
         if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
         loss = dm_vdm_loss(&tr->vdm, tr->out, tr->x0, tr->eps, tr->dout, B, D);
     } else {
         dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
+        if (poison) tr->xt[0] = NAN;
         if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
         loss = dm_objective_batch(&tr->obj, tr->out, tr->xt, tr->eps, tr->tidx,
                                   weighted ? tr->tscale : NULL, tr->dout, tr->ex_loss, B, D);
     }
-    if (!isfinite(loss))
-        return dm_error_set(err, DM_ERR_NUMERIC,
-                            "step %lld: the loss is not finite (%g); weights left unchanged",
-                            (long long)tr->step + 1, loss);
+    if (!isfinite(loss)) return nonfinite_step(tr, "loss", loss_out, err);
 
     size_t P = dm_model_num_params(m);
     float *g = dm_model_grads(m);
@@ -324,10 +349,7 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         dm_model_backward(m, tr->dout, B);
     }
     double norm = dm_grad_clip(g, P, tr->cfg.optim.grad_clip);
-    if (!isfinite(norm))
-        return dm_error_set(err, DM_ERR_NUMERIC,
-                            "step %lld: the gradient is not finite; weights left unchanged",
-                            (long long)tr->step + 1);
+    if (!isfinite(norm)) return nonfinite_step(tr, "gradient", loss_out, err);
     dm_adam_step(&tr->opt, dm_model_params(m), g);
     /* The usual EMA warm-up: early on the average follows the weights more closely. */
     const double warm = (1.0 + (double)tr->step) / (10.0 + (double)tr->step);
@@ -342,11 +364,17 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     if (weighted) dm_importance_update(&tr->imp, tr->tidx, tr->ex_loss, B);
     if (tr->step >= tr->loss_cap && (st = grow_loss_history(tr, 2 * tr->loss_cap, err))) return st;
     tr->loss_hist[tr->step++] = (float)loss;
+    tr->skipped_in_a_row = 0;
     if (loss_out) *loss_out = loss;
     return DM_OK;
 }
 
+void dm_trainer_set_skip_nonfinite(dm_trainer *tr, int skip) { tr->skip_nonfinite = skip != 0; }
+int64_t dm_trainer_skipped_steps(const dm_trainer *tr) { return tr->skipped; }
+void dm_trainer_inject_nan(dm_trainer *tr, int64_t step) { tr->inject_nan_step = step; }
+
 int64_t dm_trainer_step_count(const dm_trainer *tr) { return tr->step; }
+dm_model *dm_trainer_model(dm_trainer *tr) { return tr->model; }
 const dm_train_config *dm_trainer_config(const dm_trainer *tr) { return &tr->cfg; }
 const float *dm_trainer_loss_history(const dm_trainer *tr) { return tr->loss_hist; }
 
@@ -405,10 +433,10 @@ static dm_status save_schedule(dm_trainer *tr, const char *dir, dm_error *err) {
     return dm_safetensors_write(path, ts, 3, smeta, 1, err);
 }
 
-dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
-    char tmp[4200], path[4400];
-    dm_status st = dm_checkpoint_begin(dir, tmp, sizeof tmp, err);
-    if (st) return st;
+/* Writes every file of a checkpoint into the folder tmp. */
+static dm_status write_checkpoint_files(dm_trainer *tr, const char *tmp, dm_error *err) {
+    char path[4400];
+    dm_status st;
     dm_checkpoint_config c = {.train = tr->cfg, .norm = tr->norm, .step = tr->step,
                               .data_n = tr->data.n, .data_hash = tr->data_hash};
     snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, tmp);
@@ -456,7 +484,26 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
     snprintf(path, sizeof path, "%s/" DM_CKPT_STATE, tmp);
     st = dm_safetensors_write(path, ts, 6, meta, 6, err);
     dm_free(counts);
+    return st;
+}
+
+dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
+    /* never write a state that could not be resumed (the step checks make this unreachable;
+     * this is the last line of defence) */
+    const size_t P = dm_model_num_params(tr->model);
+    if (!dm_all_finite(dm_model_params(tr->model), P) || !dm_all_finite(tr->ema, P) ||
+        !dm_all_finite(tr->opt.m, P) || !dm_all_finite(tr->opt.v, P))
+        return dm_error_set(err, DM_ERR_NUMERIC,
+                            "step %lld: the weights or optimiser state are not finite; the "
+                            "checkpoint in %s was not overwritten",
+                            (long long)tr->step, dir);
+    char tmp[4200];
+    dm_status st = dm_checkpoint_begin(dir, tmp, sizeof tmp, err);
     if (st) return st;
+    if ((st = write_checkpoint_files(tr, tmp, err))) {
+        dm_checkpoint_abort(tmp); /* a full disk gets its space back */
+        return dm_error_prefix(err, "checkpoint not written (the previous one is intact)");
+    }
     return dm_checkpoint_commit(dir, tmp, err);
 }
 
