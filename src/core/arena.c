@@ -16,6 +16,10 @@ void *dm_alloc(size_t bytes) {
 void dm_free(void *p) { free(p); }
 
 dm_status dm_arena_init(dm_arena *a, size_t bytes, dm_error *err) {
+    a->base = NULL;
+    a->size = a->used = 0;
+    dm_status st = dm_memory_check(bytes, err);
+    if (st) return st;
     a->base = dm_alloc(bytes);
     a->size = bytes;
     a->used = 0;

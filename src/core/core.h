@@ -41,3 +41,10 @@ void dm_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 
 /* true if every value is finite */
 bool dm_all_finite(const float *x, size_t n);
+
+/* Memory this process can still take: the least of MemAvailable, the cgroup limit and the
+ * ulimits (-v, -d); *source (may be NULL) names which one. */
+uint64_t dm_memory_available(const char **source);
+/* DM_ERR_NOMEM with the figures when bytes (64 MiB or more) exceed dm_memory_available();
+ * DM_MEMORY_CHECK=0 in the environment turns the check off. */
+dm_status dm_memory_check(uint64_t bytes, dm_error *err);

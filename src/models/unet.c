@@ -585,8 +585,7 @@ static dm_status ensure_capacity(unet_impl *im, int64_t B, bool train, dm_error 
     size_t bytes = 0;
     layout(im, B, train, NULL, &bytes);
     if (dm_arena_init(&im->arena, bytes, err))
-        return dm_error_prefix(err, "UNet activations for batch %lld (%.1f GiB)", (long long)B,
-                               (double)bytes / (1 << 30));
+        return dm_error_prefix(err, "UNet activations for batch %lld", (long long)B);
     layout(im, B, train, &im->arena, NULL);
     im->cap = B;
     im->cap_train = train;

@@ -23,6 +23,9 @@ dm_status dm_adam_init(dm_adam *opt, const dm_optim_config *cfg, size_t n, dm_er
     opt->cfg = *cfg;
     opt->n = n;
     opt->step = 0;
+    opt->m = opt->v = NULL;
+    if (dm_memory_check(2 * (uint64_t)n * sizeof(float), err))
+        return dm_error_prefix(err, "Adam moments for %zu parameters", n);
     opt->m = dm_alloc(n * sizeof *opt->m);
     opt->v = dm_alloc(n * sizeof *opt->v);
     if (!opt->m || !opt->v) {
