@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The reliability checks CI runs after the test suite (docs/reliability.md):
+#   sanitize  the whole test suite built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   valgrind  a train / resume / sample / eval round trip under memcheck (MLP and UNet)
+#   fuzz      every parser's libFuzzer harness for a short bounded time (scripts/fuzz.sh)
+# Usage: scripts/check.sh [sanitize|valgrind|fuzz]...   (default: all three)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+bash scripts/install-deps.sh checks
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(sanitize valgrind fuzz)
+jobs=$(nproc)
+
+sanitize() {
+    echo "== the test suite under AddressSanitizer + UndefinedBehaviorSanitizer"
+    cmake -S . -B build-asan -DDM_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+    cmake --build build-asan -j"$jobs" > /dev/null
+    # Reports go to files as well as stderr: a sanitizer error inside a command a CLI test
+    # expects to fail would otherwise pass as that expected failure.
+    local logs=$root/build-asan/sanitizer-logs
+    rm -rf "$logs" && mkdir -p "$logs"
+    export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:log_path=$logs/asan"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
+    export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp"
+    local status=0
+    (cd build-asan && ctest --output-on-failure) || status=1
+    unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+    if [ -n "$(ls -A "$logs")" ]; then
+        echo "sanitizer reports:"
+        cat "$logs"/*
+        status=1
+    fi
+    return $status
+}
+
+valgrind_round_trip() {
+    echo "== a round trip under valgrind memcheck"
+    # Portable code (no -march=native): valgrind does not emulate AVX-512, and OpenBLAS is
+    # pinned to its AVX2 kernels for the same reason.
+    cmake -S . -B build-valgrind -DDM_NATIVE=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+    cmake --build build-valgrind -j"$jobs" --target diffusion > /dev/null
+    local bin=$root/build-valgrind/diffusion dir
+    dir=$(mktemp -d /tmp/dm_valgrind_XXXXXX)
+    local vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+              --show-leak-kinds=definite --suppressions="$root/tests/sanitizers/valgrind.supp")
+    local status=0 n=0
+    run() { # run DESCRIPTION ARGS...: one command under memcheck
+        local what=$1; shift
+        n=$((n + 1))
+        if OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive \
+           "${vg[@]}" "$bin" "$@" > "$dir/out" 2>&1; then
+            echo "ok: $what"
+        else
+            echo "FAIL: $what"; cat "$dir/out"; status=1
+        fi
+    }
+    local mlp=(--data moons --n-data 500 --batch 32 --hidden 32 --out "$dir/mlp" --quiet)
+    run "train the MLP with checkpoints" train "${mlp[@]}" --steps 20 --checkpoint-every 10
+    run "resume it" train "${mlp[@]}" --steps 30 --resume
+    run "sample: ancestral, strided, plots" sample --model "$dir/mlp" --n 50 --steps 20 \
+        --out "$dir/s.csv" --plot "$dir/s.png" --strip "$dir/strip.png" --data moons --quiet
+    run "sample: ddim to npy" sample --model "$dir/mlp" --n 20 --sampler ddim --steps 10 \
+        --out "$dir/s.npy" --quiet
+    run "eval the samples" eval --samples "$dir/s.csv" --data moons --n 50
+    run "eval the bound" eval --metric nll --model "$dir/mlp" --data moons --n 50 --t-draws 2
+    if [ -d /usr/share/datasets/fashion-mnist ]; then
+        # a small UNet of the same kinds of blocks as unet-28 (attention included): memcheck
+        # runs unet-28 itself ~100x slower than native, minutes a step
+        local unet=(--data fashion-mnist-test --model "$root/tests/sanitizers/small-unet-28.json"
+                    --batch 2 --out "$dir/unet" --quiet)
+        run "train a UNet" train "${unet[@]}" --steps 2 --log-every 1
+        run "resume it" train "${unet[@]}" --steps 3 --resume
+        run "sample the UNet: grid and npy" sample --model "$dir/unet" --n 2 --steps 3 \
+            --grid "$dir/g.png" --npy "$dir/g.npy" --quiet
+        run "its bound on the test split" eval --metric nll --model "$dir/unet" --n 4 --t-draws 1
+    fi
+    rm -rf "$dir"
+    echo "valgrind: $n commands"
+    return $status
+}
+
+status=0
+for part in "${parts[@]}"; do
+    case $part in
+        sanitize) sanitize || status=1 ;;
+        valgrind) valgrind_round_trip || status=1 ;;
+        fuzz) bash scripts/fuzz.sh || status=1 ;;
+        *) echo "unknown part: $part (sanitize, valgrind, fuzz)" >&2; exit 2 ;;
+    esac
+done
+[ $status -eq 0 ] && echo "check: all passed" || echo "check: FAILED"
+exit $status
