@@ -544,6 +544,9 @@ void dm_sample_options_default(dm_sample_options *opt);
  * refused with a message saying what is allowed. */
 dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x, int64_t B,
                     int64_t dim, const dm_sample_options *opt, dm_error *err);
+/* Network evaluations per sample that dm_sample makes with these options (levels, times the
+ * corrector's steps for langevin and pc), for progress and throughput figures. */
+int64_t dm_sample_evaluations(const dm_schedule *s, const dm_sample_options *opt);
 /* Ho et al. Algorithm 2: x_T ~ N(0, I), x_{t-1} = mu_theta + sigma_t z (z = 0 at t = 1).
  * The noise comes from (seed, stream): step i draws B*dim normals after x_T's. With clip_x0
  * the mean is the posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat clipped to [-1, 1].

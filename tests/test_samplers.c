@@ -408,8 +408,11 @@ static void test_determinism(void) {
         oracle o = make_oracle(&s);
         o.vm = cases[k].vm;
         omp_set_num_threads(2);
+        o.calls = 0;
         CHECK(dm_sample(&s, oracle_denoise, &o, a, n, D, &opt, &err) == DM_OK, "%s: %s", name,
               err.msg);
+        CHECK(o.calls == dm_sample_evaluations(&s, &opt), "%s: %d network calls, %lld counted",
+              name, o.calls, (long long)dm_sample_evaluations(&s, &opt));
         CHECK(dm_sample(&s, oracle_denoise, &o, b, n, D, &opt, &err) == DM_OK, "%s: %s", name,
               err.msg);
         CHECK(memcmp(a, b, bytes) == 0, "%s: the same seed gives different samples", name);

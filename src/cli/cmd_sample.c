@@ -102,6 +102,7 @@ int cmd_sample(int argc, char **argv) {
     if (dm_pipeline_sample(p, samples.x, n, &so, &err)) goto done;
     double seconds = cli_now() - t0;
     cli_progress_finish(&bar);
+    const int64_t evals = dm_sample_evaluations(dm_pipeline_schedule(p), &so);
     if (dm_dataset_save(&samples, out, &err)) goto done;
     if (plot && dm_plot_scatter(plot, background.x, background.n, samples.x, n, D,
                                 "samples over data", &err))
@@ -110,12 +111,13 @@ int cmd_sample(int argc, char **argv) {
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "samples", (double)n);
-        cJSON_AddNumberToObject(o, "steps", T);
+        cJSON_AddNumberToObject(o, "network_evaluations", (double)evals);
         cJSON_AddNumberToObject(o, "seconds", seconds);
         cJSON_AddStringToObject(o, "out", out);
         cli_print_json(o);
     } else {
-        printf("drew %lld samples (%d steps) in %.1f s; wrote %s%s%s%s%s\n", (long long)n, T,
+        printf("drew %lld samples (%lld network evaluations each) in %.1f s; wrote %s%s%s%s%s\n",
+               (long long)n, (long long)evals,
                seconds, out, plot ? ", " : "", plot ? plot : "", strip ? ", " : "",
                strip ? strip : "");
     }

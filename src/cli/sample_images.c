@@ -16,7 +16,8 @@ typedef struct {
     int64_t chunk;     /* which chunk of DM_PIPELINE_IMAGE_CHUNK images is being drawn */
     int64_t strip_n;   /* samples recorded for the strip (all from the first chunk) */
     int64_t dim;
-    int32_t steps[STRIP_FRAMES];
+    int32_t steps[STRIP_FRAMES]; /* the frames' steps i; a strided sampler's first i <= each */
+    int taken[STRIP_FRAMES];
     float *frames;     /* (strip_n, STRIP_FRAMES, dim) */
 } observer;
 
@@ -25,7 +26,8 @@ static void observe(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim
     if (i < o->T) cli_progress_update(o->bar, o->chunk * o->T + (o->T - i), NULL);
     if (o->frames && o->chunk == 0)
         for (int f = 0; f < STRIP_FRAMES; f++) {
-            if (o->steps[f] != i) continue;
+            if (o->taken[f] || i > o->steps[f]) continue;
+            o->taken[f] = 1;
             for (int64_t b = 0; b < o->strip_n && b < B; b++)
                 memcpy(o->frames + (b * STRIP_FRAMES + f) * dim, x + b * dim,
                        (size_t)dim * sizeof(float));
@@ -85,19 +87,20 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
     free(o.frames);
     free(x);
     if (st) return cli_fail(err);
-    const double evals_per_s = (double)n * T / seconds;
+    const int64_t evals = dm_sample_evaluations(dm_pipeline_schedule(p), &a->options);
+    const double evals_per_s = (double)n * (double)evals / seconds;
     if (a->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "samples", (double)n);
-        cJSON_AddNumberToObject(j, "steps", T);
+        cJSON_AddNumberToObject(j, "network_evaluations", (double)evals);
         cJSON_AddNumberToObject(j, "seconds", seconds);
         cJSON_AddNumberToObject(j, "image_evaluations_per_s", evals_per_s);
         cJSON_AddStringToObject(j, "grid", a->grid);
         cli_print_json(j);
     } else {
-        printf("drew %lld images (%d steps) in %.1f s (%.1f image evaluations/s); wrote %s%s%s%s%s"
-               "%s%s\n",
-               (long long)n, T, seconds, evals_per_s, a->grid, a->each ? ", " : "",
+        printf("drew %lld images (%lld network evaluations each) in %.1f s (%.1f image "
+               "evaluations/s); wrote %s%s%s%s%s%s%s\n",
+               (long long)n, (long long)evals, seconds, evals_per_s, a->grid, a->each ? ", " : "",
                a->each ? a->each : "", a->npy ? ", " : "", a->npy ? a->npy : "",
                a->strip ? ", " : "", a->strip ? a->strip : "");
     }

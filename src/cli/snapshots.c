@@ -21,7 +21,9 @@ int cli_snapshots_init(cli_snapshots *s, int32_t T, int64_t n, int64_t dim,
 void cli_snapshots_observe(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim) {
     cli_snapshots *s = ctx;
     for (int k = 0; k < CLI_SNAPSHOTS; k++)
-        if (s->steps[k] == i) {
+        if (!s->taken[k] && i <= s->steps[k]) {
+            s->taken[k] = 1;
+            s->steps[k] = i;
             int64_t n = B < s->n ? B : s->n;
             memcpy(s->frames + (size_t)k * s->n * s->dim, x, (size_t)(n * dim) * sizeof(float));
         }

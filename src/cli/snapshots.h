@@ -6,7 +6,9 @@
 #define CLI_SNAPSHOTS 7
 
 typedef struct {
-    int32_t steps[CLI_SNAPSHOTS]; /* i recorded, T first, 0 last */
+    int32_t steps[CLI_SNAPSHOTS]; /* i recorded, T first, 0 last: planned evenly, then the
+                                   * i a strided sampler actually reached (the first <= plan) */
+    int taken[CLI_SNAPSHOTS];
     float *frames;                /* (CLI_SNAPSHOTS, n, dim) standardised values */
     int64_t n, dim;
     const dm_normalizer *norm;

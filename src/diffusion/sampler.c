@@ -232,6 +232,27 @@ dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void 
     return st;
 }
 
+/* The network levels of a dm_sample run. */
+static int32_t sample_levels(const dm_schedule *s, const dm_sample_options *opt) {
+    if (opt->steps > 0) return opt->steps;
+    if (opt->sampler == DM_SAMPLER_LANGEVIN)
+        return s->T < DM_LANGEVIN_DEFAULT_LEVELS ? s->T : DM_LANGEVIN_DEFAULT_LEVELS;
+    return s->T;
+}
+
+int64_t dm_sample_evaluations(const dm_schedule *s, const dm_sample_options *opt) {
+    const int64_t S = sample_levels(s, opt);
+    switch (opt->sampler) {
+    case DM_SAMPLER_LANGEVIN:
+        /* and one call at the end removing the last level's noise */
+        return S * (opt->corrector_steps ? opt->corrector_steps : DM_LANGEVIN_DEFAULT_STEPS) + 1;
+    case DM_SAMPLER_PC:
+        return S * (1 + (opt->corrector_steps ? opt->corrector_steps : DM_PC_DEFAULT_STEPS));
+    default:
+        return S;
+    }
+}
+
 dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x, int64_t B,
                     int64_t dim, const dm_sample_options *opt, dm_error *err) {
     dm_status st = check_common(s, denoise, x, B, dim, opt, err);
@@ -240,9 +261,7 @@ dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, floa
 
     const int32_t T = s->T;
     const dm_sampler_kind kind = opt->sampler;
-    int32_t S = opt->steps > 0 ? opt->steps : T;
-    if (kind == DM_SAMPLER_LANGEVIN && opt->steps == 0)
-        S = T < DM_LANGEVIN_DEFAULT_LEVELS ? T : DM_LANGEVIN_DEFAULT_LEVELS;
+    const int32_t S = sample_levels(s, opt);
     /* ancestral and PC on a subset sample the respaced schedule; S == T is the full run */
     const int respace = (kind == DM_SAMPLER_ANCESTRAL || kind == DM_SAMPLER_PC) && S < T;
 
