@@ -37,6 +37,7 @@ kill_loop() {
             continue
         fi
         resume=(--resume)
+        [ -n "${DM_TEST_VERBOSE:-}" ] && echo "$name: kill $kills after $ms ms: $(cat "$dir/$name"/checkpoint*/config.json | tr -d ' \n' | grep -o '"step":[0-9]*' | head -1)"
         # what a user would do next with the run's checkpoint: sample from it
         if ! "$bin" sample --model "$dir/$name" --n 2 --steps 3 --out "$dir/s.npy" --quiet \
              > /dev/null 2> "$dir/err"; then
@@ -55,7 +56,7 @@ kill_loop() {
     [ -z "$leftovers" ] || fail "$name: temporary files left beside the checkpoint: $leftovers"
 }
 
-# Kill delays from a fixed seed, so a failure can be replayed.
+# Kill delays from fixed seeds, so a failure can be replayed (DM_TEST_VERBOSE=1 lists them).
 RANDOM=7
 kill_loop mlp 20 480 "model.safetensors train_state.safetensors" -- \
     train --data moons --n-data 2000 --steps 3000 --batch 64 --hidden 64 --seed 3 \
@@ -63,6 +64,7 @@ kill_loop mlp 20 480 "model.safetensors train_state.safetensors" -- \
 # A UNet checkpoint also holds a diffusers folder (unet/, scheduler/): its files too must
 # survive, and its stale temporaries be cleared.
 if [ -d /usr/share/datasets/fashion-mnist ]; then
+    RANDOM=11
     kill_loop unet 300 1700 \
         "unet/diffusion_pytorch_model.safetensors train_state.safetensors" -- \
         train --data fashion-mnist-test --model "$(dirname "$0")/sanitizers/small-unet-28.json" \
