@@ -37,7 +37,7 @@ kill_loop() {
             continue
         fi
         resume=(--resume)
-        [ -n "${DM_TEST_VERBOSE:-}" ] && echo "$name: kill $kills after $ms ms: $(cat "$dir/$name"/checkpoint*/config.json | tr -d ' \n' | grep -o '"step":[0-9]*' | head -1)"
+        [ -n "${DM_TEST_VERBOSE:-}" ] && echo "$name: kill $kills after $ms ms: $(cat "$dir/$name"/checkpoint*/config.json | tr -d ' \t\n' | grep -o '"step":[0-9]*' | head -1)"
         # what a user would do next with the run's checkpoint: sample from it
         if ! "$bin" sample --model "$dir/$name" --n 2 --steps 3 --out "$dir/s.npy" --quiet \
              > /dev/null 2> "$dir/err"; then
