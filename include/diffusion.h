@@ -511,9 +511,10 @@ typedef enum {
     DM_SAMPLER_DDIM,          /* Song et al.; eta = 0 deterministic */
     DM_SAMPLER_LANGEVIN,      /* annealed Langevin dynamics on the score (Song & Ermon) */
     DM_SAMPLER_PC,            /* predictor-corrector: ancestral step + Langevin corrector steps */
+    DM_SAMPLER_DPMPP_2M,      /* DPM-Solver++(2M): second-order multistep ODE solver (Lu et al.) */
 } dm_sampler_kind;
 
-const char *dm_sampler_name(dm_sampler_kind k); /* ancestral, ddim, langevin, pc */
+const char *dm_sampler_name(dm_sampler_kind k); /* ancestral, ddim, langevin, pc, dpmpp-2m */
 dm_status dm_sampler_parse(const char *name, dm_sampler_kind *k, dm_error *err);
 
 typedef struct {
@@ -522,7 +523,8 @@ typedef struct {
                                * dm_timesteps(T, S) */
     double eta;               /* DDIM noise: 0 (deterministic) .. 1 */
     dm_reverse_var var;       /* DM_VAR_BETA; DM_VAR_LEARNED needs a variance output. Used by
-                               * ancestral and pc; DDIM's noise is eta's, Langevin's its step's */
+                               * ancestral and pc; DDIM's noise is eta's, Langevin's its step's;
+                               * dpmpp-2m adds no noise */
     int32_t corrector_steps;  /* Langevin steps per level: 0 = the default (langevin 20, pc 1) */
     double langevin_delta;    /* annealed Langevin step a_i = delta sigma_i^2 / sigma_min^2:
                                * 1e-4 (stable for T = 1000 linear, cosine and logsnr) */

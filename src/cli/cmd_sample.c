@@ -27,7 +27,7 @@ int cmd_sample(int argc, char **argv) {
         {"--npy", OPT_STRING, &npy, "FILE", "images: also all samples as uint8 NPY (n, c, h, w)"},
         {"--scale", OPT_INT, &scale, "N", "images: pixels per image pixel in the PNGs"},
         {"--no-clip", OPT_FLAG, &no_clip, NULL, "images: do not clip the predicted x_0 to [-1, 1] at each step"},
-        {"--sampler", OPT_STRING, &sampler, "NAME", "ancestral, ddim, langevin (annealed Langevin on the score) or pc (predictor-corrector)"},
+        {"--sampler", OPT_STRING, &sampler, "NAME", "ancestral, ddim, langevin (annealed Langevin on the score), pc (predictor-corrector) or dpmpp-2m (DPM-Solver++(2M), an ODE solver for 10-50 steps)"},
         {"--steps", OPT_INT, &so.steps, "N", "network levels: a strided subset of the T steps (0 = all)"},
         {"--eta", OPT_DOUBLE, &so.eta, "X", "ddim: noise, 0 (deterministic) to 1"},
         {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde or learned (default: the one the model was trained with)"},

@@ -1,7 +1,7 @@
 /* Sampling: options, validation and dispatch (dm_sample), the state every sampler shares, and
  * ancestral sampling (Ho et al. 2020, Algorithm 2) on all T steps or a respaced subset. The
  * samplers see only a denoise callback and a schedule, never the network. DDIM: ddim.c;
- * annealed Langevin and predictor-corrector: langevin.c. */
+ * annealed Langevin and predictor-corrector: langevin.c; DPM-Solver++(2M): dpm_solver.c. */
 #include "diffusion/sampler_impl.h"
 
 #include <math.h>
@@ -23,7 +23,7 @@ void dm_sample_options_default(dm_sample_options *opt) {
     opt->observe_ctx = NULL;
 }
 
-static const char *const sampler_names[] = {"ancestral", "ddim", "langevin", "pc"};
+static const char *const sampler_names[] = {"ancestral", "ddim", "langevin", "pc", "dpmpp-2m"};
 #define SAMPLER_COUNT (int)(sizeof sampler_names / sizeof sampler_names[0])
 
 const char *dm_sampler_name(dm_sampler_kind k) {
@@ -39,7 +39,7 @@ dm_status dm_sampler_parse(const char *name, dm_sampler_kind *k, dm_error *err) 
         }
     }
     return dm_error_set(err, DM_ERR_ARG,
-                        "unknown sampler '%s' (allowed: ancestral, ddim, langevin, pc)",
+                        "unknown sampler '%s' (allowed: ancestral, ddim, langevin, pc, dpmpp-2m)",
                         name ? name : "(null)");
 }
 
@@ -191,7 +191,7 @@ static dm_status check_options(const dm_schedule *s, const dm_sample_options *op
                                dm_error *err) {
     if ((int)opt->sampler < 0 || (int)opt->sampler >= SAMPLER_COUNT)
         return dm_error_set(err, DM_ERR_ARG,
-                            "sample: unknown sampler %d (allowed: ancestral, ddim, langevin, pc)",
+                            "sample: unknown sampler %d (allowed: ancestral, ddim, langevin, pc, dpmpp-2m)",
                             (int)opt->sampler);
     if (opt->steps < 0 || opt->steps > s->T)
         return dm_error_set(err, DM_ERR_ARG,
@@ -299,6 +299,9 @@ dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, floa
     case DM_SAMPLER_PC:
         st = dm_sample_pc_on(&r, sched, map,
                              opt->corrector_steps ? opt->corrector_steps : DM_PC_DEFAULT_STEPS);
+        break;
+    case DM_SAMPLER_DPMPP_2M:
+        st = dm_sample_dpmpp2m_on(&r, levels, S);
         break;
     }
     dm_sample_run_free(&r);

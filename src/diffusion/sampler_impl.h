@@ -1,4 +1,4 @@
-/* Internal pieces shared by the samplers (sampler.c, ddim.c, langevin.c): one sampling run's
+/* Internal pieces shared by the samplers (sampler.c, ddim.c, langevin.c, dpm_solver.c): one sampling run's
  * state and buffers, the denoiser call, and the ancestral step that PC reuses as its predictor.
  * Formulas: shared/MATH.md; index i = t - 1. */
 #pragma once
@@ -73,3 +73,4 @@ dm_status dm_sample_ddim_on(dm_sample_run *r, const int32_t *levels, int32_t S);
 dm_status dm_sample_langevin_on(dm_sample_run *r, const int32_t *levels, int32_t S, int32_t K);
 dm_status dm_sample_pc_on(dm_sample_run *r, const dm_schedule *sched, const int32_t *tmap,
                           int32_t K);
+dm_status dm_sample_dpmpp2m_on(dm_sample_run *r, const int32_t *levels, int32_t S);

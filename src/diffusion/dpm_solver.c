@@ -1,0 +1,81 @@
+/* DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+ * Probabilistic Models", Algorithm 2): the multistep second-order solver of the probability-flow
+ * ODE in its data-prediction form, on the levels of dm_timesteps. With alpha_t = sqrt(ab_t),
+ * sigma_t = sqrt(1 - ab_t), lambda_t = log(alpha_t / sigma_t) and D_k = x0_hat at level k:
+ *   h = lambda_next - lambda_k,  x <- (sigma_next / sigma_k) x - alpha_next expm1(-h) D,
+ * where D = D_k on the first step and (1 + 1/(2r)) D_k - 1/(2r) D_{k-1}, r = h_prev / h, after.
+ * The step into the lowest level is first order, and the last step goes to ab = 1 (sigma = 0),
+ * where the update is the latest x0_hat itself, as in DDIM. On 2-D Gaussian data with the exact
+ * denoiser (tests/test_samplers.c) the output covariance's error falls about 3-4x per doubling
+ * of the steps against DDIM's 2x, and 20 steps beat DDIM's 160. Deterministic: one draw of x_T,
+ * no other noise; the reverse variance does not apply. */
+#include "diffusion/sampler_impl.h"
+
+#include <math.h>
+
+/* d = x0_hat = (x - sigma eps) / alpha, clipped to [-1, 1] with clip. In double: at the noisiest
+ * levels 1 / alpha is ~1e4 and the two products nearly cancel. */
+static void predict_x0(float *d, const float *x, const float *eps, size_t n, double ab, int clip) {
+    const double c_x = 1.0 / sqrt(ab), c_e = sqrt(1.0 / ab - 1.0);
+#pragma omp parallel for schedule(static) if (n >= DM_PARALLEL_MIN)
+    for (size_t j = 0; j < n; j++) {
+        float v = (float)(c_x * x[j] - c_e * eps[j]);
+        if (clip) v = v < -1.0f ? -1.0f : v > 1.0f ? 1.0f : v;
+        d[j] = v;
+    }
+}
+
+/* x <- c_x x + c_d (w d + (1 - w) d_prev); d_prev is read only when w != 1. */
+static void dpm_update(float *x, const float *d, const float *d_prev, size_t n, double c_x,
+                       double c_d, double w) {
+    const float a = (float)c_x, b = (float)(c_d * w), c = (float)(c_d * (1.0 - w));
+    const int second = w != 1.0;
+#pragma omp parallel for schedule(static) if (n >= DM_PARALLEL_MIN)
+    for (size_t j = 0; j < n; j++) {
+        float v = a * x[j] + b * d[j];
+        if (second) v += c * d_prev[j];
+        x[j] = v;
+    }
+}
+
+dm_status dm_sample_dpmpp2m_on(dm_sample_run *r, const int32_t *levels, int32_t S) {
+    const dm_schedule *s = r->s;
+    float *d = dm_alloc(r->n * sizeof(float)), *d_prev = dm_alloc(r->n * sizeof(float));
+    if (!d || !d_prev) {
+        dm_free(d);
+        dm_free(d_prev);
+        return dm_error_set(r->err, DM_ERR_NOMEM, "sample: cannot allocate DPM-Solver buffers");
+    }
+    dm_status st = DM_OK;
+    dm_rng_normal(&r->rng, r->x, r->n);
+    dm_sample_observe(r, s->T);
+    double h_prev = 0;
+    for (int32_t k = 0; k < S; k++) {
+        const int32_t i = levels[k];
+        const double ab = s->alpha_bar[i];
+        if ((st = dm_sample_denoise(r, i, 0)) != DM_OK) break;
+        predict_x0(d, r->x, r->eps, r->n, ab, r->opt->clip_x0);
+        if (k == S - 1) {
+            for (size_t j = 0; j < r->n; j++) r->x[j] = d[j];
+        } else {
+            const double ab_next = s->alpha_bar[levels[k + 1]];
+            /* lambda = log(alpha / sigma) = 0.5 log(ab / (1 - ab)) */
+            const double h = 0.5 * (log(ab_next / (1.0 - ab_next)) - log(ab / (1.0 - ab)));
+            const double c_x = sqrt((1.0 - ab_next) / (1.0 - ab));
+            const double c_d = -sqrt(ab_next) * expm1(-h);
+            /* first order on the first step (no D_{k-1}) and into the lowest level, where
+             * h is several times h_prev on time-uniform levels and the extrapolation's weight
+             * 1 + 1/(2r) grows with it (diffusers' lower_order_final) */
+            const double w = k == 0 || k == S - 2 ? 1.0 : 1.0 + 0.5 * h / h_prev;
+            dpm_update(r->x, d, d_prev, r->n, c_x, c_d, w);
+            h_prev = h;
+            float *tmp = d_prev;
+            d_prev = d;
+            d = tmp;
+        }
+        dm_sample_observe(r, i);
+    }
+    dm_free(d);
+    dm_free(d_prev);
+    return st;
+}
