@@ -659,6 +659,12 @@ dm_status dm_plot_strip(const char *path, const float *frames, int frames_count,
                         int64_t dim, const char *const *labels, dm_error *err);
 /* Loss against step, log-scale y, raw values faint and a moving average on top. */
 dm_status dm_plot_loss(const char *path, const float *loss, int64_t n, dm_error *err);
+/* Lines through (x[i], y[s * n_points + i]) for each of n_series (1..8) named series, both axes
+ * logarithmic, x ticks at the x values; values <= 0 or NaN are gaps. ref > 0 adds a dashed
+ * horizontal line there (e.g. a floor or a ratio of 1). */
+dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, const double *y,
+                         const char *const *names, int n_series, const char *xlabel,
+                         const char *ylabel, double ref, dm_error *err);
 
 #ifdef __cplusplus
 }

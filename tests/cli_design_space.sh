@@ -31,7 +31,7 @@ grep -q '"prediction":	"x0"' "$dir/x0/checkpoint/config.json" ||
 
 # every sampler, twice with one seed: the same file
 for s in "ancestral" "ancestral --steps 10" "ddim --steps 10" "ddim --steps 10 --eta 1" \
-         "langevin --steps 10" "pc --steps 10"; do
+         "langevin --steps 10" "pc --steps 10" "dpmpp-2m --steps 10"; do
     # shellcheck disable=SC2086
     check "sampler $s" "$bin" sample --model "$dir/lv" --n 50 --out "$dir/a.csv" --quiet \
         --sampler $s --seed 4
@@ -46,6 +46,15 @@ for s in "ancestral" "ancestral --steps 10" "ddim --steps 10" "ddim --steps 10 -
 done
 check "learned-schedule sampling" "$bin" sample --model "$dir/ls" --n 20 --out "$dir/c.csv" \
     --quiet
+
+# quality against steps: one row per sampler and step count, and the plot
+check "eval --metric steps" "$bin" eval --metric steps --model "$dir/x0" --data 8gaussians \
+    --n 200 --samplers ancestral,dpmpp-2m --steps-list 2,5,10 --plot "$dir/steps.png" --json
+checks=$((checks + 1))
+if [ "$(grep -o '"mmd_ratio"' "$dir/out" | wc -l)" -ne 6 ] || [ ! -s "$dir/steps.png" ]; then
+    echo "FAIL: eval --metric steps: $(cat "$dir/out")"
+    fails=$((fails + 1))
+fi
 
 # the bound
 check "nll estimate" "$bin" eval --metric nll --model "$dir/x0" --data 8gaussians --n 200 --json \
@@ -69,7 +78,9 @@ expect_error "no variance output" "$bin" sample --model "$dir/x0" --var learned 
     --out "$dir/d.csv"
 expect_error "allowed 1..100" "$bin" sample --model "$dir/x0" --steps 200 --quiet --out "$dir/d.csv"
 expect_error "eta" "$bin" sample --model "$dir/x0" --sampler ddim --eta 2 --quiet --out "$dir/d.csv"
-expect_error "ancestral, ddim, langevin, pc" "$bin" sample --model "$dir/x0" --sampler euler
-expect_error "allowed mmd, nll" "$bin" eval --metric fid --model "$dir/x0"
+expect_error "ancestral, ddim, langevin, pc, dpmpp-2m" "$bin" sample --model "$dir/x0" --sampler euler
+expect_error "allowed mmd, nll, steps" "$bin" eval --metric fid --model "$dir/x0"
+expect_error "not a step count in 1..100" "$bin" eval --metric steps --model "$dir/x0" \
+    --steps-list 10,500
 [ -e "$dir/bad/checkpoint" ] && { echo "FAIL: a refused run left a checkpoint"; fails=$((fails + 1)); }
 finish

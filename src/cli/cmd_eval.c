@@ -2,6 +2,7 @@
  * same figure between two independent draws of the data (the floor). */
 #include "common.h"
 #include "eval_nll.h"
+#include "eval_steps.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,12 +39,13 @@ static dm_status two_draws(const dm_dataset *ds, int64_t n, uint64_t seed, dm_da
 
 int cmd_eval(int argc, char **argv) {
     const char *samples_path = NULL, *model = NULL, *data = "swissroll", *metric = "mmd";
-    const char *var = "model";
+    const char *var = "model", *samplers = "ancestral,ddim,dpmpp-2m", *plot = NULL;
+    const char *steps_list = "5,10,20,50,100,200,1000";
     int64_t n = 10000, batch = 256;
     uint64_t seed = 0;
     int threads = 2, json = 0, exact = 0, t_draws = 1, quiet = 0;
     cli_option opts[] = {
-        {"--metric", OPT_STRING, &metric, "NAME", "mmd (samples against data: MMD and sliced Wasserstein) or nll (the variational bound)"},
+        {"--metric", OPT_STRING, &metric, "NAME", "mmd (samples against data: MMD and sliced Wasserstein), nll (the variational bound) or steps (mmd against sampling steps, per sampler)"},
         {"--samples", OPT_STRING, &samples_path, "FILE", "samples to judge (.csv or .npy)"},
         {"--model", OPT_STRING, &model, "DIR", "or: draw the samples from this checkpoint"},
         {"--data", OPT_STRING, &data, "NAME|FILE", "held-out data: a built-in set (fresh draws) or a file"},
@@ -53,6 +55,9 @@ int cmd_eval(int argc, char **argv) {
         {"--t-draws", OPT_INT, &t_draws, "N", "nll estimate: timesteps drawn per example"},
         {"--var", OPT_STRING, &var, "NAME", "nll: reverse variance beta, beta-tilde or learned (default: the one the model was trained with)"},
         {"--batch", OPT_I64, &batch, "N", "nll: examples per network call"},
+        {"--samplers", OPT_STRING, &samplers, "LIST", "steps: comma-separated samplers"},
+        {"--steps-list", OPT_STRING, &steps_list, "LIST", "steps: comma-separated step counts"},
+        {"--plot", OPT_STRING, &plot, "FILE", "steps: PNG of the MMD ratio against steps"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
@@ -64,6 +69,8 @@ int cmd_eval(int argc, char **argv) {
         "fresh draws of a built-in set or a file), in nats per example (data units) and bits per\n"
         "dimension, with its standard error and breakdown. By default an unbiased estimate (t\n"
         "drawn uniformly); --exact sums all T terms.\n"
+        "--metric steps: --metric mmd of --model's samples for each sampler of --samplers at each\n"
+        "step count of --steps-list (a table, --plot draws it).\n"
         "--metric mmd (default): compares samples with held-out data. MMD: Gaussian kernel, bandwidth = median pairwise\n"
         "distance of the held-out draw (median heuristic), biased estimator, reported as the\n"
         "square root of MMD^2. SWD: sliced 2-Wasserstein over 256 random directions. Everything\n"
@@ -90,8 +97,13 @@ int cmd_eval(int argc, char **argv) {
                           .quiet = quiet, .json = json};
         return cli_eval_nll(&a);
     }
-    if (strcmp(metric, "mmd") != 0) {
-        fprintf(stderr, "error: --metric %s: allowed mmd, nll\n", metric);
+    const int sweep = strcmp(metric, "steps") == 0;
+    if (strcmp(metric, "mmd") != 0 && !sweep) {
+        fprintf(stderr, "error: --metric %s: allowed mmd, nll, steps\n", metric);
+        return 2;
+    }
+    if (sweep && (!model || samples_path)) {
+        fprintf(stderr, "error: --metric steps needs --model DIR (and no --samples)\n");
         return 2;
     }
     if (!samples_path == !model) {
@@ -125,7 +137,7 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
         if (dm_dataset_init(&samples, n, dm_pipeline_dim(p), &err) ||
-            dm_pipeline_sample(p, samples.x, n, &so, &err))
+            (!sweep && dm_pipeline_sample(p, samples.x, n, &so, &err)))
             goto done;
     }
     if (cli_is_builtin(data)) {
@@ -152,6 +164,13 @@ int cmd_eval(int argc, char **argv) {
                      (long long)samples.dim, (long long)a.dim);
         goto done;
     }
+    if (sweep) {
+        cli_steps_args sa = {.p = p, .ref_a = &a, .ref_b = &b, .n = n, .samplers = samplers,
+                             .steps = steps_list, .plot = plot, .seed = seed, .json = json};
+        status = cli_eval_steps(&sa);
+        err.status = DM_OK; /* cli_eval_steps printed its own errors */
+        goto done_quietly;
+    }
     dm_eval_report r;
     if (dm_eval_compare(&r, &samples, &a, &b, seed, &err)) goto done;
     if (json) {
@@ -177,6 +196,7 @@ int cmd_eval(int argc, char **argv) {
     status = 0;
 done:
     if (status) cli_fail(&err);
+done_quietly:
     dm_dataset_free(&samples);
     dm_dataset_free(&a);
     dm_dataset_free(&b);

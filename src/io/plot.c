@@ -688,3 +688,112 @@ dm_status dm_plot_loss(const char *path, const float *loss, int64_t n, dm_error 
     free(avg);
     return finish_png(surface, cr, path, err);
 }
+
+/* ---- curves against a log x axis ------------------------------------------------------------ */
+
+/* Distinct colours for up to eight series (Tableau 10). */
+static const rgb SERIES[8] = {{0.12, 0.47, 0.71}, {1.00, 0.50, 0.05}, {0.17, 0.63, 0.17},
+                              {0.84, 0.15, 0.16}, {0.58, 0.40, 0.74}, {0.55, 0.34, 0.29},
+                              {0.89, 0.47, 0.76}, {0.50, 0.50, 0.50}};
+
+static int curve_ok(double v) { return isfinite(v) && v > 0; }
+
+dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, const double *y,
+                         const char *const *names, int n_series, const char *xlabel,
+                         const char *ylabel, double ref, dm_error *err) {
+    if (!path) return dm_error_set(err, DM_ERR_ARG, "plot: no output path");
+    if (n_points < 1 || n_series < 1 || n_series > 8 || !x || !y || !names)
+        return dm_error_set(err, DM_ERR_ARG, "%s: %lld points of %d series (1..8 series)", path,
+                            (long long)n_points, n_series);
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    for (int64_t i = 0; i < n_points; i++) {
+        if (!curve_ok(x[i])) return dm_error_set(err, DM_ERR_ARG, "%s: x must be > 0", path);
+        xlo = fmin(xlo, x[i]);
+        xhi = fmax(xhi, x[i]);
+        for (int s = 0; s < n_series; s++)
+            if (curve_ok(y[s * n_points + i])) {
+                ylo = fmin(ylo, y[s * n_points + i]);
+                yhi = fmax(yhi, y[s * n_points + i]);
+            }
+    }
+    if (curve_ok(ref)) ylo = fmin(ylo, ref), yhi = fmax(yhi, ref);
+    if (!(ylo <= yhi)) ylo = 0.1, yhi = 1; /* nothing to show */
+    axes a = {.x = 84, .y = 24, .w = 786, .h = 400};
+    a.xmin = log10(xlo), a.xmax = log10(xhi);
+    if (a.xmax - a.xmin < 1e-9) a.xmin -= 0.5, a.xmax += 0.5;
+    const double xpad = 0.04 * (a.xmax - a.xmin);
+    a.xmin -= xpad, a.xmax += xpad;
+    a.ymin = log10(ylo), a.ymax = log10(yhi);
+    const double ypad = fmax(0.05, 0.06 * (a.ymax - a.ymin)); /* in decades */
+    a.ymin -= ypad, a.ymax += ypad;
+
+    cairo_surface_t *surface;
+    cairo_t *cr = new_canvas(&surface, LOSS_W, LOSS_H);
+    draw_log_y_axis(cr, &a);
+    /* x ticks at the x values themselves: a sweep's settings are its natural labels */
+    char buf[32];
+    double last_right = -INFINITY;
+    cairo_set_line_width(cr, 1);
+    for (int64_t i = 0; i < n_points; i++) {
+        double p = round(to_px(&a, log10(x[i]))) + 0.5;
+        set_rgb(cr, GRID);
+        cairo_move_to(cr, p, a.y);
+        cairo_line_to(cr, p, a.y + a.h);
+        cairo_stroke(cr);
+        set_rgb(cr, INK);
+        cairo_move_to(cr, p, a.y + a.h);
+        cairo_line_to(cr, p, a.y + a.h + TICK_LEN);
+        cairo_stroke(cr);
+        snprintf(buf, sizeof buf, "%g", x[i]);
+        double half = text_width(cr, buf, TICK_FONT) / 2;
+        if (p - half < last_right + 6) continue; /* no room: the grid line stays, unlabelled */
+        draw_text(cr, buf, TICK_FONT, p, a.y + a.h + TICK_LEN + 3, ALIGN_CENTER, ALIGN_START);
+        last_right = p + half;
+    }
+    cairo_save(cr);
+    cairo_rectangle(cr, a.x, a.y, a.w, a.h);
+    cairo_clip(cr);
+    if (curve_ok(ref)) {
+        const double dash[2] = {6, 4};
+        set_rgb(cr, INK);
+        cairo_set_line_width(cr, 1);
+        cairo_set_dash(cr, dash, 2, 0);
+        double p = round(to_py(&a, log10(ref))) + 0.5;
+        cairo_move_to(cr, a.x, p);
+        cairo_line_to(cr, a.x + a.w, p);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+    }
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    legend_entry legend[8];
+    for (int s = 0; s < n_series; s++) {
+        const double *ys = y + s * n_points;
+        set_rgb(cr, SERIES[s]);
+        cairo_set_line_width(cr, 2);
+        int open = 0;
+        for (int64_t i = 0; i < n_points; i++) {
+            if (!curve_ok(ys[i])) {
+                open = 0;
+                continue;
+            }
+            double px = to_px(&a, log10(x[i])), py = to_py(&a, log10(ys[i]));
+            if (!open) cairo_move_to(cr, px, py);
+            cairo_line_to(cr, px, py);
+            open = 1;
+        }
+        cairo_stroke(cr);
+        for (int64_t i = 0; i < n_points; i++)
+            if (curve_ok(ys[i])) {
+                cairo_new_sub_path(cr);
+                cairo_arc(cr, to_px(&a, log10(x[i])), to_py(&a, log10(ys[i])), 3.5, 0, 2 * M_PI);
+                cairo_fill(cr);
+            }
+        legend[s] = (legend_entry){names[s], SERIES[s], 1, 2};
+    }
+    cairo_restore(cr);
+    frame_box(cr, &a, INK, 1);
+    draw_axis_labels(cr, &a, xlabel ? xlabel : "", ylabel ? ylabel : "", 24);
+    draw_legend(cr, legend, n_series, a.x + a.w - 10, a.y + 10);
+    return finish_png(surface, cr, path, err);
+}
