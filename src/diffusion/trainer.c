@@ -225,7 +225,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
 
     size_t P = dm_model_num_params(tr->model);
     const int64_t OD = dm_model_out_dim(tr->model);
-    /* the EMA and the batch buffers (the optimiser's moments and the data are allocated) */
+    /* the EMA and the per-step buffers (the model and its Adam moments were checked as they
+     * were allocated) */
     if ((st = dm_memory_check((P + (uint64_t)B * (uint64_t)(3 * D + 2 * OD + 8)) * sizeof(float),
                               err))) {
         dm_error_prefix(err, "training at batch %lld", (long long)B);
