@@ -6,6 +6,7 @@
 #include <string.h>
 
 void *dm_alloc(size_t bytes) {
+    if (bytes > SIZE_MAX - DM_ALIGN) return NULL; /* the rounding below would wrap */
     size_t rounded = (bytes + DM_ALIGN - 1) / DM_ALIGN * DM_ALIGN;
     if (rounded == 0) rounded = DM_ALIGN;
     void *p = aligned_alloc(DM_ALIGN, rounded);

@@ -91,6 +91,16 @@ static dm_status idx_read(const char *path, uint32_t magic, int ndim, int64_t *d
             st = dm_error_set(err, DM_ERR_FORMAT, "%s: header sizes are too large", path);
     }
 
+    /* an uncompressed file has a known size: a header claiming more (or less) than it holds is
+     * refused before anything is allocated for the data */
+    uint64_t head_bytes = 4 + 4 * (uint64_t)ndim;
+    if (!st && gzdirect(f) && (uint64_t)sb.st_size - head_bytes != numel)
+        st = dm_error_set(err, DM_ERR_FORMAT,
+                          "%s: %s: the header describes %llu data bytes, the file holds %llu", path,
+                          (uint64_t)sb.st_size - head_bytes < numel ? "truncated" : "trailing bytes",
+                          (unsigned long long)numel,
+                          (unsigned long long)((uint64_t)sb.st_size - head_bytes));
+
     /* the payload, in chunks that grow only as data arrives */
     uint8_t *buf = NULL;
     size_t cap = 0, got = 0;

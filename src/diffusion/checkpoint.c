@@ -154,25 +154,29 @@ static dm_status get_choice(const cJSON *obj, const char *key, int *out,
         return dm_error_set(err, DM_ERR_FORMAT, "%s: \"objective.%s\" missing or not a string",
                             path, key);
     dm_status st = parse(v->valuestring, out, err);
-    return st ? dm_error_prefix(err, "%s: objective.%s", path, key) : DM_OK;
+    /* dm_error_prefix returns err's status, DM_OK when err is NULL (found by fuzzing: with a
+     * NULL err an unknown name was accepted), so the parser's own status is returned */
+    if (st) dm_error_prefix(err, "%s: objective.%s", path, key);
+    return st;
 }
 
+/* *v is set only on success: k is indeterminate when the name is refused */
 static dm_status parse_loss(const char *s, int *v, dm_error *e) {
     dm_loss_kind k;
     dm_status st = dm_loss_kind_parse(s, &k, e);
-    *v = (int)k;
+    if (!st) *v = (int)k;
     return st;
 }
 static dm_status parse_var(const char *s, int *v, dm_error *e) {
     dm_reverse_var k;
     dm_status st = dm_reverse_var_parse(s, &k, e);
-    *v = (int)k;
+    if (!st) *v = (int)k;
     return st;
 }
 static dm_status parse_time(const char *s, int *v, dm_error *e) {
     dm_time_sampling k;
     dm_status st = dm_time_sampling_parse(s, &k, e);
-    *v = (int)k;
+    if (!st) *v = (int)k;
     return st;
 }
 
@@ -215,8 +219,10 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
     const cJSON *pred = cJSON_GetObjectItemCaseSensitive(root, "prediction");
     if (!cJSON_IsString(pred))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: \"prediction\" missing", path);
-    if ((st = dm_prediction_parse(pred->valuestring, &t->prediction, err)))
-        return dm_error_prefix(err, "%s: prediction", path);
+    if ((st = dm_prediction_parse(pred->valuestring, &t->prediction, err))) {
+        dm_error_prefix(err, "%s: prediction", path); /* returns DM_OK when err is NULL */
+        return st;
+    }
     /* "objective" is absent in checkpoints written before the design-space options: those
      * trained L_simple with the defaults */
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "objective");
@@ -272,8 +278,10 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sched, "kind");
     if (!cJSON_IsString(kind))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.kind missing", path);
-    if ((st = dm_schedule_kind_parse(kind->valuestring, &t->schedule.kind, err)))
-        return dm_error_prefix(err, "%s: schedule.kind", path);
+    if ((st = dm_schedule_kind_parse(kind->valuestring, &t->schedule.kind, err))) {
+        dm_error_prefix(err, "%s: schedule.kind", path); /* returns DM_OK when err is NULL */
+        return st;
+    }
     if (t->arch == DM_ARCH_MLP && (t->mlp.dim < 1 || t->mlp.dim > DM_MAX_DIM))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: model.dim = %lld out of range 1..%d", path,
                             (long long)t->mlp.dim, DM_MAX_DIM);

@@ -17,7 +17,10 @@ dm_status dm_unet_load_diffusers(dm_model **out, dm_unet_config *cfg_out, const 
     dm_status st = dm_unet_config_read(&cfg, path, err);
     if (st) return st;
     dm_model *m;
-    if ((st = dm_unet_create(&m, &cfg, 0, err))) return dm_error_prefix(err, "%s", path);
+    if ((st = dm_unet_create(&m, &cfg, 0, err))) {
+        dm_error_prefix(err, "%s", path);
+        return st; /* not dm_error_prefix's value: DM_OK when err is NULL */
+    }
     snprintf(path, sizeof path, "%s/" DM_DIFFUSERS_WEIGHTS, dir);
     if ((st = dm_model_weights_load(m, path, err))) {
         dm_model_free(m);

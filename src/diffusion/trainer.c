@@ -509,7 +509,8 @@ dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err) {
     if (st) return st;
     if ((st = write_checkpoint_files(tr, tmp, err))) {
         dm_checkpoint_abort(tmp); /* a full disk gets its space back */
-        return dm_error_prefix(err, "checkpoint not written (the previous one is intact)");
+        dm_error_prefix(err, "checkpoint not written (the previous one is intact)");
+        return st;
     }
     return dm_checkpoint_commit(dir, tmp, err);
 }
@@ -594,7 +595,10 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
     if (c.train.steps < c.step) c.train.steps = c.step;
 
     dm_trainer *tr;
-    if ((st = trainer_build(&tr, &c.train, data, &c.norm, err))) return dm_error_prefix(err, "%s", dir);
+    if ((st = trainer_build(&tr, &c.train, data, &c.norm, err))) {
+        dm_error_prefix(err, "%s", dir);
+        return st;
+    }
     dm_checkpoint_weights_path(path, sizeof path, dir, &c.train);
     /* the weights file holds the EMA weights; load them through the model, then copy out */
     if ((st = dm_model_weights_load(tr->model, path, err))) goto fail;

@@ -83,8 +83,11 @@ static dm_status ensure_capacity(mlp_impl *im, int64_t B, dm_error *err) {
     dm_arena_free(&im->arena);
     im->cap = 0;
     im->train_B = 0;
-    if (dm_arena_init(&im->arena, arena_bytes(c, B), err))
-        return dm_error_prefix(err, "MLP activations for batch %lld", (long long)B);
+    dm_status st = dm_arena_init(&im->arena, arena_bytes(c, B), err);
+    if (st) {
+        dm_error_prefix(err, "MLP activations for batch %lld", (long long)B);
+        return st; /* not dm_error_prefix's value: DM_OK when err is NULL */
+    }
     const size_t n = (size_t)B, H = (size_t)c->hidden;
     im->xin = dm_arena_floats(&im->arena, n * (size_t)c->dim);
     im->emb = dm_arena_floats(&im->arena, n * (size_t)c->temb_dim);

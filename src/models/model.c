@@ -96,7 +96,10 @@ size_t dm_model_add_tensor(dm_model *m, const char *name, int ndim, const int64_
 
 dm_status dm_model_alloc_params(dm_model *m, dm_error *err) {
     dm_status st = dm_memory_check(2 * (uint64_t)m->num_params * sizeof(float), err);
-    if (st) return dm_error_prefix(err, "a model of %zu parameters", m->num_params);
+    if (st) {
+        dm_error_prefix(err, "a model of %zu parameters", m->num_params);
+        return st; /* not dm_error_prefix's value: DM_OK when err is NULL */
+    }
     m->params = dm_alloc(m->num_params * sizeof *m->params);
     m->grads = dm_alloc(m->num_params * sizeof *m->grads);
     if (!m->params || !m->grads)

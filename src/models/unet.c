@@ -584,8 +584,11 @@ static dm_status ensure_capacity(unet_impl *im, int64_t B, bool train, dm_error 
     im->train_B = 0;
     size_t bytes = 0;
     layout(im, B, train, NULL, &bytes);
-    if (dm_arena_init(&im->arena, bytes, err))
-        return dm_error_prefix(err, "UNet activations for batch %lld", (long long)B);
+    dm_status st = dm_arena_init(&im->arena, bytes, err);
+    if (st) {
+        dm_error_prefix(err, "UNet activations for batch %lld", (long long)B);
+        return st; /* not dm_error_prefix's value: DM_OK when err is NULL */
+    }
     layout(im, B, train, &im->arena, NULL);
     im->cap = B;
     im->cap_train = train;

@@ -90,6 +90,8 @@ dm_status dm_unet_config_validate(const dm_unet_config *c, dm_error *err) {
                             (long long)c->layers_per_block);
     if (c->norm_num_groups < 1)
         return dm_error_set(err, DM_ERR_ARG, "norm_num_groups must be >= 1");
+    if (c->attention_head_dim < 0) /* the head count is channels / attention_head_dim */
+        return dm_error_set(err, DM_ERR_ARG, "attention_head_dim must be >= 1 (or null)");
     if (c->attn_norm_num_groups < 0)
         return dm_error_set(err, DM_ERR_ARG, "attn_norm_num_groups must be >= 1 (or null)");
     if (!(c->norm_eps > 0 && c->norm_eps < 1))
@@ -143,6 +145,16 @@ static const cJSON *item(const json_ctx *j, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(j->root, key);
 }
 
+/* A JSON number that is a whole number of at most 1e9 in magnitude (every field here is far
+ * smaller; casting a larger double to int64_t is undefined behaviour). */
+static bool json_int(const cJSON *v, int64_t *out) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+        fabs(v->valuedouble) > 1e9)
+        return false;
+    *out = (int64_t)v->valuedouble;
+    return true;
+}
+
 /* An integer field; absent or null keeps *out (the default); null_value is stored for null when
  * null is allowed (null_value >= 0). */
 static dm_status get_int(const json_ctx *j, const char *key, int64_t *out, int64_t null_value) {
@@ -152,11 +164,9 @@ static dm_status get_int(const json_ctx *j, const char *key, int64_t *out, int64
         *out = null_value;
         return DM_OK;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
-        fabs(v->valuedouble) > 1e9)
+    if (!json_int(v, out))
         return dm_error_set(j->err, DM_ERR_FORMAT, "%s: \"%s\" must be an integer%s", j->path,
                             key, null_value >= 0 ? " or null" : "");
-    *out = (int64_t)v->valuedouble;
     return DM_OK;
 }
 
@@ -261,10 +271,13 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
     c->attention_head_dim = 8;
 
     const cJSON *size = item(j, "sample_size");
+    int64_t side[2];
+    /* [h, w] must be two equal integers: the cast of an unchecked double was undefined
+     * behaviour for 1e300 (found by fuzzing) */
     if (cJSON_IsArray(size) && cJSON_GetArraySize(size) == 2 &&
-        cJSON_IsNumber(cJSON_GetArrayItem(size, 0)) &&
-        cJSON_GetArrayItem(size, 0)->valuedouble == cJSON_GetArrayItem(size, 1)->valuedouble) {
-        c->sample_size = (int64_t)cJSON_GetArrayItem(size, 0)->valuedouble;
+        json_int(cJSON_GetArrayItem(size, 0), &side[0]) &&
+        json_int(cJSON_GetArrayItem(size, 1), &side[1]) && side[0] == side[1]) {
+        c->sample_size = side[0];
     } else if (!cJSON_IsNumber(size)) {
         return dm_error_set(j->err, DM_ERR_FORMAT,
                             "%s: \"sample_size\" must be an integer (square images)", j->path);
@@ -283,11 +296,10 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
         memset(c->down_attention, 0, sizeof c->down_attention);
         memset(c->up_attention, 0, sizeof c->up_attention);
         for (int i = 0; i < n; i++) {
-            const cJSON *v = cJSON_GetArrayItem(boc, i);
-            if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+            /* bounded before the cast: [1e30] was undefined behaviour (found by fuzzing) */
+            if (!json_int(cJSON_GetArrayItem(boc, i), &c->block_out_channels[i]))
                 return dm_error_set(j->err, DM_ERR_FORMAT,
                                     "%s: \"block_out_channels\"[%d] is not an integer", j->path, i);
-            c->block_out_channels[i] = (int64_t)v->valuedouble;
         }
     }
     int64_t attn_groups = 0, head_dim = c->attention_head_dim, classes = 0, padding = 1;
@@ -314,7 +326,12 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
     c->attention_head_dim = head_dim;
     c->num_class_embeds = classes;
     c->downsample_padding = (int32_t)padding;
-    if ((st = dm_unet_config_validate(c, j->err))) return dm_error_prefix(j->err, "%s", j->path);
+    if ((st = dm_unet_config_validate(c, j->err))) {
+        /* not `return dm_error_prefix(...)`: that returns DM_OK when err is NULL, and an invalid
+         * config was accepted (found by fuzzing) */
+        dm_error_prefix(j->err, "%s", j->path);
+        return st;
+    }
     return DM_OK;
 }
 

@@ -24,8 +24,11 @@ dm_status dm_adam_init(dm_adam *opt, const dm_optim_config *cfg, size_t n, dm_er
     opt->n = n;
     opt->step = 0;
     opt->m = opt->v = NULL;
-    if (dm_memory_check(2 * (uint64_t)n * sizeof(float), err))
-        return dm_error_prefix(err, "Adam moments for %zu parameters", n);
+    dm_status st = dm_memory_check(2 * (uint64_t)n * sizeof(float), err);
+    if (st) {
+        dm_error_prefix(err, "Adam moments for %zu parameters", n);
+        return st; /* not dm_error_prefix's value: DM_OK when err is NULL */
+    }
     opt->m = dm_alloc(n * sizeof *opt->m);
     opt->v = dm_alloc(n * sizeof *opt->v);
     if (!opt->m || !opt->v) {
