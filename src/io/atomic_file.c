@@ -1,12 +1,43 @@
 /* Temporary file + fsync + rename: the final name holds either the old or the new contents. */
 #include "io/atomic_file.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/* Removes "<path>.tmp.<pid>" files left by writers that were killed (their process is gone),
+ * so a run killed mid-write does not leave them beside its outputs for good. */
+static void remove_stale_temporaries(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else snprintf(dir, sizeof dir, ".");
+    if (!dir[0]) snprintf(dir, sizeof dir, "/");
+    const size_t len = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char victim[8300];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, base, len) != 0 || strncmp(e->d_name + len, ".tmp.", 5) != 0)
+            continue;
+        char *end;
+        const long pid = strtol(e->d_name + len + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer may be alive */
+        snprintf(victim, sizeof victim, "%s/%s", dir, e->d_name);
+        remove(victim);
+    }
+    closedir(d);
+}
+
 dm_status dm_atomic_open(dm_atomic_file *af, const char *path, dm_error *err) {
     af->f = NULL;
+    remove_stale_temporaries(path);
     if (snprintf(af->path, sizeof af->path, "%s", path) >= (int)sizeof af->path ||
         snprintf(af->tmp_path, sizeof af->tmp_path, "%s.tmp.%ld", path, (long)getpid()) >=
             (int)sizeof af->tmp_path)
