@@ -56,7 +56,8 @@ else
     echo "skipped the unet-28 case: dataset-fashion-mnist is not installed"
 fi
 # an address-space limit (not under AddressSanitizer, which needs terabytes of it)
-if (ulimit -v 2000000; "$bin" --help > /dev/null 2>&1); then
+# (the probe's own sanitizer failure to start goes to stderr, not to a CI report file)
+if (ulimit -v 2000000; ASAN_OPTIONS=log_path=stderr "$bin" --help > /dev/null 2>&1); then
     if (ulimit -v 2000000; "$bin" train --data moons --hidden 8192 --layers 4 --batch 4096 \
             --steps 1 --out "$dir/big" --quiet > /dev/null 2> "$dir/err"); then
         fail "a 2 GB address-space limit did not stop an MLP needing ~5 GB"
