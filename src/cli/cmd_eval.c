@@ -167,8 +167,7 @@ int cmd_eval(int argc, char **argv) {
     if (sweep) {
         cli_steps_args sa = {.p = p, .ref_a = &a, .ref_b = &b, .n = n, .samplers = samplers,
                              .steps = steps_list, .plot = plot, .seed = seed, .json = json};
-        status = cli_eval_steps(&sa);
-        err.status = DM_OK; /* cli_eval_steps printed its own errors */
+        status = cli_eval_steps(&sa); /* prints its own errors */
         goto done_quietly;
     }
     dm_eval_report r;
