@@ -35,9 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     err.msg[0] = '\0';
     if (dm_idx_load(&s, valid, path, &err) == DM_OK) {
         check(&s);
-        if (!s.labels || s.num_classes < 1 || s.num_classes > 256) abort();
+        if (!s.data.labels || s.data.num_classes < 1 || s.data.num_classes > 256) abort();
         for (int64_t i = 0; i < s.data.n; i++)
-            if (s.labels[i] < 0 || s.labels[i] >= s.num_classes) abort();
+            if (s.data.labels[i] < 0 || s.data.labels[i] >= s.data.num_classes) abort();
         dm_image_set_free(&s);
     } else if (!err.msg[0] || s.data.x) {
         abort();

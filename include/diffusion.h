@@ -93,18 +93,23 @@ double dm_rng_uniform1(dm_rng *rng);
 /* ------------------------------------------------------------------------------------------ */
 /* Data sets of low-dimensional points                                                        */
 
-/* An owning N x D array of float points. */
+/* An owning N x D array of float points, with optional integer class labels. */
 typedef struct {
     float *x; /* (n, dim) */
     int64_t n;
     int64_t dim;
+    int32_t *labels;     /* (n) in [0, num_classes), or NULL */
+    int32_t num_classes; /* 0 when unlabelled */
 } dm_dataset;
 
 dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err);
+/* Gives an initialised set room for n labels (set to 0) and num_classes >= 1 classes. */
+dm_status dm_dataset_add_labels(dm_dataset *ds, int32_t num_classes, dm_error *err);
 void dm_dataset_free(dm_dataset *ds);
 
 /* Built-in 2-D sets: "swissroll", "moons", "8gaussians", "checkerboard", "rings", "spiral".
- * NULL-terminated list of names, for help text and validation. */
+ * NULL-terminated list of names, for help text and validation. Sets made of components come
+ * labelled by component: moons (2 moons), 8gaussians (8 modes), rings (4 rings), spiral (2 arms). */
 extern const char *const dm_toy2d_names[];
 dm_status dm_toy2d_generate(dm_dataset *ds, const char *name, int64_t n, uint64_t seed,
                             dm_error *err);
@@ -132,14 +137,12 @@ void dm_normalizer_invert(const dm_normalizer *nz, float *x, int64_t n); /* stan
 /* ------------------------------------------------------------------------------------------ */
 /* Image sets                                                                                 */
 
-/* An owning set of n images, NCHW float in [-1, 1] (uint8 v -> v / 127.5 - 1), with optional
- * integer class labels. `data` views the pixels as n rows of dim = c * h * w, the form the
- * trainer takes. */
+/* An owning set of n images, NCHW float in [-1, 1] (uint8 v -> v / 127.5 - 1). `data` views
+ * the pixels as n rows of dim = c * h * w, the form the trainer takes, and holds the class
+ * labels when there are any (data.labels, data.num_classes). */
 typedef struct {
-    dm_dataset data;     /* (n, c*h*w) */
+    dm_dataset data; /* (n, c*h*w) */
     int64_t c, h, w;
-    int32_t *labels;     /* (n) in [0, num_classes), or NULL */
-    int32_t num_classes; /* 0 when unlabelled */
 } dm_image_set;
 
 dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, int64_t w,
@@ -343,7 +346,7 @@ void dm_model_tensor_info(const dm_model *m, int i, const char **name, int64_t s
 void dm_model_free(dm_model *m);
 
 /* The time-conditioned MLP for D-dimensional data (matches the PyTorch reference mlp2d):
- *   temb = SiLU(time_mlp(sinusoid_E(t))), h = [x, temb],
+ *   temb = SiLU(time_mlp(sinusoid_E(t)) [+ class_embedding[label]]), h = [x, temb],
  *   h = SiLU(net.{2k}(h)) for k < layers, out = net.{2 layers}(h) (out_dim values). */
 typedef struct {
     int64_t dim;       /* data dimension D: 2 */
@@ -351,6 +354,7 @@ typedef struct {
     int64_t temb_dim;  /* E, sinusoidal embedding size: 128 */
     int64_t layers;    /* hidden layers: 3 */
     int64_t out_dim;   /* outputs: 0 = D; 2 D for a learned variance */
+    int64_t num_classes; /* rows of class_embedding (H wide, N(0, 1) at init): 0 = none */
 } dm_mlp_config;
 
 void dm_mlp_config_default(dm_mlp_config *cfg);
@@ -387,10 +391,16 @@ typedef struct {
     double dropout;              /* 0 */
     int32_t center_input_sample; /* 0; 1 maps the input x to 2x - 1 first */
     int64_t num_class_embeds;    /* 0 = unconditional */
+    int64_t classifier_classes;  /* 0 = the UNet. K > 0: the encoder classifier instead (not a
+                                  * diffusers model): conv_in, time embedding, down blocks and mid
+                                  * block, then GroupNorm, SiLU, the mean over pixels (the
+                                  * features) and classifier.linear to K logits */
 } dm_unet_config;
 
 /* Built-in configurations: "unet-28" (28x28 grey, the default; 1.62M parameters), "cifar-ddpm"
- * (Ho et al.'s 32x32 RGB model, 35.7M), "tiny" (8x8 grey, for tests). NULL-terminated. */
+ * (Ho et al.'s 32x32 RGB model, 35.7M), "tiny" (8x8 grey, for tests), and the encoder classifiers
+ * "classifier-28" (28x28 grey, 10 classes) and "classifier-tiny" (8x8, 4 classes, for tests).
+ * NULL-terminated. */
 extern const char *const dm_unet_preset_names[];
 dm_status dm_unet_preset(dm_unet_config *cfg, const char *name, dm_error *err);
 void dm_unet_config_default(dm_unet_config *cfg); /* "unet-28" */
@@ -456,6 +466,11 @@ typedef struct {
                                  * learns (DM_VAR_LEARNED doubles the model's outputs): BETA */
     dm_time_sampling timesteps; /* DM_TIME_UNIFORM */
     double hybrid_lambda;       /* DM_LOSS_HYBRID's weight of L_vlb (bits/dim): 0.001 */
+    int32_t num_classes;        /* class-conditional training on labelled data with labels in
+                                 * 0..K-1: K. The model gets K + 1 class embeddings, the last
+                                 * (index K) the null label. 0 = unconditional */
+    double p_uncond;            /* probability that a training label is replaced by the null
+                                 * label (classifier-free guidance needs it > 0): 0.1 */
 } dm_train_config;
 
 void dm_train_config_default(dm_train_config *cfg);
@@ -464,7 +479,8 @@ int64_t dm_train_config_dim(const dm_train_config *cfg);
 
 typedef struct dm_trainer dm_trainer;
 
-/* Copies (and standardises) the data; creates model, optimiser and EMA. */
+/* Copies (and standardises) the data; creates model, optimiser and EMA. With
+ * cfg->num_classes > 0 the data must carry labels in 0..num_classes-1. */
 dm_status dm_trainer_create(dm_trainer **tr, const dm_train_config *cfg, const dm_dataset *data,
                             dm_error *err);
 /* Resumes from a checkpoint written by dm_trainer_save: the same weights, optimiser state, EMA,

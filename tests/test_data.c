@@ -476,7 +476,7 @@ static void test_normalizer(void) {
     float *y = malloc((size_t)(3 * n) * sizeof *y);
     memcpy(y, ds.x, (size_t)(3 * n) * sizeof *y);
     dm_normalizer_apply(&nz, y, n);
-    dm_dataset std_ds = {y, n, 3};
+    dm_dataset std_ds = {.x = y, .n = n, .dim = 3};
     dm_normalizer check;
     CHECK(dm_normalizer_fit(&check, &std_ds, &err) == DM_OK, "%s", err.msg);
     /* standardised values carry float rounding (~6e-8 relative) on each element */
@@ -497,7 +497,7 @@ static void test_normalizer(void) {
 
     ds.x[5] = INFINITY;
     CHECK(dm_normalizer_fit(&nz, &ds, &err) == DM_ERR_NUMERIC, "non-finite data refused");
-    dm_dataset empty = {NULL, 0, 2};
+    dm_dataset empty = {.x = NULL, .n = 0, .dim = 2};
     CHECK(dm_normalizer_fit(&nz, &empty, &err) == DM_ERR_ARG, "empty data refused");
     dm_dataset_free(&ds);
 }

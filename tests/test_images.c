@@ -76,7 +76,7 @@ static void expect_error(const char *what, dm_status got, const dm_error *err, d
               dm_status_name(want), err->msg);
     CHECK(strstr(err->msg, needle) != NULL, "%s: message should name %s: %s", what, needle,
           err->msg);
-    if (s) CHECK(s->data.x == NULL && s->labels == NULL, "%s: nothing left allocated", what);
+    if (s) CHECK(s->data.x == NULL && s->data.labels == NULL, "%s: nothing left allocated", what);
 }
 
 static void make_dir(const char *path) {
@@ -130,12 +130,12 @@ static void check_small_idx(const char *what, const dm_image_set *s, int labelle
     for (int i = 0; i < IDX_N * IDX_H * IDX_W; i++) exact &= s->data.x[i] == from_u8(idx_pixels[i]);
     CHECK(exact, "%s: pixels are v / 127.5 - 1 exactly", what);
     if (labelled) {
-        CHECK(s->labels != NULL && s->num_classes == 4, "%s: labels, %d classes", what,
-              s->num_classes);
-        for (int i = 0; s->labels && i < IDX_N; i++)
-            CHECK(s->labels[i] == idx_labels[i], "%s: label %d = %d", what, i, s->labels[i]);
+        CHECK(s->data.labels != NULL && s->data.num_classes == 4, "%s: labels, %d classes", what,
+              s->data.num_classes);
+        for (int i = 0; s->data.labels && i < IDX_N; i++)
+            CHECK(s->data.labels[i] == idx_labels[i], "%s: label %d = %d", what, i, s->data.labels[i]);
     } else {
-        CHECK(s->labels == NULL && s->num_classes == 0, "%s: unlabelled", what);
+        CHECK(s->data.labels == NULL && s->data.num_classes == 0, "%s: unlabelled", what);
     }
 }
 
@@ -250,9 +250,9 @@ static void test_fashion_mnist(void) {
     dm_image_set s;
     dm_error err = {0};
     CHECK(dm_fashion_mnist_load(&s, dir, "test", &err) == DM_OK, "small test split: %s", err.msg);
-    CHECK(s.num_classes == 10, "Fashion-MNIST has 10 classes even if a split misses some: %d",
-          s.num_classes);
-    s.num_classes = 4;
+    CHECK(s.data.num_classes == 10, "Fashion-MNIST has 10 classes even if a split misses some: %d",
+          s.data.num_classes);
+    s.data.num_classes = 4;
     check_small_idx("fashion-mnist layout", &s, 1);
     dm_image_set_free(&s);
     expect_error("missing split files", dm_fashion_mnist_load(&s, dir, "train", &err), &err,
@@ -281,11 +281,11 @@ static void test_fashion_mnist(void) {
         CHECK(s.data.n == sizes[k] && s.c == 1 && s.h == 28 && s.w == 28 && s.data.dim == 784,
               "%s: %lld x %lld x %lld x %lld", splits[k], (long long)s.data.n, (long long)s.c,
               (long long)s.h, (long long)s.w);
-        CHECK(s.labels && s.num_classes == 10, "%s: 10 classes", splits[k]);
+        CHECK(s.data.labels && s.data.num_classes == 10, "%s: 10 classes", splits[k]);
         int64_t per_class[10] = {0}, bad_labels = 0;
-        for (int64_t i = 0; s.labels && i < s.data.n; i++) {
-            if (s.labels[i] < 0 || s.labels[i] > 9) bad_labels++;
-            else per_class[s.labels[i]]++;
+        for (int64_t i = 0; s.data.labels && i < s.data.n; i++) {
+            if (s.data.labels[i] < 0 || s.data.labels[i] > 9) bad_labels++;
+            else per_class[s.data.labels[i]]++;
         }
         CHECK(bad_labels == 0, "%s: %lld labels outside 0..9", splits[k], (long long)bad_labels);
         for (int c = 0; c < 10; c++)
@@ -446,8 +446,8 @@ static void test_folder(void) {
 
     opt.size = 8;
     CHECK(dm_image_folder_load(&s, flat, &opt, &err) == DM_OK, "flat folder: %s", err.msg);
-    CHECK(s.data.n == 3 && s.c == 3 && s.h == 8 && s.w == 8 && s.data.dim == 192 && !s.labels &&
-              s.num_classes == 0,
+    CHECK(s.data.n == 3 && s.c == 3 && s.h == 8 && s.w == 8 && s.data.dim == 192 && !s.data.labels &&
+              s.data.num_classes == 0,
           "flat: %lld x %lld x %lld x %lld", (long long)s.data.n, (long long)s.c, (long long)s.h,
           (long long)s.w);
     if (s.data.n == 3 && s.data.dim == 192) {
@@ -577,11 +577,11 @@ static void test_folder(void) {
     opt.channels = 0;
     opt.hflip = 1;
     CHECK(dm_image_folder_load(&s, classes, &opt, &err) == DM_OK, "classes: %s", err.msg);
-    CHECK(s.data.n == 6 && s.num_classes == 2 && s.labels, "classes: n %lld, %d classes",
-          (long long)s.data.n, s.num_classes);
+    CHECK(s.data.n == 6 && s.data.num_classes == 2 && s.data.labels, "classes: n %lld, %d classes",
+          (long long)s.data.n, s.data.num_classes);
     const int32_t want_labels[6] = {0, 0, 1, 0, 0, 1};
-    for (int i = 0; s.labels && i < 6 && s.data.n == 6; i++)
-        CHECK(s.labels[i] == want_labels[i], "label %d = %d", i, s.labels[i]);
+    for (int i = 0; s.data.labels && i < 6 && s.data.n == 6; i++)
+        CHECK(s.data.labels[i] == want_labels[i], "label %d = %d", i, s.data.labels[i]);
     if (s.data.n == 6)
         CHECK(s.data.x[0] == from_u8(0) && s.data.x[16] == from_u8(100) &&
                   s.data.x[32] == from_u8(200),
@@ -619,7 +619,7 @@ static void test_npy(void) {
     const int64_t shape3[3] = {2, 3, 4};
     CHECK(dm_npy_write(path, DM_DTYPE_U8, u8, shape3, 3, &err) == DM_OK, "%s", err.msg);
     CHECK(dm_image_npy_load(&s, path, &err) == DM_OK, "uint8 npy: %s", err.msg);
-    CHECK(s.data.n == 2 && s.c == 1 && s.h == 3 && s.w == 4 && s.data.dim == 12 && !s.labels,
+    CHECK(s.data.n == 2 && s.c == 1 && s.h == 3 && s.w == 4 && s.data.dim == 12 && !s.data.labels,
           "uint8 (2, 3, 4)");
     int exact = s.data.n == 2;
     for (int i = 0; exact && i < 24; i++) exact &= s.data.x[i] == from_u8(u8[i]);

@@ -313,10 +313,11 @@ static void test_invalid(void) {
         dm_mlp_config c;
         const char *field;
     } bad[] = {
-        {{0, 8, 6, 2, 0}, "dim"},      {{DM_MAX_DIM + 1, 8, 6, 2, 0}, "dim"},
-        {{2, 0, 6, 2, 0}, "hidden"},   {{2, 8, 5, 2, 0}, "temb_dim"},
-        {{2, 8, 0, 2, 0}, "temb_dim"}, {{2, 8, 6, 0, 0}, "layers"},
-        {{2, 8, 6, -3, 0}, "layers"},  {{2, 8, 6, 2, 3}, "out_dim"},
+        {{0, 8, 6, 2, 0, 0}, "dim"},      {{DM_MAX_DIM + 1, 8, 6, 2, 0, 0}, "dim"},
+        {{2, 0, 6, 2, 0, 0}, "hidden"},   {{2, 8, 5, 2, 0, 0}, "temb_dim"},
+        {{2, 8, 0, 2, 0, 0}, "temb_dim"}, {{2, 8, 6, 0, 0, 0}, "layers"},
+        {{2, 8, 6, -3, 0, 0}, "layers"},  {{2, 8, 6, 2, 3, 0}, "out_dim"},
+        {{2, 8, 6, 2, 0, -1}, "num_classes"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         static dm_model sentinel;

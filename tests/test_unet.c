@@ -5,6 +5,7 @@
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "models/unet.h"
 #include "test_util.h"
 
 #include <omp.h>
@@ -148,16 +149,17 @@ static void directional_check(const char *what, const dm_unet_config *cfg) {
     dm_model *m = NULL;
     CHECK(dm_unet_create(&m, cfg, 7, &err) == DM_OK, "%s: %s", what, err.msg);
     if (!m) return;
-    const int64_t B = 2, dim = dm_model_dim(m), n = B * dim;
+    /* n inputs, no outputs (a classifier's logits are fewer than its inputs) */
+    const int64_t B = 2, dim = dm_model_dim(m), n = B * dim, no = B * dm_model_out_dim(m);
     const size_t P = dm_model_num_params(m);
-    float *x = malloc((size_t)n * sizeof *x), *G = malloc((size_t)n * sizeof *G);
-    float *out = malloc((size_t)n * sizeof *out), *dx = calloc((size_t)n, sizeof *dx);
+    float *x = malloc((size_t)n * sizeof *x), *G = malloc((size_t)no * sizeof *G);
+    float *out = malloc((size_t)no * sizeof *out), *dx = calloc((size_t)n, sizeof *dx);
     float *vp = malloc(P * sizeof *vp), *vx = malloc((size_t)n * sizeof *vx);
     float *theta = malloc(P * sizeof *theta), *xp = malloc((size_t)n * sizeof *xp);
     dm_rng rng;
     dm_rng_init(&rng, 11, 0);
     dm_rng_normal(&rng, x, (size_t)n);
-    dm_rng_normal(&rng, G, (size_t)n);
+    dm_rng_normal(&rng, G, (size_t)no);
     dm_rng_normal(&rng, vp, P);
     dm_rng_normal(&rng, vx, (size_t)n);
     /* unit-length directions, so that the step h stays in the linear regime */
@@ -188,12 +190,12 @@ static void directional_check(const char *what, const dm_unet_config *cfg) {
         for (size_t i = 0; i < P; i++) p[i] = theta[i] + (float)(sign * h) * vp[i];
         dm_model_forward_cond(m, out, x, t, lab, B, 0, &err);
         L[s] = 0;
-        for (int64_t i = 0; i < n; i++) L[s] += (double)out[i] * G[i];
+        for (int64_t i = 0; i < no; i++) L[s] += (double)out[i] * G[i];
         memcpy(p, theta, P * sizeof *p);
         for (int64_t i = 0; i < n; i++) xp[i] = x[i] + (float)(sign * h) * vx[i];
         dm_model_forward_cond(m, out, xp, t, lab, B, 0, &err);
         Lx[s] = 0;
-        for (int64_t i = 0; i < n; i++) Lx[s] += (double)out[i] * G[i];
+        for (int64_t i = 0; i < no; i++) Lx[s] += (double)out[i] * G[i];
     }
     const double fd = (L[0] - L[1]) / (2 * h), fdx = (Lx[0] - Lx[1]) / (2 * h);
     char label[256];
@@ -223,6 +225,57 @@ static void test_directional(void) {
     c.num_class_embeds = 2;
     c.attn_norm_num_groups = 2;
     directional_check("variant", &c);
+    /* the encoder classifier: down path, mid block, pooled head */
+    dm_unet_preset(&c, "classifier-tiny", &err);
+    directional_check("classifier-tiny", &c);
+    c.downsample_padding = 0;
+    c.levels = 3;
+    c.block_out_channels[2] = 16;
+    c.add_attention = 0;
+    directional_check("classifier variant", &c);
+}
+
+/* The classifier's head against a naive recomputation from its pooled features, and its
+ * features against the mean over pixels of the last block's normalised activations. */
+static void test_classifier_head(void) {
+    dm_error err = {0};
+    dm_unet_config c;
+    dm_unet_preset(&c, "classifier-tiny", &err);
+    dm_model *m = NULL;
+    CHECK(dm_unet_create(&m, &c, 3, &err) == DM_OK, "%s", err.msg);
+    if (!m) return;
+    CHECK(dm_model_out_dim(m) == 4 && dm_model_dim(m) == 64, "classifier-tiny: 64 in, 4 out");
+    const int64_t B = 3;
+    float x[3 * 64], t[3] = {0, 10, 999}, logits[3 * 4];
+    dm_rng rng;
+    dm_rng_init(&rng, 5, 0);
+    dm_rng_normal(&rng, x, sizeof x / sizeof x[0]);
+    CHECK(dm_model_forward(m, logits, x, t, B, 0, &err) == DM_OK, "%s", err.msg);
+    int64_t fd = 0;
+    const float *feat = dm_unet_classifier_features(m, &fd);
+    CHECK(feat && fd == 16, "16 pooled features (got %lld)", (long long)fd);
+    int wi = dm_model_find_tensor(m, "classifier.linear.weight");
+    int bi = dm_model_find_tensor(m, "classifier.linear.bias");
+    CHECK(wi >= 0 && bi >= 0, "the head's tensors are named classifier.linear.*");
+    if (feat && wi >= 0 && bi >= 0) {
+        const float *W = dm_model_params(m) + m->tensors[wi].offset;
+        const float *bias = dm_model_params(m) + m->tensors[bi].offset;
+        double worst = 0;
+        for (int64_t b = 0; b < B; b++)
+            for (int k = 0; k < 4; k++) {
+                double z = bias[k];
+                for (int64_t j = 0; j < 16; j++) z += (double)W[k * 16 + j] * feat[b * 16 + j];
+                worst = fmax(worst, fabs(z - logits[b * 4 + k]));
+            }
+        CHECK(worst < 1e-5, "logits = W features + b (worst %g)", worst);
+    }
+    dm_model_free(m);
+    dm_unet_preset(&c, "classifier-28", &err);
+    CHECK(dm_unet_create(&m, &c, 0, &err) == DM_OK, "%s", err.msg);
+    if (m) {
+        CHECK(dm_model_out_dim(m) == 10 && dm_model_dim(m) == 784, "classifier-28: 784 -> 10");
+        dm_model_free(m);
+    }
 }
 
 static void test_presets_and_sizes(void) {
@@ -353,6 +406,7 @@ int main(void) {
         printf("test_unet: shared fixtures not found, skipping the diffusers comparison\n");
     }
     test_directional();
+    test_classifier_head();
     test_presets_and_sizes();
     test_config_files();
     return tu_finish("test_unet");

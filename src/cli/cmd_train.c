@@ -113,7 +113,7 @@ int cmd_train(int argc, char **argv) {
     const char *t_sampling = "uniform";
     int64_t n_data = 100000, every = 1000, log_every = 50;
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
-    int skip_nonfinite = 0;
+    int skip_nonfinite = 0, conditional = 0;
     int64_t inject_nan_step = 0;
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
@@ -143,6 +143,8 @@ int cmd_train(int argc, char **argv) {
         {"--hybrid-lambda", OPT_DOUBLE, &cfg.hybrid_lambda, "X", "weight of the bound in --loss hybrid"},
         {"--no-normalize", OPT_FLAG, &no_normalize, NULL, "train on the data as they are (no standardisation)"},
         {"--hflip", OPT_FLAG, &cfg.hflip, NULL, "images: mirror each drawn image with probability 1/2"},
+        {"--conditional", OPT_FLAG, &conditional, NULL, "class-conditional model on labelled data (fashion-mnist, class subfolders, moons, 8gaussians, rings, spiral), for --class and --guidance when sampling"},
+        {"--p-uncond", OPT_DOUBLE, &cfg.p_uncond, "P", "with --conditional: probability that a label is dropped to the null label (classifier-free guidance)"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
@@ -203,13 +205,28 @@ int cmd_train(int argc, char **argv) {
         dm_image_set set;
         if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size, &err))
             return cli_fail(&err);
-        ds = set.data; /* the trainer takes rows of c * h * w */
+        ds = set.data; /* the trainer takes rows of c * h * w, with the labels */
         set.data.x = NULL;
+        set.data.labels = NULL;
         dm_image_set_free(&set);
     } else {
         if (cli_load_data(&ds, data, n_data, cfg.seed, &err)) return cli_fail(&err);
         cfg.mlp.dim = ds.dim;
     }
+    if (conditional && !ds.labels) {
+        dm_dataset_free(&ds);
+        fprintf(stderr, "error: --conditional needs labelled data: fashion-mnist, an image folder "
+                        "with one subfolder per class, or a built-in set with classes (moons, "
+                        "8gaussians, rings, spiral); %s has no labels\n", data);
+        return 2;
+    }
+    if (!conditional && cli_given(argc, argv, "--p-uncond")) {
+        dm_dataset_free(&ds);
+        fprintf(stderr, "error: --p-uncond applies to class-conditional training: add "
+                        "--conditional\n");
+        return 2;
+    }
+    cfg.num_classes = conditional ? ds.num_classes : 0;
     if (cli_make_dirs(out, &err)) {
         dm_dataset_free(&ds);
         return cli_fail(&err);

@@ -24,7 +24,8 @@ static dm_status load_heldout(dm_dataset *ds, const cli_nll_args *a, const dm_pi
         dm_status st = cli_load_images(&set, name, c, h, err);
         if (st) return st;
         *ds = set.data;
-        set.data.x = NULL;
+        set.data.x = NULL; /* *ds owns the pixels and labels now */
+        set.data.labels = NULL;
         dm_image_set_free(&set);
     } else {
         const char *name = a->data ? a->data : "swissroll";

@@ -28,8 +28,23 @@ dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err)
     return DM_OK;
 }
 
+dm_status dm_dataset_add_labels(dm_dataset *ds, int32_t num_classes, dm_error *err) {
+    if (num_classes < 1)
+        return dm_error_set(err, DM_ERR_ARG, "labels need at least 1 class (got %d)",
+                            (int)num_classes);
+    dm_free(ds->labels);
+    ds->labels = dm_alloc((size_t)ds->n * sizeof *ds->labels);
+    if (!ds->labels)
+        return dm_error_set(err, DM_ERR_NOMEM, "cannot allocate labels for %lld rows",
+                            (long long)ds->n);
+    memset(ds->labels, 0, (size_t)ds->n * sizeof *ds->labels);
+    ds->num_classes = num_classes;
+    return DM_OK;
+}
+
 void dm_dataset_free(dm_dataset *ds) {
     dm_free(ds->x);
+    dm_free(ds->labels);
     memset(ds, 0, sizeof *ds);
 }
 

@@ -172,10 +172,10 @@ dm_status dm_idx_load(dm_image_set *s, const char *images_path, const char *labe
         if (labels) {
             int32_t max_label = 0;
             for (int64_t i = 0; i < nlabels; i++) {
-                s->labels[i] = labels[i];
+                s->data.labels[i] = labels[i];
                 if (labels[i] > max_label) max_label = labels[i];
             }
-            s->num_classes = max_label + 1;
+            s->data.num_classes = max_label + 1;
         }
     }
     free(pixels);
@@ -219,14 +219,14 @@ dm_status dm_fashion_mnist_load(dm_image_set *s, const char *dir, const char *sp
     dm_status st = dm_idx_load(s, images, labels, err);
     if (st) return st;
     for (int64_t i = 0; i < s->data.n; i++) {
-        if (s->labels[i] > 9) {
-            int32_t bad = s->labels[i];
+        if (s->data.labels[i] > 9) {
+            int32_t bad = s->data.labels[i];
             dm_image_set_free(s);
             return dm_error_set(err, DM_ERR_FORMAT,
                                 "%s: label %d at index %lld; Fashion-MNIST labels are 0..9", labels,
                                 bad, (long long)i);
         }
     }
-    s->num_classes = 10; /* even if a subset happens to miss the last class */
+    s->data.num_classes = 10; /* even if a subset happens to miss the last class */
     return DM_OK;
 }

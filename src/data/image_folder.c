@@ -476,8 +476,8 @@ dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
         if (err) *err = first_err;
     }
     if (!st && labels) {
-        for (int64_t i = 0; i < s->data.n; i++) s->labels[i] = labels[i % count];
-        s->num_classes = num_classes;
+        for (int64_t i = 0; i < s->data.n; i++) s->data.labels[i] = labels[i % count];
+        s->data.num_classes = num_classes;
     }
     if (st) dm_image_set_free(s);
     free(labels);

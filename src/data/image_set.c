@@ -41,13 +41,9 @@ dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, in
     if (st) return st;
     (void)numel; /* sizes checked (with a message about images) above */
     if ((st = dm_dataset_init(&s->data, n, c * h * w, err))) return st;
-    if (with_labels) {
-        s->labels = dm_alloc((size_t)n * sizeof(int32_t));
-        if (!s->labels) {
-            dm_dataset_free(&s->data);
-            return dm_error_set(err, DM_ERR_NOMEM, "cannot allocate labels for %lld images",
-                                (long long)n);
-        }
+    if (with_labels && (st = dm_dataset_add_labels(&s->data, 1, err))) {
+        dm_dataset_free(&s->data);
+        return st;
     }
     s->c = c;
     s->h = h;
@@ -57,6 +53,5 @@ dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, in
 
 void dm_image_set_free(dm_image_set *s) {
     dm_dataset_free(&s->data);
-    dm_free(s->labels);
     memset(s, 0, sizeof *s);
 }

@@ -59,6 +59,14 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
     cJSON_AddStringToObject(obj, "timesteps", dm_time_sampling_name(t->timesteps));
     cJSON_AddNumberToObject(obj, "hybrid_lambda", t->hybrid_lambda);
 
+    if (t->num_classes) {
+        /* K data classes; the model's class embeddings are K + 1, index K the null label */
+        cJSON *cond = cJSON_AddObjectToObject(root, "conditioning");
+        cJSON_AddNumberToObject(cond, "num_classes", t->num_classes);
+        cJSON_AddNumberToObject(cond, "null_label", t->num_classes);
+        cJSON_AddNumberToObject(cond, "p_uncond", t->p_uncond);
+    }
+
     cJSON *sched = cJSON_AddObjectToObject(root, "schedule");
     cJSON_AddStringToObject(sched, "kind", dm_schedule_kind_name(t->schedule.kind));
     cJSON_AddNumberToObject(sched, "T", t->schedule.T);
@@ -227,6 +235,19 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
      * trained L_simple with the defaults */
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(root, "objective");
     if (obj && (st = parse_objective(obj, t, path, err))) return st;
+    /* "conditioning" is present only for class-conditional models */
+    const cJSON *cond = cJSON_GetObjectItemCaseSensitive(root, "conditioning");
+    if (cond) {
+        int64_t k = 0;
+        if ((st = get_int(cond, "conditioning", "num_classes", &k, path, err)) ||
+            (st = get_number(cond, "conditioning", "p_uncond", &t->p_uncond, path, err)))
+            return st;
+        if (k < 1 || k >= 1000000 || !(t->p_uncond >= 0 && t->p_uncond <= 1))
+            return dm_error_set(err, DM_ERR_FORMAT, "%s: conditioning.num_classes = %lld or "
+                                "p_uncond = %g out of range", path, (long long)k, t->p_uncond);
+        t->num_classes = (int32_t)k;
+    }
+    const int64_t embeds = t->num_classes ? (int64_t)t->num_classes + 1 : 0;
     int64_t T, seed, normalize_flag = 1;
     if (t->arch == DM_ARCH_UNET) {
         /* unet/config.json in the same folder */
@@ -235,6 +256,10 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
         snprintf(unet_path, sizeof unet_path, "%.*s" DM_CKPT_UNET_DIR "/" DM_DIFFUSERS_CONFIG,
                  slash ? (int)(slash - path + 1) : 0, path);
         if ((st = dm_unet_config_read(&t->unet, unet_path, err))) return st;
+        if (t->unet.num_class_embeds != embeds)
+            return dm_error_set(err, DM_ERR_FORMAT, "%s: num_class_embeds %lld disagrees with "
+                                "the %d classes (+ null label) of %s", unet_path,
+                                (long long)t->unet.num_class_embeds, (int)t->num_classes, path);
     } else if ((st = get_int(model, "model", "dim", &t->mlp.dim, path, err)) ||
                (st = get_int(model, "model", "hidden", &t->mlp.hidden, path, err)) ||
                (st = get_int(model, "model", "temb_dim", &t->mlp.temb_dim, path, err)) ||
@@ -282,6 +307,7 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
         dm_error_prefix(err, "%s: schedule.kind", path); /* returns DM_OK when err is NULL */
         return st;
     }
+    if (t->arch == DM_ARCH_MLP) t->mlp.num_classes = embeds;
     if (t->arch == DM_ARCH_MLP && (t->mlp.dim < 1 || t->mlp.dim > DM_MAX_DIM))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: model.dim = %lld out of range 1..%d", path,
                             (long long)t->mlp.dim, DM_MAX_DIM);

@@ -108,5 +108,9 @@ void dm_importance_update(dm_importance *imp, const int32_t *idx, const double *
  * outer two open to -inf and +inf (Ho et al.'s decoder). */
 double dm_log_discretized_gaussian(double x, double mu, double sigma);
 
+/* The fingerprint of training data that resuming checks: the points' bytes and, for a
+ * class-conditional run, the labels'. */
+uint64_t dm_train_data_hash(const dm_dataset *data, const dm_train_config *cfg);
+
 /* The network a trainer trains (its raw weights; tests reach in through this). */
 dm_model *dm_trainer_model(dm_trainer *tr);

@@ -4,7 +4,7 @@
  * warm-up, gradient clipping, EMA of the weights. Every buffer is sized at creation;
  * dm_trainer_step allocates nothing. Random streams of the seed: 1 model init, 2 horizontal
  * flips, 3 timesteps (and continuous t), 4 noise, 5 dropout (in the model), 6 the epochs'
- * shuffles, 7 the learned schedule's init. */
+ * shuffles, 7 the learned schedule's init, 8 the null-label drops. */
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
 #include "diffusion/vdm.h"
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { STREAM_BATCH = 2, STREAM_TIME = 3, STREAM_NOISE = 4, STREAM_SHUFFLE = 6 };
+enum { STREAM_BATCH = 2, STREAM_TIME = 3, STREAM_NOISE = 4, STREAM_SHUFFLE = 6, STREAM_DROP = 8 };
 
 struct dm_trainer {
     dm_train_config cfg;
@@ -35,7 +35,7 @@ struct dm_trainer {
     dm_normalizer norm;
     dm_dataset data;   /* standardised copy */
     uint64_t data_hash;
-    dm_rng batch_rng, time_rng, noise_rng;
+    dm_rng batch_rng, time_rng, noise_rng, drop_rng;
     int64_t step;
     float *loss_hist;  /* (cfg.steps); NaN for a skipped step */
     bool skip_nonfinite;     /* skip a step whose loss or gradient is not finite (else stop) */
@@ -47,6 +47,8 @@ struct dm_trainer {
     int64_t perm_epoch; /* which epoch perm holds; -1 none */
     int64_t img_c, img_h, img_w; /* image shape for flips; 0 for points */
     float *coins;      /* (batch) uniform draws deciding the flips */
+    float *drops;      /* (batch) uniform draws deciding the null labels (conditional) */
+    int32_t *y;        /* (batch) the step's labels, NULL unless conditional */
     float *tdraw;      /* (batch) uniform draws of importance-sampled timesteps */
     int32_t *tidx;     /* (batch) */
     double *tscale;    /* (batch) importance weights 1 / (T p_t) */
@@ -75,6 +77,8 @@ void dm_train_config_default(dm_train_config *cfg) {
     cfg->var = DM_VAR_BETA;
     cfg->timesteps = DM_TIME_UNIFORM;
     cfg->hybrid_lambda = 0.001;
+    cfg->num_classes = 0;
+    cfg->p_uncond = 0.1;
 }
 
 static dm_status validate_config(const dm_train_config *c, dm_error *err) {
@@ -103,15 +107,29 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
     if ((int)c->var < 0 || (int)c->var > DM_VAR_LEARNED)
         return dm_error_set(err, DM_ERR_ARG, "unknown reverse variance %d (allowed: beta, "
                             "beta-tilde, learned)", (int)c->var);
+    if (c->num_classes < 0 || c->num_classes >= 1000000)
+        return dm_error_set(err, DM_ERR_ARG, "num_classes %d: must be 0..999999",
+                            (int)c->num_classes);
+    if (!(c->p_uncond >= 0 && c->p_uncond <= 1))
+        return dm_error_set(err, DM_ERR_ARG, "p_uncond must be in [0, 1]");
     if ((int)c->timesteps < 0 || (int)c->timesteps > DM_TIME_IMPORTANCE)
         return dm_error_set(err, DM_ERR_ARG, "unknown timestep sampling %d (allowed: uniform, "
                             "importance)", (int)c->timesteps);
     return DM_OK;
 }
 
-/* A learned variance doubles the network's outputs; the saved config says so. */
+/* A learned variance doubles the network's outputs, and class conditioning gives the model K + 1
+ * class embeddings (the last the null label); the saved config says so. */
 static dm_status resolve_outputs(dm_train_config *c, dm_error *err) {
     const bool learned = c->var == DM_VAR_LEARNED;
+    const int64_t embeds = c->num_classes ? (int64_t)c->num_classes + 1 : 0;
+    if (c->arch == DM_ARCH_UNET && c->unet.num_class_embeds && !c->num_classes)
+        return dm_error_set(err, DM_ERR_ARG, "the model config has num_class_embeds %lld but "
+                            "training is unconditional: train class-conditionally (--conditional) "
+                            "on labelled data",
+                            (long long)c->unet.num_class_embeds);
+    c->unet.num_class_embeds = c->arch == DM_ARCH_UNET ? embeds : c->unet.num_class_embeds;
+    c->mlp.num_classes = c->arch == DM_ARCH_MLP ? embeds : 0;
     if (c->arch == DM_ARCH_UNET) {
         const int64_t want = learned ? 2 * c->unet.in_channels : c->unet.in_channels;
         if (c->unet.out_channels != c->unet.in_channels &&
@@ -139,6 +157,13 @@ int64_t dm_train_config_dim(const dm_train_config *c) {
 static dm_status create_model(dm_model **m, const dm_train_config *c, dm_error *err) {
     if (c->arch == DM_ARCH_UNET) return dm_unet_create(m, &c->unet, c->seed, err);
     return dm_mlp_create(m, &c->mlp, c->seed, err);
+}
+
+uint64_t dm_train_data_hash(const dm_dataset *data, const dm_train_config *cfg) {
+    uint64_t h = dm_fnv1a(data->x, (size_t)(data->n * data->dim) * sizeof(float));
+    if (cfg->num_classes && data->labels) /* unconditional runs keep their old hashes */
+        h ^= dm_fnv1a(data->labels, (size_t)data->n * sizeof *data->labels) * 0x9E3779B97F4A7C15ull;
+    return h;
 }
 
 void dm_epoch_order(int32_t *perm, int64_t n, uint64_t seed, uint64_t stream, int64_t epoch) {
@@ -189,6 +214,16 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     if (data->n > INT32_MAX) return dm_error_set(err, DM_ERR_ARG, "more than 2^31 data rows");
     if (!dm_all_finite(data->x, (size_t)(data->n * data->dim)))
         return dm_error_set(err, DM_ERR_NUMERIC, "the data contain NaN or Inf");
+    if (cfg->num_classes > 0) {
+        if (!data->labels)
+            return dm_error_set(err, DM_ERR_ARG, "class-conditional training needs labelled "
+                                                 "data; these data have no labels");
+        for (int64_t i = 0; i < data->n; i++)
+            if (data->labels[i] < 0 || data->labels[i] >= cfg->num_classes)
+                return dm_error_set(err, DM_ERR_ARG, "label %d of row %lld is outside 0..%d",
+                                    (int)data->labels[i], (long long)i,
+                                    (int)cfg->num_classes - 1);
+    }
 
     dm_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
@@ -206,10 +241,13 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         (st = dm_importance_init(&tr->imp, tr->sched.T, err)) ||
         (st = create_model(&tr->model, cfg, err)) ||
         (st = dm_adam_init(&tr->opt, &cfg->optim, dm_model_num_params(tr->model), err)) ||
-        (st = dm_dataset_init(&tr->data, data->n, D, err)))
+        (st = dm_dataset_init(&tr->data, data->n, D, err)) ||
+        (cfg->num_classes && (st = dm_dataset_add_labels(&tr->data, cfg->num_classes, err))))
         goto fail;
-    tr->data_hash = dm_fnv1a(data->x, (size_t)(data->n * D) * sizeof(float));
+    tr->data_hash = dm_train_data_hash(data, cfg);
     memcpy(tr->data.x, data->x, (size_t)(data->n * D) * sizeof(float));
+    if (cfg->num_classes)
+        memcpy(tr->data.labels, data->labels, (size_t)data->n * sizeof *data->labels);
     dm_model_image_shape(tr->model, &tr->img_c, &tr->img_h, &tr->img_w);
     if (cfg->arch == DM_ARCH_UNET) {
         tr->norm.dim = 0; /* images are used as they are, in [-1, 1] */
@@ -236,6 +274,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     tr->weights = dm_alloc((size_t)tr->sched.T * sizeof(double));
     tr->perm = dm_alloc((size_t)data->n * sizeof(int32_t));
     tr->coins = dm_alloc((size_t)B * sizeof(float));
+    tr->drops = dm_alloc((size_t)B * sizeof(float));
+    tr->y = cfg->num_classes ? dm_alloc((size_t)B * sizeof(int32_t)) : NULL;
     tr->tdraw = dm_alloc((size_t)B * sizeof(float));
     tr->tidx = dm_alloc((size_t)B * sizeof(int32_t));
     tr->tscale = dm_alloc((size_t)B * sizeof(double));
@@ -246,7 +286,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     tr->xt = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->out = dm_alloc((size_t)(B * OD) * sizeof(float));
     tr->dout = dm_alloc((size_t)(B * OD) * sizeof(float));
-    if (!tr->ema || !tr->weights || !tr->perm || !tr->coins || !tr->tdraw || !tr->tidx ||
+    if (!tr->ema || !tr->weights || !tr->perm || !tr->coins || !tr->drops ||
+        (cfg->num_classes && !tr->y) || !tr->tdraw || !tr->tidx ||
         !tr->tscale ||
         !tr->ex_loss || !tr->t || !tr->x0 || !tr->eps || !tr->xt || !tr->out || !tr->dout) {
         st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for batch %lld", (long long)B);
@@ -260,8 +301,11 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     /* Size the activations once, now, rather than inside the first step. */
     memset(tr->xt, 0, (size_t)(B * D) * sizeof(float));
     memset(tr->t, 0, (size_t)B * sizeof(float));
-    if ((st = dm_model_forward(tr->model, tr->out, tr->xt, tr->t, B, 1, err))) goto fail;
+    for (int64_t b = 0; tr->y && b < B; b++) tr->y[b] = cfg->num_classes; /* the null label */
+    if ((st = dm_model_forward_cond(tr->model, tr->out, tr->xt, tr->t, tr->y, B, 1, err)))
+        goto fail;
     dm_rng_init(&tr->batch_rng, cfg->seed, STREAM_BATCH);
+    dm_rng_init(&tr->drop_rng, cfg->seed, STREAM_DROP);
     dm_rng_init(&tr->time_rng, cfg->seed, STREAM_TIME);
     dm_rng_init(&tr->noise_rng, cfg->seed, STREAM_NOISE);
     *out = tr;
@@ -317,6 +361,7 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         dm_rng_int(&tr->time_rng, tr->tidx, (size_t)B, 0, tr->sched.T);
     }
     dm_rng_normal(&tr->noise_rng, tr->eps, (size_t)n);
+    if (tr->y) dm_rng_uniform(&tr->drop_rng, tr->drops, (size_t)B);
     for (int64_t b = 0; b < B; b++) {
         /* example g of the run is position g mod N of epoch g / N */
         const int64_t g = tr->step * B + b;
@@ -324,7 +369,11 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
             dm_epoch_order(tr->perm, N, tr->cfg.seed, STREAM_SHUFFLE, g / N);
             tr->perm_epoch = g / N;
         }
-        copy_example(tr, tr->x0 + b * D, tr->perm[g % N], flips && tr->coins[b] < 0.5f);
+        const int32_t row = tr->perm[g % N];
+        copy_example(tr, tr->x0 + b * D, row, flips && tr->coins[b] < 0.5f);
+        if (tr->y) /* classifier-free guidance's training: the label dropped to null at times */
+            tr->y[b] = tr->drops[b] < tr->cfg.p_uncond ? tr->cfg.num_classes
+                                                       : tr->data.labels[row];
         tr->t[b] = (float)tr->tidx[b];
     }
     const bool weighted = tr->cfg.timesteps == DM_TIME_IMPORTANCE;
@@ -333,12 +382,12 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     if (tr->continuous) {
         dm_vdm_prepare(&tr->vdm, &tr->time_rng, tr->x0, tr->eps, tr->xt, tr->t, B, D);
         if (poison) tr->xt[0] = NAN;
-        if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
+        if ((st = dm_model_forward_cond(m, tr->out, tr->xt, tr->t, tr->y, B, 1, err))) return st;
         loss = dm_vdm_loss(&tr->vdm, tr->out, tr->x0, tr->eps, tr->dout, B, D);
     } else {
         dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
         if (poison) tr->xt[0] = NAN;
-        if ((st = dm_model_forward(m, tr->out, tr->xt, tr->t, B, 1, err))) return st;
+        if ((st = dm_model_forward_cond(m, tr->out, tr->xt, tr->t, tr->y, B, 1, err))) return st;
         loss = dm_objective_batch(&tr->obj, tr->out, tr->xt, tr->eps, tr->tidx,
                                   weighted ? tr->tscale : NULL, tr->dout, tr->ex_loss, B, D);
     }
@@ -398,6 +447,8 @@ void dm_trainer_free(dm_trainer *tr) {
     free(tr->loss_hist);
     dm_free(tr->perm);
     dm_free(tr->coins);
+    dm_free(tr->drops);
+    dm_free(tr->y);
     dm_free(tr->tdraw);
     dm_free(tr->tidx);
     dm_free(tr->tscale);
@@ -478,18 +529,19 @@ static dm_status write_checkpoint_files(dm_trainer *tr, const char *tmp, dm_erro
         {.name = "timestep_loss_count", .dtype = DM_DTYPE_F32, .ndim = 1, .shape = {T},
          .data = counts},
     };
-    char step[32], adam_step[32], b_off[32], t_off[32], n_off[32], d_off[32];
+    char step[32], adam_step[32], b_off[32], t_off[32], n_off[32], d_off[32], y_off[32];
     u64_str(step, sizeof step, (uint64_t)tr->step);
     u64_str(adam_step, sizeof adam_step, (uint64_t)tr->opt.step);
     u64_str(b_off, sizeof b_off, tr->batch_rng.offset);
     u64_str(t_off, sizeof t_off, tr->time_rng.offset);
     u64_str(n_off, sizeof n_off, tr->noise_rng.offset);
     u64_str(d_off, sizeof d_off, tr->model->rng.offset);
+    u64_str(y_off, sizeof y_off, tr->drop_rng.offset);
     const char *meta[] = {"step", step, "adam_step", adam_step, "rng_batch_offset", b_off,
                           "rng_time_offset", t_off, "rng_noise_offset", n_off,
-                          "rng_model_offset", d_off};
+                          "rng_model_offset", d_off, "rng_drop_offset", y_off};
     snprintf(path, sizeof path, "%s/" DM_CKPT_STATE, tmp);
-    st = dm_safetensors_write(path, ts, 6, meta, 6, err);
+    st = dm_safetensors_write(path, ts, 6, meta, 7, err);
     dm_free(counts);
     return st;
 }
@@ -586,7 +638,7 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
     snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, dir);
     if ((st = dm_checkpoint_config_read(path, &c, err))) return st;
     if (data->n != c.data_n || data->dim != dm_train_config_dim(&c.train) ||
-        dm_fnv1a(data->x, (size_t)(data->n * data->dim) * sizeof(float)) != c.data_hash)
+        dm_train_data_hash(data, &c.train) != c.data_hash)
         return dm_error_set(err, DM_ERR_MISMATCH,
                             "%s: resuming needs the data the run was trained on (%lld rows of "
                             "dimension %lld); these data differ",
@@ -622,7 +674,10 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
         (st = meta_u64(sf, "rng_noise_offset", &tr->noise_rng.offset, path, err)) ||
         /* absent in checkpoints of models that draw nothing, written before it existed */
         (dm_safetensors_meta(sf, "rng_model_offset") &&
-         (st = meta_u64(sf, "rng_model_offset", &tr->model->rng.offset, path, err)))) {
+         (st = meta_u64(sf, "rng_model_offset", &tr->model->rng.offset, path, err))) ||
+        /* absent before class conditioning */
+        (dm_safetensors_meta(sf, "rng_drop_offset") &&
+         (st = meta_u64(sf, "rng_drop_offset", &tr->drop_rng.offset, path, err)))) {
         dm_safetensors_close(sf);
         goto fail;
     }

@@ -1,5 +1,5 @@
 /* The time-conditioned MLP for low-dimensional data (the PyTorch reference mlp2d):
- *   temb = SiLU(time_mlp(sinusoid_E(t)))               time_mlp: Linear(E, H)
+ *   temb = SiLU(time_mlp(sinusoid_E(t)) [+ cls[y]])    time_mlp: Linear(E, H); cls (K, H)
  *   a_0  = SiLU(net.0([x, temb]))                       net.0: Linear(D + H, H)
  *   a_k  = SiLU(net.{2k}(a_{k-1})), 0 < k < L           net.{2k}: Linear(H, H)
  *   out  = net.{2L}(a_{L-1})                            net.{2L}: Linear(H, D)
@@ -18,7 +18,7 @@
 
 /* Limits that keep sizes far from overflow and the tensors within DM_MODEL_MAX_TENSORS. */
 #define MLP_MAX_WIDTH 65536
-#define MLP_MAX_LAYERS ((DM_MODEL_MAX_TENSORS - 2) / 2 - 1)
+#define MLP_MAX_LAYERS ((DM_MODEL_MAX_TENSORS - 3) / 2 - 1) /* + time_mlp, class embedding */
 
 /* get_timestep_embedding arguments of the reference model */
 #define MLP_FLIP_SIN_TO_COS true
@@ -28,6 +28,7 @@
 typedef struct {
     dm_mlp_config cfg;
     size_t wt, bt;   /* offsets of time_mlp.weight (H, E) and time_mlp.bias (H) */
+    size_t cls;      /* offset of class_embedding.weight (K, H), when K > 0 */
     size_t *w, *b;   /* (L + 1) offsets of net.{2k}.weight and net.{2k}.bias */
     int64_t cap;     /* batch capacity of the activation arena */
     int64_t train_B; /* batch of the last training forward; 0 once its activations are gone */
@@ -42,6 +43,8 @@ typedef struct {
     float *g0, *g1;  /* (cap, H) gradient scratch */
     float *wx;       /* (D, H) W0[:, :D] transposed, for the x piece of net.0 */
     float *bias0;    /* (H) b0 + W0[:, D:] temb, for a batch with one t */
+    int32_t *labels; /* (cap) labels of the last training forward */
+    bool has_labels;
 } mlp_impl;
 
 void dm_mlp_config_default(dm_mlp_config *cfg) {
@@ -50,6 +53,7 @@ void dm_mlp_config_default(dm_mlp_config *cfg) {
     cfg->temb_dim = 128;
     cfg->layers = 3;
     cfg->out_dim = 0;
+    cfg->num_classes = 0;
 }
 
 double dm_mlp_macs_per_example(const dm_mlp_config *cfg) {
@@ -73,7 +77,7 @@ static size_t arena_bytes(const dm_mlp_config *c, int64_t cap) {
     const size_t E = (size_t)c->temb_dim, L = (size_t)c->layers;
     return dm_arena_piece_bytes(B * D) + dm_arena_piece_bytes(B * E) +
            (4 + 2 * L) * dm_arena_piece_bytes(B * H) + dm_arena_piece_bytes(D * H) +
-           dm_arena_piece_bytes(H);
+           dm_arena_piece_bytes(H) + dm_arena_piece_bytes(B);
 }
 
 /* Makes room for B rows: the only allocation a forward pass can make. */
@@ -101,6 +105,7 @@ static dm_status ensure_capacity(mlp_impl *im, int64_t B, dm_error *err) {
     im->g1 = dm_arena_floats(&im->arena, n * H);
     im->wx = dm_arena_floats(&im->arena, (size_t)c->dim * H);
     im->bias0 = dm_arena_floats(&im->arena, H);
+    im->labels = (int32_t *)dm_arena_floats(&im->arena, n); /* int32 and float share a size */
     im->cap = B;
     return DM_OK;
 }
@@ -135,14 +140,21 @@ static void transpose_x_columns(float *wx, const float *w0, int64_t D, int64_t H
         for (int64_t d = 0; d < D; d++) wx[d * H + j] = w0[j * (D + H) + d];
 }
 
-/* The time path for B rows: emb, tpre, temb. */
-static void time_path(const dm_model *m, mlp_impl *im, const float *t, int64_t B) {
+/* The time path for B rows: emb, tpre (+ each row's class embedding), temb. */
+static void time_path(const dm_model *m, mlp_impl *im, const float *t, const int32_t *labels,
+                      int64_t B) {
     const dm_mlp_config *c = &im->cfg;
+    const int64_t H = c->hidden;
     const float *p = m->params;
     dm_timestep_embedding(im->emb, t, B, c->temb_dim, MLP_FLIP_SIN_TO_COS, MLP_FREQ_SHIFT,
                           MLP_MAX_PERIOD);
-    dm_linear_forward(im->tpre, im->emb, p + im->wt, p + im->bt, B, c->temb_dim, c->hidden);
-    dm_silu_forward(im->temb, im->tpre, (size_t)(B * c->hidden));
+    dm_linear_forward(im->tpre, im->emb, p + im->wt, p + im->bt, B, c->temb_dim, H);
+    if (labels)
+        for (int64_t r = 0; r < B; r++) {
+            const float *row = p + im->cls + (int64_t)labels[r] * H; /* (H) */
+            for (int64_t j = 0; j < H; j++) im->tpre[r * H + j] += row[j];
+        }
+    dm_silu_forward(im->temb, im->tpre, (size_t)(B * H));
 }
 
 static bool all_equal(const float *t, int64_t B) {
@@ -157,6 +169,10 @@ static dm_status mlp_forward(dm_model *m, float *out, const float *x, const floa
     mlp_impl *im = m->impl;
     const dm_mlp_config *c = &im->cfg;
     const int64_t D = c->dim, H = c->hidden, L = c->layers;
+    if (c->num_classes && !labels)
+        return dm_error_set(err, DM_ERR_ARG, "MLP forward: this model is class-conditional "
+                                             "(%lld classes) and needs labels",
+                            (long long)c->num_classes);
     dm_status st = ensure_capacity(im, B, err);
     if (st) return st;
     const float *p = m->params;
@@ -166,13 +182,13 @@ static dm_status mlp_forward(dm_model *m, float *out, const float *x, const floa
     transpose_x_columns(im->wx, w0, D, H);
 
     /* net.0: pre0 = b0 + W0[:, :D] x + W0[:, D:] temb */
-    if (!keep && all_equal(t, B)) {
-        time_path(m, im, t, 1);
+    if (!keep && !labels && all_equal(t, B)) {
+        time_path(m, im, t, NULL, 1);
         memcpy(im->bias0, p + im->b[0], (size_t)H * sizeof(float));
         dm_sgemm(false, true, 1, H, H, 1.0f, im->temb, H, w0 + D, D + H, 1.0f, im->bias0, H);
         small_d_product(im->pre[0], x, im->wx, im->bias0, B, D, H);
     } else {
-        time_path(m, im, t, B);
+        time_path(m, im, t, labels, B);
         small_d_product(im->pre[0], x, im->wx, p + im->b[0], B, D, H);
         dm_sgemm(false, true, B, H, H, 1.0f, im->temb, H, w0 + D, D + H, 1.0f, im->pre[0], H);
     }
@@ -186,6 +202,8 @@ static dm_status mlp_forward(dm_model *m, float *out, const float *x, const floa
     dm_linear_forward(out, act[L - 1], p + im->w[L], p + im->b[L], B, H, m->out_dim);
     if (keep) {
         memcpy(im->xin, x, (size_t)(B * D) * sizeof *x);
+        im->has_labels = labels != NULL;
+        if (labels) memcpy(im->labels, labels, (size_t)B * sizeof *labels);
         im->train_B = B;
     }
     return DM_OK;
@@ -228,6 +246,11 @@ static void mlp_backward(dm_model *m, const float *dout, float *dx, int64_t B) {
     /* time path: dtemb = d W0[:, D:] */
     dm_sgemm(false, false, B, H, H, 1.0f, d, H, p + im->w[0] + D, D + H, 0.0f, dnext, H);
     dm_silu_backward_inplace(dnext, im->tpre, (size_t)(B * H));
+    if (im->has_labels)
+        for (int64_t r = 0; r < B; r++) {
+            float *row = g + im->cls + (int64_t)im->labels[r] * H; /* (H) */
+            for (int64_t j = 0; j < H; j++) row[j] += dnext[r * H + j];
+        }
     dm_linear_backward(NULL, g + im->wt, g + im->bt, dnext, im->emb, p + im->wt, B, E, H);
 }
 
@@ -264,6 +287,9 @@ static dm_status check_config(const dm_mlp_config *c, dm_error *err) {
     if (c->out_dim != 0 && c->out_dim != c->dim && c->out_dim != 2 * c->dim)
         return dm_error_set(err, DM_ERR_ARG, "mlp out_dim %lld: must be 0, dim or 2 dim",
                             (long long)c->out_dim);
+    if (c->num_classes < 0 || c->num_classes > 1000000)
+        return dm_error_set(err, DM_ERR_ARG, "mlp num_classes %lld: must be 0..1000000",
+                            (long long)c->num_classes);
     if (c->layers < 1 || c->layers > MLP_MAX_LAYERS)
         return dm_error_set(err, DM_ERR_ARG, "mlp layers %lld: must be 1..%d",
                             (long long)c->layers, MLP_MAX_LAYERS);
@@ -280,12 +306,18 @@ static void add_linear(dm_model *m, const char *name, int64_t in, int64_t out, s
     *b = dm_model_add_tensor(m, full, 1, (const int64_t[]){out});
 }
 
-/* PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(fan_in), fan_in = in. */
+/* PyTorch's nn.Linear default: weight and bias uniform in +-1/sqrt(fan_in), fan_in = in; the
+ * class embedding N(0, 1) as nn.Embedding's. */
 static void init_params(dm_model *m, uint64_t seed) {
     dm_rng rng;
     dm_rng_init(&rng, seed, 1);
     for (int i = 0; i < m->n_tensors; i++) {
         const dm_param_tensor *pt = &m->tensors[i];
+        if (strcmp(pt->name, "class_embedding.weight") == 0) {
+            dm_rng_normal(&rng, m->params + pt->offset,
+                          (size_t)(pt->shape[0] * pt->shape[1]));
+            continue;
+        }
         /* a bias follows its weight, whose shape[1] is the fan-in */
         const int64_t fan_in = pt->ndim == 2 ? pt->shape[1] : m->tensors[i - 1].shape[1];
         const float bound = (float)(1.0 / sqrt((double)fan_in));
@@ -308,6 +340,7 @@ dm_status dm_mlp_create(dm_model **out, const dm_mlp_config *cfg, uint64_t seed,
         m->impl = im;
         m->dim = D;
         m->out_dim = cfg->out_dim ? cfg->out_dim : D;
+        m->num_classes = (int32_t)cfg->num_classes;
     }
     if (im) {
         im->cfg = *cfg;
@@ -327,6 +360,10 @@ dm_status dm_mlp_create(dm_model **out, const dm_mlp_config *cfg, uint64_t seed,
         snprintf(name, sizeof name, "net.%lld", (long long)(2 * k));
         add_linear(m, name, k == 0 ? D + H : H, k == L ? m->out_dim : H, &im->w[k], &im->b[k]);
     }
+    /* last, so an unconditional model's tensors keep their offsets */
+    if (cfg->num_classes)
+        im->cls = dm_model_add_tensor(m, "class_embedding.weight", 2,
+                                      (const int64_t[]){cfg->num_classes, H});
     if ((st = dm_model_alloc_params(m, err))) {
         dm_model_free(m);
         return st;

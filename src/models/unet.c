@@ -71,7 +71,10 @@ typedef struct {
     float *att;                  /* (cap, N, C) attention output before to_out.0 */
 } attention_block;
 
-typedef enum { STEP_CONV_IN, STEP_RESNET, STEP_ATTENTION, STEP_DOWN, STEP_UP, STEP_HEAD } step_kind;
+typedef enum {
+    STEP_CONV_IN, STEP_RESNET, STEP_ATTENTION, STEP_DOWN, STEP_UP, STEP_HEAD,
+    STEP_POOL_HEAD, /* the classifier's: norm, SiLU, mean over pixels, linear to the logits */
+} step_kind;
 
 typedef struct {
     step_kind kind;
@@ -85,6 +88,7 @@ typedef struct {
     float *pre;             /* down: zero-padded input (asymmetric padding); up: upsampled input */
     float *out;             /* (cap, C, H, W); the model output for the head */
     float *mean, *rstd, *g, *a; /* head: conv_norm_out statistics, output, silu */
+    float *feat;            /* pool head: (cap, C) the pooled features */
 } step;
 
 typedef struct {
@@ -92,6 +96,7 @@ typedef struct {
     int64_t temb;             /* time embedding width: 4 * block_out_channels[0] */
     size_t t_l1w, t_l1b, t_l2w, t_l2b, class_w;
     norm_layer head_norm;
+    linear_layer cls_linear;  /* the classifier's head */
     int n_steps, n_resnets, n_attentions, n_convs, n_skips;
     step *steps;
     resnet_block *resnets;
@@ -191,6 +196,7 @@ static step *add_step(unet_impl *im, step_kind kind, int64_t in_C, int64_t H, in
 }
 
 static void push_skip(unet_impl *im, step *s) {
+    if (im->cfg.classifier_classes) return; /* an encoder has no up path to feed */
     im->skip_step[im->n_skips] = (int)(s - im->steps);
     s->push_skip = im->n_skips;
     im->skip_size[im->n_skips++] = s->C * s->H * s->W;
@@ -301,6 +307,14 @@ static void build(builder *b) {
     add_resnet(b, "mid_block.resnets.0", ch, ch, size, size, -1);
     if (c->add_attention) add_attention(b, "mid_block.attentions.0", ch, size, size);
     add_resnet(b, "mid_block.resnets.1", ch, ch, size, size, -1);
+    if (c->classifier_classes) {
+        im->head_norm = make_norm(b, "classifier.norm", ch, c->norm_num_groups);
+        im->cls_linear = make_linear(b, "classifier.linear", ch, c->classifier_classes, 1);
+        step *h = add_step(im, STEP_POOL_HEAD, ch, size, size);
+        h->C = c->classifier_classes;
+        h->H = h->W = 1;
+        return;
+    }
 
     int skip = im->n_skips;
     for (int i = 0; i < L; i++) {
@@ -433,14 +447,16 @@ dm_status dm_unet_create(dm_model **out, const dm_unet_config *cfg, uint64_t see
     m->image_h = m->image_w = cfg->sample_size;
     m->dim = cfg->in_channels * cfg->sample_size * cfg->sample_size;
     m->num_classes = (int32_t)cfg->num_class_embeds;
-    if (cfg->out_channels != cfg->in_channels && cfg->out_channels != 2 * cfg->in_channels) {
+    if (!cfg->classifier_classes && cfg->out_channels != cfg->in_channels &&
+        cfg->out_channels != 2 * cfg->in_channels) {
         dm_model_free(m);
         return dm_error_set(err, DM_ERR_ARG,
                             "in_channels %lld, out_channels %lld: a diffusion model predicts "
                             "in_channels values, or twice that with a learned variance",
                             (long long)cfg->in_channels, (long long)cfg->out_channels);
     }
-    m->out_dim = cfg->out_channels * cfg->sample_size * cfg->sample_size;
+    m->out_dim = cfg->classifier_classes ? cfg->classifier_classes
+                                         : cfg->out_channels * cfg->sample_size * cfg->sample_size;
     builder count = {.im = im};
     build(&count);
     if (count.n_tensors > DM_MODEL_MAX_TENSORS) {
@@ -510,7 +526,11 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
             s->pre = take(a, bytes, B * (size_t)(s->in_C * 4 * in_hw));
             if (s->in_C * 4 * in_hw > max_act) max_act = s->in_C * 4 * in_hw;
         }
-        if (s->kind == STEP_HEAD) {
+        if (s->kind == STEP_POOL_HEAD) {
+            s->feat = take(a, bytes, B * (size_t)s->in_C);
+            if (s->in_C > max_ch) max_ch = s->in_C;
+        }
+        if (s->kind == STEP_HEAD || s->kind == STEP_POOL_HEAD) {
             s->mean = take(a, bytes, B * (size_t)im->head_norm.G);
             s->rstd = take(a, bytes, B * (size_t)im->head_norm.G);
             s->g = take(a, bytes, in_n);
@@ -760,6 +780,20 @@ static dm_status unet_forward(dm_model *m, float *out, const float *x, const flo
             dm_silu_forward(s->a, s->g, (size_t)(B * s->in_C * in_hw));
             conv_forward(im, p, s->out, s->a, cl, B);
             break;
+        case STEP_POOL_HEAD: {
+            norm_forward(p, s->g, s->mean, s->rstd, cur, &im->head_norm, B, in_hw,
+                         (float)c->norm_eps);
+            dm_silu_forward(s->a, s->g, (size_t)(B * s->in_C * in_hw));
+            for (int64_t bc = 0; bc < B * s->in_C; bc++) {
+                const float *v = s->a + bc * in_hw;
+                double sum = 0;
+                for (int64_t k = 0; k < in_hw; k++) sum += v[k];
+                s->feat[bc] = (float)(sum / (double)in_hw);
+            }
+            const linear_layer *l = &im->cls_linear;
+            dm_linear_forward(s->out, s->feat, p + l->w, p + l->b, B, l->in, l->out);
+            break;
+        }
         }
         cur = s->out;
     }
@@ -927,6 +961,21 @@ static void unet_backward(dm_model *m, const float *dout, float *dx, int64_t B) 
             dm_upsample2x_backward(dnext, dpre, B, s->in_C, s->in_H, s->in_W);
             break;
         }
+        case STEP_POOL_HEAD: {
+            const linear_layer *l = &im->cls_linear;
+            float *dfeat = im->dtproj; /* (B, in_C): max_ch covers it */
+            zero(dfeat, B * s->in_C);
+            dm_linear_backward(dfeat, g + l->w, g + l->b, dcur, s->feat, p + l->w, B, l->in,
+                               l->out);
+            float *d_a = im->scratch[0];
+            for (int64_t bc = 0; bc < B * s->in_C; bc++)
+                for (int64_t k = 0; k < in_hw; k++)
+                    d_a[bc * in_hw + k] = dfeat[bc] / (float)in_hw;
+            dm_silu_backward_inplace(d_a, s->g, (size_t)in_n);
+            zero(dnext, in_n);
+            norm_backward(p, g, dnext, d_a, s->in, s->mean, s->rstd, &im->head_norm, B, in_hw);
+            break;
+        }
         case STEP_HEAD: {
             float *d_a = im->scratch[0];
             zero(d_a, in_n);
@@ -942,6 +991,14 @@ static void unet_backward(dm_model *m, const float *dout, float *dx, int64_t B) 
         dnext = swap;
     }
     time_backward(im, p, g, B);
+}
+
+const float *dm_unet_classifier_features(const dm_model *m, int64_t *dim) {
+    if (!dm_unet_get_config(m) || !dm_unet_get_config(m)->classifier_classes) return NULL;
+    const unet_impl *im = m->impl;
+    const step *head = &im->steps[im->n_steps - 1];
+    if (dim) *dim = head->in_C;
+    return head->feat;
 }
 
 static const dm_model_ops unet_ops = {

@@ -6,3 +6,7 @@
 /* diffusers' file names inside a model folder */
 #define DM_DIFFUSERS_CONFIG "config.json"
 #define DM_DIFFUSERS_WEIGHTS "diffusion_pytorch_model.safetensors"
+
+/* An encoder classifier's pooled features (B, *dim) from its last forward, valid until the next
+ * forward; NULL for a model that is not a classifier. */
+const float *dm_unet_classifier_features(const dm_model *m, int64_t *dim);

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const dm_unet_preset_names[] = {"unet-28", "cifar-ddpm", "tiny", NULL};
+const char *const dm_unet_preset_names[] = {"unet-28",       "cifar-ddpm",      "tiny",
+                                            "classifier-28", "classifier-tiny", NULL};
 
 /* Fields of diffusers' UNet2DModel defaults that no preset changes. */
 static void common_defaults(dm_unet_config *c) {
@@ -66,9 +67,35 @@ dm_status dm_unet_preset(dm_unet_config *c, const char *name, dm_error *err) {
         c->layers_per_block = 1;
         c->norm_num_groups = 4;
         c->attention_head_dim = 4;
+    } else if (strcmp(name, "classifier-28") == 0) {
+        /* the encoder of a UNet as Dhariwal & Nichol's noisy classifiers, sized for 28x28:
+         * 1 resnet a level (32, 64, 128), attention only in the mid block at 7x7 */
+        common_defaults(c);
+        c->sample_size = 28;
+        c->in_channels = c->out_channels = 1;
+        c->levels = 3;
+        c->block_out_channels[0] = 32, c->block_out_channels[1] = 64;
+        c->block_out_channels[2] = 128;
+        c->layers_per_block = 1;
+        c->norm_num_groups = 8;
+        c->attention_head_dim = 32;
+        c->classifier_classes = 10;
+    } else if (strcmp(name, "classifier-tiny") == 0) {
+        common_defaults(c);
+        c->sample_size = 8;
+        c->in_channels = c->out_channels = 1;
+        c->levels = 2;
+        c->block_out_channels[0] = 8, c->block_out_channels[1] = 16;
+        c->down_attention[1] = 1;
+        c->layers_per_block = 1;
+        c->norm_num_groups = 4;
+        c->attention_head_dim = 4;
+        c->classifier_classes = 4;
     } else {
         return dm_error_set(err, DM_ERR_ARG,
-                            "unknown UNet preset \"%s\" (known: unet-28, cifar-ddpm, tiny)", name);
+                            "unknown UNet preset \"%s\" (known: unet-28, cifar-ddpm, tiny, "
+                            "classifier-28, classifier-tiny)",
+                            name);
     }
     return DM_OK;
 }
@@ -102,6 +129,8 @@ dm_status dm_unet_config_validate(const dm_unet_config *c, dm_error *err) {
         return dm_error_set(err, DM_ERR_ARG, "downsample_padding must be 0 or 1");
     if (c->num_class_embeds < 0 || c->num_class_embeds > 1000000)
         return dm_error_set(err, DM_ERR_ARG, "num_class_embeds must be 0..1000000");
+    if (c->classifier_classes < 0 || c->classifier_classes > 1000000)
+        return dm_error_set(err, DM_ERR_ARG, "classifier_classes must be 0..1000000");
     if (!isfinite(c->freq_shift)) return dm_error_set(err, DM_ERR_ARG, "freq_shift not finite");
     const int64_t attn_groups = c->attn_norm_num_groups ? c->attn_norm_num_groups
                                                         : c->norm_num_groups;
@@ -232,7 +261,7 @@ static dm_status get_block_types(const json_ctx *j, const char *key, const char 
 
 static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
     dm_status st;
-    static const char *const class_name[] = {"UNet2DModel", NULL};
+    static const char *const class_name[] = {"UNet2DModel", "EncoderClassifier", NULL};
     static const char *const silu[] = {"silu", NULL};
     static const char *const positional[] = {"positional", NULL};
     static const char *const default_shift[] = {"default", NULL};
@@ -314,6 +343,7 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
         (st = get_int(j, "attn_norm_num_groups", &attn_groups, 0)) ||
         (st = get_int(j, "attention_head_dim", &head_dim, 0)) ||
         (st = get_int(j, "num_class_embeds", &classes, 0)) ||
+        (st = get_int(j, "classifier_classes", &c->classifier_classes, 0)) ||
         (st = get_int(j, "downsample_padding", &padding, -1)) ||
         (st = get_double(j, "norm_eps", &c->norm_eps)) ||
         (st = get_double(j, "freq_shift", &c->freq_shift)) ||
@@ -347,7 +377,11 @@ dm_status dm_unet_config_read(dm_unet_config *c, const char *path, dm_error *err
 
 /* Adds the config as diffusers' keys to obj. */
 static void add_unet_json(cJSON *o, const dm_unet_config *c) {
-    cJSON_AddStringToObject(o, "_class_name", "UNet2DModel");
+    /* the encoder classifier is ours, not a diffusers class */
+    cJSON_AddStringToObject(o, "_class_name",
+                            c->classifier_classes ? "EncoderClassifier" : "UNet2DModel");
+    if (c->classifier_classes)
+        cJSON_AddNumberToObject(o, "classifier_classes", (double)c->classifier_classes);
     cJSON_AddStringToObject(o, "_diffusers_version", "0.31.0");
     cJSON_AddStringToObject(o, "act_fn", "silu");
     cJSON_AddBoolToObject(o, "add_attention", c->add_attention);
