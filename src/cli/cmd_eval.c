@@ -1,6 +1,7 @@
 /* diffusion eval: MMD and sliced Wasserstein of samples against held-out data, each beside the
  * same figure between two independent draws of the data (the floor). */
 #include "common.h"
+#include "eval_images.h"
 #include "eval_nll.h"
 #include "eval_steps.h"
 
@@ -44,8 +45,10 @@ int cmd_eval(int argc, char **argv) {
     int64_t n = 10000, batch = 256;
     uint64_t seed = 0;
     int threads = 2, json = 0, exact = 0, t_draws = 1, quiet = 0;
+    cli_image_eval_args img = {.sampler = "dpmpp-2m", .steps = 20, .k = 3, .classifier_scale = 1,
+                               .scales = "0,0.5,1,2,3,5", .gammas = "0,1,3,10"};
     cli_option opts[] = {
-        {"--metric", OPT_STRING, &metric, "NAME", "mmd (samples against data: MMD and sliced Wasserstein), nll (the variational bound) or steps (mmd against sampling steps, per sampler)"},
+        {"--metric", OPT_STRING, &metric, "NAME", "mmd (points against data: MMD and sliced Wasserstein), nll (the variational bound), steps (mmd against sampling steps, per sampler); images with --classifier: accuracy, fid (FID-FMNIST), prec-recall, guidance (all three against guidance scales)"},
         {"--samples", OPT_STRING, &samples_path, "FILE", "samples to judge (.csv or .npy)"},
         {"--model", OPT_STRING, &model, "DIR", "or: draw the samples from this checkpoint"},
         {"--data", OPT_STRING, &data, "NAME|FILE", "held-out data: a built-in set (fresh draws) or a file"},
@@ -58,6 +61,16 @@ int cmd_eval(int argc, char **argv) {
         {"--samplers", OPT_STRING, &samplers, "LIST", "steps: comma-separated samplers"},
         {"--steps-list", OPT_STRING, &steps_list, "LIST", "steps: comma-separated step counts"},
         {"--plot", OPT_STRING, &plot, "FILE", "steps: PNG of the MMD ratio against steps"},
+        {"--classifier", OPT_STRING, &img.classifier, "DIR", "accuracy, fid, prec-recall, guidance: the evaluation classifier (train-classifier)"},
+        {"--class", OPT_STRING, &img.class_arg, "K|all", "images: the classes drawn (default all, in turn), or those --samples were drawn for"},
+        {"--guidance", OPT_DOUBLE, &img.cfg_scale, "W", "images: classifier-free guidance scale of the drawn samples"},
+        {"--guide-classifier", OPT_STRING, &img.guide_classifier, "DIR", "images: a noisy classifier guiding the drawn samples"},
+        {"--classifier-scale", OPT_DOUBLE, &img.classifier_scale, "G", "images: its scale gamma"},
+        {"--scales", OPT_STRING, &img.scales, "LIST", "guidance: classifier-free scales w"},
+        {"--gammas", OPT_STRING, &img.gammas, "LIST", "guidance: classifier-guidance scales (with --guide-classifier)"},
+        {"--sampler", OPT_STRING, &img.sampler, "NAME", "images: the sampler of the drawn samples"},
+        {"--steps", OPT_INT, &img.steps, "N", "images: its steps (0 = all T)"},
+        {"--k", OPT_INT, &img.k, "N", "prec-recall: nearest neighbours of the manifold balls"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
@@ -81,6 +94,27 @@ int cmd_eval(int argc, char **argv) {
         opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;
+    if (strcmp(metric, "accuracy") == 0 || strcmp(metric, "fid") == 0 ||
+        strcmp(metric, "prec-recall") == 0 || strcmp(metric, "guidance") == 0) {
+        if (!img.classifier) {
+            fprintf(stderr, "error: --metric %s needs --classifier DIR (an evaluation classifier: "
+                            "diffusion train-classifier)\n", metric);
+            return 2;
+        }
+        if (img.k < 1 || n < 1 || img.steps < 0) {
+            fprintf(stderr, "error: --k and --n must be >= 1, --steps >= 0\n");
+            return 2;
+        }
+        dm_set_num_threads(threads);
+        img.metric = metric;
+        img.model = model;
+        img.samples = samples_path;
+        img.data = cli_given(argc, argv, "--data") ? data : NULL;
+        img.n = cli_given(argc, argv, "--n") ? n : 1000;
+        img.seed = seed;
+        img.json = json;
+        return cli_eval_images(&img);
+    }
     if (strcmp(metric, "nll") == 0) {
         if (!model || samples_path) {
             fprintf(stderr, "error: --metric nll needs --model DIR (and no --samples)\n");
@@ -99,7 +133,8 @@ int cmd_eval(int argc, char **argv) {
     }
     const int sweep = strcmp(metric, "steps") == 0;
     if (strcmp(metric, "mmd") != 0 && !sweep) {
-        fprintf(stderr, "error: --metric %s: allowed mmd, nll, steps\n", metric);
+        fprintf(stderr, "error: --metric %s: allowed mmd, nll, steps, accuracy, fid, prec-recall, "
+                        "guidance\n", metric);
         return 2;
     }
     if (sweep && (!model || samples_path)) {
@@ -132,7 +167,7 @@ int cmd_eval(int argc, char **argv) {
         if (dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)) {
             dm_error_set(&err, DM_ERR_ARG,
                          "%s: an image model; --metric mmd measures low-dimensional samples (for "
-                         "images use --metric nll; FID is not implemented yet)",
+                         "images use --metric nll, fid, prec-recall or accuracy)",
                          model);
             goto done;
         }

@@ -18,6 +18,9 @@ int cmd_sample(int argc, char **argv) {
     const char *sampler = "ancestral";
     int64_t n = 10000, n_data = 10000;
     int threads = 2, json = 0, quiet = 0, no_clip = 0, scale = 2;
+    const char *class_arg = NULL, *guide_classifier = NULL;
+    dm_guidance guide;
+    dm_guidance_default(&guide);
     cli_option opts[] = {
         {"--model", OPT_STRING, &model, "DIR", "checkpoint folder or training run folder (required)"},
         {"--n", OPT_I64, &n, "N", "number of samples (images: 64 unless given)"},
@@ -35,6 +38,10 @@ int cmd_sample(int argc, char **argv) {
         {"--langevin-delta", OPT_DOUBLE, &so.langevin_delta, "X", "langevin: step size at the lowest noise level"},
         {"--pc-snr", OPT_DOUBLE, &so.pc_snr, "X", "pc: the corrector's signal-to-noise ratio"},
         {"--seed", OPT_U64, &so.seed, "N", "seed of the sampling noise"},
+        {"--class", OPT_STRING, &class_arg, "K|all", "class-conditional models (or a guiding classifier): draw class K, or 'all' to cycle through the classes (grid columns = classes)"},
+        {"--guidance", OPT_DOUBLE, &guide.cfg_scale, "W", "classifier-free guidance scale: eps = (1 + W) eps(x, class) - W eps(x, null); 0 = none"},
+        {"--guide-classifier", OPT_STRING, &guide_classifier, "DIR", "classifier guidance with a noisy classifier (train-classifier --noisy --like MODEL)"},
+        {"--classifier-scale", OPT_DOUBLE, &guide.classifier_scale, "G", "classifier guidance scale gamma (with --guide-classifier; default 1)"},
         {"--plot", OPT_STRING, &plot, "PNG", "scatter plot of the samples (over --data if given)"},
         {"--data", OPT_STRING, &data, "NAME|FILE", "data drawn under the samples in --plot"},
         {"--n-data", OPT_I64, &n_data, "N", "points of a built-in --data set to draw"},
@@ -71,12 +78,29 @@ int cmd_sample(int argc, char **argv) {
     dm_pipeline *p;
     if (dm_pipeline_load(&p, model, &err)) return cli_fail(&err);
     if (strcmp(var, "model") == 0) so.var = dm_pipeline_train_config(p)->var;
-    if (dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)) {
+    const int image_model = dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL);
+    if (image_model && !cli_given(argc, argv, "--n")) n = 64;
+    int32_t *labels = NULL;
+    int classes = 0;
+    if (guide_classifier && !cli_given(argc, argv, "--classifier-scale"))
+        guide.classifier_scale = 1.0;
+    if ((guide_classifier && dm_classifier_load(&guide.classifier, guide_classifier, &err)) ||
+        (class_arg && cli_class_labels(&labels, &classes, class_arg, n, p, guide.classifier,
+                                       &err))) {
+        dm_classifier_free(guide.classifier);
+        dm_pipeline_free(p);
+        return cli_fail(&err);
+    }
+    guide.labels = labels;
+    if (image_model) {
         so.clip_x0 = !no_clip;
-        cli_image_sample_args a = {.n = cli_given(argc, argv, "--n") ? n : 64, .options = so,
+        cli_image_sample_args a = {.n = n, .options = so, .guidance = &guide,
+                                   .cols = class_arg && strcmp(class_arg, "all") == 0 ? classes : 0,
                                    .grid = grid, .each = each, .npy = npy, .strip = strip,
                                    .scale = scale, .quiet = quiet || json, .json = json};
         int status = cli_sample_images(p, &a, &err);
+        free(labels);
+        dm_classifier_free(guide.classifier);
         dm_pipeline_free(p);
         return status;
     }
@@ -99,10 +123,10 @@ int cmd_sample(int argc, char **argv) {
     so.observe = cli_snapshots_observe;
     so.observe_ctx = &snaps;
     double t0 = cli_now();
-    if (dm_pipeline_sample(p, samples.x, n, &so, &err)) goto done;
+    if (dm_pipeline_sample_guided(p, samples.x, n, &so, &guide, &err)) goto done;
     double seconds = cli_now() - t0;
     cli_progress_finish(&bar);
-    const int64_t evals = dm_sample_evaluations(dm_pipeline_schedule(p), &so);
+    const int64_t evals = cli_guided_evaluations(p, &so, &guide);
     if (dm_dataset_save(&samples, out, &err)) goto done;
     if (plot && dm_plot_scatter(plot, background.x, background.n, samples.x, n, D,
                                 "samples over data", &err))
@@ -127,6 +151,8 @@ done:
     cli_snapshots_free(&snaps);
     dm_dataset_free(&samples);
     dm_dataset_free(&background);
+    free(labels);
+    dm_classifier_free(guide.classifier);
     dm_pipeline_free(p);
     return status;
 }

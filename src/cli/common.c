@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -81,3 +82,34 @@ static void on_sigint(int sig) {
 
 void cli_catch_interrupt(void) { signal(SIGINT, on_sigint); }
 int cli_interrupted(void) { return interrupted; }
+
+dm_status cli_class_labels(int32_t **labels, int *classes, const char *arg, int64_t n,
+                           const dm_pipeline *p, const dm_classifier *guide, dm_error *err) {
+    *labels = NULL;
+    int K = dm_pipeline_train_config(p)->num_classes;
+    if (!K && guide) K = dm_classifier_num_classes(guide);
+    *classes = K;
+    if (!K)
+        return dm_error_set(err, DM_ERR_ARG, "--class: the model is unconditional (train with "
+                            "--conditional) and no --guide-classifier was given");
+    const int all = strcmp(arg, "all") == 0;
+    char *end = NULL;
+    const long k = all ? 0 : strtol(arg, &end, 10);
+    if (!all && (!*arg || *end))
+        return dm_error_set(err, DM_ERR_ARG, "--class takes a class number or 'all', not '%s'",
+                            arg);
+    if (!all && (k < 0 || k >= K))
+        return dm_error_set(err, DM_ERR_ARG, "--class %ld is outside 0..%d (the model has %d "
+                            "classes)", k, K - 1, K);
+    if (!(*labels = malloc((size_t)n * sizeof **labels)))
+        return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n; i++) (*labels)[i] = all ? (int32_t)(i % K) : (int32_t)k;
+    return DM_OK;
+}
+
+int64_t cli_guided_evaluations(const dm_pipeline *p, const dm_sample_options *so,
+                               const dm_guidance *g) {
+    const int64_t levels = dm_sample_evaluations(dm_pipeline_schedule(p), so);
+    const int cfg = g && g->cfg_scale != 0 && dm_pipeline_train_config(p)->num_classes;
+    return cfg ? 2 * levels : levels;
+}

@@ -28,6 +28,7 @@ void cli_catch_interrupt(void);
 int cli_interrupted(void);
 
 int cmd_train(int argc, char **argv);
+int cmd_train_classifier(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
@@ -50,3 +51,13 @@ int cli_given(int argc, char **argv, const char *flag);
 #define CLI_STR(x) CLI_STR_(x)
 /* Mean of the last k (or fewer) losses. */
 double cli_recent_loss(const dm_trainer *tr, int64_t k);
+
+/* --class for n samples: "all" cycles through the classes (labels[i] = i mod K), a number is
+ * that class for every sample. K is the model's classes, or the classifier's for an
+ * unconditional model; *classes receives it. The caller frees *labels. */
+dm_status cli_class_labels(int32_t **labels, int *classes, const char *arg, int64_t n,
+                           const dm_pipeline *p, const dm_classifier *guide, dm_error *err);
+/* Network evaluations per sample with guidance: classifier-free guidance evaluates twice the
+ * batch at each level (counted as 2). */
+int64_t cli_guided_evaluations(const dm_pipeline *p, const dm_sample_options *so,
+                               const dm_guidance *g);

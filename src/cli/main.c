@@ -9,7 +9,8 @@ static void usage(FILE *out) {
             "usage: diffusion <command> [options]\n\n"
             "commands:\n"
             "  demo     train on a built-in 2-D set, sample, draw pictures, report quality\n"
-            "  train    train a model on a built-in 2-D set or a CSV/NPY file\n"
+            "  train    train a model on a built-in 2-D set, a CSV/NPY file or images\n"
+            "  train-classifier  train an image classifier (evaluation, or guidance with --noisy)\n"
             "  sample   draw samples from a trained model (CSV/NPY, scatter plot, reverse strip)\n"
             "  eval     compare samples with held-out data (MMD, sliced Wasserstein, floors)\n"
             "  bench    measure training and sampling speed and the machine's sgemm rate\n\n"
@@ -31,6 +32,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "train-classifier") == 0) return cmd_train_classifier(argc - 2, argv + 2);
     if (strcmp(cmd, "sample") == 0) return cmd_sample(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);

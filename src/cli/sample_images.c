@@ -71,12 +71,13 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
     so.observe_ctx = &o;
     cli_progress_start(&bar, "sample", "steps", chunks * T, a->quiet);
     const double t0 = cli_now();
-    dm_status st = dm_pipeline_sample(p, x, n, &so, err);
+    dm_status st = dm_pipeline_sample_guided(p, x, n, &so, a->guidance, err);
     const double seconds = cli_now() - t0;
     cli_progress_finish(&bar);
     if (!st) {
-        int cols = 1;
-        while ((int64_t)cols * cols < n) cols++;
+        int cols = a->cols;
+        if (cols < 1)
+            while ((int64_t)cols * cols < n) cols++;
         st = dm_image_write_grid(a->grid, x, n, c, h, w, cols, 2, a->scale, err);
     }
     if (!st && a->each) st = write_each(a->each, x, n, c, h, w, err);
@@ -87,7 +88,7 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
     free(o.frames);
     free(x);
     if (st) return cli_fail(err);
-    const int64_t evals = dm_sample_evaluations(dm_pipeline_schedule(p), &a->options);
+    const int64_t evals = cli_guided_evaluations(p, &a->options, a->guidance);
     const double evals_per_s = (double)n * (double)evals / seconds;
     if (a->json) {
         cJSON *j = cJSON_CreateObject();

@@ -114,3 +114,11 @@ uint64_t dm_train_data_hash(const dm_dataset *data, const dm_train_config *cfg);
 
 /* The network a trainer trains (its raw weights; tests reach in through this). */
 dm_model *dm_trainer_model(dm_trainer *tr);
+
+/* The pipeline's network as eps_hat (and its raw variance output when var_out is set) for
+ * labels (B) of a class-conditional model, or NULL for an unconditional one. */
+dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_out,
+                                     const float *x, const float *t, const int32_t *labels,
+                                     int64_t B, dm_error *err);
+/* Fills labels (B) with a conditional model's null label; refuses a model trained without it. */
+dm_status dm_pipeline_null_labels(dm_pipeline *p, int32_t *labels, int64_t B, dm_error *err);

@@ -14,6 +14,8 @@ struct dm_pipeline {
     dm_schedule sched;
     float *out;     /* (out_cap, out_dim) the model's output when it has a variance output */
     int64_t out_cap;
+    int32_t *null_labels; /* (null_cap) the null label, for a conditional model used without */
+    int64_t null_cap;
 };
 
 dm_status dm_pipeline_load(dm_pipeline **out, const char *checkpoint, dm_error *err) {
@@ -45,9 +47,9 @@ const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p) { return &p->sched
 const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p) { return &p->cfg.norm; }
 const dm_train_config *dm_pipeline_train_config(const dm_pipeline *p) { return &p->cfg.train; }
 
-dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
-                              const float *t, int64_t B, dm_error *err) {
-    dm_pipeline *p = ctx;
+dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_out,
+                                     const float *x, const float *t, const int32_t *labels,
+                                     int64_t B, dm_error *err) {
     const int64_t D = dm_model_dim(p->model), OD = dm_model_out_dim(p->model);
     const bool has_var = OD == 2 * D;
     if (var_out && !has_var)
@@ -67,7 +69,7 @@ dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const f
         }
         out = p->out;
     }
-    dm_status st = dm_model_forward(p->model, out, x, t, B, 0, err);
+    dm_status st = dm_model_forward_cond(p->model, out, x, t, labels, B, 0, err);
     if (st) return st;
     const dm_prediction pred = p->cfg.train.prediction;
     for (int64_t b = 0; b < B; b++) {
@@ -82,28 +84,38 @@ dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const f
     return DM_OK;
 }
 
+dm_status dm_pipeline_null_labels(dm_pipeline *p, int32_t *labels, int64_t B, dm_error *err) {
+    const dm_train_config *c = &p->cfg.train;
+    if (c->p_uncond <= 0)
+        return dm_error_set(err, DM_ERR_ARG, "this class-conditional model was trained without "
+                            "the null label (p_uncond 0), so it has no unconditional prediction: "
+                            "give a class (--class) and no --guidance");
+    for (int64_t b = 0; b < B; b++) labels[b] = c->num_classes;
+    return DM_OK;
+}
+
+dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
+                              const float *t, int64_t B, dm_error *err) {
+    dm_pipeline *p = ctx;
+    if (!p->cfg.train.num_classes)
+        return dm_pipeline_denoise_labels(p, eps_hat, var_out, x, t, NULL, B, err);
+    /* a class-conditional model seen without labels: its unconditional prediction */
+    if (p->null_cap < B) {
+        dm_free(p->null_labels);
+        p->null_cap = 0;
+        if (!(p->null_labels = dm_alloc((size_t)B * sizeof(int32_t))))
+            return dm_error_set(err, DM_ERR_NOMEM, "out of memory for a batch of %lld",
+                                (long long)B);
+        p->null_cap = B;
+    }
+    dm_status st = dm_pipeline_null_labels(p, p->null_labels, B, err);
+    if (st) return st;
+    return dm_pipeline_denoise_labels(p, eps_hat, var_out, x, t, p->null_labels, B, err);
+}
+
 dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,
                              dm_error *err) {
-    if (n < 1) return dm_error_set(err, DM_ERR_ARG, "number of samples must be >= 1");
-    const int64_t D = dm_pipeline_dim(p);
-    dm_sample_options o;
-    if (opt) o = *opt; else dm_sample_options_default(&o);
-    /* a UNet's activations grow with the batch: images are drawn in chunks, chunk k from
-     * stream k, so the samples depend on the seed and the chunk size */
-    const int64_t chunk = dm_model_image_shape(p->model, NULL, NULL, NULL) ? DM_PIPELINE_IMAGE_CHUNK
-                                                                           : n;
-    dm_status st = DM_OK;
-    for (int64_t start = 0, k = 0; start < n && !st; start += chunk, k++) {
-        const int64_t B = n - start < chunk ? n - start : chunk;
-        dm_sample_options ok = o;
-        ok.stream = o.stream + (uint64_t)k;
-        st = dm_sample(&p->sched, dm_pipeline_denoise, p, x + start * D, B, D, &ok, err);
-    }
-    if (st) return st;
-    if (!dm_all_finite(x, (size_t)(n * D)))
-        return dm_error_set(err, DM_ERR_NUMERIC, "sampling produced NaN or Inf");
-    dm_normalizer_invert(&p->cfg.norm, x, n);
-    return DM_OK;
+    return dm_pipeline_sample_guided(p, x, n, opt, NULL, err);
 }
 
 void dm_pipeline_free(dm_pipeline *p) {
@@ -111,5 +123,6 @@ void dm_pipeline_free(dm_pipeline *p) {
     dm_model_free(p->model);
     dm_schedule_free(&p->sched);
     dm_free(p->out);
+    dm_free(p->null_labels);
     free(p);
 }
