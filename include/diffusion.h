@@ -761,6 +761,11 @@ dm_status dm_plot_loss(const char *path, const float *loss, int64_t n, dm_error 
 dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, const double *y,
                          const char *const *names, int n_series, const char *xlabel,
                          const char *ylabel, double ref, dm_error *err);
+/* The same with a linear x axis (x may be 0, e.g. a guidance scale), y still logarithmic. */
+dm_status dm_plot_curves_linear_x(const char *path, const double *x, int64_t n_points,
+                                  const double *y, const char *const *names, int n_series,
+                                  const char *xlabel, const char *ylabel, double ref,
+                                  dm_error *err);
 
 #ifdef __cplusplus
 }

@@ -312,9 +312,9 @@ static void test_frechet_general(void) {
 /* ---- precision and recall ---- */
 
 static void test_pr_against_naive(void) {
-    /* overlapping clouds, shifted by 0.4 per axis, so neither figure is 0 or 1; then sizes above the
-     * 1024-row tile on both sides. Float vs double rounding at a ball's boundary can flip a row:
-     * one row's worth (1/n) is allowed. */
+    /* overlapping clouds, shifted by 0.4 per axis, so neither figure is 0 or 1; then sizes above
+     * the 1024-row tile on both sides. Float vs double rounding at a ball's boundary can flip a
+     * row: one row's worth (1/n) is allowed. */
     const struct {
         int64_t nr, ng, dim;
         int k;
@@ -322,7 +322,8 @@ static void test_pr_against_naive(void) {
     for (int c = 0; c < 3; c++) {
         const int64_t nr = cases[c].nr, ng = cases[c].ng, dim = cases[c].dim;
         const int k = cases[c].k;
-        float *real = normals(nr, dim, 10 + c, 0.0f, 1.0f), *gen = normals(ng, dim, 20 + c, 0.4f, 1.0f);
+        float *real = normals(nr, dim, 10 + c, 0.0f, 1.0f);
+        float *gen = normals(ng, dim, 20 + c, 0.4f, 1.0f);
         double p = -1, r = -1, wp, wr;
         dm_error err = {0};
         CHECK(dm_precision_recall(real, nr, gen, ng, dim, k, &p, &r, &err) == DM_OK, "pr: %s",
@@ -414,7 +415,8 @@ static void test_bad_input(void) {
     x[5] = 5;
 
     /* Frechet */
-    double mu[2] = {0, 0}, id[4] = {1, 0, 0, 1}, neg[4] = {1, 0, 0, -0.5}, bad[4] = {1, 0, 0, INFINITY};
+    double mu[2] = {0, 0}, id[4] = {1, 0, 0, 1}, neg[4] = {1, 0, 0, -0.5};
+    double bad[4] = {1, 0, 0, INFINITY};
     E(dm_frechet_distance(mu, id, mu, id, 0, &out, &err), DM_ERR_ARG, "FD dim 0");
     E(dm_frechet_distance(mu, id, mu, NULL, 2, &out, &err), DM_ERR_ARG, "FD NULL");
     E(dm_frechet_distance(mu, bad, mu, id, 2, &out, &err), DM_ERR_NUMERIC, "FD Inf");
@@ -434,8 +436,12 @@ static void test_bad_input(void) {
     E(dm_precision_recall(x, 3, x, 4, 3, 3, &p, &r, &err), DM_ERR_ARG, "pr real rows = k");
     E(dm_precision_recall(x, 4, NULL, 4, 3, 1, &p, &r, &err), DM_ERR_ARG, "pr NULL");
     x[7] = NAN;
-    E(dm_precision_recall(x, 4, x + 3, 3, 3, 1, &p, &r, &err), DM_ERR_NUMERIC, "pr NaN in real");
-    E(dm_precision_recall(x + 9, 3, x, 4, 3, 1, &p, &r, &err), DM_ERR_NUMERIC, "pr NaN in gen");
+    float y[12];
+    for (int i = 0; i < 12; i++) y[i] = (float)(i % 5);
+    E(dm_precision_recall(x, 4, y, 4, 3, 1, &p, &r, &err), DM_ERR_NUMERIC, "pr NaN in real");
+    CHECK(strstr(err.msg, "real"), "message names the real set: %s", err.msg);
+    E(dm_precision_recall(y, 4, x, 4, 3, 1, &p, &r, &err), DM_ERR_NUMERIC, "pr NaN in gen");
+    CHECK(strstr(err.msg, "generated"), "message names the generated set: %s", err.msg);
     x[7] = 7;
     x[0] = 3e19f; /* finite, but its squared norm overflows float */
     E(dm_precision_recall(x, 4, x, 4, 3, 1, &p, &r, &err), DM_ERR_NUMERIC, "pr huge value");

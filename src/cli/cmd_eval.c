@@ -60,7 +60,7 @@ int cmd_eval(int argc, char **argv) {
         {"--batch", OPT_I64, &batch, "N", "nll: examples per network call"},
         {"--samplers", OPT_STRING, &samplers, "LIST", "steps: comma-separated samplers"},
         {"--steps-list", OPT_STRING, &steps_list, "LIST", "steps: comma-separated step counts"},
-        {"--plot", OPT_STRING, &plot, "FILE", "steps: PNG of the MMD ratio against steps"},
+        {"--plot", OPT_STRING, &plot, "FILE", "steps: PNG of the MMD ratio against steps; guidance: accuracy and FID against the scale"},
         {"--classifier", OPT_STRING, &img.classifier, "DIR", "accuracy, fid, prec-recall, guidance: the evaluation classifier (train-classifier)"},
         {"--class", OPT_STRING, &img.class_arg, "K|all", "images: the classes drawn (default all, in turn), or those --samples were drawn for"},
         {"--guidance", OPT_DOUBLE, &img.cfg_scale, "W", "images: classifier-free guidance scale of the drawn samples"},
@@ -113,6 +113,7 @@ int cmd_eval(int argc, char **argv) {
         img.n = cli_given(argc, argv, "--n") ? n : 1000;
         img.seed = seed;
         img.json = json;
+        img.plot = plot;
         return cli_eval_images(&img);
     }
     if (strcmp(metric, "nll") == 0) {

@@ -165,6 +165,32 @@ static int parse_list(const char *s, double *v, int cap) {
     return n;
 }
 
+/* One PNG per kind of guidance: class accuracy and FID-FMNIST against the scale (the floor's
+ * FID dashed); the classifier's curve goes to PATH with "-classifier" before ".png". */
+static dm_status plot_sweeps(const char *path, const double *scales, int n_scales,
+                             const double *gammas, int n_gammas, const double *acc,
+                             const double *fid, const quality *floor, dm_error *err) {
+    const char *names[2] = {"class accuracy", "FID-FMNIST"};
+    double y[2 * 32];
+    dm_status st = DM_OK;
+    for (int kind = 0; kind < 2 && !st; kind++) {
+        const int n = kind ? n_gammas : n_scales, first = kind ? n_scales : 0;
+        if (n < 1) continue;
+        for (int i = 0; i < n; i++) y[i] = acc[first + i], y[n + i] = fid[first + i];
+        char file[4200];
+        const size_t len = strlen(path);
+        if (kind && len > 4 && strcmp(path + len - 4, ".png") == 0)
+            snprintf(file, sizeof file, "%.*s-classifier.png", (int)(len - 4), path);
+        else
+            snprintf(file, sizeof file, kind ? "%s-classifier" : "%s", path);
+        st = dm_plot_curves_linear_x(file, kind ? gammas : scales, n, y, names, 2,
+                                     kind ? "classifier guidance scale gamma"
+                                          : "classifier-free guidance scale w",
+                                     "accuracy; FID-FMNIST (floor dashed)", floor->fid, err);
+    }
+    return st;
+}
+
 int cli_eval_images(const cli_image_eval_args *a) {
     dm_error err = {0};
     dm_classifier *clf = NULL, *guide = NULL;
@@ -284,6 +310,7 @@ int cli_eval_images(const cli_image_eval_args *a) {
         }
     }
     cJSON *rows = cJSON_CreateArray();
+    double curve_acc[64], curve_fid[64]; /* per row, for --plot */
     if (!a->json) {
         printf("FID-FMNIST: Frechet distance in the %lld pooled features of %s (not comparable "
                "with Inception FID)\nreference: %lld images of %s; floor: %lld real training "
@@ -324,6 +351,8 @@ int cli_eval_images(const cli_image_eval_args *a) {
         }
         if (judge(clf, &ref, imgs, n, D, a->k, &q, &err)) goto done_rows;
         if (labels && class_accuracy(clf, imgs, labels, n, D, &q.accuracy, &err)) goto done_rows;
+        curve_acc[r] = q.accuracy;
+        curve_fid[r] = q.fid;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "samples", name);
         if (p && sweep) {
@@ -341,6 +370,9 @@ int cli_eval_images(const cli_image_eval_args *a) {
             fflush(stdout);
         }
     }
+    if (sweep && a->plot && plot_sweeps(a->plot, scales, n_scales, gammas, n_gammas, curve_acc,
+                                        curve_fid, &floor, &err))
+        goto done_rows;
     if (a->json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "metric", a->metric);

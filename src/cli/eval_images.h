@@ -19,6 +19,7 @@ typedef struct {
     int64_t n;              /* samples drawn */
     int k;                  /* neighbours of precision/recall */
     uint64_t seed;
+    const char *plot;       /* guidance: PNG of accuracy and FID against the scale, or NULL */
     int json;
 } cli_image_eval_args;
 

@@ -66,6 +66,9 @@ static dm_status guided_denoise(void *ctx, float *eps, float *var, const float *
     dm_status st;
     if (B > c->cap) return dm_error_set(err, DM_ERR_ARG, "guided denoise: batch above capacity");
     if (cond && g->cfg_scale != 0) {
+        /* a variance the model lacks: the plain call refuses it with the usual message */
+        if (var && !c->var2)
+            return dm_pipeline_denoise_labels(c->p, eps, var, x, t, c->labels, B, err);
         memcpy(c->x2, x, (size_t)n * sizeof *x);
         memcpy(c->x2 + n, x, (size_t)n * sizeof *x);
         memcpy(c->t2, t, (size_t)B * sizeof *t);

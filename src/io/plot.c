@@ -698,16 +698,21 @@ static const rgb SERIES[8] = {{0.12, 0.47, 0.71}, {1.00, 0.50, 0.05}, {0.17, 0.6
 
 static int curve_ok(double v) { return isfinite(v) && v > 0; }
 
-dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, const double *y,
-                         const char *const *names, int n_series, const char *xlabel,
-                         const char *ylabel, double ref, dm_error *err) {
+/* x on a logarithmic axis (log_x) or a linear one; y always logarithmic. */
+static double x_pos(double x, bool log_x) { return log_x ? log10(x) : x; }
+
+static dm_status plot_curves(const char *path, const double *x, int64_t n_points, const double *y,
+                             const char *const *names, int n_series, const char *xlabel,
+                             const char *ylabel, double ref, bool log_x, dm_error *err) {
     if (!path) return dm_error_set(err, DM_ERR_ARG, "plot: no output path");
     if (n_points < 1 || n_series < 1 || n_series > 8 || !x || !y || !names)
         return dm_error_set(err, DM_ERR_ARG, "%s: %lld points of %d series (1..8 series)", path,
                             (long long)n_points, n_series);
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int64_t i = 0; i < n_points; i++) {
-        if (!curve_ok(x[i])) return dm_error_set(err, DM_ERR_ARG, "%s: x must be > 0", path);
+        if (log_x ? !curve_ok(x[i]) : !isfinite(x[i]))
+            return dm_error_set(err, DM_ERR_ARG, "%s: x must be %s", path,
+                                log_x ? "> 0" : "finite");
         xlo = fmin(xlo, x[i]);
         xhi = fmax(xhi, x[i]);
         for (int s = 0; s < n_series; s++)
@@ -719,7 +724,7 @@ dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, co
     if (curve_ok(ref)) ylo = fmin(ylo, ref), yhi = fmax(yhi, ref);
     if (!(ylo <= yhi)) ylo = 0.1, yhi = 1; /* nothing to show */
     axes a = {.x = 84, .y = 24, .w = 786, .h = 400};
-    a.xmin = log10(xlo), a.xmax = log10(xhi);
+    a.xmin = x_pos(xlo, log_x), a.xmax = x_pos(xhi, log_x);
     if (a.xmax - a.xmin < 1e-9) a.xmin -= 0.5, a.xmax += 0.5;
     const double xpad = 0.04 * (a.xmax - a.xmin);
     a.xmin -= xpad, a.xmax += xpad;
@@ -735,7 +740,7 @@ dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, co
     double last_right = -INFINITY;
     cairo_set_line_width(cr, 1);
     for (int64_t i = 0; i < n_points; i++) {
-        double p = round(to_px(&a, log10(x[i]))) + 0.5;
+        double p = round(to_px(&a, x_pos(x[i], log_x))) + 0.5;
         set_rgb(cr, GRID);
         cairo_move_to(cr, p, a.y);
         cairo_line_to(cr, p, a.y + a.h);
@@ -777,7 +782,7 @@ dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, co
                 open = 0;
                 continue;
             }
-            double px = to_px(&a, log10(x[i])), py = to_py(&a, log10(ys[i]));
+            double px = to_px(&a, x_pos(x[i], log_x)), py = to_py(&a, log10(ys[i]));
             if (!open) cairo_move_to(cr, px, py);
             cairo_line_to(cr, px, py);
             open = 1;
@@ -786,7 +791,7 @@ dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, co
         for (int64_t i = 0; i < n_points; i++)
             if (curve_ok(ys[i])) {
                 cairo_new_sub_path(cr);
-                cairo_arc(cr, to_px(&a, log10(x[i])), to_py(&a, log10(ys[i])), 3.5, 0, 2 * M_PI);
+                cairo_arc(cr, to_px(&a, x_pos(x[i], log_x)), to_py(&a, log10(ys[i])), 3.5, 0, 2 * M_PI);
                 cairo_fill(cr);
             }
         legend[s] = (legend_entry){names[s], SERIES[s], 1, 2};
@@ -796,4 +801,17 @@ dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, co
     draw_axis_labels(cr, &a, xlabel ? xlabel : "", ylabel ? ylabel : "", 24);
     draw_legend(cr, legend, n_series, a.x + a.w - 10, a.y + 10);
     return finish_png(surface, cr, path, err);
+}
+
+dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, const double *y,
+                         const char *const *names, int n_series, const char *xlabel,
+                         const char *ylabel, double ref, dm_error *err) {
+    return plot_curves(path, x, n_points, y, names, n_series, xlabel, ylabel, ref, true, err);
+}
+
+dm_status dm_plot_curves_linear_x(const char *path, const double *x, int64_t n_points,
+                                  const double *y, const char *const *names, int n_series,
+                                  const char *xlabel, const char *ylabel, double ref,
+                                  dm_error *err) {
+    return plot_curves(path, x, n_points, y, names, n_series, xlabel, ylabel, ref, false, err);
 }
