@@ -204,6 +204,34 @@ static void ckpt_config_corpus(void) {
     save_json("near_loss.json", root);
 }
 
+/* A classifier folder's config.json as dm_classifier_train writes it, noisy and clean, and
+ * near-valid variations. */
+static void classifier_config_corpus(void) {
+    enter("classifier_config");
+    const char *clean =
+        "{\n\t\"format\":\t\"diffusion.c classifier\",\n\t\"version\":\t1,\n\t\"kind\":\t\"clean\",\n"
+        "\t\"num_classes\":\t4,\n\t\"network\":\t\"classifier/config.json\",\n\t\"schedule\":\t{\n"
+        "\t\t\"kind\":\t\"linear\",\n\t\t\"T\":\t1000,\n\t\t\"beta_start\":\t0.0001,\n"
+        "\t\t\"beta_end\":\t0.02,\n\t\t\"cosine_s\":\t0.008,\n\t\t\"gamma_min\":\t-10,\n"
+        "\t\t\"gamma_max\":\t10\n\t},\n\t\"training\":\t{\n\t\t\"step\":\t20,\n\t\t\"steps\":\t20,\n"
+        "\t\t\"batch\":\t128,\n\t\t\"seed\":\t0,\n\t\t\"hflip\":\tfalse,\n\t\t\"lr\":\t0.001\n\t}\n}\n";
+    put_str("clean.json", clean);
+    cJSON *root = load_json("clean.json");
+    cJSON_ReplaceItemInObject(root, "kind", cJSON_CreateString("noisy"));
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "schedule"), "kind",
+                              cJSON_CreateString("cosine"));
+    save_json("noisy.json", root);
+    root = load_json("clean.json");
+    cJSON_ReplaceItemInObject(root, "kind", cJSON_CreateString("blurry"));
+    save_json("near_kind.json", root);
+    root = load_json("clean.json");
+    cJSON_ReplaceItemInObject(root, "num_classes", cJSON_CreateNumber(10));
+    save_json("near_classes.json", root);
+    root = load_json("clean.json");
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "schedule"), "T", cJSON_CreateNumber(0));
+    save_json("near_T0.json", root);
+}
+
 static void unet_config_corpus(void) {
     enter("unet_config");
     dm_error err = {0};
@@ -493,6 +521,7 @@ int main(int argc, char **argv) {
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) fail(out_dir, NULL);
     safetensors_corpus();
     ckpt_config_corpus();
+    classifier_config_corpus();
     unet_config_corpus();
     idx_corpus();
     npy_corpus();

@@ -66,6 +66,9 @@ valgrind_round_trip() {
         --out "$dir/s.npy" --quiet
     run "eval the samples" eval --samples "$dir/s.csv" --data moons --n 50
     run "eval the bound" eval --metric nll --model "$dir/mlp" --data moons --n 50 --t-draws 2
+    run "train a conditional MLP" train "${mlp[@]/$dir\/mlp/$dir/cmlp}" --steps 20 --conditional
+    run "sample it with classifier-free guidance" sample --model "$dir/cmlp" --n 20 --class 1 \
+        --guidance 2 --sampler dpmpp-2m --steps 10 --out "$dir/c.csv" --quiet
     if [ -d /usr/share/datasets/fashion-mnist ]; then
         # a small UNet of the same kinds of blocks as unet-28 (attention included): memcheck
         # runs unet-28 itself ~100x slower than native, minutes a step
@@ -76,6 +79,11 @@ valgrind_round_trip() {
         run "sample the UNet: grid and npy" sample --model "$dir/unet" --n 2 --steps 3 \
             --grid "$dir/g.png" --npy "$dir/g.npy" --quiet
         run "its bound on the test split" eval --metric nll --model "$dir/unet" --n 4 --t-draws 1
+        run "a conditional UNet" train "${unet[@]/$dir\/unet/$dir/cunet}" --steps 2 --conditional
+        run "a noisy classifier on its schedule" train-classifier --data fashion-mnist-test \
+            --noisy --like "$dir/cunet" --steps 2 --batch 2 --out "$dir/clf" --quiet
+        run "sample with both guidances" sample --model "$dir/cunet" --n 2 --steps 3 \
+            --class all --guidance 2 --guide-classifier "$dir/clf" --grid "$dir/cg.png" --quiet
     fi
     rm -rf "$dir"
     echo "valgrind: $n commands"

@@ -17,12 +17,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-all=(safetensors ckpt_config unet_config idx npy csv image args)
+all=(safetensors ckpt_config classifier_config unet_config idx npy csv image args)
 # the longest input worth trying, per format (the seeds are all far smaller)
-declare -A max_len=([safetensors]=16384 [ckpt_config]=8192 [unet_config]=8192 [idx]=4096
+declare -A max_len=([safetensors]=16384 [ckpt_config]=8192 [classifier_config]=8192
+                    [unet_config]=8192 [idx]=4096
                     [npy]=4096 [csv]=4096 [image]=16384 [args]=1024)
 # harnesses sharing a dictionary
-declare -A dict_of=([ckpt_config]=json_config [unet_config]=json_config)
+declare -A dict_of=([ckpt_config]=json_config [classifier_config]=json_config
+                   [unet_config]=json_config)
 
 seconds=15
 only=()
