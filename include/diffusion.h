@@ -69,6 +69,26 @@ int dm_get_num_threads(void);
  * GFLOP/s (2 n^3 per product; median of `iters` after one warm-up); < 0 if out of memory. */
 double dm_sgemm_gflops(int64_t n, int iters);
 
+/* Time per layer type (for choosing the next optimisation): while enabled, the layer primitives
+ * add their wall time to their category. Convolutions include their im2col and bias work;
+ * attention is the softmax(q k^T) v kernel (its projections count as linear); elementwise is
+ * SiLU, upsampling and skip concatenation; optimiser is Adam, clipping and the EMA. */
+typedef enum {
+    DM_PROFILE_CONV_FWD = 0,
+    DM_PROFILE_CONV_BWD,
+    DM_PROFILE_ATTENTION,
+    DM_PROFILE_NORM,
+    DM_PROFILE_LINEAR,
+    DM_PROFILE_ELEMENTWISE,
+    DM_PROFILE_OPTIMISER,
+    DM_PROFILE_COUNT
+} dm_profile_kind;
+
+void dm_profile_enable(int on);
+void dm_profile_reset(void);
+double dm_profile_seconds(dm_profile_kind k);
+const char *dm_profile_name(dm_profile_kind k);
+
 /* Philox4x32-10 counter-based generator. (seed, stream) select an independent sequence; offset
  * counts the 128-bit blocks consumed so far. Element i of a fill uses block offset + i/4, so a
  * fill done by any number of threads gives the same numbers. Save and restore by copying. */

@@ -10,9 +10,31 @@
 #include <string.h>
 
 
+/* Profiling of the timed iterations only: reset and enable at the first, read at the end. */
+static void profile_start(int on) {
+    dm_profile_reset();
+    dm_profile_enable(on);
+}
+
+static void profile_stop(double *seconds) {
+    dm_profile_enable(0);
+    for (int k = 0; k < DM_PROFILE_COUNT; k++) seconds[k] = dm_profile_seconds(k);
+}
+
+static void profile_json(cJSON *o, const char *key, const double *seconds, double total,
+                         int iters) {
+    cJSON *p = cJSON_AddObjectToObject(o, key);
+    double rest = total;
+    for (int k = 0; k < DM_PROFILE_COUNT; k++) {
+        cJSON_AddNumberToObject(p, dm_profile_name(k), 1e3 * seconds[k] / iters);
+        rest -= seconds[k];
+    }
+    cJSON_AddNumberToObject(p, "the rest", 1e3 * rest / iters);
+}
+
 int cmd_bench_unet(int argc, char **argv) {
     const char *preset = "unet-28";
-    int threads = 2, json = 0, iters = 5, warmup = 2;
+    int threads = 2, json = 0, iters = 5, warmup = 2, profile = 0;
     int64_t batch = 128, infer_batch = 64, sgemm_n = 2048;
     cli_option opts[] = {
         {"--model", OPT_STRING, &preset, "NAME", "UNet preset: unet-28, cifar-ddpm, tiny"},
@@ -22,6 +44,7 @@ int cmd_bench_unet(int argc, char **argv) {
         {"--warmup", OPT_INT, &warmup, "N", "untimed iterations first"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--sgemm-n", OPT_I64, &sgemm_n, "N", "matrix size of the sgemm ceiling measurement"},
+        {"--profile", OPT_FLAG, &profile, NULL, "also the time per layer type in the timed iterations (conv forward and backward, attention, norms, linear, elementwise, optimiser, the rest)"},
         {"--json", OPT_FLAG, &json, NULL, "print the results as one JSON line"},
     };
     cli_command cmd = {
@@ -70,13 +93,17 @@ int cmd_bench_unet(int argc, char **argv) {
     if (st) return cli_fail(&err);
     cli_progress bar;
     cli_progress_start(&bar, "train", "steps", warmup + iters, json);
+    double train_prof[DM_PROFILE_COUNT], infer_prof[DM_PROFILE_COUNT], total = 0;
     for (int i = 0; !st && i < warmup + iters; i++) {
+        if (i == warmup) profile_start(profile);
         double t0 = cli_now();
         st = dm_trainer_step(tr, NULL, &err);
-        if (i >= warmup) t[i - warmup] = cli_now() - t0;
+        if (i >= warmup) t[i - warmup] = cli_now() - t0, total += t[i - warmup];
         cli_progress_update(&bar, i + 1, NULL);
     }
     cli_progress_finish(&bar);
+    profile_stop(train_prof);
+    const double train_total = total;
     dm_trainer_free(tr);
     if (st) return cli_fail(&err);
     const double train_s = cli_median(t, iters);
@@ -95,13 +122,17 @@ int cmd_bench_unet(int argc, char **argv) {
     if (!st) dm_rng_normal(&rng, x, (size_t)(infer_batch * dim));
     for (int64_t b = 0; !st && b < infer_batch; b++) ts[b] = 500;
     cli_progress_start(&bar, "sample", "evals", warmup + iters, json);
+    total = 0;
     for (int i = 0; !st && i < warmup + iters; i++) {
+        if (i == warmup) profile_start(profile);
         double t0 = cli_now();
         st = dm_model_forward(m, eps, x, ts, infer_batch, 0, &err);
-        if (i >= warmup) t[i - warmup] = cli_now() - t0;
+        if (i >= warmup) t[i - warmup] = cli_now() - t0, total += t[i - warmup];
         cli_progress_update(&bar, i + 1, NULL);
     }
     cli_progress_finish(&bar);
+    profile_stop(infer_prof);
+    const double infer_total = total;
     dm_model_free(m);
     free(x), free(eps), free(ts);
     if (st) return cli_fail(&err);
@@ -124,6 +155,10 @@ int cmd_bench_unet(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "infer_batch", (double)infer_batch);
         cJSON_AddNumberToObject(o, "infer_images_per_s", infer_ips);
         cJSON_AddNumberToObject(o, "infer_gflops", infer_gf);
+        if (profile) {
+            profile_json(o, "train_profile_ms_per_step", train_prof, train_total, iters);
+            profile_json(o, "infer_profile_ms_per_evaluation", infer_prof, infer_total, iters);
+        }
         cli_print_json(o);
     } else {
         printf("%s, threads %d; sgemm %lld: %.1f GFLOP/s\n", preset, dm_get_num_threads(),
@@ -133,6 +168,21 @@ int cmd_bench_unet(int argc, char **argv) {
                (long long)batch, train_ips, train_s, train_gf, rss);
         printf("sampling, batch %lld: %.1f images/s (%.3f s/evaluation), %.1f GFLOP/s\n",
                (long long)infer_batch, infer_ips, infer_s, infer_gf);
+        if (profile) {
+            printf("\ntime per layer type, mean over the %d timed iterations:\n", iters);
+            printf("  %-14s %12s %7s %14s %7s\n", "", "train ms/step", "share",
+                   "sample ms/eval", "share");
+            double tr_rest = train_total, in_rest = infer_total;
+            for (int k = 0; k < DM_PROFILE_COUNT; k++) {
+                tr_rest -= train_prof[k], in_rest -= infer_prof[k];
+                printf("  %-14s %12.1f %6.1f%% %14.1f %6.1f%%\n", dm_profile_name(k),
+                       1e3 * train_prof[k] / iters, 100 * train_prof[k] / train_total,
+                       1e3 * infer_prof[k] / iters, 100 * infer_prof[k] / infer_total);
+            }
+            printf("  %-14s %12.1f %6.1f%% %14.1f %6.1f%%\n", "the rest", 1e3 * tr_rest / iters,
+                   100 * tr_rest / train_total, 1e3 * in_rest / iters,
+                   100 * in_rest / infer_total);
+        }
     }
     return 0;
 }

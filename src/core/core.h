@@ -48,3 +48,7 @@ uint64_t dm_memory_available(const char **source);
 /* DM_ERR_NOMEM with the figures when bytes (64 MiB or more) exceed dm_memory_available();
  * DM_MEMORY_CHECK=0 in the environment turns the check off. */
 dm_status dm_memory_check(uint64_t bytes, dm_error *err);
+
+/* ---- profiling (dm_profile_*): a primitive brackets its work with these */
+double dm_profile_begin(void);                    /* 0 when profiling is off */
+void dm_profile_end(dm_profile_kind k, double t0); /* adds the time since t0 to k */

@@ -47,7 +47,7 @@ static inline float sigmoid_f(float x) {
 
 /* The `parallel :` modifier matters: an unqualified if on `parallel for simd` applies to the simd
  * part too, and when false it turns vectorisation off (small calls ran 10x slower). */
-void dm_silu_forward(float *y, const float *x, size_t n) {
+static void dm_silu_forward_impl(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_f(x[i]);
 }
@@ -61,10 +61,22 @@ void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
     }
 }
 
-void dm_silu_backward_inplace(float *d, const float *x, size_t n) {
+static void dm_silu_backward_inplace_impl(float *d, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float s = sigmoid_f(x[i]);
         d[i] *= s + x[i] * s * (1.0f - s);
     }
+}
+
+void dm_silu_forward(float *y, const float *x, size_t n) {
+    const double t0 = dm_profile_begin();
+    dm_silu_forward_impl(y, x, n);
+    dm_profile_end(DM_PROFILE_ELEMENTWISE, t0);
+}
+
+void dm_silu_backward_inplace(float *d, const float *x, size_t n) {
+    const double t0 = dm_profile_begin();
+    dm_silu_backward_inplace_impl(d, x, n);
+    dm_profile_end(DM_PROFILE_ELEMENTWISE, t0);
 }

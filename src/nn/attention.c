@@ -344,7 +344,7 @@ static void backward_small(float *dq, float *dk, float *dv, const float *dout, c
     }
 }
 
-void dm_attention_forward(float *o, float *probs, const float *q, const float *k, const float *v,
+static void dm_attention_forward_impl(float *o, float *probs, const float *q, const float *k, const float *v,
                           int64_t B, int64_t N, int64_t heads, int64_t d, float scale,
                           float *work) {
     const int64_t C = heads * d;
@@ -366,7 +366,7 @@ void dm_attention_forward(float *o, float *probs, const float *q, const float *k
     }
 }
 
-void dm_attention_backward(float *dq, float *dk, float *dv, const float *do_, const float *q,
+static void dm_attention_backward_impl(float *dq, float *dk, float *dv, const float *do_, const float *q,
                            const float *k, const float *v, const float *probs, int64_t B, int64_t N,
                            int64_t heads, int64_t d, float scale, float *work) {
     const int64_t C = heads * d;
@@ -464,4 +464,20 @@ void dm_attention_backward_ref(float *dq, float *dk, float *dv, const float *do_
             }
         }
     free(ds);
+}
+
+void dm_attention_forward(float *o, float *probs, const float *q, const float *k, const float *v,
+                          int64_t B, int64_t N, int64_t heads, int64_t d, float scale,
+                          float *work) {
+    const double t0 = dm_profile_begin();
+    dm_attention_forward_impl(o, probs, q, k, v, B, N, heads, d, scale, work);
+    dm_profile_end(DM_PROFILE_ATTENTION, t0);
+}
+
+void dm_attention_backward(float *dq, float *dk, float *dv, const float *do_, const float *q,
+                           const float *k, const float *v, const float *probs, int64_t B, int64_t N,
+                           int64_t heads, int64_t d, float scale, float *work) {
+    const double t0 = dm_profile_begin();
+    dm_attention_backward_impl(dq, dk, dv, do_, q, k, v, probs, B, N, heads, d, scale, work);
+    dm_profile_end(DM_PROFILE_ATTENTION, t0);
 }

@@ -648,7 +648,7 @@ static void backward_group_phased(float *dx, float *dwT, float *db, const float 
         col2im_phased_add(dx + (n0 + i) * cin * HW, col + i * C, p->N, planes, s, p);
 }
 
-void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+static void dm_conv2d_forward_impl(float *y, const float *x, const float *w, const float *b,
                        const dm_conv2d_shape *s, int64_t B, float *work) {
     const conv_plan p = make_plan(s, B);
 #pragma omp parallel if (p.threaded)
@@ -742,7 +742,7 @@ static void backward_group(float *dx, float *dwT, float *db, const float *dy, co
         col2im_add(dx + (n0 + i) * cin * HW, col + i * HWo, p->N, s, p->Ho, p->Wo);
 }
 
-void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+static void dm_conv2d_backward_impl(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, const dm_conv2d_shape *s, int64_t B, float *work) {
     const conv_plan p = make_plan(s, B);
     const int64_t K = p.K, cout = s->cout;
@@ -799,4 +799,18 @@ void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
             }
         }
     }
+}
+
+void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
+                       const dm_conv2d_shape *s, int64_t B, float *work) {
+    const double t0 = dm_profile_begin();
+    dm_conv2d_forward_impl(y, x, w, b, s, B, work);
+    dm_profile_end(DM_PROFILE_CONV_FWD, t0);
+}
+
+void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, const dm_conv2d_shape *s, int64_t B, float *work) {
+    const double t0 = dm_profile_begin();
+    dm_conv2d_backward_impl(dx, dw, db, dy, x, w, s, B, work);
+    dm_profile_end(DM_PROFILE_CONV_BWD, t0);
 }

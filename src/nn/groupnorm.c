@@ -31,7 +31,7 @@ static void group_stats(const float *x, int64_t n, float eps, float *mean_out, f
     *rstd_out = (float)(1.0 / sqrt(sq / (double)n + (double)eps));
 }
 
-void dm_groupnorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+static void dm_groupnorm_forward_impl(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                           const float *beta, int64_t B, int64_t C, int64_t HW, int64_t G,
                           float eps) {
     assert(G > 0 && C % G == 0 && y != x);
@@ -59,7 +59,7 @@ void dm_groupnorm_forward(float *y, float *mean, float *rstd, const float *x, co
  *   sdy[c] = sum dy,  sdxh[c] = sum dy * xhat,
  * dbeta[c] += sdy[c], dgamma[c] += sdxh[c], and with n = cpg * HW,
  *   dx = rstd * (gamma[c] dy - (sum_c gamma sdy) / n - xhat (sum_c gamma sdxh) / n). */
-void dm_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+static void dm_groupnorm_backward_impl(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                            const float *mean, const float *rstd, const float *gamma, int64_t B,
                            int64_t C, int64_t HW, int64_t G) {
     assert(G > 0 && C % G == 0);
@@ -176,4 +176,20 @@ void dm_groupnorm_backward_ref(float *dx, float *dgamma, float *dbeta, const flo
                 dx[base + i] += (float)(rs * (dxh - mean_dxh - xh * mean_dxh_xh));
             }
         }
+}
+
+void dm_groupnorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                          const float *beta, int64_t B, int64_t C, int64_t HW, int64_t G,
+                          float eps) {
+    const double t0 = dm_profile_begin();
+    dm_groupnorm_forward_impl(y, mean, rstd, x, gamma, beta, B, C, HW, G, eps);
+    dm_profile_end(DM_PROFILE_NORM, t0);
+}
+
+void dm_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                           const float *mean, const float *rstd, const float *gamma, int64_t B,
+                           int64_t C, int64_t HW, int64_t G) {
+    const double t0 = dm_profile_begin();
+    dm_groupnorm_backward_impl(dx, dgamma, dbeta, dy, x, mean, rstd, gamma, B, C, HW, G);
+    dm_profile_end(DM_PROFILE_NORM, t0);
 }

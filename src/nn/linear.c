@@ -26,7 +26,7 @@ static void forward_skinny(float *y, const float *x, const float *w, const float
     }
 }
 
-void dm_linear_forward(float *y, const float *x, const float *w, const float *b, int64_t B,
+static void dm_linear_forward_impl(float *y, const float *x, const float *w, const float *b, int64_t B,
                        int64_t in, int64_t out) {
     if (out <= SKINNY_OUT) {
         forward_skinny(y, x, w, b, B, in, out);
@@ -91,7 +91,7 @@ static void backward_dx_skinny(float *dx, const float *dy, const float *w, int64
     }
 }
 
-void dm_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+static void dm_linear_backward_impl(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int64_t B, int64_t in, int64_t out) {
     if (out <= SKINNY_OUT) {
         if (dx) backward_dx_skinny(dx, dy, w, B, in, out);
@@ -101,4 +101,18 @@ void dm_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
         dm_sgemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dw, in);
     }
     if (db) dm_bias_backward(db, dy, B, out);
+}
+
+void dm_linear_forward(float *y, const float *x, const float *w, const float *b, int64_t B,
+                       int64_t in, int64_t out) {
+    const double t0 = dm_profile_begin();
+    dm_linear_forward_impl(y, x, w, b, B, in, out);
+    dm_profile_end(DM_PROFILE_LINEAR, t0);
+}
+
+void dm_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int64_t B, int64_t in, int64_t out) {
+    const double t0 = dm_profile_begin();
+    dm_linear_backward_impl(dx, dw, db, dy, x, w, B, in, out);
+    dm_profile_end(DM_PROFILE_LINEAR, t0);
 }

@@ -102,7 +102,7 @@ static void adam_kernel(float *restrict p, float *restrict m, float *restrict v,
 /* elements per parallel chunk of the update */
 #define ADAM_CHUNK 8192
 
-void dm_adam_step(dm_adam *opt, float *params, const float *grads) {
+static void dm_adam_step_impl(dm_adam *opt, float *params, const float *grads) {
     const dm_optim_config *cfg = &opt->cfg;
     const double lr = dm_adam_lr(opt);
     const int64_t step = ++opt->step;
@@ -144,7 +144,7 @@ double dm_grad_norm(const float *g, size_t n) {
     return sqrt(total);
 }
 
-double dm_grad_clip(float *g, size_t n, double max_norm) {
+static double grad_clip_impl(float *g, size_t n, double max_norm) {
     const double norm = dm_grad_norm(g, n);
     if (max_norm > 0 && norm > max_norm) {
         const float scale = (float)(max_norm / norm);
@@ -154,8 +154,27 @@ double dm_grad_clip(float *g, size_t n, double max_norm) {
     return norm;
 }
 
-void dm_ema_update(float *ema, const float *params, size_t n, double decay) {
+static void dm_ema_update_impl(float *ema, const float *params, size_t n, double decay) {
     const float d = (float)decay, one_d = (float)(1.0 - decay);
 #pragma omp parallel for simd schedule(static) if (parallel : n >= DM_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) ema[i] = d * ema[i] + one_d * params[i];
+}
+
+void dm_adam_step(dm_adam *opt, float *params, const float *grads) {
+    const double t0 = dm_profile_begin();
+    dm_adam_step_impl(opt, params, grads);
+    dm_profile_end(DM_PROFILE_OPTIMISER, t0);
+}
+
+void dm_ema_update(float *ema, const float *params, size_t n, double decay) {
+    const double t0 = dm_profile_begin();
+    dm_ema_update_impl(ema, params, n, decay);
+    dm_profile_end(DM_PROFILE_OPTIMISER, t0);
+}
+
+double dm_grad_clip(float *g, size_t n, double max_norm) {
+    const double t0 = dm_profile_begin();
+    const double norm = grad_clip_impl(g, n, max_norm);
+    dm_profile_end(DM_PROFILE_OPTIMISER, t0);
+    return norm;
 }

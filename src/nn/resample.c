@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-void dm_upsample2x_forward(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W) {
+static void dm_upsample2x_forward_impl(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W) {
     const int64_t W2 = 2 * W;
 #pragma omp parallel for schedule(static) if (B * C * H * W >= DM_PARALLEL_MIN)
     for (int64_t plane = 0; plane < B * C; plane++) {
@@ -18,7 +18,7 @@ void dm_upsample2x_forward(float *y, const float *x, int64_t B, int64_t C, int64
     }
 }
 
-void dm_upsample2x_backward(float *dx, const float *dy, int64_t B, int64_t C, int64_t H,
+static void dm_upsample2x_backward_impl(float *dx, const float *dy, int64_t B, int64_t C, int64_t H,
                             int64_t W) {
     const int64_t W2 = 2 * W;
 #pragma omp parallel for schedule(static) if (B * C * H * W >= DM_PARALLEL_MIN)
@@ -34,7 +34,7 @@ void dm_upsample2x_backward(float *dx, const float *dy, int64_t B, int64_t C, in
     }
 }
 
-void dm_concat_channels(float *y, const float *a, int64_t Ca, const float *b, int64_t Cb,
+static void dm_concat_channels_impl(float *y, const float *a, int64_t Ca, const float *b, int64_t Cb,
                         int64_t B, int64_t HW) {
     const size_t na = (size_t)(Ca * HW), nb = (size_t)(Cb * HW);
 #pragma omp parallel for schedule(static) if (B * (Ca + Cb) * HW >= DM_PARALLEL_MIN)
@@ -51,7 +51,7 @@ static inline void add_into(float *restrict dst, const float *restrict src, size
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-void dm_concat_channels_backward(float *da, float *db, const float *dy, int64_t Ca, int64_t Cb,
+static void dm_concat_channels_backward_impl(float *da, float *db, const float *dy, int64_t Ca, int64_t Cb,
                                  int64_t B, int64_t HW) {
     const size_t na = (size_t)(Ca * HW), nb = (size_t)(Cb * HW);
 #pragma omp parallel for schedule(static) if (B * (Ca + Cb) * HW >= DM_PARALLEL_MIN)
@@ -60,4 +60,31 @@ void dm_concat_channels_backward(float *da, float *db, const float *dy, int64_t 
         if (da) add_into(da + (size_t)e * na, dye, na);
         if (db) add_into(db + (size_t)e * nb, dye + na, nb);
     }
+}
+
+void dm_upsample2x_forward(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W) {
+    const double t0 = dm_profile_begin();
+    dm_upsample2x_forward_impl(y, x, B, C, H, W);
+    dm_profile_end(DM_PROFILE_ELEMENTWISE, t0);
+}
+
+void dm_upsample2x_backward(float *dx, const float *dy, int64_t B, int64_t C, int64_t H,
+                            int64_t W) {
+    const double t0 = dm_profile_begin();
+    dm_upsample2x_backward_impl(dx, dy, B, C, H, W);
+    dm_profile_end(DM_PROFILE_ELEMENTWISE, t0);
+}
+
+void dm_concat_channels(float *y, const float *a, int64_t Ca, const float *b, int64_t Cb,
+                        int64_t B, int64_t HW) {
+    const double t0 = dm_profile_begin();
+    dm_concat_channels_impl(y, a, Ca, b, Cb, B, HW);
+    dm_profile_end(DM_PROFILE_ELEMENTWISE, t0);
+}
+
+void dm_concat_channels_backward(float *da, float *db, const float *dy, int64_t Ca, int64_t Cb,
+                                 int64_t B, int64_t HW) {
+    const double t0 = dm_profile_begin();
+    dm_concat_channels_backward_impl(da, db, dy, Ca, Cb, B, HW);
+    dm_profile_end(DM_PROFILE_ELEMENTWISE, t0);
 }
