@@ -79,7 +79,7 @@ expect_error "no variance output" "$bin" sample --model "$dir/x0" --var learned 
 expect_error "allowed 1..100" "$bin" sample --model "$dir/x0" --steps 200 --quiet --out "$dir/d.csv"
 expect_error "eta" "$bin" sample --model "$dir/x0" --sampler ddim --eta 2 --quiet --out "$dir/d.csv"
 expect_error "ancestral, ddim, langevin, pc, dpmpp-2m" "$bin" sample --model "$dir/x0" --sampler euler
-expect_error "allowed mmd, nll, steps" "$bin" eval --metric fid --model "$dir/x0"
+expect_error "allowed mmd, nll, steps" "$bin" eval --metric inception --model "$dir/x0"
 expect_error "not a step count in 1..100" "$bin" eval --metric steps --model "$dir/x0" \
     --steps-list 10,500
 [ -e "$dir/bad/checkpoint" ] && { echo "FAIL: a refused run left a checkpoint"; fails=$((fails + 1)); }
