@@ -235,6 +235,49 @@ static void test_directional(void) {
     directional_check("classifier variant", &c);
 }
 
+/* Inference lays out its activations differently (the blocks' inner activations share scratch
+ * buffers): a fresh model's inference output must equal the training forward's, bit for bit. */
+static void inference_matches_training(const char *what, const dm_unet_config *cfg) {
+    dm_error err = {0};
+    dm_model *mi = NULL, *mt = NULL;
+    CHECK(dm_unet_create(&mi, cfg, 9, &err) == DM_OK && dm_unet_create(&mt, cfg, 9, &err) == DM_OK,
+          "%s: %s", what, err.msg);
+    if (!mi || !mt) {
+        dm_model_free(mi), dm_model_free(mt);
+        return;
+    }
+    const int64_t B = 3, n = B * dm_model_dim(mi), no = B * dm_model_out_dim(mi);
+    float *x = malloc((size_t)n * sizeof *x), *oi = malloc((size_t)no * sizeof *oi);
+    float *ot = malloc((size_t)no * sizeof *ot);
+    dm_rng rng;
+    dm_rng_init(&rng, 4, 0);
+    dm_rng_normal(&rng, x, (size_t)n);
+    const float t[3] = {3, 400, 999};
+    const int32_t labels[3] = {1, 0, 1};
+    const int32_t *lab = cfg->num_class_embeds ? labels : NULL;
+    CHECK(dm_model_forward_cond(mi, oi, x, t, lab, B, 0, &err) == DM_OK, "%s", err.msg);
+    CHECK(dm_model_forward_cond(mt, ot, x, t, lab, B, 1, &err) == DM_OK, "%s", err.msg);
+    CHECK(memcmp(oi, ot, (size_t)no * sizeof *oi) == 0, "%s: inference equals training forward",
+          what);
+    free(x), free(oi), free(ot);
+    dm_model_free(mi), dm_model_free(mt);
+}
+
+static void test_inference_layout(void) {
+    dm_unet_config c;
+    dm_error err = {0};
+    dm_unet_preset(&c, "tiny", &err);
+    inference_matches_training("tiny", &c);
+    c.downsample_padding = 0, c.attention_head_dim = 0, c.levels = 3;
+    c.block_out_channels[2] = 16, c.down_attention[2] = 0, c.up_attention[2] = 1;
+    c.num_class_embeds = 2;
+    inference_matches_training("variant", &c);
+    dm_unet_preset(&c, "classifier-tiny", &err);
+    inference_matches_training("classifier-tiny", &c);
+    dm_unet_preset(&c, "unet-28", &err);
+    inference_matches_training("unet-28", &c);
+}
+
 /* The classifier's head against a naive recomputation from its pooled features, and its
  * features against the mean over pixels of the last block's normalised activations. */
 static void test_classifier_head(void) {
@@ -407,6 +450,7 @@ int main(void) {
     }
     test_directional();
     test_classifier_head();
+    test_inference_layout();
     test_presets_and_sizes();
     test_config_files();
     return tu_finish("test_unet");

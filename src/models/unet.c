@@ -120,6 +120,7 @@ typedef struct {
     float *dsemb, *dtmp;      /* (cap, temb) */
     float **dskip;            /* n_skips x (cap, skip_size) */
     float *conv_work, *attn_work;
+    float *infer_v;           /* inference: the attention's values (cap * max_act) */
     int64_t max_act, max_ch;  /* per example */
 } unet_impl;
 
@@ -515,7 +516,9 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
         if (s->C * hw > max_act) max_act = s->C * hw;
         if (s->C > max_ch) max_ch = s->C;
         s->out = take(a, bytes, out_n);
-        s->cat = s->pop_skip >= 0 ? take(a, bytes, in_n) : NULL;
+        /* inference keeps only the step outputs (the skips need them); the blocks' inner
+         * activations share the scratch buffers, assigned at the end */
+        s->cat = s->pop_skip >= 0 && train ? take(a, bytes, in_n) : NULL;
         s->pre = NULL;
         if (s->kind == STEP_DOWN && im->convs[s->index].s.pad == 0) {
             const dm_conv2d_shape *cs = &im->convs[s->index].s;
@@ -541,34 +544,62 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
             const size_t nin = B * (size_t)(r->cin * r->HW), nout = B * (size_t)(r->cout * r->HW);
             r->mean1 = take(a, bytes, B * (size_t)r->norm1.G);
             r->rstd1 = take(a, bytes, B * (size_t)r->norm1.G);
-            r->g1 = take(a, bytes, nin);
-            r->a1 = take(a, bytes, nin);
             r->tproj = take(a, bytes, B * (size_t)r->cout);
-            r->h1 = take(a, bytes, nout);
             r->mean2 = take(a, bytes, B * (size_t)r->norm2.G);
             r->rstd2 = take(a, bytes, B * (size_t)r->norm2.G);
-            r->g2 = take(a, bytes, nout);
-            r->a2 = take(a, bytes, nout);
-            r->mask = c->dropout > 0 ? take(a, bytes, nout) : NULL;
+            if (train) {
+                r->g1 = take(a, bytes, nin);
+                r->a1 = take(a, bytes, nin);
+                r->h1 = take(a, bytes, nout);
+                r->g2 = take(a, bytes, nout);
+                r->a2 = take(a, bytes, nout);
+            }
+            r->mask = c->dropout > 0 && train ? take(a, bytes, nout) : NULL;
         }
         if (s->kind == STEP_ATTENTION) {
             attention_block *t = &im->attentions[s->index];
             const size_t n = B * (size_t)(t->N * t->C);
             t->mean = take(a, bytes, B * (size_t)t->norm.G);
             t->rstd = take(a, bytes, B * (size_t)t->norm.G);
-            t->tok = take(a, bytes, n);
-            t->q_act = take(a, bytes, n);
-            t->k_act = take(a, bytes, n);
-            t->v_act = take(a, bytes, n);
-            t->att = take(a, bytes, n);
+            if (train) {
+                t->tok = take(a, bytes, n);
+                t->q_act = take(a, bytes, n);
+                t->k_act = take(a, bytes, n);
+                t->v_act = take(a, bytes, n);
+                t->att = take(a, bytes, n);
+            }
             t->probs = train ? take(a, bytes, B * (size_t)(t->heads * t->N * t->N)) : NULL;
         }
     }
     if (im->temb > max_ch) max_ch = im->temb;
     for (int i = 0; i < 5; i++) im->scratch[i] = take(a, bytes, B * (size_t)max_act);
-    for (int i = 0; i < 2; i++) im->dgrad[i] = take(a, bytes, B * (size_t)max_act);
-    im->dtproj = take(a, bytes, B * (size_t)max_ch);
-    for (int k = 0; k < im->n_skips; k++) im->dskip[k] = take(a, bytes, B * (size_t)im->skip_size[k]);
+    if (train) {
+        for (int i = 0; i < 2; i++) im->dgrad[i] = take(a, bytes, B * (size_t)max_act);
+        im->dtproj = take(a, bytes, B * (size_t)max_ch);
+        for (int k = 0; k < im->n_skips; k++)
+            im->dskip[k] = take(a, bytes, B * (size_t)im->skip_size[k]);
+        im->infer_v = NULL;
+    } else {
+        /* the forward's use of the scratch buffers: a resnet's shortcut and an attention's
+         * norm and projection take 0 and 1; the inner activations take 2..4 and infer_v */
+        im->infer_v = take(a, bytes, B * (size_t)max_act);
+        for (int i = 0; a && i < im->n_steps; i++) {
+            step *s = &im->steps[i];
+            if (s->pop_skip >= 0) s->cat = im->scratch[4];
+            if (s->kind == STEP_RESNET) {
+                resnet_block *r = &im->resnets[s->index];
+                r->g1 = r->a1 = r->g2 = r->a2 = im->scratch[2];
+                r->h1 = im->scratch[3];
+            }
+            if (s->kind == STEP_ATTENTION) {
+                attention_block *t = &im->attentions[s->index];
+                t->tok = t->att = im->scratch[2]; /* the tokens are spent before att is made */
+                t->q_act = im->scratch[3];
+                t->k_act = im->scratch[4];
+                t->v_act = im->infer_v;
+            }
+        }
+    }
     size_t conv_work = 0, attn_work = 0;
     for (int i = 0; i < im->n_convs; i++) {
         size_t w = dm_conv2d_work_floats(&im->convs[i].s, cap);
