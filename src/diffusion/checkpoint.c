@@ -31,6 +31,17 @@ uint64_t dm_fnv1a(const void *data, size_t bytes) {
 /* ---------------------------------------------------------------------------------------- */
 /* config.json                                                                              */
 
+void dm_schedule_config_add_json(cJSON *parent, const dm_schedule_config *c) {
+    cJSON *sched = cJSON_AddObjectToObject(parent, "schedule");
+    cJSON_AddStringToObject(sched, "kind", dm_schedule_kind_name(c->kind));
+    cJSON_AddNumberToObject(sched, "T", c->T);
+    cJSON_AddNumberToObject(sched, "beta_start", c->beta_start);
+    cJSON_AddNumberToObject(sched, "beta_end", c->beta_end);
+    cJSON_AddNumberToObject(sched, "cosine_s", c->cosine_s);
+    cJSON_AddNumberToObject(sched, "gamma_min", c->gamma_min);
+    cJSON_AddNumberToObject(sched, "gamma_max", c->gamma_max);
+}
+
 dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_config *c,
                                      dm_error *err) {
     const dm_train_config *t = &c->train;
@@ -67,14 +78,7 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
         cJSON_AddNumberToObject(cond, "p_uncond", t->p_uncond);
     }
 
-    cJSON *sched = cJSON_AddObjectToObject(root, "schedule");
-    cJSON_AddStringToObject(sched, "kind", dm_schedule_kind_name(t->schedule.kind));
-    cJSON_AddNumberToObject(sched, "T", t->schedule.T);
-    cJSON_AddNumberToObject(sched, "beta_start", t->schedule.beta_start);
-    cJSON_AddNumberToObject(sched, "beta_end", t->schedule.beta_end);
-    cJSON_AddNumberToObject(sched, "cosine_s", t->schedule.cosine_s);
-    cJSON_AddNumberToObject(sched, "gamma_min", t->schedule.gamma_min);
-    cJSON_AddNumberToObject(sched, "gamma_max", t->schedule.gamma_max);
+    dm_schedule_config_add_json(root, &t->schedule);
 
     cJSON *norm = cJSON_AddObjectToObject(root, "normalization");
     cJSON_AddItemToObject(norm, "mean", cJSON_CreateDoubleArray(c->norm.mean, (int)c->norm.dim));

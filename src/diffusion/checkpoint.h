@@ -28,6 +28,10 @@ typedef struct {
     uint64_t data_hash; /* FNV-1a of the training data's bytes: resume refuses other data */
 } dm_checkpoint_config;
 
+/* Adds "schedule": {kind, T, beta_start, ...} to parent (our config.json and a classifier's). */
+typedef struct cJSON cJSON;
+void dm_schedule_config_add_json(cJSON *parent, const dm_schedule_config *c);
+
 dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_config *c,
                                      dm_error *err);
 dm_status dm_checkpoint_config_read(const char *path, dm_checkpoint_config *c, dm_error *err);

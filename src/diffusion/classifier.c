@@ -87,14 +87,7 @@ static dm_status write_config(const dm_classifier_config *c, int64_t step, const
     cJSON_AddStringToObject(root, "kind", c->noisy ? "noisy" : "clean");
     cJSON_AddNumberToObject(root, "num_classes", (double)c->net.classifier_classes);
     cJSON_AddStringToObject(root, "network", CLF_NET_DIR "/config.json");
-    cJSON *sc = cJSON_AddObjectToObject(root, "schedule");
-    cJSON_AddStringToObject(sc, "kind", dm_schedule_kind_name(c->schedule.kind));
-    cJSON_AddNumberToObject(sc, "T", c->schedule.T);
-    cJSON_AddNumberToObject(sc, "beta_start", c->schedule.beta_start);
-    cJSON_AddNumberToObject(sc, "beta_end", c->schedule.beta_end);
-    cJSON_AddNumberToObject(sc, "cosine_s", c->schedule.cosine_s);
-    cJSON_AddNumberToObject(sc, "gamma_min", c->schedule.gamma_min);
-    cJSON_AddNumberToObject(sc, "gamma_max", c->schedule.gamma_max);
+    dm_schedule_config_add_json(root, &c->schedule);
     cJSON *tr = cJSON_AddObjectToObject(root, "training");
     cJSON_AddNumberToObject(tr, "step", (double)step);
     cJSON_AddNumberToObject(tr, "steps", (double)c->steps);
