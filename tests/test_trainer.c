@@ -35,16 +35,19 @@ typedef struct {
     dm_reverse_var var;
     dm_time_sampling ts;
     dm_schedule_kind schedule;
+    int conditional; /* on labelled 8gaussians, p_uncond 0.3: the label drops' stream too */
 } variant;
 
 static const variant variants[] = {
-    {"default", DM_PRED_EPS, DM_LOSS_SIMPLE, DM_VAR_BETA, DM_TIME_UNIFORM, DM_SCHEDULE_LINEAR},
+    {"default", DM_PRED_EPS, DM_LOSS_SIMPLE, DM_VAR_BETA, DM_TIME_UNIFORM, DM_SCHEDULE_LINEAR, 0},
     {"x0 / vlb / importance", DM_PRED_X0, DM_LOSS_VLB, DM_VAR_BETA_TILDE, DM_TIME_IMPORTANCE,
-     DM_SCHEDULE_COSINE},
+     DM_SCHEDULE_COSINE, 0},
     {"v / hybrid / learned variance", DM_PRED_V, DM_LOSS_HYBRID, DM_VAR_LEARNED,
-     DM_TIME_IMPORTANCE, DM_SCHEDULE_LINEAR},
+     DM_TIME_IMPORTANCE, DM_SCHEDULE_LINEAR, 0},
     {"vdm-continuous / learned schedule", DM_PRED_EPS, DM_LOSS_VDM_CONTINUOUS, DM_VAR_BETA,
-     DM_TIME_UNIFORM, DM_SCHEDULE_LEARNED},
+     DM_TIME_UNIFORM, DM_SCHEDULE_LEARNED, 0},
+    {"class-conditional", DM_PRED_EPS, DM_LOSS_SIMPLE, DM_VAR_BETA, DM_TIME_UNIFORM,
+     DM_SCHEDULE_LINEAR, 1},
 };
 
 static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
@@ -56,6 +59,10 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
     cfg.var = v->var;
     cfg.timesteps = v->ts;
     cfg.schedule.kind = v->schedule;
+    if (v->conditional) {
+        cfg.num_classes = data->num_classes;
+        cfg.p_uncond = 0.3;
+    }
     printf("resume: %s\n", v->name);
     char ckpt[512];
     snprintf(ckpt, sizeof ckpt, "%s/resume", root);
@@ -114,6 +121,18 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
     dm_status st = dm_trainer_resume(&bad, ckpt, &other, 0, &err);
     CHECK(st == DM_ERR_MISMATCH && strstr(err.msg, "data"), "other data accepted: %s", err.msg);
     dm_dataset_free(&other);
+    if (v->conditional) {
+        /* the same points with one label changed are other data too */
+        dm_dataset relabelled;
+        dm_dataset_init(&relabelled, data->n, data->dim, &err);
+        dm_dataset_add_labels(&relabelled, data->num_classes, &err);
+        memcpy(relabelled.x, data->x, (size_t)(data->n * data->dim) * sizeof(float));
+        memcpy(relabelled.labels, data->labels, (size_t)data->n * sizeof(int32_t));
+        relabelled.labels[5] = (relabelled.labels[5] + 1) % data->num_classes;
+        st = dm_trainer_resume(&bad, ckpt, &relabelled, 0, &err);
+        CHECK(st == DM_ERR_MISMATCH, "relabelled data accepted: %s", err.msg);
+        dm_dataset_free(&relabelled);
+    }
     dm_trainer_free(full);
     dm_trainer_free(resumed);
 }
@@ -444,8 +463,11 @@ int main(void) {
     dm_error err = {0};
     dm_dataset data;
     dm_toy2d_generate(&data, "swissroll", 1000, 1, &err);
+    dm_dataset labelled;
+    dm_toy2d_generate(&labelled, "8gaussians", 1000, 1, &err);
     for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++)
-        test_resume_is_exact(&data, &variants[k]);
+        test_resume_is_exact(variants[k].conditional ? &labelled : &data, &variants[k]);
+    dm_dataset_free(&labelled);
     test_bad_checkpoints(&data);
     test_nonfinite(&data);
     test_unet_resume_is_exact();
