@@ -71,6 +71,7 @@ int cmd_eval(int argc, char **argv) {
         {"--sampler", OPT_STRING, &img.sampler, "NAME", "images: the sampler of the drawn samples"},
         {"--steps", OPT_INT, &img.steps, "N", "images: its steps (0 = all T)"},
         {"--k", OPT_INT, &img.k, "N", "prec-recall: nearest neighbours of the manifold balls"},
+        {"--real-data", OPT_STRING, &img.real, "NAME|PATH", "images: real images judged as the samples are, for the floor (default fashion-mnist, the training split)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},

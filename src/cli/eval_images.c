@@ -279,7 +279,7 @@ int cli_eval_images(const cli_image_eval_args *a) {
             for (int64_t i = 0; i < n; i++) labels[i] = all ? (int32_t)(i % K) : atoi(arg);
         }
     }
-    if (real_draw(&real, "fashion-mnist", C, S, n, a->seed, &err)) goto done;
+    if (real_draw(&real, a->real ? a->real : "fashion-mnist", C, S, n, a->seed, &err)) goto done;
     if (!(x = malloc((size_t)(n * D) * sizeof *x))) {
         dm_error_set(&err, DM_ERR_NOMEM, "out of memory for %lld samples", (long long)n);
         goto done;
@@ -313,9 +313,10 @@ int cli_eval_images(const cli_image_eval_args *a) {
     double curve_acc[64], curve_fid[64]; /* per row, for --plot */
     if (!a->json) {
         printf("FID-FMNIST: Frechet distance in the %lld pooled features of %s (not comparable "
-               "with Inception FID)\nreference: %lld images of %s; floor: %lld real training "
-               "images; precision/recall with k = %d\n",
-               (long long)ref.F, a->classifier, (long long)ref.n, ref_name, (long long)n, a->k);
+               "with Inception FID)\nreference: %lld images of %s; floor: %lld real images of %s; "
+               "precision/recall with k = %d\n",
+               (long long)ref.F, a->classifier, (long long)ref.n, ref_name,
+               (long long)real.data.n, a->real ? a->real : "fashion-mnist", a->k);
         printf("  %-26s %9s %11s %10s %8s %8s\n", "", "accuracy", "FID-FMNIST", "precision",
                "recall", "seconds");
         printf("  %-26s %9.4f %11.3f %10.4f %8.4f %8s\n", "real images (floor)",

@@ -10,6 +10,8 @@ typedef struct {
     const char *model;      /* a diffusion checkpoint to draw from, or NULL */
     const char *samples;    /* or an NPY of images */
     const char *data;       /* reference images (NULL: fashion-mnist-test) */
+    const char *real;       /* real images judged as the samples are, the floor (NULL:
+                             * fashion-mnist, the training split) */
     const char *class_arg;  /* classes of the samples: K or "all" (NULL: all when conditional) */
     const char *guide_classifier; /* a noisy classifier for classifier guidance, or NULL */
     double cfg_scale, classifier_scale;
