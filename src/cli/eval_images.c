@@ -274,9 +274,20 @@ int cli_eval_images(const cli_image_eval_args *a) {
         const char *arg = a->class_arg ? a->class_arg : "all";
         if (p && cli_class_labels(&labels, &classes, arg, n, p, guide, &err)) goto done;
         if (!p) {
-            if (!(labels = malloc((size_t)n * sizeof *labels))) goto done;
+            /* --samples drawn for class K (or for every class in turn, as sample --class all) */
             const int all = strcmp(arg, "all") == 0;
-            for (int64_t i = 0; i < n; i++) labels[i] = all ? (int32_t)(i % K) : atoi(arg);
+            char *end = NULL;
+            const long k = all ? 0 : strtol(arg, &end, 10);
+            if (!all && (!*arg || *end || k < 0 || k >= K)) {
+                dm_error_set(&err, DM_ERR_ARG, "--class %s: a class in 0..%d or 'all'", arg,
+                             (int)K - 1);
+                goto done;
+            }
+            if (!(labels = malloc((size_t)n * sizeof *labels))) {
+                dm_error_set(&err, DM_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            for (int64_t i = 0; i < n; i++) labels[i] = all ? (int32_t)(i % K) : (int32_t)k;
         }
     }
     if (real_draw(&real, a->real ? a->real : "fashion-mnist", C, S, n, a->seed, &err)) goto done;
