@@ -51,11 +51,11 @@ typedef struct {
     int64_t cin, cout, HW;
     /* saved activations, (cap, channels, HW) unless noted */
     float *mean1, *rstd1; /* (cap, G) */
-    float *g1, *a1;       /* norm1(x), silu of it (cin) */
+    float *g1, *a1;       /* norm1(x), silu of it (cin): shared buffers, remade in backward */
     float *tproj;         /* (cap, cout) */
     float *h1;            /* conv1 output + tproj */
     float *mean2, *rstd2; /* (cap, G) */
-    float *g2, *a2;       /* norm2(h1), dropout(silu(g2)) */
+    float *g2, *a2;       /* norm2(h1), dropout(silu(g2)): shared, remade in backward */
     float *mask;          /* dropout mask, when dropout > 0 */
 } resnet_block;
 
@@ -121,6 +121,9 @@ typedef struct {
     float **dskip;            /* n_skips x (cap, skip_size) */
     float *conv_work, *attn_work;
     float *infer_v;           /* inference: the attention's values (cap * max_act) */
+    float *rc_g, *rc_a;       /* training: a resnet's normalised activations and their SiLU
+                               * (cap * max_act each), made in the forward and made again in the
+                               * backward from the saved input and h1, not kept per block */
     int64_t max_act, max_ch;  /* per example */
 } unet_impl;
 
@@ -547,13 +550,8 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
             r->tproj = take(a, bytes, B * (size_t)r->cout);
             r->mean2 = take(a, bytes, B * (size_t)r->norm2.G);
             r->rstd2 = take(a, bytes, B * (size_t)r->norm2.G);
-            if (train) {
-                r->g1 = take(a, bytes, nin);
-                r->a1 = take(a, bytes, nin);
-                r->h1 = take(a, bytes, nout);
-                r->g2 = take(a, bytes, nout);
-                r->a2 = take(a, bytes, nout);
-            }
+            if (train) r->h1 = take(a, bytes, nout); /* g1, a1, g2, a2: rc_g and rc_a */
+            (void)nin;
             r->mask = c->dropout > 0 && train ? take(a, bytes, nout) : NULL;
         }
         if (s->kind == STEP_ATTENTION) {
@@ -579,6 +577,13 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
         for (int k = 0; k < im->n_skips; k++)
             im->dskip[k] = take(a, bytes, B * (size_t)im->skip_size[k]);
         im->infer_v = NULL;
+        im->rc_g = take(a, bytes, B * (size_t)max_act);
+        im->rc_a = take(a, bytes, B * (size_t)max_act);
+        for (int i = 0; a && i < im->n_resnets; i++) {
+            resnet_block *r = &im->resnets[i];
+            r->g1 = r->g2 = im->rc_g;
+            r->a1 = r->a2 = im->rc_a;
+        }
     } else {
         /* the forward's use of the scratch buffers: a resnet's shortcut and an attention's
          * norm and projection take 0 and 1; the inner activations take 2..4 and infer_v */
@@ -853,7 +858,14 @@ static void norm_backward(const float *p, float *g, float *dx, const float *dy, 
 static void resnet_backward(unet_impl *im, const float *p, float *g, resnet_block *r, float *dx,
                             const float *dout, const float *x, int64_t B) {
     const int64_t HW = r->HW, nin = B * r->cin * HW, nout = B * r->cout * HW;
+    const float eps = (float)im->cfg.norm_eps;
     float *d_a2 = im->scratch[0], *d_h1 = im->scratch[1], *d_a1 = im->scratch[2];
+    /* g2 = norm2(h1) and a2 = dropout(silu(g2)) again, exactly as the forward made them (the
+     * statistics come out the same; the mask is the saved one) */
+    norm_forward(p, r->g2, r->mean2, r->rstd2, r->h1, &r->norm2, B, HW, eps);
+    dm_silu_forward(r->a2, r->g2, (size_t)nout);
+    if (r->mask)
+        for (int64_t i = 0; i < nout; i++) r->a2[i] *= r->mask[i];
     zero(d_a2, nout);
     conv_backward(im, p, g, d_a2, dout, r->a2, &r->conv2, B);
     if (r->mask) {
@@ -871,6 +883,9 @@ static void resnet_backward(unet_impl *im, const float *p, float *g, resnet_bloc
     }
     dm_linear_backward(im->dsemb, g + r->temb_proj.w, g + r->temb_proj.b, im->dtproj, im->semb,
                        p + r->temb_proj.w, B, im->temb, r->cout);
+    /* g1 = norm1(x) and a1 = silu(g1) again */
+    norm_forward(p, r->g1, r->mean1, r->rstd1, x, &r->norm1, B, HW, eps);
+    dm_silu_forward(r->a1, r->g1, (size_t)nin);
     zero(d_a1, nin);
     conv_backward(im, p, g, d_a1, d_h1, r->a1, &r->conv1, B);
     dm_silu_backward_inplace(d_a1, r->g1, (size_t)nin);
