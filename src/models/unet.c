@@ -67,7 +67,8 @@ typedef struct {
     float *mean, *rstd;          /* (cap, G) */
     float *tok;                  /* (cap, N, C) normalised tokens */
     float *q_act, *k_act, *v_act; /* (cap, N, C) */
-    float *probs;                /* (cap, heads, N, N) */
+    float *probs;                /* (cap, heads, N, N): training, one buffer shared by all
+                                  * attention blocks, remade in the backward pass */
     float *att;                  /* (cap, N, C) attention output before to_out.0 */
 } attention_block;
 
@@ -501,7 +502,7 @@ static float *take(dm_arena *a, size_t *bytes, size_t n) {
 static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *bytes) {
     const size_t B = (size_t)cap;
     const dm_unet_config *c = &im->cfg;
-    int64_t max_act = 0, max_ch = 0;
+    int64_t max_act = 0, max_ch = 0, max_probs = 0;
     im->x_in = take(a, bytes, B * (size_t)(c->in_channels * c->sample_size * c->sample_size));
     im->tsin = take(a, bytes, B * (size_t)c->block_out_channels[0]);
     im->tl1 = take(a, bytes, B * (size_t)im->temb);
@@ -566,7 +567,8 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
                 t->v_act = take(a, bytes, n);
                 t->att = take(a, bytes, n);
             }
-            t->probs = train ? take(a, bytes, B * (size_t)(t->heads * t->N * t->N)) : NULL;
+            t->probs = NULL; /* training: the shared buffer, below */
+            if (t->heads * t->N * t->N > max_probs) max_probs = t->heads * t->N * t->N;
         }
     }
     if (im->temb > max_ch) max_ch = im->temb;
@@ -579,6 +581,10 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
         im->infer_v = NULL;
         im->rc_g = take(a, bytes, B * (size_t)max_act);
         im->rc_a = take(a, bytes, B * (size_t)max_act);
+        /* the attention probabilities are the largest activations (B heads N^2 a block): one
+         * block's worth, remade in the backward pass from the saved q and k */
+        float *probs = max_probs ? take(a, bytes, B * (size_t)max_probs) : NULL;
+        for (int i = 0; a && i < im->n_attentions; i++) im->attentions[i].probs = probs;
         for (int i = 0; a && i < im->n_resnets; i++) {
             resnet_block *r = &im->resnets[i];
             r->g1 = r->g2 = im->rc_g;
@@ -718,8 +724,9 @@ static void from_tokens(float *x, const float *t, int64_t B, int64_t C, int64_t 
         }
 }
 
+/* The same in training and inference: the probabilities are remade in the backward pass. */
 static void attention_forward(unet_impl *im, const float *p, attention_block *a, float *out,
-                              const float *x, int64_t B, bool train) {
+                              const float *x, int64_t B) {
     const int64_t C = a->C, N = a->N, rows = B * N;
     float *gn = im->scratch[0], *proj = im->scratch[1];
     norm_forward(p, gn, a->mean, a->rstd, x, &a->norm, B, N, (float)im->cfg.norm_eps);
@@ -727,7 +734,7 @@ static void attention_forward(unet_impl *im, const float *p, attention_block *a,
     dm_linear_forward(a->q_act, a->tok, p + a->q.w, p + a->q.b, rows, C, C);
     dm_linear_forward(a->k_act, a->tok, p + a->k.w, p + a->k.b, rows, C, C);
     dm_linear_forward(a->v_act, a->tok, p + a->v.w, p + a->v.b, rows, C, C);
-    dm_attention_forward(a->att, train ? a->probs : NULL, a->q_act, a->k_act, a->v_act, B, N,
+    dm_attention_forward(a->att, NULL, a->q_act, a->k_act, a->v_act, B, N,
                          a->heads, a->d, a->scale, im->attn_work);
     dm_linear_forward(proj, a->att, p + a->o.w, p + a->o.b, rows, C, C);
     memcpy(out, x, (size_t)(B * C * N) * sizeof *out);
@@ -790,7 +797,7 @@ static dm_status unet_forward(dm_model *m, float *out, const float *x, const flo
             resnet_forward(im, p, &im->resnets[s->index], s->out, s->in, B, train, &m->rng);
             break;
         case STEP_ATTENTION:
-            attention_forward(im, p, &im->attentions[s->index], s->out, cur, B, train);
+            attention_forward(im, p, &im->attentions[s->index], s->out, cur, B);
             break;
         case STEP_DOWN:
             if (s->pre) {
@@ -907,6 +914,10 @@ static void attention_backward(unet_impl *im, const float *p, float *g, attentio
     zero(datt, n);
     dm_linear_backward(datt, g + a->o.w, g + a->o.b, dproj, a->att, p + a->o.w, rows, C, C);
     zero(dq, n), zero(dk, n), zero(dv, n);
+    /* the probabilities again, exactly as the forward made them (the output goes to a buffer
+     * that is free during an attention block's backward) */
+    dm_attention_forward(im->rc_g, a->probs, a->q_act, a->k_act, a->v_act, B, N, a->heads, a->d,
+                         a->scale, im->attn_work);
     dm_attention_backward(dq, dk, dv, datt, a->q_act, a->k_act, a->v_act, a->probs, B, N, a->heads,
                           a->d, a->scale, im->attn_work);
     float *dtok = dproj, *dgn = datt;
