@@ -56,7 +56,7 @@ done
 ok "accuracy of samples drawn for every class" "$bin" eval --metric accuracy "${same[@]}" \
     --class all
 expect "an accuracy in [0, 1]" "x >= 0 && x <= 1" "$(num accuracy)"
-expect_error "a class in 0..9" "$bin" eval --metric accuracy "${same[@]}" --class 10
+expect_error "outside 0..9" "$bin" eval --metric accuracy "${same[@]}" --class 10
 expect_error "has no labels" "$bin" eval --metric accuracy --classifier "$dir/clf" \
     --data "$dir/ref.npy"
 expect_error "trained on clean images" "$bin" eval --metric guidance --classifier "$dir/clf" \

@@ -317,6 +317,8 @@ static void test_classifier_head(void) {
     CHECK(dm_unet_create(&m, &c, 0, &err) == DM_OK, "%s", err.msg);
     if (m) {
         CHECK(dm_model_out_dim(m) == 10 && dm_model_dim(m) == 784, "classifier-28: 784 -> 10");
+        CHECK(dm_model_num_params(m) == 1094858u, "classifier-28 has %zu parameters (the docs "
+              "say 1,094,858)", dm_model_num_params(m));
         dm_model_free(m);
     }
 }

@@ -89,8 +89,9 @@ int cmd_train_classifier(int argc, char **argv) {
         return 2;
     }
     if (set.data.num_classes != cfg.net.classifier_classes) {
-        fprintf(stderr, "note: %s has %d classes; the classifier gets %d outputs\n", data,
-                (int)set.data.num_classes, (int)set.data.num_classes);
+        fprintf(stderr, "note: %s has %d classes; the classifier gets %d outputs instead of "
+                        "%s's %lld\n", data, (int)set.data.num_classes,
+                (int)set.data.num_classes, model, (long long)cfg.net.classifier_classes);
         cfg.net.classifier_classes = set.data.num_classes;
     }
     if (cli_make_dirs(out, &err)) {

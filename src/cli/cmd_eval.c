@@ -9,21 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Two disjoint random subsets of n rows each from ds (Fisher-Yates on row indices). */
+/* Two disjoint random subsets of n rows each from ds. */
 static dm_status two_draws(const dm_dataset *ds, int64_t n, uint64_t seed, dm_dataset *a,
                            dm_dataset *b, dm_error *err) {
     int32_t *perm = malloc((size_t)ds->n * sizeof *perm);
     if (!perm) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0; i < ds->n; i++) perm[i] = (int32_t)i;
-    dm_rng r;
-    dm_rng_init(&r, seed, 5);
-    for (int64_t i = 0; i < 2 * n; i++) {
-        int32_t j;
-        dm_rng_int(&r, &j, 1, (int32_t)i, (int32_t)ds->n);
-        int32_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    cli_partial_shuffle(perm, ds->n, 2 * n, seed, 5);
     dm_status st;
     if ((st = dm_dataset_init(a, n, ds->dim, err)) || (st = dm_dataset_init(b, n, ds->dim, err))) {
         free(perm);

@@ -84,10 +84,10 @@ void cli_catch_interrupt(void) { signal(SIGINT, on_sigint); }
 int cli_interrupted(void) { return interrupted; }
 
 dm_status cli_class_labels(int32_t **labels, int *classes, const char *arg, int64_t n,
-                           const dm_pipeline *p, const dm_classifier *guide, dm_error *err) {
+                           const dm_pipeline *p, const dm_classifier *clf, dm_error *err) {
     *labels = NULL;
-    int K = dm_pipeline_train_config(p)->num_classes;
-    if (!K && guide) K = dm_classifier_num_classes(guide);
+    int K = p ? dm_pipeline_train_config(p)->num_classes : 0;
+    if (!K && clf) K = dm_classifier_num_classes(clf);
     *classes = K;
     if (!K)
         return dm_error_set(err, DM_ERR_ARG, "--class: the model is unconditional (train with "
@@ -99,7 +99,7 @@ dm_status cli_class_labels(int32_t **labels, int *classes, const char *arg, int6
         return dm_error_set(err, DM_ERR_ARG, "--class takes a class number or 'all', not '%s'",
                             arg);
     if (!all && (k < 0 || k >= K))
-        return dm_error_set(err, DM_ERR_ARG, "--class %ld is outside 0..%d (the model has %d "
+        return dm_error_set(err, DM_ERR_ARG, "--class %ld is outside 0..%d (there are %d "
                             "classes)", k, K - 1, K);
     if (!(*labels = malloc((size_t)n * sizeof **labels)))
         return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
@@ -112,4 +112,17 @@ int64_t cli_guided_evaluations(const dm_pipeline *p, const dm_sample_options *so
     const int64_t levels = dm_sample_evaluations(dm_pipeline_schedule(p), so);
     const int cfg = g && g->cfg_scale != 0 && dm_pipeline_train_config(p)->num_classes;
     return cfg ? 2 * levels : levels;
+}
+
+void cli_partial_shuffle(int32_t *perm, int64_t N, int64_t k, uint64_t seed, uint64_t stream) {
+    dm_rng r;
+    dm_rng_init(&r, seed, stream);
+    for (int64_t i = 0; i < N; i++) perm[i] = (int32_t)i;
+    for (int64_t i = 0; i < k; i++) {
+        int32_t j;
+        dm_rng_int(&r, &j, 1, (int32_t)i, (int32_t)N);
+        const int32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
 }

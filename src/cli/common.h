@@ -53,11 +53,15 @@ int cli_given(int argc, char **argv, const char *flag);
 double cli_recent_loss(const dm_trainer *tr, int64_t k);
 
 /* --class for n samples: "all" cycles through the classes (labels[i] = i mod K), a number is
- * that class for every sample. K is the model's classes, or the classifier's for an
- * unconditional model; *classes receives it. The caller frees *labels. */
+ * that class for every sample. K is the model's classes (p may be NULL), or the classifier's
+ * (clf may be NULL) for an unconditional model; *classes receives it. The caller frees
+ * *labels. */
 dm_status cli_class_labels(int32_t **labels, int *classes, const char *arg, int64_t n,
-                           const dm_pipeline *p, const dm_classifier *guide, dm_error *err);
+                           const dm_pipeline *p, const dm_classifier *clf, dm_error *err);
 /* Network evaluations per sample with guidance: classifier-free guidance evaluates twice the
  * batch at each level (counted as 2). */
 int64_t cli_guided_evaluations(const dm_pipeline *p, const dm_sample_options *so,
                                const dm_guidance *g);
+/* The first k (<= N) entries of perm (N) become k distinct random rows of 0..N-1, drawn from
+ * (seed, stream) by a partial Fisher-Yates shuffle: disjoint random subsets of a data file. */
+void cli_partial_shuffle(int32_t *perm, int64_t N, int64_t k, uint64_t seed, uint64_t stream);

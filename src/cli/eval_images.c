@@ -110,15 +110,9 @@ static dm_status real_draw(dm_image_set *out, const char *name, int64_t c, int64
         dm_image_set_free(&all);
         return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     }
-    dm_rng r;
-    dm_rng_init(&r, seed, 9);
-    for (int64_t i = 0; i < all.data.n; i++) perm[i] = (int32_t)i;
+    cli_partial_shuffle(perm, all.data.n, n, seed, 9);
     const int64_t D = all.data.dim;
     for (int64_t i = 0; i < n; i++) {
-        int32_t j;
-        dm_rng_int(&r, &j, 1, (int32_t)i, (int32_t)all.data.n);
-        const int32_t t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
         memcpy(out->data.x + i * D, all.data.x + (int64_t)perm[i] * D, (size_t)D * sizeof(float));
         if (all.data.labels) out->data.labels[i] = all.data.labels[perm[i]];
     }
@@ -203,7 +197,6 @@ int cli_eval_images(const cli_image_eval_args *a) {
     if (dm_classifier_load(&clf, a->classifier, &err)) goto done;
     const dm_unet_config *net = &dm_classifier_get_config(clf)->net;
     const int64_t C = net->in_channels, S = net->sample_size, D = C * S * S;
-    const int32_t K = dm_classifier_num_classes(clf);
     if (dm_classifier_get_config(clf)->noisy)
         fprintf(stderr, "note: %s is a noisy classifier; evaluation classifiers are trained on "
                         "clean images (train-classifier without --noisy)\n", a->classifier);
@@ -272,23 +265,9 @@ int cli_eval_images(const cli_image_eval_args *a) {
     if (want_classes) {
         int classes;
         const char *arg = a->class_arg ? a->class_arg : "all";
-        if (p && cli_class_labels(&labels, &classes, arg, n, p, guide, &err)) goto done;
-        if (!p) {
-            /* --samples drawn for class K (or for every class in turn, as sample --class all) */
-            const int all = strcmp(arg, "all") == 0;
-            char *end = NULL;
-            const long k = all ? 0 : strtol(arg, &end, 10);
-            if (!all && (!*arg || *end || k < 0 || k >= K)) {
-                dm_error_set(&err, DM_ERR_ARG, "--class %s: a class in 0..%d or 'all'", arg,
-                             (int)K - 1);
-                goto done;
-            }
-            if (!(labels = malloc((size_t)n * sizeof *labels))) {
-                dm_error_set(&err, DM_ERR_NOMEM, "out of memory");
-                goto done;
-            }
-            for (int64_t i = 0; i < n; i++) labels[i] = all ? (int32_t)(i % K) : (int32_t)k;
-        }
+        /* drawn samples: the model's classes (or the guiding classifier's); --samples: those
+         * they were drawn for (as sample --class K|all), among the evaluation classifier's */
+        if (cli_class_labels(&labels, &classes, arg, n, p, p ? guide : clf, &err)) goto done;
     }
     if (real_draw(&real, a->real ? a->real : "fashion-mnist", C, S, n, a->seed, &err)) goto done;
     if (!(x = malloc((size_t)(n * D) * sizeof *x))) {

@@ -132,6 +132,31 @@ static dm_status get_int(const cJSON *obj, const char *section, const char *key,
     return DM_OK;
 }
 
+dm_status dm_schedule_config_read_json(const cJSON *sched, dm_schedule_config *c,
+                                       const char *path, dm_error *err) {
+    int64_t T = 0;
+    dm_status st;
+    if ((st = get_int(sched, "schedule", "T", &T, path, err)) ||
+        (st = get_number(sched, "schedule", "beta_start", &c->beta_start, path, err)) ||
+        (st = get_number(sched, "schedule", "beta_end", &c->beta_end, path, err)) ||
+        (st = get_number(sched, "schedule", "cosine_s", &c->cosine_s, path, err)) ||
+        (st = get_number(sched, "schedule", "gamma_min", &c->gamma_min, path, err)) ||
+        (st = get_number(sched, "schedule", "gamma_max", &c->gamma_max, path, err)))
+        return st;
+    if (T < 1 || T > 100000)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.T = %lld out of range", path,
+                            (long long)T);
+    c->T = (int32_t)T;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sched, "kind");
+    if (!cJSON_IsString(kind))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.kind missing", path);
+    if ((st = dm_schedule_kind_parse(kind->valuestring, &c->kind, err))) {
+        dm_error_prefix(err, "%s: schedule.kind", path); /* returns DM_OK when err is NULL */
+        return st;
+    }
+    return DM_OK;
+}
+
 static const cJSON *get_object(const cJSON *root, const char *key, const char *path,
                                dm_error *err) {
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
@@ -252,7 +277,7 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
         t->num_classes = (int32_t)k;
     }
     const int64_t embeds = t->num_classes ? (int64_t)t->num_classes + 1 : 0;
-    int64_t T, seed, normalize_flag = 1;
+    int64_t seed, normalize_flag = 1;
     if (t->arch == DM_ARCH_UNET) {
         /* unet/config.json in the same folder */
         char unet_path[4400];
@@ -273,12 +298,7 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
                (st = get_int(model, "model", "out_dim", &t->mlp.out_dim, path, err))) {
         return st;
     }
-    if ((st = get_int(sched, "schedule", "T", &T, path, err)) ||
-        (st = get_number(sched, "schedule", "beta_start", &t->schedule.beta_start, path, err)) ||
-        (st = get_number(sched, "schedule", "beta_end", &t->schedule.beta_end, path, err)) ||
-        (st = get_number(sched, "schedule", "cosine_s", &t->schedule.cosine_s, path, err)) ||
-        (st = get_number(sched, "schedule", "gamma_min", &t->schedule.gamma_min, path, err)) ||
-        (st = get_number(sched, "schedule", "gamma_max", &t->schedule.gamma_max, path, err)) ||
+    if ((st = dm_schedule_config_read_json(sched, &t->schedule, path, err)) ||
         (st = get_int(tr, "training", "step", &c->step, path, err)) ||
         (st = get_int(tr, "training", "steps", &t->steps, path, err)) ||
         (st = get_int(tr, "training", "batch", &t->batch, path, err)) ||
@@ -293,10 +313,6 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
         (st = get_number(tr, "training", "ema_decay", &t->optim.ema_decay, path, err)) ||
         (st = get_int(tr, "training", "data_rows", &c->data_n, path, err)))
         return st;
-    if (T < 1 || T > 100000)
-        return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.T = %lld out of range", path,
-                            (long long)T);
-    t->schedule.T = (int32_t)T;
     if (seed < 0) return dm_error_set(err, DM_ERR_FORMAT, "%s: training.seed < 0", path);
     t->seed = (uint64_t)seed;
     const cJSON *nf = cJSON_GetObjectItemCaseSensitive(tr, "normalize");
@@ -304,13 +320,6 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
     t->normalize = (int)normalize_flag;
     const cJSON *hf = cJSON_GetObjectItemCaseSensitive(tr, "hflip");
     t->hflip = cJSON_IsTrue(hf);
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sched, "kind");
-    if (!cJSON_IsString(kind))
-        return dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.kind missing", path);
-    if ((st = dm_schedule_kind_parse(kind->valuestring, &t->schedule.kind, err))) {
-        dm_error_prefix(err, "%s: schedule.kind", path); /* returns DM_OK when err is NULL */
-        return st;
-    }
     if (t->arch == DM_ARCH_MLP) t->mlp.num_classes = embeds;
     if (t->arch == DM_ARCH_MLP && (t->mlp.dim < 1 || t->mlp.dim > DM_MAX_DIM))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: model.dim = %lld out of range 1..%d", path,

@@ -31,6 +31,10 @@ typedef struct {
 /* Adds "schedule": {kind, T, beta_start, ...} to parent (our config.json and a classifier's). */
 typedef struct cJSON cJSON;
 void dm_schedule_config_add_json(cJSON *parent, const dm_schedule_config *c);
+/* Reads such an object back (every field required, T in 1..100000, kind a known name); errors
+ * name path and the field. */
+dm_status dm_schedule_config_read_json(const cJSON *sched, dm_schedule_config *c,
+                                       const char *path, dm_error *err);
 
 dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_config *c,
                                      dm_error *err);

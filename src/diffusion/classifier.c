@@ -104,15 +104,6 @@ static dm_status write_config(const dm_classifier_config *c, int64_t step, const
     return st;
 }
 
-static dm_status json_number(const cJSON *o, const char *key, double *out, const char *path,
-                             dm_error *err) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return dm_error_set(err, DM_ERR_FORMAT, "%s: \"%s\" missing or not a number", path, key);
-    *out = v->valuedouble;
-    return DM_OK;
-}
-
 static dm_status read_config(dm_classifier_config *c, const char *dir, dm_error *err) {
     char path[4400];
     dm_classifier_config_default(c);
@@ -123,37 +114,28 @@ static dm_status read_config(dm_classifier_config *c, const char *dir, dm_error 
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(root, "kind");
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(root, "schedule");
-    const cJSON *skind = cJSON_GetObjectItemCaseSensitive(sc, "kind");
-    double T = 0, classes = 0;
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, CLF_FORMAT) != 0) {
+    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(root, "num_classes");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, CLF_FORMAT) != 0)
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: not a classifier (\"format\" is not \"%s\"; "
                           "a diffusion model's checkpoint is not a classifier)", path, CLF_FORMAT);
-    } else if (!cJSON_IsString(kind) || (strcmp(kind->valuestring, "noisy") != 0 &&
-                                         strcmp(kind->valuestring, "clean") != 0)) {
+    else if (!cJSON_IsString(kind) || (strcmp(kind->valuestring, "noisy") != 0 &&
+                                       strcmp(kind->valuestring, "clean") != 0))
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: \"kind\" must be \"noisy\" or \"clean\"", path);
-    } else if (!cJSON_IsObject(sc) || !cJSON_IsString(skind)) {
+    else if (!cJSON_IsObject(sc))
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: \"schedule\" missing", path);
-    } else if (!(st = dm_schedule_kind_parse(skind->valuestring, &c->schedule.kind, err)) &&
-               !(st = json_number(sc, "T", &T, path, err)) &&
-               !(st = json_number(sc, "beta_start", &c->schedule.beta_start, path, err)) &&
-               !(st = json_number(sc, "beta_end", &c->schedule.beta_end, path, err)) &&
-               !(st = json_number(sc, "cosine_s", &c->schedule.cosine_s, path, err)) &&
-               !(st = json_number(sc, "gamma_min", &c->schedule.gamma_min, path, err)) &&
-               !(st = json_number(sc, "gamma_max", &c->schedule.gamma_max, path, err)) &&
-               !(st = json_number(root, "num_classes", &classes, path, err))) {
-        if (!(T >= 1 && T <= 100000 && T == floor(T)))
-            st = dm_error_set(err, DM_ERR_FORMAT, "%s: schedule.T out of range", path);
-        c->schedule.T = (int32_t)(T >= 1 && T <= 100000 ? T : 1);
+    else if (!cJSON_IsNumber(classes))
+        st = dm_error_set(err, DM_ERR_FORMAT, "%s: \"num_classes\" missing or not a number", path);
+    else if (!(st = dm_schedule_config_read_json(sc, &c->schedule, path, err)))
         c->noisy = strcmp(kind->valuestring, "noisy") == 0;
-    }
+    const double n_classes = cJSON_IsNumber(classes) ? classes->valuedouble : 0;
     cJSON_Delete(root);
     if (st) return st;
     snprintf(path, sizeof path, "%s/" CLF_NET_DIR "/config.json", dir);
     if ((st = dm_unet_config_read(&c->net, path, err))) return st;
-    if (c->net.classifier_classes < 2 || (double)c->net.classifier_classes != classes)
+    if (c->net.classifier_classes < 2 || (double)c->net.classifier_classes != n_classes)
         return dm_error_set(err, DM_ERR_FORMAT, "%s: classifier_classes %lld disagrees with the "
                             "%g classes of %s/config.json", path,
-                            (long long)c->net.classifier_classes, classes, dir);
+                            (long long)c->net.classifier_classes, n_classes, dir);
     return DM_OK;
 }
 
@@ -257,6 +239,13 @@ dm_status dm_classifier_train(const dm_classifier_config *cfg, const dm_dataset 
                             (long long)B);
     }
     memcpy(s.ema, dm_model_params(s.model), P * sizeof(float));
+    /* size the activations now, as the trainer does, rather than inside the first step */
+    memset(s.x0, 0, (size_t)(B * D) * sizeof(float));
+    memset(s.t, 0, (size_t)B * sizeof(float));
+    if ((st = dm_model_forward(s.model, s.logits, s.x0, s.t, B, 1, err))) {
+        train_state_free(&s);
+        return st;
+    }
     dm_rng flip_rng, time_rng, noise_rng;
     dm_rng_init(&flip_rng, cfg->seed, STREAM_FLIP);
     dm_rng_init(&time_rng, cfg->seed, STREAM_TIME);
@@ -272,13 +261,8 @@ dm_status dm_classifier_train(const dm_classifier_config *cfg, const dm_dataset 
                 dm_epoch_order(s.perm, N, cfg->seed, STREAM_SHUFFLE, epoch);
             }
             const int32_t row = s.perm[g % N];
-            const float *src = data->x + (int64_t)row * D;
-            float *dst = s.x0 + b * D;
-            if (cfg->hflip && s.coins[b] < 0.5f)
-                for (int64_t r = 0; r < C * H; r++)
-                    for (int64_t x = 0; x < W; x++) dst[r * W + x] = src[r * W + (W - 1 - x)];
-            else
-                memcpy(dst, src, (size_t)D * sizeof *dst);
+            dm_copy_example(s.x0 + b * D, data->x + (int64_t)row * D, C * H, W,
+                            cfg->hflip && s.coins[b] < 0.5f);
             s.y[b] = data->labels[row];
         }
         const float *input = s.x0;
@@ -307,10 +291,8 @@ dm_status dm_classifier_train(const dm_classifier_config *cfg, const dm_dataset 
             break;
         }
         dm_adam_step(&s.opt, dm_model_params(s.model), g);
-        /* the trainer's EMA warm-up: early on the average follows the weights closely */
-        const double warm = (1.0 + (double)step) / (10.0 + (double)step);
-        const double decay = cfg->optim.ema_decay < warm ? cfg->optim.ema_decay : warm;
-        dm_ema_update(s.ema, dm_model_params(s.model), P, decay);
+        dm_ema_update(s.ema, dm_model_params(s.model), P,
+                      dm_ema_warmup_decay(cfg->optim.ema_decay, step));
         if (progress && progress(ctx, step + 1, cfg->steps, loss)) {
             step++;
             break;

@@ -11,6 +11,10 @@
  * resumed run does). perm (n) receives a permutation of 0..n-1. */
 void dm_epoch_order(int32_t *perm, int64_t n, uint64_t seed, uint64_t stream, int64_t epoch);
 
+/* One training example into a batch: rows x W values, each row mirrored when flip is set (an
+ * image's c * h rows of width w; points are 1 row and never flip). */
+void dm_copy_example(float *dst, const float *src, int64_t rows, int64_t W, bool flip);
+
 /* x_t = sqrt(ab_i) x0 + sqrt(1 - ab_i) eps, row b at index idx[b]; all (B, dim). */
 void dm_q_sample(const dm_schedule *s, float *xt, const float *x0, const float *eps,
                  const int32_t *idx, int64_t B, int64_t dim);
@@ -116,7 +120,8 @@ uint64_t dm_train_data_hash(const dm_dataset *data, const dm_train_config *cfg);
 dm_model *dm_trainer_model(dm_trainer *tr);
 
 /* The pipeline's network as eps_hat (and its raw variance output when var_out is set) for
- * labels (B) of a class-conditional model, or NULL for an unconditional one. */
+ * labels (B) of a class-conditional model; NULL labels: an unconditional model, or a
+ * conditional one's null label (refused for a model trained without it). */
 dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_out,
                                      const float *x, const float *t, const int32_t *labels,
                                      int64_t B, dm_error *err);

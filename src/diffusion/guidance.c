@@ -21,13 +21,12 @@ typedef struct {
     int64_t cap, D;
     float *x2, *t2, *eps2, *var2; /* (2 cap, D), (2 cap): the doubled batch */
     int32_t *y2;                  /* (2 cap) classes, then null labels */
-    int32_t *null;                /* (cap) */
     float *grad;                  /* (cap, D) */
 } guided;
 
 static void guided_free(guided *c) {
     dm_free(c->x2), dm_free(c->t2), dm_free(c->eps2), dm_free(c->var2);
-    dm_free(c->y2), dm_free(c->null), dm_free(c->grad);
+    dm_free(c->y2), dm_free(c->grad);
 }
 
 static dm_status guided_init(guided *c, dm_pipeline *p, const dm_guidance *g, int64_t cap,
@@ -39,7 +38,6 @@ static dm_status guided_init(guided *c, dm_pipeline *p, const dm_guidance *g, in
     c->D = dm_pipeline_dim(p);
     const size_t n = (size_t)(cap * c->D);
     const bool cfg = g->cfg_scale != 0, var = dm_model_out_dim(dm_pipeline_model(p)) > c->D;
-    c->null = dm_alloc((size_t)cap * sizeof(int32_t));
     if (cfg) {
         c->x2 = dm_alloc(2 * n * sizeof(float));
         c->t2 = dm_alloc(2 * (size_t)cap * sizeof(float));
@@ -48,7 +46,7 @@ static dm_status guided_init(guided *c, dm_pipeline *p, const dm_guidance *g, in
         c->y2 = dm_alloc(2 * (size_t)cap * sizeof(int32_t));
     }
     if (g->classifier) c->grad = dm_alloc(n * sizeof(float));
-    if (!c->null || (cfg && (!c->x2 || !c->t2 || !c->eps2 || (var && !c->var2) || !c->y2)) ||
+    if ((cfg && (!c->x2 || !c->t2 || !c->eps2 || (var && !c->var2) || !c->y2)) ||
         (g->classifier && !c->grad)) {
         guided_free(c);
         return dm_error_set(err, DM_ERR_NOMEM, "out of memory for guided sampling of %lld",
@@ -83,10 +81,8 @@ static dm_status guided_denoise(void *ctx, float *eps, float *var, const float *
         /* a learned variance is the conditional one (as GLIDE samples) */
         if (var) memcpy(var, c->var2, (size_t)n * sizeof *var);
     } else {
-        const int32_t *labels = NULL;
-        if (cond && c->labels && !g->unconditional_model) labels = c->labels;
-        else if (cond && (st = dm_pipeline_null_labels(c->p, c->null, B, err))) return st;
-        else if (cond) labels = c->null;
+        /* no labels: an unconditional model, or a conditional one's null label */
+        const int32_t *labels = cond && !g->unconditional_model ? c->labels : NULL;
         if ((st = dm_pipeline_denoise_labels(c->p, eps, var, x, t, labels, B, err))) return st;
     }
     if (g->classifier && g->classifier_scale != 0) {

@@ -14,7 +14,8 @@ struct dm_pipeline {
     dm_schedule sched;
     float *out;     /* (out_cap, out_dim) the model's output when it has a variance output */
     int64_t out_cap;
-    int32_t *null_labels; /* (null_cap) the null label, for a conditional model used without */
+    int32_t *null_labels; /* (null_cap) the null label, for a conditional model asked without
+                           * labels */
     int64_t null_cap;
 };
 
@@ -69,8 +70,21 @@ dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_
         }
         out = p->out;
     }
-    dm_status st = dm_model_forward_cond(p->model, out, x, t, labels, B, 0, err);
-    if (st) return st;
+    dm_status st;
+    if (!labels && p->cfg.train.num_classes) {
+        /* a class-conditional model asked without labels: its unconditional prediction */
+        if (p->null_cap < B) {
+            dm_free(p->null_labels);
+            p->null_cap = 0;
+            if (!(p->null_labels = dm_alloc((size_t)B * sizeof(int32_t))))
+                return dm_error_set(err, DM_ERR_NOMEM, "out of memory for a batch of %lld",
+                                    (long long)B);
+            p->null_cap = B;
+        }
+        if ((st = dm_pipeline_null_labels(p, p->null_labels, B, err))) return st;
+        labels = p->null_labels;
+    }
+    if ((st = dm_model_forward_cond(p->model, out, x, t, labels, B, 0, err))) return st;
     const dm_prediction pred = p->cfg.train.prediction;
     for (int64_t b = 0; b < B; b++) {
         const int32_t i = (int32_t)lrint(t[b]);
@@ -96,21 +110,7 @@ dm_status dm_pipeline_null_labels(dm_pipeline *p, int32_t *labels, int64_t B, dm
 
 dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
                               const float *t, int64_t B, dm_error *err) {
-    dm_pipeline *p = ctx;
-    if (!p->cfg.train.num_classes)
-        return dm_pipeline_denoise_labels(p, eps_hat, var_out, x, t, NULL, B, err);
-    /* a class-conditional model seen without labels: its unconditional prediction */
-    if (p->null_cap < B) {
-        dm_free(p->null_labels);
-        p->null_cap = 0;
-        if (!(p->null_labels = dm_alloc((size_t)B * sizeof(int32_t))))
-            return dm_error_set(err, DM_ERR_NOMEM, "out of memory for a batch of %lld",
-                                (long long)B);
-        p->null_cap = B;
-    }
-    dm_status st = dm_pipeline_null_labels(p, p->null_labels, B, err);
-    if (st) return st;
-    return dm_pipeline_denoise_labels(p, eps_hat, var_out, x, t, p->null_labels, B, err);
+    return dm_pipeline_denoise_labels(ctx, eps_hat, var_out, x, t, NULL, B, err);
 }
 
 dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,

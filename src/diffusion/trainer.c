@@ -179,15 +179,11 @@ void dm_epoch_order(int32_t *perm, int64_t n, uint64_t seed, uint64_t stream, in
     }
 }
 
-/* Copies example `row` into dst, mirrored left-right when flip is set. */
-static void copy_example(const dm_trainer *tr, float *dst, int64_t row, bool flip) {
-    const int64_t D = tr->data.dim;
-    const float *src = tr->data.x + row * D;
+void dm_copy_example(float *dst, const float *src, int64_t rows, int64_t W, bool flip) {
     if (!flip) {
-        memcpy(dst, src, (size_t)D * sizeof *dst);
+        memcpy(dst, src, (size_t)(rows * W) * sizeof *dst);
         return;
     }
-    const int64_t W = tr->img_w, rows = tr->img_c * tr->img_h;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t x = 0; x < W; x++) dst[r * W + x] = src[r * W + (W - 1 - x)];
 }
@@ -352,6 +348,7 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     dm_status st;
 
     const bool flips = tr->cfg.hflip && tr->img_w > 1;
+    const int64_t width = tr->img_w > 0 ? tr->img_w : D; /* points: one row of D */
     if (flips) dm_rng_uniform(&tr->batch_rng, tr->coins, (size_t)B);
     if (tr->continuous) {
         /* t is continuous, drawn in dm_vdm_prepare below */
@@ -370,7 +367,8 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
             tr->perm_epoch = g / N;
         }
         const int32_t row = tr->perm[g % N];
-        copy_example(tr, tr->x0 + b * D, row, flips && tr->coins[b] < 0.5f);
+        dm_copy_example(tr->x0 + b * D, tr->data.x + (int64_t)row * D, D / width, width,
+                        flips && tr->coins[b] < 0.5f);
         if (tr->y) /* classifier-free guidance's training: the label dropped to null at times */
             tr->y[b] = tr->drops[b] < tr->cfg.p_uncond ? tr->cfg.num_classes
                                                        : tr->data.labels[row];
@@ -407,9 +405,7 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     double norm = dm_grad_clip(g, P, tr->cfg.optim.grad_clip);
     if (!isfinite(norm)) return nonfinite_step(tr, "gradient", loss_out, err);
     dm_adam_step(&tr->opt, dm_model_params(m), g);
-    /* The usual EMA warm-up: early on the average follows the weights more closely. */
-    const double warm = (1.0 + (double)tr->step) / (10.0 + (double)tr->step);
-    const double decay = tr->cfg.optim.ema_decay < warm ? tr->cfg.optim.ema_decay : warm;
+    const double decay = dm_ema_warmup_decay(tr->cfg.optim.ema_decay, tr->step);
     if (tr->cfg.optim.ema_decay > 0)
         dm_ema_update(tr->ema, dm_model_params(m), P, decay);
     else

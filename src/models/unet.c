@@ -545,14 +545,13 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
         }
         if (s->kind == STEP_RESNET) {
             resnet_block *r = &im->resnets[s->index];
-            const size_t nin = B * (size_t)(r->cin * r->HW), nout = B * (size_t)(r->cout * r->HW);
+            const size_t nout = B * (size_t)(r->cout * r->HW);
             r->mean1 = take(a, bytes, B * (size_t)r->norm1.G);
             r->rstd1 = take(a, bytes, B * (size_t)r->norm1.G);
             r->tproj = take(a, bytes, B * (size_t)r->cout);
             r->mean2 = take(a, bytes, B * (size_t)r->norm2.G);
             r->rstd2 = take(a, bytes, B * (size_t)r->norm2.G);
             if (train) r->h1 = take(a, bytes, nout); /* g1, a1, g2, a2: rc_g and rc_a */
-            (void)nin;
             r->mask = c->dropout > 0 && train ? take(a, bytes, nout) : NULL;
         }
         if (s->kind == STEP_ATTENTION) {

@@ -61,3 +61,6 @@ double dm_grad_norm(const float *g, size_t n);
 double dm_grad_clip(float *g, size_t n, double max_norm);
 /* ema = decay * ema + (1 - decay) * params */
 void dm_ema_update(float *ema, const float *params, size_t n, double decay);
+/* The usual EMA warm-up: the decay used after `step` optimiser steps (0-based) is
+ * min(decay, (1 + step) / (10 + step)), so early on the average follows the weights closely. */
+double dm_ema_warmup_decay(double decay, int64_t step);

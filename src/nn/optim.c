@@ -154,6 +154,11 @@ static double grad_clip_impl(float *g, size_t n, double max_norm) {
     return norm;
 }
 
+double dm_ema_warmup_decay(double decay, int64_t step) {
+    const double warm = (1.0 + (double)step) / (10.0 + (double)step);
+    return decay < warm ? decay : warm;
+}
+
 static void dm_ema_update_impl(float *ema, const float *params, size_t n, double decay) {
     const float d = (float)decay, one_d = (float)(1.0 - decay);
 #pragma omp parallel for simd schedule(static) if (parallel : n >= DM_PARALLEL_MIN)
