@@ -1,6 +1,6 @@
 /* 2-D convolution: the naive forward against hand-computed values, the naive backward against
- * finite differences of the naive forward, and the fast path (im2col + sgemm, threads over the
- * batch) against the naive one at 1 and 2 threads. */
+ * finite differences of the naive forward, and both fast paths (oneDNN where built with it, and
+ * im2col + sgemm, threads over the batch) against the naive one at 1 and 2 threads. */
 #include "nn/conv2d.h"
 #include "test_util.h"
 
@@ -206,11 +206,15 @@ static void test_fast(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
     const double tol_y = 1e-5, tol_dx = 1e-7 * (double)(cout * k * k) + 1e-5;
     const double tol_dw = 1e-7 * (double)(B * HWo) + 1e-5;
     char what[192];
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int run = 0; run < 4; run++) {
+        const int threads = 1 + run % 2;
+        const dm_conv2d_backend backend = run < 2 ? DM_CONV_AUTO : DM_CONV_IM2COL;
+        dm_conv2d_set_backend(backend);
         omp_set_num_threads(threads);
         float *work = make_work(&s, B);
-        char ctx[64];
-        snprintf(ctx, sizeof ctx, "fast, %d thread%s,", threads, threads > 1 ? "s" : "");
+        char ctx[96];
+        snprintf(ctx, sizeof ctx, "%s, %d thread%s,", dm_conv2d_impl(&s, B), threads,
+                 threads > 1 ? "s" : "");
 
         fill_const(y, z.ny, 1e30f); /* the forward overwrites */
         dm_conv2d_forward(y, x, w, b, &s, B, work);
@@ -247,6 +251,7 @@ static void test_fast(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
         tu_check_array(what, dw, want_dw, z.nw, tol_dw, 1e-5);
         free(work);
     }
+    dm_conv2d_set_backend(DM_CONV_AUTO);
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
     free(want_y); free(want_y_nobias); free(want_dx); free(want_dw); free(want_db);
 }
@@ -264,10 +269,32 @@ static void test_fast_repeatable(void) {
     fill_normal(dy, z.ny, 23, 1.0f);
     omp_set_num_threads(2);
     float *work = make_work(&s, B);
-    dm_conv2d_backward(NULL, dw1, NULL, dy, x, w, &s, B, work);
-    dm_conv2d_backward(NULL, dw2, NULL, dy, x, w, &s, B, work);
-    CHECK(memcmp(dw1, dw2, z.nw * sizeof *dw1) == 0, "two identical backward calls differ");
+    for (int backend = DM_CONV_AUTO; backend <= DM_CONV_IM2COL; backend++) {
+        dm_conv2d_set_backend((dm_conv2d_backend)backend);
+        memset(dw1, 0, z.nw * sizeof *dw1);
+        memset(dw2, 0, z.nw * sizeof *dw2);
+        dm_conv2d_backward(NULL, dw1, NULL, dy, x, w, &s, B, work);
+        dm_conv2d_backward(NULL, dw2, NULL, dy, x, w, &s, B, work);
+        CHECK(memcmp(dw1, dw2, z.nw * sizeof *dw1) == 0, "%s: two identical backward calls differ",
+              dm_conv2d_impl(&s, B));
+    }
+    dm_conv2d_set_backend(DM_CONV_AUTO);
     free(x); free(w); free(dy); free(dw1); free(dw2); free(work);
+}
+
+/* Built with oneDNN, the UNet's convolutions must take its path (else the cases above tested
+ * im2col twice). */
+static void test_dnnl_taken(void) {
+#ifdef DM_HAVE_DNNL
+    const dm_conv2d_shape s = {32, 32, 28, 28, 3, 1, 1};
+    omp_set_num_threads(2);
+    const char *impl = dm_conv2d_impl(&s, 4);
+    printf("oneDNN implementation of a 32 -> 32 3x3 convolution: %s\n", impl);
+    CHECK(strcmp(impl, "im2col+sgemm") != 0, "built with oneDNN, yet a 32-channel 3x3 runs %s",
+          impl);
+#else
+    printf("built without oneDNN: only the im2col path was tested\n");
+#endif
 }
 
 int main(void) {
@@ -325,7 +352,14 @@ int main(void) {
     test_fast(64, 32, 28, 28, 1, 1, 0, 2); /* 1x1 straight from x */
     test_fast(128, 64, 7, 7, 1, 1, 0, 7);
     test_fast(32, 1, 28, 28, 3, 1, 1, 2);
+    /* oneDNN's blocked layouts with channels that do not fill a block of 16, pad 0, 1x1
+     * stride 2, one image */
+    test_fast(12, 20, 9, 7, 3, 1, 1, 3);
+    test_fast(24, 8, 9, 10, 3, 1, 0, 2);
+    test_fast(8, 40, 9, 9, 1, 2, 0, 3);
+    test_fast(48, 24, 6, 5, 3, 2, 1, 1);
     test_fast_repeatable();
+    test_dnnl_taken();
 
     return tu_finish("test_conv2d");
 }

@@ -1,5 +1,6 @@
 /* 2-D convolution, NCHW: naive references and the fast path (im2col + sgemm, threads over the
- * batch).
+ * batch). dm_conv2d_forward and dm_conv2d_backward offer each call to the oneDNN backend first
+ * (conv2d_dnnl.c); what it declines runs here.
  *
  * Fast path, per group of G images handled by one thread (K = cin k k, N = G Ho Wo):
  *   forward   y (cout, N)     = W (cout, K) col (K, N) + b
@@ -19,6 +20,7 @@
  * threads each GEMM instead. Scratch layout: [flipped weights | thread 0 | thread 1 | ...], each
  * thread's block [col | buf | dW^T partial | db partial]. */
 #include "conv2d.h"
+#include "conv2d_dnnl.h"
 
 #include <omp.h>
 #include <string.h>
@@ -801,16 +803,29 @@ static void dm_conv2d_backward_impl(float *dx, float *dw, float *db, const float
     }
 }
 
+static dm_conv2d_backend backend = DM_CONV_AUTO;
+
+void dm_conv2d_set_backend(dm_conv2d_backend which) { backend = which; }
+
+dm_conv2d_backend dm_conv2d_get_backend(void) { return backend; }
+
+const char *dm_conv2d_impl(const dm_conv2d_shape *s, int64_t B) {
+    const char *name = backend == DM_CONV_AUTO ? dm_conv2d_dnnl_impl(s, B) : NULL;
+    return name ? name : "im2col+sgemm";
+}
+
 void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                        const dm_conv2d_shape *s, int64_t B, float *work) {
     const double t0 = dm_profile_begin();
-    dm_conv2d_forward_impl(y, x, w, b, s, B, work);
+    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_forward(y, x, w, b, s, B))
+        dm_conv2d_forward_impl(y, x, w, b, s, B, work);
     dm_profile_end(DM_PROFILE_CONV_FWD, t0);
 }
 
 void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, const dm_conv2d_shape *s, int64_t B, float *work) {
     const double t0 = dm_profile_begin();
-    dm_conv2d_backward_impl(dx, dw, db, dy, x, w, s, B, work);
+    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_backward(dx, dw, db, dy, x, w, s, B))
+        dm_conv2d_backward_impl(dx, dw, db, dy, x, w, s, B, work);
     dm_profile_end(DM_PROFILE_CONV_BWD, t0);
 }

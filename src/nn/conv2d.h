@@ -2,7 +2,9 @@
  * Square kernels k in {1, 3}, stride 1 or 2, symmetric zero padding pad (0 or 1).
  * Output size: Ho = (H + 2 pad - k) / stride + 1, the same for W.
  * Rule of nn.h: the backward ADDS into every gradient it writes (dx, dw, db); the caller zeroes.
- * The fast path (im2col + sgemm, parallel over the batch) is tested against the naive one. */
+ * Two fast paths, both tested against the naive one: oneDNN's JIT convolutions (conv2d_dnnl.c)
+ * where the build has oneDNN and the shape suits it, else im2col + sgemm, parallel over the
+ * batch. */
 #pragma once
 
 #include "core/core.h"
@@ -22,8 +24,20 @@ static inline int64_t dm_conv2d_out_w(const dm_conv2d_shape *s) {
     return (s->W + 2 * s->pad - s->k) / s->stride + 1;
 }
 
+/* Which fast path the calls take. DM_CONV_AUTO: oneDNN where the build has it, the shape has 8 or
+ * more channels in and out and oneDNN has a JIT kernel for it on this CPU; im2col otherwise.
+ * DM_CONV_IM2COL: always im2col + sgemm. Process-wide; the default is DM_CONV_AUTO. */
+typedef enum { DM_CONV_AUTO = 0, DM_CONV_IM2COL = 1 } dm_conv2d_backend;
+void dm_conv2d_set_backend(dm_conv2d_backend backend);
+dm_conv2d_backend dm_conv2d_get_backend(void);
+/* oneDNN's name for the implementation a call of this shape and batch runs
+ * ("jit:avx512_core", ...), or "im2col+sgemm". */
+const char *dm_conv2d_impl(const dm_conv2d_shape *s, int64_t B);
+
 /* Floats of scratch the fast forward and backward need for a batch of B at the current
- * OpenMP thread count (im2col buffers, per-thread weight-gradient partials). */
+ * OpenMP thread count (im2col buffers, per-thread weight-gradient partials); the im2col path's
+ * need whatever the backend, so switching it never outgrows a buffer. The oneDNN path keeps
+ * its blocked copies in a workspace of its own. */
 size_t dm_conv2d_work_floats(const dm_conv2d_shape *s, int64_t B);
 
 /* y (B, cout, Ho, Wo) = conv(x (B, cin, H, W), w) + b; b may be NULL. work: see above. */

@@ -1,0 +1,23 @@
+/* The oneDNN backend of dm_conv2d_forward / dm_conv2d_backward (conv2d.c dispatches here first).
+ * oneDNN's JIT convolutions run in its blocked channel layouts (nChw16c) with AVX-512 where the
+ * CPU has it; the tensors stay NCHW outside: each call reorders its inputs into the blocked
+ * layout and its results back (gradients added, as nn.h's rule asks). The primitives are made
+ * on the first call of each (shape, batch, thread count) and cached for the process; their
+ * blocked buffers and scratchpads live in one workspace owned by this file, grown only when
+ * a new shape needs more, so a training step allocates nothing.
+ * Not for concurrent calls from several threads: the cached primitives share that workspace. */
+#pragma once
+
+#include "nn/conv2d.h"
+
+/* Each returns false, having done nothing, when the call is not for oneDNN: built without it,
+ * a shape it leaves to the im2col path (fewer than 8 channels in or out), or no JIT
+ * implementation for it on this CPU (only oneDNN's slow reference one). */
+bool dm_conv2d_dnnl_forward(float *y, const float *x, const float *w, const float *b,
+                            const dm_conv2d_shape *s, int64_t B);
+bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                             const float *w, const dm_conv2d_shape *s, int64_t B);
+
+/* oneDNN's name for the forward implementation of this shape ("jit:avx512_core", ...), or NULL
+ * when the shape runs on the im2col path. */
+const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B);
