@@ -89,6 +89,17 @@ void dm_profile_reset(void);
 double dm_profile_seconds(dm_profile_kind k);
 const char *dm_profile_name(dm_profile_kind k);
 
+/* Convolutions run through oneDNN's JIT kernels where the library was built with oneDNN
+ * (libdnnl-dev), the layer has 8 or more channels in and out and oneDNN has a JIT kernel for it
+ * on this CPU; through im2col + sgemm otherwise, or everywhere under DM_CONV_IM2COL. Both give
+ * the same results within float rounding. Process-wide; the default is DM_CONV_AUTO. */
+typedef enum { DM_CONV_AUTO = 0, DM_CONV_IM2COL = 1 } dm_conv_backend;
+void dm_set_conv_backend(dm_conv_backend backend);
+dm_conv_backend dm_get_conv_backend(void);
+/* What a size-keeping 3x3 convolution of C channels on H x W images at batch B runs: oneDNN's
+ * name for its implementation ("jit:avx512_core", ...) or "im2col+sgemm". */
+const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B);
+
 /* Philox4x32-10 counter-based generator. (seed, stream) select an independent sequence; offset
  * counts the 128-bit blocks consumed so far. Element i of a fill uses block offset + i/4, so a
  * fill done by any number of threads gives the same numbers. Save and restore by copying. */

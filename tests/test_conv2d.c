@@ -208,8 +208,7 @@ static void test_fast(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
     char what[192];
     for (int run = 0; run < 4; run++) {
         const int threads = 1 + run % 2;
-        const dm_conv2d_backend backend = run < 2 ? DM_CONV_AUTO : DM_CONV_IM2COL;
-        dm_conv2d_set_backend(backend);
+        dm_set_conv_backend(run < 2 ? DM_CONV_AUTO : DM_CONV_IM2COL);
         omp_set_num_threads(threads);
         float *work = make_work(&s, B);
         char ctx[96];
@@ -251,7 +250,7 @@ static void test_fast(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
         tu_check_array(what, dw, want_dw, z.nw, tol_dw, 1e-5);
         free(work);
     }
-    dm_conv2d_set_backend(DM_CONV_AUTO);
+    dm_set_conv_backend(DM_CONV_AUTO);
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
     free(want_y); free(want_y_nobias); free(want_dx); free(want_dw); free(want_db);
 }
@@ -270,7 +269,7 @@ static void test_fast_repeatable(void) {
     omp_set_num_threads(2);
     float *work = make_work(&s, B);
     for (int backend = DM_CONV_AUTO; backend <= DM_CONV_IM2COL; backend++) {
-        dm_conv2d_set_backend((dm_conv2d_backend)backend);
+        dm_set_conv_backend((dm_conv_backend)backend);
         memset(dw1, 0, z.nw * sizeof *dw1);
         memset(dw2, 0, z.nw * sizeof *dw2);
         dm_conv2d_backward(NULL, dw1, NULL, dy, x, w, &s, B, work);
@@ -278,7 +277,7 @@ static void test_fast_repeatable(void) {
         CHECK(memcmp(dw1, dw2, z.nw * sizeof *dw1) == 0, "%s: two identical backward calls differ",
               dm_conv2d_impl(&s, B));
     }
-    dm_conv2d_set_backend(DM_CONV_AUTO);
+    dm_set_conv_backend(DM_CONV_AUTO);
     free(x); free(w); free(dy); free(dw1); free(dw2); free(work);
 }
 

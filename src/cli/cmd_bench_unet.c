@@ -33,7 +33,7 @@ static void profile_json(cJSON *o, const char *key, const double *seconds, doubl
 }
 
 int cmd_bench_unet(int argc, char **argv) {
-    const char *preset = "unet-28";
+    const char *preset = "unet-28", *conv = "auto";
     int threads = 2, json = 0, iters = 5, warmup = 2, profile = 0;
     int64_t batch = 128, infer_batch = 64, sgemm_n = 2048;
     cli_option opts[] = {
@@ -44,6 +44,7 @@ int cmd_bench_unet(int argc, char **argv) {
         {"--warmup", OPT_INT, &warmup, "N", "untimed iterations first"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
         {"--sgemm-n", OPT_I64, &sgemm_n, "N", "matrix size of the sgemm ceiling measurement"},
+        {"--conv", OPT_STRING, &conv, "auto|im2col", "convolutions: oneDNN where built with it (auto), or always im2col + sgemm"},
         {"--profile", OPT_FLAG, &profile, NULL, "also the time per layer type in the timed iterations (conv forward and backward, attention, norms, linear, elementwise, optimiser, the rest)"},
         {"--json", OPT_FLAG, &json, NULL, "print the results as one JSON line"},
     };
@@ -60,6 +61,11 @@ int cmd_bench_unet(int argc, char **argv) {
         fprintf(stderr, "error: --batch, --infer-batch, --iters >= 1; --warmup >= 0\n");
         return 2;
     }
+    if (strcmp(conv, "auto") != 0 && strcmp(conv, "im2col") != 0) {
+        fprintf(stderr, "error: --conv is auto or im2col, not \"%s\"\n", conv);
+        return 2;
+    }
+    dm_set_conv_backend(strcmp(conv, "auto") == 0 ? DM_CONV_AUTO : DM_CONV_IM2COL);
     dm_set_num_threads(threads);
     dm_error err = {0};
     dm_train_config cfg;
@@ -70,6 +76,9 @@ int cmd_bench_unet(int argc, char **argv) {
     cfg.steps = warmup + iters;
     cfg.optim.lr = 2e-4;
     const double fwd_flop = 2.0 * dm_unet_macs_per_example(&cfg.unet);
+    /* what runs the first level's 3x3 convolutions, the bulk of the FLOPs */
+    const int64_t side = cfg.unet.sample_size;
+    const char *conv_impl = dm_conv_impl_name(cfg.unet.block_out_channels[0], side, side, batch);
 
     /* random images: the speed does not depend on the data */
     const int64_t n_img = batch > 256 ? batch : 256;
@@ -147,6 +156,7 @@ int cmd_bench_unet(int argc, char **argv) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", preset);
         cJSON_AddNumberToObject(o, "threads", dm_get_num_threads());
+        cJSON_AddStringToObject(o, "conv", conv_impl);
         cJSON_AddNumberToObject(o, "sgemm_gflops", sgemm);
         cJSON_AddNumberToObject(o, "train_batch", (double)batch);
         cJSON_AddNumberToObject(o, "train_images_per_s", train_ips);
@@ -161,8 +171,8 @@ int cmd_bench_unet(int argc, char **argv) {
         }
         cli_print_json(o);
     } else {
-        printf("%s, threads %d; sgemm %lld: %.1f GFLOP/s\n", preset, dm_get_num_threads(),
-               (long long)sgemm_n, sgemm);
+        printf("%s, threads %d, convolutions %s; sgemm %lld: %.1f GFLOP/s\n", preset,
+               dm_get_num_threads(), conv_impl, (long long)sgemm_n, sgemm);
         printf("training, batch %lld: %.1f images/s (%.2f s/step), %.1f GFLOP/s; peak RSS %.0f "
                "MiB\n",
                (long long)batch, train_ips, train_s, train_gf, rss);

@@ -803,15 +803,20 @@ static void dm_conv2d_backward_impl(float *dx, float *dw, float *db, const float
     }
 }
 
-static dm_conv2d_backend backend = DM_CONV_AUTO;
+static dm_conv_backend backend = DM_CONV_AUTO;
 
-void dm_conv2d_set_backend(dm_conv2d_backend which) { backend = which; }
+void dm_set_conv_backend(dm_conv_backend which) { backend = which; }
 
-dm_conv2d_backend dm_conv2d_get_backend(void) { return backend; }
+dm_conv_backend dm_get_conv_backend(void) { return backend; }
 
 const char *dm_conv2d_impl(const dm_conv2d_shape *s, int64_t B) {
     const char *name = backend == DM_CONV_AUTO ? dm_conv2d_dnnl_impl(s, B) : NULL;
     return name ? name : "im2col+sgemm";
+}
+
+const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B) {
+    const dm_conv2d_shape s = {C, C, H, W, 3, 1, 1};
+    return dm_conv2d_impl(&s, B);
 }
 
 void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,

@@ -24,14 +24,9 @@ static inline int64_t dm_conv2d_out_w(const dm_conv2d_shape *s) {
     return (s->W + 2 * s->pad - s->k) / s->stride + 1;
 }
 
-/* Which fast path the calls take. DM_CONV_AUTO: oneDNN where the build has it, the shape has 8 or
- * more channels in and out and oneDNN has a JIT kernel for it on this CPU; im2col otherwise.
- * DM_CONV_IM2COL: always im2col + sgemm. Process-wide; the default is DM_CONV_AUTO. */
-typedef enum { DM_CONV_AUTO = 0, DM_CONV_IM2COL = 1 } dm_conv2d_backend;
-void dm_conv2d_set_backend(dm_conv2d_backend backend);
-dm_conv2d_backend dm_conv2d_get_backend(void);
-/* oneDNN's name for the implementation a call of this shape and batch runs
- * ("jit:avx512_core", ...), or "im2col+sgemm". */
+/* Which fast path the calls take: dm_set_conv_backend (diffusion.h). This is oneDNN's name for
+ * the implementation a call of this shape and batch runs ("jit:avx512_core", ...), or
+ * "im2col+sgemm". */
 const char *dm_conv2d_impl(const dm_conv2d_shape *s, int64_t B);
 
 /* Floats of scratch the fast forward and backward need for a batch of B at the current
