@@ -59,6 +59,7 @@ typedef struct {
     reorder x_to_f, w_to_f, f_to_y;
     reorder dy_to_d, w_to_d, d_to_dx; /* d_to_dx adds */
     reorder x_to_w, dy_to_w, w_to_dw; /* w_to_dw adds */
+    bool share_dy; /* the weight gradient reads the data gradient's blocked dy */
     /* workspace offsets in bytes */
     size_t off_f_src, off_f_wei, off_f_dst, off_zero_bias, off_f_scratch, fwd_bytes;
     size_t off_d_diff_dst, off_d_wei, off_d_diff_src, off_w_src, off_w_diff_dst, off_w_diff_wei,
@@ -256,12 +257,18 @@ static bool build_entry(entry *e) {
     e->off_zero_bias = place(&at, (size_t)s->cout * sizeof(float));
     e->off_f_scratch = place(&at, fwd_scratch);
     e->fwd_bytes = at;
+    /* the backward: dx's blocked copy is spent (added into dx) before x's is made, so the two
+     * share their place; both passes read the same blocked dy when their layouts agree */
     at = 0;
+    e->share_dy = !e->dy_to_d.alias && !e->dy_to_w.alias && dnnl_memory_desc_equal(d_diff_dst,
+                                                                                 w_diff_dst);
     e->off_d_diff_dst = place(&at, e->dy_to_d.alias ? 0 : md_bytes(d_diff_dst));
+    e->off_w_diff_dst = e->share_dy ? e->off_d_diff_dst
+                                    : place(&at, e->dy_to_w.alias ? 0 : md_bytes(w_diff_dst));
     e->off_d_wei = place(&at, e->w_to_d.alias ? 0 : md_bytes(d_wei));
-    e->off_d_diff_src = place(&at, md_bytes(d_diff_src));
-    e->off_w_src = place(&at, e->x_to_w.alias ? 0 : md_bytes(w_src));
-    e->off_w_diff_dst = place(&at, e->dy_to_w.alias ? 0 : md_bytes(w_diff_dst));
+    const size_t x_blocked = e->x_to_w.alias ? 0 : md_bytes(w_src);
+    e->off_d_diff_src = e->off_w_src = place(
+        &at, md_bytes(d_diff_src) > x_blocked ? md_bytes(d_diff_src) : x_blocked);
     e->off_w_diff_wei = place(&at, md_bytes(w_diff_wei));
     e->off_w_diff_bias = place(&at, (size_t)s->cout * sizeof(float));
     e->off_b_scratch = place(&at, bwd_scratch);
@@ -389,7 +396,10 @@ bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, c
         move(&e->d_to_dx, e->d_diff_src, ws(e->off_d_diff_src), e->plain_x, dx, scratch);
     }
     move(&e->x_to_w, e->plain_x, x, e->w_src, ws(e->off_w_src), scratch);
-    move(&e->dy_to_w, e->plain_y, dy, e->w_diff_dst, ws(e->off_w_diff_dst), scratch);
+    if (e->share_dy && dx)
+        set(e->w_diff_dst, ws(e->off_w_diff_dst)); /* made above */
+    else
+        move(&e->dy_to_w, e->plain_y, dy, e->w_diff_dst, ws(e->off_w_diff_dst), scratch);
     set(e->w_diff_wei, ws(e->off_w_diff_wei));
     float *bias_grad = ws(e->off_w_diff_bias);
     set(e->w_diff_bias, bias_grad);
