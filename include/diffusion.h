@@ -96,6 +96,13 @@ const char *dm_profile_name(dm_profile_kind k);
 typedef enum { DM_CONV_AUTO = 0, DM_CONV_IM2COL = 1 } dm_conv_backend;
 void dm_set_conv_backend(dm_conv_backend backend);
 dm_conv_backend dm_get_conv_backend(void);
+/* The arithmetic of the convolutions on the oneDNN path: float32 (the default), or bfloat16
+ * products: x, w and dy rounded to bfloat16 (8 significant bits), sums and results in float32,
+ * as mixed-precision training does it. Weights, gradients and optimiser state stay float32.
+ * Fast on CPUs with AVX-512 BF16; oneDNN emulates it elsewhere. Process-wide. */
+typedef enum { DM_PRECISION_FP32 = 0, DM_PRECISION_BF16 = 1 } dm_precision;
+void dm_set_conv_precision(dm_precision precision);
+dm_precision dm_get_conv_precision(void);
 /* What a size-keeping 3x3 convolution of C channels on H x W images at batch B runs: oneDNN's
  * name for its implementation ("jit:avx512_core", ...) or "im2col+sgemm". */
 const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B);

@@ -281,6 +281,73 @@ static void test_fast_repeatable(void) {
     free(x); free(w); free(dy); free(dw1); free(dw2); free(work);
 }
 
+/* ||a - b|| / ||b||. */
+static double rel_error(const float *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* bfloat16 products (oneDNN): each input rounded to 8 significant bits (relative error up to
+ * 2^-9), sums in float32, so every result is off by about 0.3% of its size; the float32 path is
+ * a thousand times closer. Both bounds are checked, the second to show the bfloat16 kernel ran. */
+static void test_bf16(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, int stride,
+                      int pad, int64_t B) {
+#ifdef DM_HAVE_DNNL
+    const dm_conv2d_shape s = {cin, cout, H, W, k, stride, pad};
+    const sizes z = case_sizes(&s, B);
+    float *x = malloc(z.nx * sizeof *x), *w = malloc(z.nw * sizeof *w);
+    float *b = malloc((size_t)cout * sizeof *b), *dy = malloc(z.ny * sizeof *dy);
+    float *y = malloc(z.ny * sizeof *y), *dx = calloc(z.nx, sizeof *dx);
+    float *dw = calloc(z.nw, sizeof *dw), *db = calloc((size_t)cout, sizeof *db);
+    fill_normal(x, z.nx, 31, 1.0f);
+    fill_normal(w, z.nw, 32, 1.0f / sqrtf((float)(cin * k * k)));
+    fill_normal(b, (size_t)cout, 33, 1.0f);
+    fill_normal(dy, z.ny, 34, 1.0f);
+    dm_conv2d_forward_ref(y, x, w, b, &s, B);
+    double *want_y = to_double(y, z.ny);
+    dm_conv2d_backward_ref(dx, dw, db, dy, x, w, &s, B);
+    double *want_dx = to_double(dx, z.nx), *want_dw = to_double(dw, z.nw);
+    double *want_db = to_double(db, (size_t)cout);
+
+    omp_set_num_threads(2);
+    dm_set_conv_precision(DM_PRECISION_BF16);
+    const char *impl = dm_conv2d_impl(&s, B);
+    float *work = make_work(&s, B);
+    dm_conv2d_forward(y, x, w, b, &s, B, work);
+    memset(dx, 0, z.nx * sizeof *dx);
+    memset(dw, 0, z.nw * sizeof *dw);
+    memset(db, 0, (size_t)cout * sizeof *db);
+    dm_conv2d_backward(dx, dw, db, dy, x, w, &s, B, work);
+    dm_set_conv_precision(DM_PRECISION_FP32);
+    char what[192];
+    const struct {
+        const char *name;
+        const float *got;
+        const double *want;
+        size_t n;
+        double floor; /* the smallest error bfloat16 inputs can give */
+    } results[] = {{"y", y, want_y, z.ny, 3e-4},
+                   {"dx", dx, want_dx, z.nx, 3e-4},
+                   {"dw", dw, want_dw, z.nw, 3e-4},
+                   {"db", db, want_db, (size_t)cout, 0}}; /* db: a sum of the rounded dy */
+    for (size_t i = 0; i < sizeof results / sizeof results[0]; i++) {
+        const double e = rel_error(results[i].got, results[i].want, results[i].n);
+        snprintf(what, sizeof what, "bf16 (%s) %s: relative error %.2g", impl, results[i].name, e);
+        shape_name(what + strlen(what), sizeof what - strlen(what), ",", &s, B);
+        printf("%s\n", what);
+        CHECK(e < 1e-2, "%s, want < 1e-2", what);
+        CHECK(e >= results[i].floor, "%s: float32 accuracy, so bfloat16 did not run", what);
+    }
+    free(work);
+    free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
+    free(want_y); free(want_dx); free(want_dw); free(want_db);
+#endif
+}
+
 /* Built with oneDNN, the UNet's convolutions must take its path (else the cases above tested
  * im2col twice). */
 static void test_dnnl_taken(void) {
@@ -359,6 +426,9 @@ int main(void) {
     test_fast(48, 24, 6, 5, 3, 2, 1, 1);
     test_fast_repeatable();
     test_dnnl_taken();
+    test_bf16(32, 32, 14, 14, 3, 1, 1, 4);
+    test_bf16(24, 40, 9, 7, 3, 2, 1, 3);
+    test_bf16(64, 32, 7, 7, 1, 1, 0, 5);
 
     return tu_finish("test_conv2d");
 }

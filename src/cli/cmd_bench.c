@@ -62,7 +62,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "error: --sgemm-n >= 64, --sample-points >= 1, --sample-steps >= 1\n");
         return 2;
     }
-    dm_set_num_threads(threads);
+    cli_set_threads(threads);
     dm_error err = {0};
 
     double sgemm = dm_sgemm_gflops(sgemm_n, 5);

@@ -36,6 +36,7 @@ int cmd_bench_unet(int argc, char **argv) {
     const char *preset = "unet-28", *conv = "auto";
     int threads = 2, json = 0, iters = 5, warmup = 2, profile = 0;
     int64_t batch = 128, infer_batch = 64, sgemm_n = 2048;
+    const char *precision = "fp32";
     cli_option opts[] = {
         {"--model", OPT_STRING, &preset, "NAME", "UNet preset: unet-28, cifar-ddpm, tiny"},
         {"--batch", OPT_I64, &batch, "N", "training batch"},
@@ -43,6 +44,7 @@ int cmd_bench_unet(int argc, char **argv) {
         {"--iters", OPT_INT, &iters, "N", "timed iterations of each case"},
         {"--warmup", OPT_INT, &warmup, "N", "untimed iterations first"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--sgemm-n", OPT_I64, &sgemm_n, "N", "matrix size of the sgemm ceiling measurement"},
         {"--conv", OPT_STRING, &conv, "auto|im2col", "convolutions: oneDNN where built with it (auto), or always im2col + sgemm"},
         {"--profile", OPT_FLAG, &profile, NULL, "also the time per layer type in the timed iterations (conv forward and backward, attention, norms, linear, elementwise, optimiser, the rest)"},
@@ -66,7 +68,8 @@ int cmd_bench_unet(int argc, char **argv) {
         return 2;
     }
     dm_set_conv_backend(strcmp(conv, "auto") == 0 ? DM_CONV_AUTO : DM_CONV_IM2COL);
-    dm_set_num_threads(threads);
+    if (cli_set_precision(precision)) return 2;
+    cli_set_threads(threads);
     dm_error err = {0};
     dm_train_config cfg;
     dm_train_config_default(&cfg);
@@ -157,6 +160,7 @@ int cmd_bench_unet(int argc, char **argv) {
         cJSON_AddStringToObject(o, "model", preset);
         cJSON_AddNumberToObject(o, "threads", dm_get_num_threads());
         cJSON_AddStringToObject(o, "conv", conv_impl);
+        cJSON_AddStringToObject(o, "precision", precision);
         cJSON_AddNumberToObject(o, "sgemm_gflops", sgemm);
         cJSON_AddNumberToObject(o, "train_batch", (double)batch);
         cJSON_AddNumberToObject(o, "train_images_per_s", train_ips);

@@ -78,7 +78,7 @@ int cmd_train_classifier(int argc, char **argv) {
                         "config with classifier_classes\n", model);
         return 2;
     }
-    dm_set_num_threads(threads);
+    cli_set_threads(threads);
     dm_image_set set;
     if (cli_load_images(&set, data, cfg.net.in_channels, cfg.net.sample_size, &err))
         return cli_fail(&err);

@@ -43,7 +43,7 @@ int cmd_demo(int argc, char **argv) {
         fprintf(stderr, "error: --n must be >= 2\n");
         return 2;
     }
-    dm_set_num_threads(threads);
+    cli_set_threads(threads);
     quiet = quiet || json;
 
     dm_error err = {0};

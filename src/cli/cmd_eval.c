@@ -97,7 +97,7 @@ int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "error: --k and --n must be >= 1, --steps >= 0\n");
             return 2;
         }
-        dm_set_num_threads(threads);
+        cli_set_threads(threads);
         img.metric = metric;
         img.model = model;
         img.samples = samples_path;
@@ -117,7 +117,7 @@ int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "error: --batch, --t-draws and --n must be >= 1\n");
             return 2;
         }
-        dm_set_num_threads(threads);
+        cli_set_threads(threads);
         cli_nll_args a = {.model = model, .data = cli_given(argc, argv, "--data") ? data : NULL,
                           .n = cli_given(argc, argv, "--n") ? n : 0, .exact = exact,
                           .t_draws = t_draws, .var = var, .batch = batch, .seed = seed,
@@ -142,7 +142,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "error: --n must be >= 2\n");
         return 2;
     }
-    dm_set_num_threads(threads);
+    cli_set_threads(threads);
 
     dm_error err = {0};
     dm_dataset samples = {0}, a = {0}, b = {0}, all = {0};

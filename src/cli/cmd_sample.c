@@ -21,6 +21,7 @@ int cmd_sample(int argc, char **argv) {
     const char *class_arg = NULL, *guide_classifier = NULL;
     dm_guidance guide;
     dm_guidance_default(&guide);
+    const char *precision = "fp32";
     cli_option opts[] = {
         {"--model", OPT_STRING, &model, "DIR", "checkpoint folder or training run folder (required)"},
         {"--n", OPT_I64, &n, "N", "number of samples (images: 64 unless given)"},
@@ -47,6 +48,7 @@ int cmd_sample(int argc, char **argv) {
         {"--n-data", OPT_I64, &n_data, "N", "points of a built-in --data set to draw"},
         {"--strip", OPT_STRING, &strip, "PNG", "snapshots of the reverse process from x_T to x_0 (images: 8 samples)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };
@@ -73,7 +75,8 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "error: --scale must be in 1..64\n");
         return 2;
     }
-    dm_set_num_threads(threads);
+    if (cli_set_precision(precision)) return 2;
+    cli_set_threads(threads);
 
     dm_pipeline *p;
     if (dm_pipeline_load(&p, model, &err)) return cli_fail(&err);

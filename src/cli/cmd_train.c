@@ -115,6 +115,7 @@ int cmd_train(int argc, char **argv) {
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     int skip_nonfinite = 0, conditional = 0;
     int64_t inject_nan_step = 0;
+    const char *precision = "fp32";
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
         {"--model", OPT_STRING, &model, "NAME|JSON", "mlp (points), a UNet preset (unet-28, cifar-ddpm, tiny) or a diffusers config.json; images default to unet-28"},
@@ -147,6 +148,7 @@ int cmd_train(int argc, char **argv) {
         {"--p-uncond", OPT_DOUBLE, &cfg.p_uncond, "P", "with --conditional: probability that a label is dropped to the null label (classifier-free guidance)"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
         {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its checkpoint"},
@@ -191,7 +193,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "error: --log-every must be >= 0\n");
         return 2;
     }
-    dm_set_num_threads(threads);
+    if (cli_set_precision(precision)) return 2;
+    cli_set_threads(threads);
 
     const int images = (model && strcmp(model, "mlp") != 0) || cli_is_image_data(data);
     dm_dataset ds = {0};

@@ -1,6 +1,9 @@
 #include "common.h"
 
 #include <errno.h>
+#include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,5 +127,33 @@ void cli_partial_shuffle(int32_t *perm, int64_t N, int64_t k, uint64_t seed, uin
         const int32_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
+    }
+}
+
+int cli_set_precision(const char *name) {
+    if (strcmp(name, "fp32") == 0 || strcmp(name, "bf16") == 0) {
+        dm_set_conv_precision(name[0] == 'b' ? DM_PRECISION_BF16 : DM_PRECISION_FP32);
+        return 0;
+    }
+    fprintf(stderr, "error: --precision is fp32 or bf16, not \"%s\"\n", name);
+    return 2;
+}
+
+void cli_set_threads(int threads) {
+    dm_set_num_threads(threads);
+    if (getenv("OMP_PROC_BIND") || getenv("GOMP_CPU_AFFINITY")) return;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+    const int n = dm_get_num_threads();
+    if (n < 2 || n > CPU_COUNT(&allowed)) return;
+    int cpus[CPU_SETSIZE], count = 0;
+    for (int c = 0; c < CPU_SETSIZE && count < n; c++)
+        if (CPU_ISSET(c, &allowed)) cpus[count++] = c;
+#pragma omp parallel num_threads(n)
+    {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[omp_get_thread_num()], &one);
+        pthread_setaffinity_np(pthread_self(), sizeof one, &one);
     }
 }

@@ -804,13 +804,19 @@ static void dm_conv2d_backward_impl(float *dx, float *dw, float *db, const float
 }
 
 static dm_conv_backend backend = DM_CONV_AUTO;
+static dm_precision precision = DM_PRECISION_FP32;
 
 void dm_set_conv_backend(dm_conv_backend which) { backend = which; }
 
 dm_conv_backend dm_get_conv_backend(void) { return backend; }
 
+void dm_set_conv_precision(dm_precision which) { precision = which; }
+
+dm_precision dm_get_conv_precision(void) { return precision; }
+
 const char *dm_conv2d_impl(const dm_conv2d_shape *s, int64_t B) {
-    const char *name = backend == DM_CONV_AUTO ? dm_conv2d_dnnl_impl(s, B) : NULL;
+    const bool bf16 = precision == DM_PRECISION_BF16;
+    const char *name = backend == DM_CONV_AUTO ? dm_conv2d_dnnl_impl(s, B, bf16) : NULL;
     return name ? name : "im2col+sgemm";
 }
 
@@ -822,7 +828,8 @@ const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B) {
 void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
                        const dm_conv2d_shape *s, int64_t B, float *work) {
     const double t0 = dm_profile_begin();
-    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_forward(y, x, w, b, s, B))
+    const bool bf16 = precision == DM_PRECISION_BF16;
+    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_forward(y, x, w, b, s, B, bf16))
         dm_conv2d_forward_impl(y, x, w, b, s, B, work);
     dm_profile_end(DM_PROFILE_CONV_FWD, t0);
 }
@@ -830,7 +837,8 @@ void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
 void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, const dm_conv2d_shape *s, int64_t B, float *work) {
     const double t0 = dm_profile_begin();
-    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_backward(dx, dw, db, dy, x, w, s, B))
+    const bool bf16 = precision == DM_PRECISION_BF16;
+    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_backward(dx, dw, db, dy, x, w, s, B, bf16))
         dm_conv2d_backward_impl(dx, dw, db, dy, x, w, s, B, work);
     dm_profile_end(DM_PROFILE_CONV_BWD, t0);
 }

@@ -4,16 +4,18 @@
 #ifndef DM_HAVE_DNNL
 
 bool dm_conv2d_dnnl_forward(float *y, const float *x, const float *w, const float *b,
-                            const dm_conv2d_shape *s, int64_t B) {
+                            const dm_conv2d_shape *s, int64_t B, bool bf16) {
     return false;
 }
 
 bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, const dm_conv2d_shape *s, int64_t B) {
+                             const float *w, const dm_conv2d_shape *s, int64_t B, bool bf16) {
     return false;
 }
 
-const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B) { return NULL; }
+const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B, bool bf16) {
+    return NULL;
+}
 
 #else
 
@@ -47,6 +49,7 @@ typedef struct {
     dm_conv2d_shape s;
     int64_t B;
     int threads;
+    bool bf16;   /* bfloat16 products */
     bool usable; /* a JIT implementation exists for every pass */
     char impl[64];
     op fwd, bwd_data, bwd_weights;
@@ -179,7 +182,10 @@ static bool build_entry(entry *e) {
     const dnnl_dims_t x_dims = {e->B, s->cin, s->H, s->W}, y_dims = {e->B, s->cout, Ho, Wo};
     const dnnl_dims_t w_dims = {s->cout, s->cin, s->k, s->k}, b_dims = {s->cout};
     const dnnl_dims_t strides = {s->stride, s->stride}, pads = {s->pad, s->pad};
-    dnnl_memory_desc_t x_md, y_md, w_md, b_md, x_any, y_any, w_any;
+    /* the layouts are oneDNN's choice (any); under bfloat16 the inputs of each product (x, w,
+     * dy) are rounded to it, the results (y, dx, dw, db) stay float32 */
+    const dnnl_data_type_t low = e->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t x_md, y_md, w_md, b_md, x_any, y_any, w_any, x_low, y_low, w_low;
     if (dnnl_memory_desc_init_by_tag(&x_md, 4, x_dims, dnnl_f32, dnnl_nchw) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&y_md, 4, y_dims, dnnl_f32, dnnl_nchw) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&w_md, 4, w_dims, dnnl_f32, dnnl_oihw) != dnnl_success ||
@@ -189,7 +195,12 @@ static bool build_entry(entry *e) {
         dnnl_memory_desc_init_by_tag(&y_any, 4, y_dims, dnnl_f32, dnnl_format_tag_any) !=
             dnnl_success ||
         dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any) !=
-            dnnl_success)
+            dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&x_low, 4, x_dims, low, dnnl_format_tag_any) !=
+            dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&y_low, 4, y_dims, low, dnnl_format_tag_any) !=
+            dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&w_low, 4, w_dims, low, dnnl_format_tag_any) != dnnl_success)
         return false;
 
     /* the three passes, the backward ones hinted by the forward so the layouts agree; training's
@@ -199,15 +210,15 @@ static bool build_entry(entry *e) {
     dnnl_convolution_desc_t fd, dd, wd;
     bool ok =
         dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct,
-                                           &x_any, &w_any, &b_md, &y_any, strides, pads,
+                                           &x_low, &w_low, &b_md, &y_any, strides, pads,
                                            pads) == dnnl_success &&
         dnnl_primitive_desc_create(&e->fwd.pd, &fd, attr, engine, NULL) == dnnl_success &&
-        dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &x_any, &w_any,
-                                                 &y_any, strides, pads, pads) == dnnl_success &&
+        dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_direct, &x_any, &w_low,
+                                                 &y_low, strides, pads, pads) == dnnl_success &&
         dnnl_primitive_desc_create(&e->bwd_data.pd, &dd, attr, engine, e->fwd.pd) ==
             dnnl_success &&
-        dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &x_any,
-                                                    &w_any, &b_md, &y_any, strides, pads,
+        dnnl_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &x_low,
+                                                    &w_any, &b_md, &y_low, strides, pads,
                                                     pads) == dnnl_success &&
         dnnl_primitive_desc_create(&e->bwd_weights.pd, &wd, attr, engine, e->fwd.pd) ==
             dnnl_success;
@@ -287,14 +298,15 @@ static bool reserve_workspace(size_t bytes) {
     return true;
 }
 
-static bool same_key(const entry *e, const dm_conv2d_shape *s, int64_t B, int threads) {
-    return e->B == B && e->threads == threads && e->s.cin == s->cin && e->s.cout == s->cout &&
-           e->s.H == s->H && e->s.W == s->W && e->s.k == s->k && e->s.stride == s->stride &&
-           e->s.pad == s->pad;
+static bool same_key(const entry *e, const dm_conv2d_shape *s, int64_t B, int threads,
+                     bool bf16) {
+    return e->B == B && e->threads == threads && e->bf16 == bf16 && e->s.cin == s->cin &&
+           e->s.cout == s->cout && e->s.H == s->H && e->s.W == s->W && e->s.k == s->k &&
+           e->s.stride == s->stride && e->s.pad == s->pad;
 }
 
 /* The cached entry of a call, made on first use; NULL when the call stays on the im2col path. */
-static entry *lookup(const dm_conv2d_shape *s, int64_t B) {
+static entry *lookup(const dm_conv2d_shape *s, int64_t B, bool bf16) {
     if (s->cin < MIN_CHANNELS || s->cout < MIN_CHANNELS || B < 1) return NULL;
     const int threads = omp_get_max_threads();
     entry *found = NULL;
@@ -305,13 +317,14 @@ static entry *lookup(const dm_conv2d_shape *s, int64_t B) {
                      dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) !=
                          dnnl_success;
         for (int i = 0; !broken && i < cache_count && !found; i++)
-            if (same_key(cache[i], s, B, threads)) found = cache[i];
+            if (same_key(cache[i], s, B, threads, bf16)) found = cache[i];
         if (!broken && !found) {
             entry *e = calloc(1, sizeof *e);
             if (e) {
                 e->s = *s;
                 e->B = B;
                 e->threads = threads;
+                e->bf16 = bf16;
                 e->usable = build_entry(e) &&
                             reserve_workspace(e->fwd_bytes > e->bwd_bytes ? e->fwd_bytes
                                                                           : e->bwd_bytes);
@@ -357,8 +370,8 @@ static void move(const reorder *r, dnnl_memory_t from, const void *from_buf, dnn
 }
 
 bool dm_conv2d_dnnl_forward(float *y, const float *x, const float *w, const float *b,
-                            const dm_conv2d_shape *s, int64_t B) {
-    entry *e = lookup(s, B);
+                            const dm_conv2d_shape *s, int64_t B, bool bf16) {
+    entry *e = lookup(s, B, bf16);
     if (!e) return false;
     void *scratch = ws(e->off_f_scratch);
     move(&e->x_to_f, e->plain_x, x, e->f_src, ws(e->off_f_src), scratch);
@@ -381,8 +394,8 @@ bool dm_conv2d_dnnl_forward(float *y, const float *x, const float *w, const floa
 }
 
 bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, const dm_conv2d_shape *s, int64_t B) {
-    entry *e = lookup(s, B);
+                             const float *w, const dm_conv2d_shape *s, int64_t B, bool bf16) {
+    entry *e = lookup(s, B, bf16);
     if (!e) return false;
     void *scratch = ws(e->off_b_scratch);
     if (dx) {
@@ -415,9 +428,9 @@ bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, c
     return true;
 }
 
-const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B) {
+const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B, bool bf16) {
     static char name[64];
-    const entry *e = lookup(s, B);
+    const entry *e = lookup(s, B, bf16);
     if (!e) return NULL;
     snprintf(name, sizeof name, "%s", e->impl);
     return name;

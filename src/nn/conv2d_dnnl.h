@@ -12,12 +12,13 @@
 
 /* Each returns false, having done nothing, when the call is not for oneDNN: built without it,
  * a shape it leaves to the im2col path (fewer than 8 channels in or out), or no JIT
- * implementation for it on this CPU (only oneDNN's slow reference one). */
+ * implementation for it on this CPU (only oneDNN's slow reference one). bf16: the products'
+ * inputs (x, w, dy) rounded to bfloat16, accumulation and results in float32. */
 bool dm_conv2d_dnnl_forward(float *y, const float *x, const float *w, const float *b,
-                            const dm_conv2d_shape *s, int64_t B);
+                            const dm_conv2d_shape *s, int64_t B, bool bf16);
 bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, const dm_conv2d_shape *s, int64_t B);
+                             const float *w, const dm_conv2d_shape *s, int64_t B, bool bf16);
 
 /* oneDNN's name for the forward implementation of this shape ("jit:avx512_core", ...), or NULL
  * when the shape runs on the im2col path. */
-const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B);
+const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B, bool bf16);
