@@ -24,6 +24,8 @@ expect_error "no checkpoint" "$bin" sample --model "$dir/none"
 expect_error "--model DIR is required" "$bin" sample
 expect_error "beta, beta-tilde, learned" "$bin" sample --model x --var huge
 expect_error "exactly one" "$bin" eval
+expect_error "--precision is fp32 or bf16" "$bin" train --precision fp16 --out "$dir/x"
+expect_error "--conv is auto or im2col" "$bin" bench unet --conv winograd
 
 # a real checkpoint, then damaged copies of it
 "$bin" train --data moons --n-data 2000 --steps 5 --batch 32 --hidden 16 --out "$dir/run" --quiet \

@@ -38,6 +38,7 @@ int cmd_eval(int argc, char **argv) {
     int threads = 2, json = 0, exact = 0, t_draws = 1, quiet = 0;
     cli_image_eval_args img = {.sampler = "dpmpp-2m", .steps = 20, .k = 3, .classifier_scale = 1,
                                .scales = "0,0.5,1,2,3,5", .gammas = "0,1,3,10"};
+    const char *precision = "fp32";
     cli_option opts[] = {
         {"--metric", OPT_STRING, &metric, "NAME", "mmd (points against data: MMD and sliced Wasserstein), nll (the variational bound), steps (mmd against sampling steps, per sampler); images with --classifier: accuracy, fid (FID-FMNIST), prec-recall, guidance (all three against guidance scales)"},
         {"--samples", OPT_STRING, &samples_path, "FILE", "samples to judge (.csv or .npy)"},
@@ -64,6 +65,7 @@ int cmd_eval(int argc, char **argv) {
         {"--k", OPT_INT, &img.k, "N", "prec-recall: nearest neighbours of the manifold balls"},
         {"--real-data", OPT_STRING, &img.real, "NAME|PATH", "images: real images judged as the samples are, for the floor (default fashion-mnist, the training split)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };
@@ -86,6 +88,7 @@ int cmd_eval(int argc, char **argv) {
         opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;
+    if (cli_set_precision(precision)) return 2;
     if (strcmp(metric, "accuracy") == 0 || strcmp(metric, "fid") == 0 ||
         strcmp(metric, "prec-recall") == 0 || strcmp(metric, "guidance") == 0) {
         if (!img.classifier) {
