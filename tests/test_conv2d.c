@@ -281,6 +281,7 @@ static void test_fast_repeatable(void) {
     free(x); free(w); free(dy); free(dw1); free(dw2); free(work);
 }
 
+#ifdef DM_HAVE_DNNL
 /* ||a - b|| / ||b||. */
 static double rel_error(const float *a, const double *b, size_t n) {
     double num = 0, den = 0;
@@ -290,6 +291,7 @@ static double rel_error(const float *a, const double *b, size_t n) {
     }
     return sqrt(num / (den > 0 ? den : 1));
 }
+#endif
 
 /* bfloat16 products (oneDNN): each input rounded to 8 significant bits (relative error up to
  * 2^-9), sums in float32, so every result is off by about 0.3% of its size; the float32 path is
