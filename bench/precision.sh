@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# bfloat16 convolutions against float32, for quality: unet-28 trained on Fashion-MNIST with the
+# same seed and budget under each (--precision), then FID-FMNIST of 500 samples of each model
+# (DPM-Solver++(2M), 20 steps), drawn with float32 and with bfloat16 convolutions, and the
+# training loss (mean of the last 5 log lines, 250 steps). Speed is measured elsewhere
+# (bench/compare_all.sh, bench unet --precision): the runs here may share the machine.
+# Steps already done (a folder with its checkpoint) are reused, so the script can be re-run.
+# Usage: bench/precision.sh BIN [OUT_DIR] [STEPS] [EVAL_CLASSIFIER]
+#   (defaults: out/precision, 2000, out/guidance/eval-clf, trained here when missing)
+set -euo pipefail
+bin=${1:?usage: bench/precision.sh BIN [OUT_DIR] [STEPS] [EVAL_CLASSIFIER]}
+out=${2:-out/precision}
+steps=${3:-2000}
+clf=${4:-out/guidance/eval-clf}
+mkdir -p "$out"
+[ -e "$clf/config.json" ] ||
+    "$bin" train-classifier --data fashion-mnist --steps 2000 --batch 128 --out "$clf"
+for p in fp32 bf16; do
+    [ -e "$out/$p/checkpoint/config.json" ] ||
+        "$bin" train --data fashion-mnist --model unet-28 --steps "$steps" --batch 64 --seed 0 \
+            --precision "$p" --checkpoint-every 1000 --log-every 50 --out "$out/$p" --quiet
+done
+{
+    echo "| trained with | final loss | FID-FMNIST, sampled fp32 | FID-FMNIST, sampled bf16 |"
+    echo "| --- | --- | --- | --- |"
+    for p in fp32 bf16; do
+        loss=$(tail -n 5 "$out/$p/log.jsonl" | /usr/bin/python3 -c \
+            'import json,sys; v=[json.loads(l)["loss"] for l in sys.stdin]; print(f"{sum(v)/len(v):.4f}")')
+        fid=()
+        for q in fp32 bf16; do
+            fid+=("$("$bin" eval --metric fid --model "$out/$p" --classifier "$clf" --n 500 \
+                --sampler dpmpp-2m --steps 20 --precision "$q" --quiet --json |
+                /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"rows\"][0][\"fid_fmnist\"]:.3f} (floor {d[\"floor\"][\"fid_fmnist\"]:.3f})")')")
+        done
+        echo "| $p | $loss | ${fid[0]} | ${fid[1]} |"
+    done
+} | tee "$out/precision.md"
