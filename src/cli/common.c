@@ -132,7 +132,11 @@ void cli_partial_shuffle(int32_t *perm, int64_t N, int64_t k, uint64_t seed, uin
 
 int cli_set_precision(const char *name) {
     if (strcmp(name, "fp32") == 0 || strcmp(name, "bf16") == 0) {
-        dm_set_conv_precision(name[0] == 'b' ? DM_PRECISION_BF16 : DM_PRECISION_FP32);
+        const int bf16 = name[0] == 'b';
+        dm_set_conv_precision(bf16 ? DM_PRECISION_BF16 : DM_PRECISION_FP32);
+        if (bf16 && !strstr(dm_conv_impl_name(32, 8, 8, 1), "bf16"))
+            fprintf(stderr, "note: no bfloat16 convolutions in this build or on this CPU (%s): "
+                            "float32 it is\n", dm_conv_impl_name(32, 8, 8, 1));
         return 0;
     }
     fprintf(stderr, "error: --precision is fp32 or bf16, not \"%s\"\n", name);
