@@ -196,6 +196,15 @@ static void test_fast_vs_ref(int64_t B, int64_t N, int64_t heads, int64_t d, flo
     memcpy(first, f.dq, n * 4);
     memcpy(first + n, f.dk, n * 4);
     memcpy(first + 2 * n, f.dv, n * 4);
+    /* small heads: without the forward's P, the backward remakes it, bit for bit */
+    if (dm_attention_backward_remakes(N, d)) {
+        float *g = calloc(3 * n, 4);
+        dm_attention_backward(g, g + n, g + 2 * n, f.dout, f.q, f.k, f.v, NULL, B, N, heads, d,
+                              scale, f.work);
+        ATTN_WHAT("backward remaking P equals backward reading it");
+        CHECK(memcmp(g, first, 3 * n * 4) == 0, "%s", what);
+        free(g);
+    }
     dm_attention_backward(f.dq, f.dk, f.dv, f.dout, f.q, f.k, f.v, f.probs, B, N, heads, d,
                           scale, f.work);
     for (size_t i = 0; i < 3 * n; i++) want_g[i] = 2.0 * first[i];

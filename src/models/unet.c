@@ -67,8 +67,9 @@ typedef struct {
     float *mean, *rstd;          /* (cap, G) */
     float *tok;                  /* (cap, N, C) normalised tokens */
     float *q_act, *k_act, *v_act; /* (cap, N, C) */
-    float *probs;                /* (cap, heads, N, N): training, one buffer shared by all
-                                  * attention blocks, remade in the backward pass */
+    float *probs;                /* (cap, heads, N, N): training with large heads, one buffer
+                                  * shared by those blocks, remade in the backward pass; NULL
+                                  * where the backward remakes P itself */
     float *att;                  /* (cap, N, C) attention output before to_out.0 */
 } attention_block;
 
@@ -566,8 +567,9 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
                 t->v_act = take(a, bytes, n);
                 t->att = take(a, bytes, n);
             }
-            t->probs = NULL; /* training: the shared buffer, below */
-            if (t->heads * t->N * t->N > max_probs) max_probs = t->heads * t->N * t->N;
+            t->probs = NULL; /* training with large heads: the shared buffer, below */
+            if (!dm_attention_backward_remakes(t->N, t->d) && t->heads * t->N * t->N > max_probs)
+                max_probs = t->heads * t->N * t->N;
         }
     }
     if (im->temb > max_ch) max_ch = im->temb;
@@ -580,10 +582,13 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
         im->infer_v = NULL;
         im->rc_g = take(a, bytes, B * (size_t)max_act);
         im->rc_a = take(a, bytes, B * (size_t)max_act);
-        /* the attention probabilities are the largest activations (B heads N^2 a block): one
-         * block's worth, remade in the backward pass from the saved q and k */
+        /* the attention probabilities are the largest activations (B heads N^2 a block). Small
+         * heads need none: the backward remakes them a few rows at a time. Large heads share
+         * one block's worth, remade by a second forward from the saved q and k. */
         float *probs = max_probs ? take(a, bytes, B * (size_t)max_probs) : NULL;
-        for (int i = 0; a && i < im->n_attentions; i++) im->attentions[i].probs = probs;
+        for (int i = 0; a && i < im->n_attentions; i++)
+            if (!dm_attention_backward_remakes(im->attentions[i].N, im->attentions[i].d))
+                im->attentions[i].probs = probs;
         for (int i = 0; a && i < im->n_resnets; i++) {
             resnet_block *r = &im->resnets[i];
             r->g1 = r->g2 = im->rc_g;
@@ -913,10 +918,12 @@ static void attention_backward(unet_impl *im, const float *p, float *g, attentio
     zero(datt, n);
     dm_linear_backward(datt, g + a->o.w, g + a->o.b, dproj, a->att, p + a->o.w, rows, C, C);
     zero(dq, n), zero(dk, n), zero(dv, n);
-    /* the probabilities again, exactly as the forward made them (the output goes to a buffer
-     * that is free during an attention block's backward) */
-    dm_attention_forward(im->rc_g, a->probs, a->q_act, a->k_act, a->v_act, B, N, a->heads, a->d,
-                         a->scale, im->attn_work);
+    /* large heads: the probabilities again, exactly as the forward made them (the output goes
+     * to a buffer that is free during an attention block's backward); small heads' backward
+     * remakes them itself (probs NULL) */
+    if (a->probs)
+        dm_attention_forward(im->rc_g, a->probs, a->q_act, a->k_act, a->v_act, B, N, a->heads,
+                             a->d, a->scale, im->attn_work);
     dm_attention_backward(dq, dk, dv, datt, a->q_act, a->k_act, a->v_act, a->probs, B, N, a->heads,
                           a->d, a->scale, im->attn_work);
     float *dtok = dproj, *dgn = datt;

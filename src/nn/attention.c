@@ -46,6 +46,8 @@ static inline bool backward_is_small(int64_t N, int64_t d) {
            (3 * d + 2 * ROWS) * round_up(N, VEC) * (int64_t)sizeof(float) <= SMALL_BWD_MAX_BYTES;
 }
 
+bool dm_attention_backward_remakes(int64_t N, int64_t d) { return backward_is_small(N, d); }
+
 /* Query rows per block of the GEMM path. */
 static inline int64_t gemm_rows(int64_t N) {
     const int64_t rows = GEMM_BLOCK_FLOATS / N;
@@ -56,7 +58,8 @@ static inline int64_t gemm_rows(int64_t N) {
 static size_t per_thread_floats(int64_t N, int64_t d) {
     const int64_t Np = round_up(N, VEC), gemm = gemm_rows(N) * N;
     const int64_t fwd = forward_is_small(d) ? (d + ROWS) * Np : gemm;
-    const int64_t bwd = backward_is_small(N, d) ? (3 * d + 2 * ROWS) * Np : gemm;
+    /* the small backward: V^T, dK^T, dV^T, two blocks of rows, and K^T to remake P */
+    const int64_t bwd = backward_is_small(N, d) ? (4 * d + 2 * ROWS) * Np : gemm;
     /* whole cache lines, so threads never share one */
     return (size_t)round_up(fwd > bwd ? fwd : bwd, 16);
 }
@@ -180,6 +183,27 @@ static inline __attribute__((always_inline)) void rows_times_x(float *const out[
             out[r][k] = (add ? out[r][k] : 0.0f) + alpha[r] * acc[r][k];
 }
 
+/* exp(s - max) of a row of scores in place, the padding [N, Np) included (set to -inf first:
+ * exp gives about 1e-38 there); returns 1 / their sum. */
+static inline float softmax_numerators(float *s, int64_t N, int64_t Np) {
+    for (int64_t j = N; j < Np; j++) s[j] = -INFINITY;
+    return 1.0f / exp_row(s, Np, row_max(s, Np));
+}
+
+/* P for ROWS query rows (row stride Np) from the keys transposed, with the same operations as
+ * the forward, so the same bits. */
+static inline __attribute__((always_inline)) void remake_rows(float *p, const float *const q[ROWS],
+                                                              float scale, const float *kt,
+                                                              int64_t N, int64_t Np, int64_t d) {
+    rows_times_bt(p, q, scale, kt, Np, d);
+    for (int r = 0; r < ROWS; r++) {
+        float *s = p + r * Np;
+        const float a = softmax_numerators(s, N, Np);
+#pragma omp simd
+        for (int64_t j = 0; j < N; j++) s[j] *= a;
+    }
+}
+
 /* One (example, head) forward; q, k, v, o point at the head's first column, row stride C. */
 static inline __attribute__((always_inline)) void forward_head_small(
     float *o, float *probs, const float *q, const float *k, const float *v, int64_t N, int64_t C,
@@ -207,8 +231,7 @@ static inline __attribute__((always_inline)) void forward_head_small(
         float inv_sum[ROWS];
         for (int r = 0; r < ROWS; r++) {
             float *s = rows + r * Np;
-            for (int64_t j = N; j < Np; j++) s[j] = -INFINITY; /* exp gives about 1e-38 there */
-            inv_sum[r] = 1.0f / exp_row(s, Np, row_max(s, Np));
+            inv_sum[r] = softmax_numerators(s, N, Np);
             if (probs && r < nrows) {
                 float *pr = probs + (i0 + r) * N;
                 const float a = inv_sum[r];
@@ -231,7 +254,9 @@ static inline __attribute__((always_inline)) void backward_head_small(
     float *dvt = dkt + d * Np;   /* (d, Np) dV^T */
     float *prow = dvt + d * Np;  /* (ROWS, Np) P rows, zero-padded */
     float *dprow = prow + ROWS * Np; /* (ROWS, Np) dP, then dS */
+    float *kt = dprow + ROWS * Np;   /* (d, Np) keys, transposed, to remake P */
     transpose_slice(vt, v, N, Np, C, d);
+    if (!probs) transpose_slice(kt, k, N, Np, C, d);
     memset(dkt, 0, (size_t)(2 * d * Np) * sizeof *dkt);
     for (int64_t i0 = 0; i0 < N; i0 += ROWS) {
         const int nrows = N - i0 < ROWS ? (int)(N - i0) : ROWS;
@@ -243,12 +268,15 @@ static inline __attribute__((always_inline)) void backward_head_small(
             dorow[r] = dout + i * C;
             qrow[r] = q + i * C;
             dqrow[r] = dq + i * C;
-            /* spare rows get P = 0, so they add nothing below */
-            if (r < nrows) memcpy(prow + r * Np, probs + i * N, (size_t)N * sizeof *prow);
-            for (int64_t j = (r < nrows ? N : 0); j < Np; j++) prow[r * Np + j] = 0.0f;
+            if (probs && r < nrows) memcpy(prow + r * Np, probs + i * N, (size_t)N * sizeof *prow);
         }
+        if (!probs) /* P of these rows, as the forward computes it, bit for bit */
+            remake_rows(prow, qrow, scale, kt, N, Np, d);
+        /* spare rows get P = 0, so they add nothing below */
+        for (int r = 0; r < ROWS; r++)
+            for (int64_t j = (r < nrows ? N : 0); j < Np; j++) prow[r * Np + j] = 0.0f;
         /* the next block's P rows stream in from memory while this block computes */
-        if (i0 + ROWS < N) {
+        if (probs && i0 + ROWS < N) {
             const char *next = (const char *)(probs + (i0 + ROWS) * N);
             const int64_t bytes = (N - i0 - ROWS < ROWS ? N - i0 - ROWS : ROWS) * N * 4;
             for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(next + at, 0, 0);
@@ -372,6 +400,7 @@ static void dm_attention_backward_impl(float *dq, float *dk, float *dv, const fl
     const int64_t C = heads * d;
     const size_t per_thread = per_thread_floats(N, d);
     const bool small = backward_is_small(N, d);
+    assert(probs || small);
 #pragma omp parallel if (B * heads * N * N * d >= ATTN_PARALLEL_MIN)
     {
         float *scratch = work + (size_t)omp_get_thread_num() * per_thread;
@@ -379,7 +408,7 @@ static void dm_attention_backward_impl(float *dq, float *dk, float *dv, const fl
         for (int64_t bh = 0; bh < B * heads; bh++) {
             const int64_t b = bh / heads, h = bh % heads;
             const int64_t at = b * N * C + h * d;
-            const float *p = probs + bh * N * N;
+            const float *p = probs ? probs + bh * N * N : NULL;
             if (small)
                 backward_small(dq + at, dk + at, dv + at, do_ + at, q + at, k + at, v + at, p, N,
                                C, d, scale, scratch);

@@ -15,7 +15,11 @@ size_t dm_attention_work_floats(int64_t B, int64_t N, int64_t heads, int64_t d);
  * NULL (inference: P lives only in work). */
 void dm_attention_forward(float *o, float *probs, const float *q, const float *k, const float *v,
                           int64_t B, int64_t N, int64_t heads, int64_t d, float scale, float *work);
-/* From do_ (B, N, C) and the forward's q, k, v and probs. */
+/* From do_ (B, N, C) and the forward's q, k, v and probs. probs may be NULL where
+ * dm_attention_backward_remakes(N, d): the backward then remakes P, bit for bit as the forward
+ * made it, one block of rows at a time, so training needs no (B, heads, N, N) buffer and no
+ * second forward. */
+bool dm_attention_backward_remakes(int64_t N, int64_t d);
 void dm_attention_backward(float *dq, float *dk, float *dv, const float *do_, const float *q,
                            const float *k, const float *v, const float *probs, int64_t B, int64_t N,
                            int64_t heads, int64_t d, float scale, float *work);
