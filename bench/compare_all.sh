@@ -7,7 +7,7 @@
 #   training steps/s at batch 64 and 1024 and sampling time (10k points x 1000 steps); the CIFAR
 #   UNet (cifar-ddpm) training images/s at batch 8; the sgemm rate of both sides.
 # Prints one markdown table: PyTorch, diffusion.c, ratio, goal and whether it is met.
-# Needs Debian's python3-torch (see ../shared/bench/README.md). Takes ~10 minutes on an idle
+# Needs Debian's python3-torch (see ../shared/bench/README.md). Takes about 6 minutes on an idle
 # 2-core machine (most of it the reference): run it on an otherwise idle machine.
 # Usage: bench/compare_all.sh [--out DIR] [build/diffusion] [threads]   (threads default 2)
 #   --out DIR (or COMPARE_OUT=DIR): also write the raw JSON of every case and the table there.
@@ -64,6 +64,11 @@ run_case ours_unet28_b64_1thread ours_unet "${u28[@]}" --batch "$b64" --infer-ba
     --threads 1
 run_case ours_cifar_b8 ours_unet "${ucifar[@]}" --batch "$bcifar" --infer-batch 1 "${cit[@]}" \
     --threads "$threads"
+# the same with bfloat16 convolutions (--precision bf16): shown beside the goals, not counted
+run_case ours_unet28_b128_bf16 ours_unet "${u28[@]}" --batch "$b128" --infer-batch "$b64" \
+    "${uit[@]}" --threads "$threads" --precision bf16
+run_case ours_cifar_b8_bf16 ours_unet "${ucifar[@]}" --batch "$bcifar" --infer-batch 1 \
+    "${cit[@]}" --threads "$threads" --precision bf16
 run_case ours_mlp ours_mlp "${mlp[@]+"${mlp[@]}"}" --threads "$threads"
 
 # PyTorch (py passes --threads $threads first; a later --threads wins)
@@ -100,7 +105,8 @@ print(f"sgemm {rsg['n']}: PyTorch {rsg['gflops']:.0f} GFLOP/s, diffusion.c {om['
 print("| figure | PyTorch | diffusion.c | ratio | goal | met |")
 print("| --- | --- | --- | --- | --- | --- |")
 def row(fig, ref, ours, ratio, goal, met):
-    print(f"| {fig} | {ref} | {ours} | {ratio} | {goal} | {'yes' if met else '**no**'} |")
+    mark = "" if met is None else "yes" if met else "**no**"
+    print(f"| {fig} | {ref} | {ours} | {ratio} | {goal} | {mark} |")
 def faster(fig, ref, ours, goal, fmt=".1f"):  # throughput: ratio ours / PyTorch >= goal
     x = ours / ref
     row(fig, f"{ref:{fmt}}", f"{ours:{fmt}}", f"{x:.2f}x", f">= {goal}x", x >= goal)
@@ -135,6 +141,16 @@ row("unet-28 training, batch 128: GFLOP/s, share of the sgemm rate",
     f"{o128['train_gflops']:.0f} ({100 * share:.0f}% of its own {o128['sgemm_gflops']:.0f}; "
     f"{100 * o128['train_gflops'] / rsg['gflops']:.0f}% of OpenBLAS's)", "", ">= 70%",
     share >= 0.7)
+ob, ocb = J["ours_unet28_b128_bf16"], J["ours_cifar_b8_bf16"]
+for fig, ref, ours, fmt in (
+        ("unet-28 training, batch 128 (images/s)", r("unet28_train_b128")["images_per_s"],
+         ob["train_images_per_s"], ".1f"),
+        ("unet-28 sampling, batch 64 (image evaluations/s)", r("unet28_infer_b64")["images_per_s"],
+         ob["infer_images_per_s"], ".1f"),
+        ("cifar-ddpm training, batch 8 (images/s)", r("cifar_train_b8")["images_per_s"],
+         ocb["train_images_per_s"], ".2f")):
+    row(f"{fig}, bf16 convolutions ({ob.get('conv', '?')})", f"{ref:{fmt}} (float32)",
+        f"{ours:{fmt}}", f"{ours / ref:.2f}x", "(not a goal)", None)
 print(f"\nconvolutions: {o128.get('conv', '?')} (diffusion.c); the sgemm rates: PyTorch's is "
       f"OpenBLAS's, diffusion.c's that of the GEMM it calls")
 PY
