@@ -30,7 +30,7 @@ done
         for q in fp32 bf16; do
             fid+=("$("$bin" eval --metric fid --model "$out/$p" --classifier "$clf" --n 500 \
                 --sampler dpmpp-2m --steps 20 --precision "$q" --quiet --json |
-                /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"{d[\"rows\"][0][\"fid_fmnist\"]:.3f} (floor {d[\"floor\"][\"fid_fmnist\"]:.3f})")')")
+                /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.3f (floor %.3f)" % (d["rows"][0]["fid_fmnist"], d["floor"]["fid_fmnist"]))')")
         done
         echo "| $p | $loss | ${fid[0]} | ${fid[1]} |"
     done
