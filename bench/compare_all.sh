@@ -7,7 +7,7 @@
 #   training steps/s at batch 64 and 1024 and sampling time (10k points x 1000 steps); the CIFAR
 #   UNet (cifar-ddpm) training images/s at batch 8; the sgemm rate of both sides.
 # Prints one markdown table: PyTorch, diffusion.c, ratio, goal and whether it is met.
-# Needs Debian's python3-torch (see ../shared/bench/README.md). Takes about 6 minutes on an idle
+# Needs Debian's python3-torch (see ../shared/bench/README.md). Takes about 10 minutes on an idle
 # 2-core machine (most of it the reference): run it on an otherwise idle machine.
 # Usage: bench/compare_all.sh [--out DIR] [build/diffusion] [threads]   (threads default 2)
 #   --out DIR (or COMPARE_OUT=DIR): also write the raw JSON of every case and the table there.
@@ -46,6 +46,9 @@ fi
 # run_case NAME COMMAND...: one case, its JSON line into $tmp/NAME.json
 run_case() {
     local name=$1; shift
+    # a pause between cases: a CPU that has just run flat out runs short steps slower for a
+    # while (the MLP at batch 64: 1740 steps/s right after a UNet case, 2960 twenty seconds on)
+    [ "$smoke" = 1 ] || sleep "${COMPARE_SETTLE:-20}"
     echo "measuring $name ..." >&2
     "$@" > "$tmp/$name.json"
     [ -s "$tmp/$name.json" ] || { echo "error: $name printed no JSON result" >&2; exit 1; }
