@@ -139,8 +139,10 @@ double dm_grad_norm(const float *g, size_t n) {
          * compiler may not reorder it; eight lanes of its own vectorise, the same on every run */
         double s[8] = {0};
         size_t i = lo;
-        for (; i + 8 <= hi; i += 8)
+        for (; i + 8 <= hi; i += 8) {
+#pragma omp simd
             for (int k = 0; k < 8; k++) s[k] += (double)g[i + k] * (double)g[i + k];
+        }
         for (; i < hi; i++) s[0] += (double)g[i] * (double)g[i];
         partial[c] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
     }
