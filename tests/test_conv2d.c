@@ -342,7 +342,8 @@ static void test_bf16(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
         shape_name(what + strlen(what), sizeof what - strlen(what), ",", &s, B);
         printf("%s\n", what);
         CHECK(e < 1e-2, "%s, want < 1e-2", what);
-        CHECK(e >= results[i].floor, "%s: float32 accuracy, so bfloat16 did not run", what);
+        if (results[i].floor > 0) /* db has no floor to check: its sum may round either way */
+            CHECK(e >= results[i].floor, "%s: float32 accuracy, so bfloat16 did not run", what);
     }
     free(work);
     free(x); free(w); free(b); free(dy); free(y); free(dx); free(dw); free(db);
