@@ -5,7 +5,7 @@
 # and valgrind.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev
-          libcairo2-dev libpng-dev zlib1g-dev libstb-dev libdnnl-dev dataset-fashion-mnist)
+          libcairo2-dev libpng-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev libdnnl-dev dataset-fashion-mnist jq)
 if [ "${1:-}" = checks ]; then
   packages+=(clang libclang-rt-dev libomp-dev valgrind)
 fi

@@ -300,7 +300,7 @@ static void test_fuzz(void) {
     remove(good);
 }
 
-#define FIXTURES DM_SOURCE_DIR "/../shared/fixtures/diffusers-unet-tiny/tiny_uncond"
+#define FIXTURES DM_SOURCE_DIR "/tests/fixtures/diffusers-unet-tiny/tiny_uncond"
 
 /* Returns 0 if the fixture folder is absent. */
 static int test_fixture(void) {

@@ -10,7 +10,7 @@
 
 #include <omp.h>
 
-#define FIXTURES DM_SOURCE_DIR "/../shared/fixtures/diffusers-unet-tiny"
+#define FIXTURES DM_SOURCE_DIR "/tests/fixtures/diffusers-unet-tiny"
 
 static int fixtures_present(void) {
     return access(FIXTURES "/tiny_uncond/config.json", R_OK) == 0;
