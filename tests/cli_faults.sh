@@ -66,5 +66,22 @@ if (ulimit -v 2000000; ASAN_OPTIONS=log_path=stderr "$bin" --help > /dev/null 2>
 else
     echo "skipped the ulimit -v case (the binary cannot start under it: sanitizers)"
 fi
+
+# --- a checkpoint, checkpoint.tmp or checkpoint.old that is a symbolic link to a folder outside
+# the run: training removed config.json, model.safetensors and train_state.safetensors there;
+# now only the link goes
+mkdir -p "$dir/victim"
+for f in config.json model.safetensors train_state.safetensors; do echo sentinel > "$dir/victim/$f"; done
+for link in checkpoint checkpoint.tmp checkpoint.old; do
+    mkdir -p "$dir/links_$link"
+    ln -s "$dir/victim" "$dir/links_$link/$link"
+    "$bin" "${train[@]}" --steps 20 --checkpoint-every 10 --out "$dir/links_$link" > /dev/null \
+        2> "$dir/err" || fail "training with $link as a link: $(cat "$dir/err")"
+    for f in config.json model.safetensors train_state.safetensors; do
+        [ "$(cat "$dir/victim/$f" 2> /dev/null)" = sentinel ] ||
+            fail "$link as a link: $dir/victim/$f outside the run folder was removed"
+        echo sentinel > "$dir/victim/$f"
+    done
+done
 [ $fails -eq 0 ] && echo "faults: all checks passed"
 exit $((fails > 0))

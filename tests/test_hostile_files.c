@@ -403,11 +403,92 @@ static void test_configs(void) {
     }
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Symbolic links in a run folder                                                            */
+
+static const char *const victim_files[] = {"config.json", "model.safetensors",
+                                           "train_state.safetensors", "unet/config.json",
+                                           "unet/diffusion_pytorch_model.safetensors"};
+
+static void make_victim(const char *victim) {
+    char p[512];
+    mkdir(victim, 0755);
+    snprintf(p, sizeof p, "%s/unet", victim);
+    mkdir(p, 0755);
+    for (size_t i = 0; i < sizeof victim_files / sizeof victim_files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", victim, victim_files[i]);
+        write_text(p, "sentinel");
+    }
+}
+
+static int victim_intact(const char *what, const char *victim) {
+    char p[512], text[16];
+    int ok = 1;
+    for (size_t i = 0; i < sizeof victim_files / sizeof victim_files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", victim, victim_files[i]);
+        FILE *f = fopen(p, "rb");
+        size_t len = f ? fread(text, 1, sizeof text, f) : 0;
+        if (f) fclose(f);
+        CHECK(len == 8 && memcmp(text, "sentinel", 8) == 0,
+              "%s: %s outside the run folder was removed or changed", what, p);
+        ok &= len == 8;
+    }
+    return ok;
+}
+
+/* One checkpoint written: begin, a config file, commit. */
+static dm_status write_checkpoint(const char *ckpt, dm_error *err) {
+    char tmp[600], p[700];
+    dm_status st = dm_checkpoint_begin(ckpt, tmp, sizeof tmp, err);
+    if (st) return st;
+    snprintf(p, sizeof p, "%s/config.json", tmp);
+    write_text(p, "{}");
+    return dm_checkpoint_commit(ckpt, tmp, err);
+}
+
+/* checkpoint, checkpoint.tmp, checkpoint.old or a checkpoint's unet/ as a symbolic link to a
+ * folder outside the run: writing checkpoints removed the files in the link's target. Now the
+ * link goes and the target stays as it was. */
+static void test_checkpoint_symlinks(void) {
+    char base[256], victim[300], run[300], ckpt[400], link[450], cmd[700];
+    snprintf(base, sizeof base, "%s", tu_tmp_path("links"));
+    mkdir(base, 0755);
+    snprintf(victim, sizeof victim, "%s/victim", base);
+    make_victim(victim);
+    static const char *const links[] = {"checkpoint", "checkpoint.tmp", "checkpoint.old",
+                                        "checkpoint.old/unet", "checkpoint.tmp/unet"};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        dm_error err = {0};
+        snprintf(run, sizeof run, "%s/run%zu", base, i);
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint", run);
+        mkdir(run, 0755);
+        if (strchr(links[i], '/')) { /* a real folder holding a linked unet/ */
+            snprintf(link, sizeof link, "%s/%.*s", run, (int)(strchr(links[i], '/') - links[i]),
+                     links[i]);
+            mkdir(link, 0755);
+        }
+        snprintf(link, sizeof link, "%s/%s", run, links[i]);
+        CHECK(symlink(victim, link) == 0, "symlink %s", link);
+        /* two checkpoints: the second moves the first aside and removes checkpoint.old */
+        for (int k = 0; k < 2; k++) {
+            dm_status st = write_checkpoint(ckpt, &err);
+            CHECK(st == DM_OK, "%s as a link: checkpoint %d: %s", links[i], k, err.msg);
+        }
+        struct stat sb;
+        CHECK(lstat(ckpt, &sb) == 0 && S_ISDIR(sb.st_mode),
+              "%s as a link: the checkpoint is not a real folder", links[i]);
+        if (!victim_intact(links[i], victim)) make_victim(victim);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    CHECK(system(cmd) == 0, "%s", cmd);
+}
+
 int main(void) {
     if (tu_tmpdir_make("hostile")) return 1;
     test_sizes_capped(); /* first: fork before OpenMP starts threads */
     test_images();
     test_configs();
+    test_checkpoint_symlinks();
     tu_tmpdir_remove();
     return tu_finish("test_hostile_files");
 }

@@ -398,36 +398,66 @@ static bool is_checkpoint_file(const char *name, const char *const *names, size_
     return false;
 }
 
-/* Removes from dir the checkpoint files among names (and their stale temporaries). */
-static void remove_checkpoint_files(const char *dir, const char *const *names, size_t n) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[4608];
-    while ((e = readdir(d))) {
-        if (!is_checkpoint_file(e->d_name, names, n)) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        remove(p);
+/* Removes from the folder dfd the checkpoint files among names (and their stale temporaries).
+ * unlinkat never follows a symbolic link: a link named like a checkpoint file goes, not the
+ * file it points to. */
+static void remove_checkpoint_files(int dfd, const char *const *names, size_t n) {
+    const int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return;
     }
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (is_checkpoint_file(e->d_name, names, n)) unlinkat(dfd, e->d_name, 0);
     closedir(d);
 }
 
+/* Removes the subfolder sub of dfd holding the files among names; a symbolic link named sub is
+ * removed itself, never followed. */
+static void remove_checkpoint_subdir(int dfd, const char *sub, const char *const *names,
+                                     size_t n) {
+    struct stat sb;
+    if (fstatat(dfd, sub, &sb, AT_SYMLINK_NOFOLLOW) != 0) return;
+    if (S_ISLNK(sb.st_mode)) {
+        unlinkat(dfd, sub, 0);
+        return;
+    }
+    if (!S_ISDIR(sb.st_mode)) return;
+    const int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    remove_checkpoint_files(fd, names, n);
+    close(fd);
+    unlinkat(dfd, sub, AT_REMOVEDIR);
+}
+
 /* Removes a checkpoint folder: only the files a checkpoint holds (and the temporaries of a
- * write that was killed), then the folder, so a mistyped path can never delete anything else. */
+ * write that was killed), then the folder, so a mistyped path can never delete anything else.
+ * Symbolic links are never followed: when dir (or its unet/ or scheduler/) is a link, the link
+ * goes and the folder it points to, which may lie outside the run folder, is left as it is. */
 static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
-    if (!is_dir(dir)) return DM_OK;
+    struct stat sb;
+    if (lstat(dir, &sb) != 0) return DM_OK;
+    if (S_ISLNK(sb.st_mode)) {
+        if (unlink(dir) != 0)
+            return dm_error_set(err, DM_ERR_IO, "%s: cannot remove the symbolic link: %s", dir,
+                                strerror(errno));
+        return DM_OK;
+    }
+    if (!S_ISDIR(sb.st_mode)) return DM_OK;
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return dm_error_set(err, DM_ERR_IO, "%s: cannot open the stale folder: %s", dir,
+                            strerror(errno));
     const char *top[] = {DM_CKPT_CONFIG,   DM_CKPT_MODEL,          DM_CKPT_STATE,
                          DM_CKPT_SCHEDULE, DM_CKPT_SCHEDULE_STATE, DM_CKPT_MODEL_INDEX};
     const char *unet[] = {DM_DIFFUSERS_CONFIG, DM_DIFFUSERS_WEIGHTS};
     const char *scheduler[] = {"scheduler_config.json"};
-    char p[4200];
-    remove_checkpoint_files(dir, top, sizeof top / sizeof top[0]);
-    snprintf(p, sizeof p, "%s/%s", dir, DM_CKPT_UNET_DIR);
-    remove_checkpoint_files(p, unet, 2);
-    rmdir(p);
-    snprintf(p, sizeof p, "%s/scheduler", dir);
-    remove_checkpoint_files(p, scheduler, 1);
-    rmdir(p);
+    remove_checkpoint_files(fd, top, sizeof top / sizeof top[0]);
+    remove_checkpoint_subdir(fd, DM_CKPT_UNET_DIR, unet, 2);
+    remove_checkpoint_subdir(fd, "scheduler", scheduler, 1);
+    close(fd);
     if (rmdir(dir) != 0)
         return dm_error_set(err, DM_ERR_IO,
                             "%s: cannot remove the stale folder (%s); it holds files that are "
