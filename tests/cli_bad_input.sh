@@ -42,6 +42,17 @@ echo '{"format": "diffusion.c checkpoint", "model": ' > "$dir/badjson/config.jso
 expect_error "invalid JSON" "$bin" sample --model "$dir/badjson" --out "$dir/t.csv"
 checks=$((checks + 1))
 if [ -e "$dir/t.csv" ]; then echo "FAIL: a failed sample left t.csv"; fails=$((fails + 1)); fi
+# a normalisation that de-normalises to Inf (std 1e300, mean 1e308) or collapses every sample
+# onto the mean (std 0): refused on load, not written out as Inf or identical samples
+for spoil in 'std:1e300, 1' 'mean:1e308, 0' 'std:0, 1' 'std:-1, 1'; do
+    key=${spoil%%:*} values=${spoil#*:}
+    rm -rf "$dir/norm"; cp -r "$ck" "$dir/norm"
+    sed -i -E "s/(\"$key\":[[:space:]]*)\[[^]]*\]/\1[$values]/" "$dir/norm/config.json"
+    expect_error "normalization.$key\[0\]\" = .* is outside" \
+        "$bin" sample --model "$dir/norm" --n 5 --out "$dir/t.csv"
+done
+checks=$((checks + 1))
+if [ -e "$dir/t.csv" ]; then echo "FAIL: a refused normalisation left t.csv"; fails=$((fails + 1)); fi
 
 # resuming with other data is refused; the checkpoint stays as it was
 before=$(md5sum "$ck/model.safetensors")

@@ -164,6 +164,10 @@ static const cJSON *get_object(const cJSON *root, const char *key, const char *p
     return cJSON_IsObject(o) ? o : NULL;
 }
 
+/* The range a checkpoint's normalisation must lie in (checked on load). */
+#define DM_NORM_MIN_STD 1e-12
+#define DM_NORM_MAX_ABS 1e30
+
 static dm_status read_double_array(const cJSON *obj, const char *key, double *out, int64_t n,
                                    const char *path, dm_error *err) {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -328,6 +332,20 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
     if ((st = read_double_array(norm, "mean", c->norm.mean, c->norm.dim, path, err)) ||
         (st = read_double_array(norm, "std", c->norm.std, c->norm.dim, path, err)))
         return st;
+    for (int64_t d = 0; d < c->norm.dim; d++) {
+        /* dm_normalizer_fit never writes a std below 1e-12 (a constant column gets 1); std 0
+         * would map every sample to the mean. Beyond 1e30 a sample a few standard deviations
+         * out overflows float32 (3.4e38) when it is de-normalised. */
+        if (!(c->norm.std[d] >= DM_NORM_MIN_STD && c->norm.std[d] <= DM_NORM_MAX_ABS))
+            return dm_error_set(err, DM_ERR_FORMAT,
+                                "%s: \"normalization.std[%lld]\" = %g is outside [%g, %g]", path,
+                                (long long)d, c->norm.std[d], DM_NORM_MIN_STD, DM_NORM_MAX_ABS);
+        if (!(fabs(c->norm.mean[d]) <= DM_NORM_MAX_ABS))
+            return dm_error_set(err, DM_ERR_FORMAT,
+                                "%s: \"normalization.mean[%lld]\" = %g is outside [-%g, %g]",
+                                path, (long long)d, c->norm.mean[d], DM_NORM_MAX_ABS,
+                                DM_NORM_MAX_ABS);
+    }
     const cJSON *hash = cJSON_GetObjectItemCaseSensitive(tr, "data_fnv1a");
     c->data_hash = cJSON_IsString(hash) ? strtoull(hash->valuestring, NULL, 16) : 0;
     return DM_OK;

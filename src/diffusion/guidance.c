@@ -182,8 +182,9 @@ dm_status dm_pipeline_sample_guided(dm_pipeline *p, float *x, int64_t n,
     }
     guided_free(&ctx);
     if (st) return st;
+    /* checked after de-normalising: a finite standard sample can overflow float32 there */
+    dm_normalizer_invert(dm_pipeline_normalizer(p), x, n);
     if (!dm_all_finite(x, (size_t)(n * D)))
         return dm_error_set(err, DM_ERR_NUMERIC, "sampling produced NaN or Inf");
-    dm_normalizer_invert(dm_pipeline_normalizer(p), x, n);
     return DM_OK;
 }
