@@ -8,6 +8,7 @@
 #include "gaussian_oracle.h"
 #include "test_util.h"
 
+#include <float.h>
 #include <omp.h>
 
 static double max_abs(const float *x, int64_t n) {
@@ -18,6 +19,27 @@ static double max_abs(const float *x, int64_t n) {
 
 /* ---- conversions ------------------------------------------------------------------------- */
 
+/* pred = k0 x0 + ke eps for each prediction, from MATH.md (independent of prediction.c) */
+static void target_coeffs(dm_prediction p, double ab, double *k0, double *ke) {
+    switch (p) {
+    case DM_PRED_X0: *k0 = 1, *ke = 0; return;
+    case DM_PRED_V: *k0 = -sqrt(1 - ab), *ke = sqrt(ab); return;
+    case DM_PRED_SCORE: *k0 = 0, *ke = -1 / sqrt(1 - ab); return;
+    default: *k0 = 0, *ke = 1; return;
+    }
+}
+
+/* Float error of the conversions. x_t, each target and each converted value are float results
+ * of a few float roundings (relative 2^-24 each) of terms whose magnitudes we know: x_t of
+ * sqrt(ab)|x0| + sqrt(1-ab)|eps|, a target of |k0 x0| + |ke eps|, and the conversion
+ * out = kx x_t + kin in of |kx| (terms of x_t) + |kin| (terms of in) + (terms of the target it is
+ * compared with). With at most ~3 roundings on each term (coefficient, product, sum) the error is
+ * below 2 FLT_EPSILON (= 4 roundings of 2^-24) times that sum of terms; 4 FLT_EPSILON leaves a
+ * factor 2. A wrong coefficient (a sign, a sqrt(ab) for sqrt(1 - ab)) is off by O(1) relative
+ * and fails by orders of magnitude; the former tolerance, 1e-3 of the target's size, let a
+ * relative coefficient error of 1e-3 pass. */
+#define CONV_TOL (4 * FLT_EPSILON)
+
 static void test_conversions(void) {
     enum { N = 64 };
     float x0[N], eps[N], xt[N], tgt[4][N], conv[N];
@@ -26,32 +48,64 @@ static void test_conversions(void) {
     dm_rng_normal(&r, x0, N);
     dm_rng_normal(&r, eps, N);
     const double abs_[] = {1e-4, 0.02, 0.5, 0.97, 0.9999};
+    double worst_ratio = 0; /* max error / (FLT_EPSILON x terms) over every check */
     for (int k = 0; k < 5; k++) {
-        const double ab = abs_[k];
-        for (int j = 0; j < N; j++) xt[j] = (float)(sqrt(ab) * x0[j] + sqrt(1 - ab) * eps[j]);
+        const double ab = abs_[k], sab = sqrt(ab), s1 = sqrt(1 - ab);
+        for (int j = 0; j < N; j++) xt[j] = (float)(sab * x0[j] + s1 * eps[j]);
         for (int p = 0; p < 4; p++) dm_prediction_target((dm_prediction)p, ab, x0, eps, tgt[p], N);
         for (int from = 0; from < 4; from++) {
-            /* a x_t + b target = eps */
+            double k0f, kef;
+            target_coeffs((dm_prediction)from, ab, &k0f, &kef);
+            /* the targets themselves against their definitions */
+            double worst_t = 0;
+            for (int j = 0; j < N; j++) {
+                const double terms = fabs(k0f * x0[j]) + fabs(kef * eps[j]);
+                const double e = fabs(tgt[from][j] - (k0f * x0[j] + kef * eps[j]));
+                worst_t = fmax(worst_t, e / (FLT_EPSILON * terms));
+            }
+            CHECK(worst_t <= CONV_TOL / FLT_EPSILON, "ab %g: %s target off by %.3g FLT_EPSILON",
+                  ab, dm_prediction_name((dm_prediction)from), worst_t);
+            worst_ratio = fmax(worst_ratio, worst_t);
+            /* a x_t + b target = eps (in double: only x_t's and the target's rounding) */
             double a, b, worst = 0;
             dm_prediction_to_eps_coeffs((dm_prediction)from, ab, &a, &b);
-            for (int j = 0; j < N; j++)
-                worst = fmax(worst, fabs(a * xt[j] + b * tgt[from][j] - eps[j]));
-            CHECK(worst < 2e-3, "ab %g: %s -> eps off by %g", ab,
+            for (int j = 0; j < N; j++) {
+                const double terms = fabs(a) * (sab * fabs(x0[j]) + s1 * fabs(eps[j])) +
+                                     fabs(b) * (fabs(k0f * x0[j]) + fabs(kef * eps[j]));
+                const double e = fabs(a * xt[j] + b * tgt[from][j] - eps[j]);
+                worst = fmax(worst, e / (FLT_EPSILON * terms));
+            }
+            CHECK(worst <= CONV_TOL / FLT_EPSILON, "ab %g: %s -> eps off by %.3g FLT_EPSILON", ab,
                   dm_prediction_name((dm_prediction)from), worst);
+            worst_ratio = fmax(worst_ratio, worst);
             for (int to = 0; to < 4; to++) {
+                double at, bt, k0t, ket;
+                dm_prediction_to_eps_coeffs((dm_prediction)to, ab, &at, &bt);
+                target_coeffs((dm_prediction)to, ab, &k0t, &ket);
+                const double kx = (a - at) / bt, kin = b / bt;
                 dm_prediction_convert((dm_prediction)from, (dm_prediction)to, ab, xt, tgt[from],
                                       conv, N);
                 double d = 0;
-                for (int j = 0; j < N; j++) d = fmax(d, fabs(conv[j] - tgt[to][j]));
-                /* float x_t: the conversions amplify its rounding by at most 1/sqrt(ab) or
-                 * 1/sqrt(1 - ab), so the tolerance is relative to the target's size */
-                CHECK(d <= 1e-3 * fmax(1.0, max_abs(tgt[to], N)),
-                      "ab %g: %s -> %s off by %g (target max %g)", ab,
-                      dm_prediction_name((dm_prediction)from),
-                      dm_prediction_name((dm_prediction)to), d, max_abs(tgt[to], N));
+                int jw = 0;
+                for (int j = 0; j < N; j++) {
+                    const double terms =
+                        fabs(kx) * (sab * fabs(x0[j]) + s1 * fabs(eps[j])) +
+                        fabs(kin) * (fabs(k0f * x0[j]) + fabs(kef * eps[j])) +
+                        fabs(k0t * x0[j]) + fabs(ket * eps[j]);
+                    const double e = fabs(conv[j] - tgt[to][j]) / (FLT_EPSILON * terms);
+                    if (e > d) d = e, jw = j;
+                }
+                CHECK(d <= CONV_TOL / FLT_EPSILON,
+                      "ab %g: %s -> %s off by %.3g FLT_EPSILON x terms (element %d: %.9g vs "
+                      "%.9g)",
+                      ab, dm_prediction_name((dm_prediction)from),
+                      dm_prediction_name((dm_prediction)to), d, jw, conv[jw], tgt[to][jw]);
+                worst_ratio = fmax(worst_ratio, d);
             }
         }
     }
+    printf("conversions: worst error %.3g FLT_EPSILON x the terms' magnitude (allowed %g)\n",
+           worst_ratio, CONV_TOL / FLT_EPSILON);
     /* the definitions themselves, from MATH.md */
     const double ab = 0.3;
     dm_prediction_target(DM_PRED_V, ab, x0, eps, conv, N);
