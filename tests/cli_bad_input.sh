@@ -54,6 +54,13 @@ done
 checks=$((checks + 1))
 if [ -e "$dir/t.csv" ]; then echo "FAIL: a refused normalisation left t.csv"; fails=$((fails + 1)); fi
 
+# a FIFO named model.safetensors (sample blocked on it forever): refused, within 30 s
+cp -r "$ck" "$dir/fifo"
+rm "$dir/fifo/model.safetensors"
+mkfifo "$dir/fifo/model.safetensors"
+expect_error "model.safetensors: not a regular file (a FIFO)" \
+    timeout 30 "$bin" sample --model "$dir/fifo" --n 5 --out "$dir/t.csv"
+
 # resuming with other data is refused; the checkpoint stays as it was
 before=$(md5sum "$ck/model.safetensors")
 expect_error "data" "$bin" train --data swissroll --n-data 2000 --steps 10 --out "$dir/run" --resume

@@ -86,6 +86,38 @@ static void write_idx(const char *path, int gz, uint32_t magic, const uint32_t *
     }
 }
 
+/* A gzip file whose stream inflates to an IDX header (magic, dims), then about pad bytes of
+ * stored blocks of 16 zero bytes (valid), then a byte of 0xff (a reserved block
+ * type), with trailer length field isize: a reader that inflates the file reports the
+ * corruption; one that checks the header against the trailer and the file size first never
+ * gets near it. */
+static void write_idx_gz_forged(const char *path, uint32_t magic, const uint32_t *dims, int ndim,
+                                size_t pad, uint32_t isize) {
+    uint8_t head[16], gz_head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}, body[64];
+    put_be32(head, magic);
+    for (int d = 0; d < ndim; d++) put_be32(head + 4 + 4 * d, dims[d]);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
+    z.next_in = head, z.avail_in = 4 + 4 * (unsigned)ndim;
+    z.next_out = body, z.avail_out = sizeof body;
+    if (deflate(&z, Z_SYNC_FLUSH) != Z_OK) exit(1); /* byte-aligned, not the final block */
+    const size_t body_len = sizeof body - z.avail_out;
+    deflateEnd(&z);
+    const size_t blocks = pad / 21, len = sizeof gz_head + body_len + 21 * blocks + 1 + 8;
+    uint8_t *buf = calloc(len, 1);
+    if (!buf) exit(1);
+    memcpy(buf, gz_head, sizeof gz_head);
+    memcpy(buf + sizeof gz_head, body, body_len);
+    for (size_t i = 0; i < blocks; i++) /* not final, stored; LEN 16, NLEN ~16; 16 zeros */
+        memcpy(buf + sizeof gz_head + body_len + 21 * i, "\x00\x10\x00\xef\xff", 5);
+    buf[len - 9] = 0xff;
+    memset(buf + len - 8, 0, 4); /* CRC: never reached */
+    for (int b = 0; b < 4; b++) buf[len - 4 + b] = (uint8_t)(isize >> (8 * b));
+    write_bytes(path, buf, len);
+    free(buf);
+}
+
 /* PNG chunk: length, type, data, CRC (zlib's crc32 over type and data) at out; returns bytes. */
 static size_t png_chunk(uint8_t *out, const char *type, const uint8_t *data, uint32_t len,
                         uint32_t len_field) {
@@ -240,7 +272,33 @@ static void size_cases(void) {
     write_idx(p, 1, 0x803, gz_many, 3, 10);
     memset(&err, 0, sizeof err);
     expect_size("gzipped idx claiming 1 GiB", dm_idx_load(&s, p, NULL, &err), &err, p,
-                "truncated");
+                "gzip trailer says 26");
+
+    /* gzip bombs: checked against the trailer's length, deflate's largest expansion (1032x)
+     * and the memory available, all before inflating (the stream after the IDX header is
+     * corrupt, so inflating it would report that instead) */
+    const uint32_t bomb[3] = {400000, 28, 28}, one_gib[3] = {1u << 30, 1, 1},
+                   big_idx[3] = {200000000, 1, 1};
+    write_idx_gz_forged(p, 0x803, five, 3, 300000, 311000000u);
+    memset(&err, 0, sizeof err);
+    expect_size("gzipped idx of 5 images with a trailer of 311 MB",
+                dm_idx_load(&s, p, NULL, &err), &err, p, "gzip trailer says 311000000");
+    write_idx_gz_forged(p, 0x803, bomb, 3, 300000, 16u);
+    memset(&err, 0, sizeof err);
+    expect_size("gzipped idx of 400000 x 28 x 28 with a trailer of 16 bytes",
+                dm_idx_load(&s, p, NULL, &err), &err, p, "gzip trailer says 16");
+    write_idx_gz_forged(p, 0x803, one_gib, 3, 1000, (1u << 30) + 16);
+    memset(&err, 0, sizeof err);
+    expect_size("gzipped idx of 1 KB claiming 1 GiB", dm_idx_load(&s, p, NULL, &err), &err, p,
+                "deflate expands at most 1032x");
+    /* 200 MB of pixels (1 GB with the float copy) in a file deflate could expand to it: the
+     * memory check refuses it under the 512 MiB cap, with the figures */
+    write_idx_gz_forged(p, 0x803, big_idx, 3, 200000, 200000016u);
+    memset(&err, 0, sizeof err);
+    expect("gzipped idx of 200 MB under a 512 MiB cap", dm_idx_load(&s, p, NULL, &err), &err,
+           DM_ERR_NOMEM, p);
+    CHECK(strstr(err.msg, "needs") && strstr(err.msg, "available"),
+          "the memory refusal gives the figures: %s", err.msg);
 
     /* images: headers claiming more than 16384 pixels a side or 2^28 pixels, and an IDAT chunk
      * claiming 2 GiB (stb_image 2.27 allocated it before reading) */
@@ -404,6 +462,70 @@ static void test_configs(void) {
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* FIFOs and folders where a file is expected                                                */
+
+/* Every reader of a file refuses a FIFO (which blocked the open, or the first read, forever)
+ * and a folder, naming the file. Run in a forked child under alarm(): a reader that blocks is
+ * killed and the case fails instead of hanging the suite. */
+static void special_file_cases(void) {
+    static const char *const names[] = {"model.safetensors", "config.json", "data.npy",
+                                        "data.csv", "images.idx", "images.idx.gz"};
+    for (int kind = 0; kind < 2; kind++) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            char p[600];
+            snprintf(p, sizeof p, "%s/%s%s", tu_tmpdir(), kind ? "dir-" : "fifo-", names[i]);
+            const int made = kind ? mkdir(p, 0755) : mkfifo(p, 0600);
+            CHECK(made == 0, "cannot make %s", p);
+            if (made) continue;
+            dm_error err = {0};
+            dm_status st;
+            const char *what = names[i];
+            if (strstr(what, ".safetensors")) {
+                dm_safetensors *sf = NULL;
+                st = dm_safetensors_open(&sf, p, &err);
+            } else if (strstr(what, ".json")) {
+                dm_unet_config cfg;
+                st = dm_unet_config_read(&cfg, p, &err);
+            } else if (strstr(what, ".idx")) {
+                dm_image_set s;
+                st = dm_idx_load(&s, p, NULL, &err);
+            } else {
+                dm_dataset ds;
+                st = dm_dataset_load(&ds, p, &err);
+            }
+            char label[64];
+            snprintf(label, sizeof label, "%s as a %s", what, kind ? "folder" : "FIFO");
+            expect(label, st, &err, DM_ERR_IO, p);
+            CHECK(strstr(err.msg, "not a regular file") != NULL, "%s: says why: %s", label,
+                  err.msg);
+            if (kind) rmdir(p); else remove(p);
+        }
+    }
+}
+
+static void test_special_files(void) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        alarm(60); /* each case takes microseconds; a blocked read takes forever */
+        special_file_cases();
+        fflush(NULL);
+        _exit(tu_failures > 250 ? 250 : tu_failures);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "FIFOs and folders as input files: %s %d (a reader blocked on a FIFO and was killed "
+          "after 60 s, or a check above failed)",
+          WIFEXITED(status) ? "exit status" : "killed by signal",
+          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Symbolic links in a run folder                                                            */
 
 static const char *const victim_files[] = {"config.json", "model.safetensors",
@@ -486,6 +608,7 @@ static void test_checkpoint_symlinks(void) {
 int main(void) {
     if (tu_tmpdir_make("hostile")) return 1;
     test_sizes_capped(); /* first: fork before OpenMP starts threads */
+    test_special_files();
     test_images();
     test_configs();
     test_checkpoint_symlinks();

@@ -3,6 +3,7 @@
 #include "data/csv.h"
 
 #include "io/atomic_file.h"
+#include "io/open_file.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Whole file, NUL-terminated; read in growing chunks so pipes work too. */
+/* Whole file, NUL-terminated, read in growing chunks. Only a regular file: a FIFO would block
+ * forever when nothing writes to it. */
 static dm_status read_all(const char *path, char **out, size_t *len, dm_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    dm_status opened = dm_fopen_regular(path, &f, NULL, err);
+    if (opened) return opened;
     size_t cap = 1 << 16, used = 0;
     char *buf = malloc(cap);
     for (;;) {

@@ -3,6 +3,7 @@
  * big-endian uint32 sizes, then the uint8 data in C order. zlib's gzread passes files that are
  * not gzip through unchanged, so one reader serves both. */
 #include "data/image_util.h"
+#include "io/open_file.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define IDX_TYPE_U8 0x08
@@ -19,6 +21,12 @@
 /* The payload buffer grows as data actually arrives, so a hostile header claiming gigabytes
  * in a tiny file costs at most this much before the truncation is found. */
 #define IDX_FIRST_CHUNK ((size_t)1 << 24)
+
+/* Deflate's largest expansion: a 258-byte match coded in at least 2 bits, so at most 1032
+ * output bytes per input byte (zlib's zlib.h and RFC 1951); 18 bytes of gzip header and trailer
+ * carry no data. A header claiming more than this from the compressed size is refused before
+ * anything is inflated. */
+#define GZ_MAX_RATIO 1032u
 
 /* A failed or short gzread as a status: zlib tells truncation, corruption and I/O apart.
  * `where` says what a truncation cut short. */
@@ -32,9 +40,9 @@ static dm_status gz_failure(gzFile f, const char *path, const char *where, dm_er
     case Z_ERRNO: return dm_error_set(err, DM_ERR_IO, "%s: read failed: %s", path, strerror(errno));
     case Z_MEM_ERROR: return dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory in zlib", path);
     default: {
-        /* gzerror's message starts with the path already */
-        size_t len = strlen(path);
-        if (strncmp(msg, path, len) == 0 && strncmp(msg + len, ": ", 2) == 0) msg += len + 2;
+        /* gzerror's message starts with the name gzdopen gave the stream, "<fd:N>" */
+        const char *colon = strncmp(msg, "<fd:", 4) == 0 ? strstr(msg, ">: ") : NULL;
+        if (colon) msg = colon + 3;
         return dm_error_set(err, DM_ERR_FORMAT, "%s: corrupt gzip data: %s", path, msg);
     }
     }
@@ -51,6 +59,23 @@ static dm_status gz_read_exact(gzFile f, void *buf, size_t n, const char *path, 
     return DM_OK;
 }
 
+/* A gzip stream (or the plain bytes) of a duplicate of fd, from fd's current offset, reading
+ * buffer bytes of the file at a time; fd stays open for the caller. */
+static dm_status gz_open_dup(int fd, unsigned buffer, const char *path, gzFile *out,
+                             dm_error *err) {
+    const int dfd = dup(fd);
+    errno = 0;
+    *out = dfd >= 0 ? gzdopen(dfd, "rb") : NULL;
+    if (!*out) {
+        const int saved = errno;
+        if (dfd >= 0) close(dfd);
+        return dm_error_set(err, saved ? DM_ERR_IO : DM_ERR_NOMEM, "%s: cannot open: %s", path,
+                            saved ? strerror(saved) : "out of memory");
+    }
+    gzbuffer(*out, buffer);
+    return DM_OK;
+}
+
 static uint32_t be32(const uint8_t *b) {
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
 }
@@ -61,24 +86,32 @@ static dm_status idx_read(const char *path, uint32_t magic, int ndim, int64_t *d
                           uint8_t **data, dm_error *err) {
     *data = NULL;
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return dm_error_set(err, DM_ERR_IO, "%s: not a regular file", path);
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return dm_error_set(err, errno ? DM_ERR_IO : DM_ERR_NOMEM, "%s: cannot open: %s", path,
-                            errno ? strerror(errno) : "out of memory");
-    gzbuffer(f, 1 << 17);
-
+    int fd;
+    dm_status st = dm_open_regular(path, &fd, &sb, err);
+    if (st) return st;
+    /* a gzip file's last four bytes are its uncompressed size mod 2^32 (RFC 1952's ISIZE),
+     * readable before inflating anything */
+    uint8_t magic2[2] = {0, 0}, isize_le[4] = {0, 0, 0, 0};
+    const int gzipped = pread(fd, magic2, 2, 0) == 2 && magic2[0] == 0x1f && magic2[1] == 0x8b;
+    if (gzipped && (sb.st_size < 18 || pread(fd, isize_le, 4, sb.st_size - 4) != 4)) {
+        close(fd);
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: truncated gzip file (%lld bytes)", path,
+                            (long long)sb.st_size);
+    }
+    /* the header through a stream reading 64 bytes at a time: zlib inflates (into a buffer
+     * twice that) only a few hundred bytes before the sizes below are checked */
+    gzFile f = NULL;
     uint8_t head[4 + 4 * 3];
-    dm_status st = gz_read_exact(f, head, 4, path, err);
+    st = gz_open_dup(fd, 64, path, &f, err);
+    if (!st) st = gz_read_exact(f, head, 4, path, err);
     if (!st && be32(head) != magic)
         st = dm_error_set(err, DM_ERR_FORMAT,
                           "%s: not an IDX %s file (magic number 0x%08x, expected 0x%08x)", path,
                           magic == IDX_MAGIC_IMAGES ? "uint8 image" : "uint8 label", be32(head),
                           magic);
     if (!st) st = gz_read_exact(f, head + 4, 4 * (size_t)ndim, path, err);
+    if (f) gzclose_r(f);
+    f = NULL;
     uint64_t numel = 1;
     for (int d = 0; d < ndim && !st; d++) {
         dims[d] = be32(head + 4 + 4 * d);
@@ -94,12 +127,36 @@ static dm_status idx_read(const char *path, uint32_t magic, int ndim, int64_t *d
     /* an uncompressed file has a known size: a header claiming more (or less) than it holds is
      * refused before anything is allocated for the data */
     uint64_t head_bytes = 4 + 4 * (uint64_t)ndim;
-    if (!st && gzdirect(f) && (uint64_t)sb.st_size - head_bytes != numel)
+    if (!st && !gzipped && (uint64_t)sb.st_size - head_bytes != numel)
         st = dm_error_set(err, DM_ERR_FORMAT,
                           "%s: %s: the header describes %llu data bytes, the file holds %llu", path,
                           (uint64_t)sb.st_size - head_bytes < numel ? "truncated" : "trailing bytes",
                           (unsigned long long)numel,
                           (unsigned long long)((uint64_t)sb.st_size - head_bytes));
+    /* a gzip file: the size the header implies must match the trailer's, and fit what deflate
+     * can expand the file to; then memory for it (the bytes and their float copy) must exist.
+     * All before the first byte of data is inflated. */
+    const uint64_t total = head_bytes + numel;
+    const uint32_t isize = (uint32_t)isize_le[0] | (uint32_t)isize_le[1] << 8 |
+                           (uint32_t)isize_le[2] << 16 | (uint32_t)isize_le[3] << 24;
+    if (!st && gzipped && (uint32_t)total != isize)
+        st = dm_error_set(err, DM_ERR_FORMAT,
+                          "%s: the IDX header describes %llu bytes but the gzip trailer says "
+                          "%u (mod 2^32): refused before decompressing",
+                          path, (unsigned long long)total, isize);
+    if (!st && gzipped && total / GZ_MAX_RATIO > (uint64_t)sb.st_size)
+        st = dm_error_set(err, DM_ERR_FORMAT,
+                          "%s: the IDX header describes %llu bytes, more than a gzip file of %lld "
+                          "bytes can hold (deflate expands at most %ux)",
+                          path, (unsigned long long)total, (long long)sb.st_size, GZ_MAX_RATIO);
+    if (!st && (st = dm_memory_check(numel * (1 + sizeof(float)), err)))
+        dm_error_prefix(err, "%s: %llu bytes of images and their float copy", path,
+                        (unsigned long long)numel);
+    /* the data: a stream with a large buffer, from the start, past the header again */
+    if (!st && lseek(fd, 0, SEEK_SET) != 0)
+        st = dm_error_set(err, DM_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+    if (!st) st = gz_open_dup(fd, 1 << 17, path, &f, err);
+    if (!st) st = gz_read_exact(f, head, (size_t)head_bytes, path, err);
 
     /* the payload, in chunks that grow only as data arrives */
     uint8_t *buf = NULL;
@@ -135,8 +192,9 @@ static dm_status idx_read(const char *path, uint32_t magic, int ndim, int64_t *d
         got += (size_t)r;
     }
     if (!st) {
-        /* this read also makes zlib check the gzip trailer (CRC and length) */
-        uint8_t extra[256];
+        /* one byte more than the header allows: any is refused, and reaching the end makes
+         * zlib check the gzip trailer (CRC and length) */
+        uint8_t extra[1];
         int r = gzread(f, extra, sizeof extra), errnum = Z_OK;
         gzerror(f, &errnum);
         if (r > 0)
@@ -146,7 +204,8 @@ static dm_status idx_read(const char *path, uint32_t magic, int ndim, int64_t *d
         else if (r < 0 || errnum != Z_OK)
             st = gz_failure(f, path, "the gzip trailer", err);
     }
-    gzclose_r(f);
+    if (f) gzclose_r(f);
+    close(fd);
     if (st) {
         free(buf);
         return st;

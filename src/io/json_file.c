@@ -1,6 +1,7 @@
 #include "io/json_file.h"
 
 #include "io/atomic_file.h"
+#include "io/open_file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,8 +10,9 @@
 
 dm_status dm_json_read(cJSON **root, const char *path, size_t max_bytes, dm_error *err) {
     *root = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    dm_status opened = dm_fopen_regular(path, &f, NULL, err);
+    if (opened) return opened;
     char *text = malloc(max_bytes + 1);
     if (!text) {
         fclose(f);

@@ -5,6 +5,7 @@
 #include "io/npy.h"
 
 #include "io/atomic_file.h"
+#include "io/open_file.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -232,14 +233,10 @@ static dm_status read_preamble(FILE *f, uint64_t fsize, const char *path, dm_npy
 static dm_status open_npy(FILE **f, dm_npy *arr, const char *path, uint64_t *data_bytes,
                           dm_error *err) {
     memset(arr, 0, sizeof *arr);
-    *f = fopen(path, "rb");
-    if (!*f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    dm_status st;
-    if (fstat(fileno(*f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        st = dm_error_set(err, DM_ERR_IO, "%s: not a regular file", path);
-    else
-        st = read_preamble(*f, (uint64_t)sb.st_size, path, arr, data_bytes, err);
+    dm_status st = dm_fopen_regular(path, f, &sb, err);
+    if (st) return st;
+    st = read_preamble(*f, (uint64_t)sb.st_size, path, arr, data_bytes, err);
     if (st) {
         fclose(*f);
         *f = NULL;

@@ -3,6 +3,7 @@
 #include "io/safetensors.h"
 
 #include "io/atomic_file.h"
+#include "io/open_file.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -199,13 +200,10 @@ static bool json_uint(const cJSON *item, uint64_t *out) {
 
 static dm_status read_whole_file(const char *path, uint8_t **buf, size_t *size, dm_error *err) {
     *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return dm_error_set(err, DM_ERR_IO, "%s: not a regular file", path);
-    }
+    dm_status opened = dm_fopen_regular(path, &f, &sb, err);
+    if (opened) return opened;
     uint64_t fsize = (uint64_t)sb.st_size;
     uint8_t len_le[8];
     if (fsize < 8 || fread(len_le, 1, 8, f) != 8) {
