@@ -1,7 +1,7 @@
-/* Folders of PNG and JPEG images (decoded by stb_image), optionally one subfolder per class.
- * Each image is centre-cropped to a square and resized (stb_image_resize) when a size is
- * given; with hflip the mirrored copies follow all the originals (image i's mirror is at
- * index n + i), so original indices keep the sorted file order. */
+/* Folders of PNG and JPEG images (decoded by libpng and libjpeg-turbo), optionally one
+ * subfolder per class. Each image is centre-cropped to a square and resized (stb_image_resize)
+ * when a size is given; with hflip the mirrored copies follow all the originals (image i's
+ * mirror is at index n + i), so original indices keep the sorted file order. */
 #include "data/image_util.h"
 
 #include <dirent.h>
@@ -12,7 +12,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include <stb_image.h>
+#include <jpeglib.h>
+#include <png.h>
+#include <setjmp.h>
 #include <stb_image_resize.h>
 
 /* Beyond this a "size" is a typo, not a training resolution. */
@@ -21,7 +23,7 @@
  * allocated for them: a few bytes of PNG or JPEG header can claim gigapixels. */
 #define MAX_SIDE 16384
 #define MAX_PIXELS ((int64_t)1 << 28)
-/* A larger file is not a training image; stb_image also takes its length as an int. */
+/* A larger file is not a training image (and libjpeg's memory source takes an unsigned long). */
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 
 void dm_image_folder_options_default(dm_image_folder_options *o) {
@@ -95,8 +97,14 @@ static dm_status scan_dir(const char *dir, name_list *images, name_list *subdirs
             st = dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory listing the folder", dir);
             break;
         }
-        if (stat(path, &sb) != 0) { /* a dangling link, or a file removed meanwhile */
-            free(path);
+        if (stat(path, &sb) != 0) {
+            if (errno != ENOENT) { /* a link that loops, an entry we may not look at */
+                st = dm_error_set(err, DM_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+                free(path);
+                break;
+            }
+            free(path); /* a dangling link, or a file removed meanwhile: not in the set */
+            errno = 0;
             continue;
         }
         name_list *to = S_ISDIR(sb.st_mode)                         ? subdirs
@@ -120,116 +128,284 @@ static dm_status scan_dir(const char *dir, name_list *images, name_list *subdirs
     return DM_OK;
 }
 
-/* ---- checks before stb_image sees a file (found by fuzzing, fuzz/README.md) */
+/* ---- decoding: libpng and libjpeg-turbo, each with its own limits and errors made fatal */
 
-/* JPEG: Debian's stb_image 2.27 trusts the Huffman tables of a file (newer stb_image releases
- * check the first case below), so they are checked here, on the bytes stb will read, before it
- * decodes anything:
- * - a DHT table whose 16 code counts add up to more than 256 makes stb write past its 257- and
- *   256-entry arrays (a heap overflow; found by fuzzing);
- * - a scan that names a table no DHT has defined makes stb decode with the uninitialised table
- *   of a malloc'd struct (out-of-bounds reads, or its assert aborts the process; found by
- *   fuzzing). */
+/* Bytes a PNG's ancillary chunk may allocate (libpng's png_set_chunk_malloc_max); the loader
+ * keeps no ancillary chunk anyway (see decode_png), so this bounds only what libpng reads. */
+#define PNG_CHUNK_MAX ((png_alloc_size_t)8 << 20)
+/* libjpeg's own memory cap (max_memory_to_use): a progressive 4-component image at MAX_PIXELS
+ * keeps 2 bytes a coefficient, 8 bytes a pixel, in its coefficient buffers. */
+#define JPEG_MEM_MAX ((long)MAX_PIXELS * 8)
+/* A progressive JPEG may have any number of scans, each a pass over the whole coefficient
+ * buffer: tiny files of thousands of empty scans take minutes (libjpeg-turbo's own tools cap
+ * them the same way, djpeg -maxscans). */
+#define JPEG_MAX_SCANS 500
 
-/* The byte at i, or 0 past the end (as stb's reader returns). */
-static int jpeg_byte(const uint8_t *p, size_t n, size_t i) { return i < n ? p[i] : 0; }
+/* An image decoded to `c` bytes a pixel (rows of w * c), with the channels it was stored with
+ * (1: grey, grey + alpha; 3: colour, colour + alpha, palette, CMYK). */
+typedef struct {
+    int w, h;
+    int stored_c;
+    uint8_t *pixels; /* NULL when only the header was read */
+} decoded_image;
 
-/* The DHT segment whose length field is at i: tables while the length lasts, as stb reads them
- * (a class/id byte, 16 code counts, the symbols). Marks the tables defined in dc and ac (bit t
- * for table t); false for a table of more than 256 codes. */
-static bool jpeg_dht_ok(const uint8_t *p, size_t n, size_t i, unsigned *dc, unsigned *ac) {
-    long left = (long)(jpeg_byte(p, n, i) << 8 | jpeg_byte(p, n, i + 1)) - 2;
-    i += 2;
-    while (left > 0) {
-        int q = jpeg_byte(p, n, i), tc = q >> 4, th = q & 15;
-        if (tc > 1 || th > 3) return true; /* stb refuses the file here */
-        long count = 0;
-        for (int k = 1; k <= 16; k++) count += jpeg_byte(p, n, i + (size_t)k);
-        if (count > 256) return false;
-        *(tc ? ac : dc) |= 1u << th;
-        i += 17 + (size_t)count;
-        left -= 17 + count;
-    }
-    return true;
+static dm_status size_error(const char *path, uint32_t w, uint32_t h, dm_error *err) {
+    return dm_error_set(err, DM_ERR_FORMAT,
+                        "%s: %u x %u pixels; images up to %d a side and %lld pixels are "
+                        "supported", path, w, h, MAX_SIDE, (long long)MAX_PIXELS);
 }
 
-/* The SOS header whose length field is at i: false when a component's scan decodes with a
- * table that is not defined yet (a baseline scan uses both of its tables; a progressive one
- * its DC table in a first DC scan, its AC table in an AC scan). */
-static bool jpeg_sos_ok(const uint8_t *p, size_t n, size_t i, unsigned dc, unsigned ac,
-                        bool progressive) {
-    int ns = jpeg_byte(p, n, i + 2);
-    if (ns < 1 || ns > 4) return true; /* stb refuses the file here */
-    size_t after = i + 3 + 2 * (size_t)ns;
-    int ss = jpeg_byte(p, n, after), ah = jpeg_byte(p, n, after + 2) >> 4;
-    bool need_dc = !progressive || (ss == 0 && ah == 0), need_ac = !progressive || ss > 0;
-    for (int k = 0; k < ns; k++) {
-        int q = jpeg_byte(p, n, i + 4 + 2 * (size_t)k), td = q >> 4, ta = q & 15;
-        if (td > 3 || ta > 3) return true; /* stb refuses the file here */
-        if ((need_dc && !(dc >> td & 1)) || (need_ac && !(ac >> ta & 1))) return false;
-    }
-    return true;
+static bool size_ok(uint32_t w, uint32_t h) {
+    return w >= 1 && h >= 1 && w <= MAX_SIDE && h <= MAX_SIDE && (int64_t)w * h <= MAX_PIXELS;
 }
 
-/* Walks the JPEG p (n bytes, starting FF D8) as stb_image does: segments by their lengths; after
- * each SOS header the entropy-coded data up to the first marker that is neither a stuffed 0xFF
- * (FF 00) nor a restart (FF D0..D7), where stb's decoder stops too. Checks every DHT and SOS on
- * the way; stops where stb stops (EOI, or a marker it refuses), since nothing after is read. */
-static bool jpeg_tables_ok(const uint8_t *p, size_t n) {
-    unsigned dc = 0, ac = 0;
-    bool progressive = false;
-    size_t i = 2;
-    for (;;) {
-        while (i < n && p[i] != 0xFF) i++; /* stb skips such bytes before the frame header */
-        while (i < n && p[i] == 0xFF) i++; /* fill bytes */
-        if (i >= n) return true;
-        int m = p[i++];
-        size_t len = (size_t)(jpeg_byte(p, n, i) << 8 | jpeg_byte(p, n, i + 1));
-        if (m == 0xC4) {
-            if (!jpeg_dht_ok(p, n, i, &dc, &ac)) return false;
-        } else if (m == 0xC0 || m == 0xC1 || m == 0xC2) {
-            progressive = m == 0xC2;
-        } else if (m == 0xDA) {
-            if (!jpeg_sos_ok(p, n, i, dc, ac, progressive)) return false;
-            for (i += len; i < n; i++) {
-                if (p[i] != 0xFF) continue;
-                size_t j = i + 1;
-                while (j < n && p[j] == 0xFF) j++;
-                if (j < n && p[j] != 0x00 && !(p[j] >= 0xD0 && p[j] <= 0xD7)) break;
-                i = j;
-            }
-            continue; /* at the marker's first 0xFF */
-        } else if (!(m == 0xDB || m == 0xDD || m == 0xDC || (m >= 0xE0 && m <= 0xEF) ||
-                     m == 0xFE)) {
-            return true; /* EOI, or a marker stb refuses: it reads no further */
+/* stb_image's luminance, which the loader has always used for colour -> grey:
+ * (77 R + 150 G + 29 B) / 256 */
+static uint8_t luma(const uint8_t *rgb) {
+    return (uint8_t)((rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8);
+}
+
+/* n pixels of in_c channels (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA) to out_c (1 or 3); alpha is
+ * dropped, as PIL's convert("RGB") does. out may be in (out_c <= in_c). */
+static void convert_pixels(uint8_t *out, int out_c, const uint8_t *in, int in_c, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = in + i * (size_t)in_c;
+        uint8_t *d = out + i * (size_t)out_c;
+        if (in_c <= 2) {
+            uint8_t g = s[0];
+            for (int k = 0; k < out_c; k++) d[k] = g;
+        } else if (out_c == 1) {
+            d[0] = luma(s);
+        } else {
+            uint8_t r = s[0], g = s[1], b = s[2];
+            d[0] = r, d[1] = g, d[2] = b;
         }
-        i += len;
     }
 }
 
-/* Every chunk of the PNG p (n bytes) lies inside the file, and IEND ends them. stb_image 2.27
- * reallocates its IDAT buffer to a chunk's claimed length before reading the chunk (found by
- * fuzzing: 100 bytes claiming a 1.6 GB chunk); after this check that is bounded by the file. */
-static bool png_chunks_ok(const uint8_t *p, size_t n) {
-    size_t i = 8;
-    while (n - i >= 12) {
-        uint32_t len = (uint32_t)p[i] << 24 | (uint32_t)p[i + 1] << 16 | (uint32_t)p[i + 2] << 8 |
-                       p[i + 3];
-        if (len > n - i - 12) return false;
-        bool iend = memcmp(p + i + 4, "IEND", 4) == 0;
-        i += 12 + (size_t)len;
-        if (iend) return true;
-    }
-    return false;
+/* -- PNG */
+
+typedef struct {
+    const uint8_t *p;
+    size_t n, at;
+    uint8_t *stored;   /* the decoded rows as libpng gives them, before conversion */
+    png_bytep *rows;
+    jmp_buf jmp;
+    char msg[256];
+} png_reader;
+
+static void png_on_error(png_structp png, png_const_charp msg) {
+    png_reader *r = png_get_error_ptr(png);
+    snprintf(r->msg, sizeof r->msg, "%s", msg);
+    longjmp(r->jmp, 1);
 }
 
-/* Reads path whole into *buf (free() it) and checks it before it is decoded: a PNG or a JPEG by
- * its first bytes (stbi_load would also decode GIF, BMP, PSD, TGA, HDR, PIC and PNM, whatever
- * the name says, through decoders with known memory-safety bugs in Debian's stb_image 2.27),
- * PNG chunks inside the file, JPEG Huffman tables stb can hold, and a header size within
- * MAX_SIDE and MAX_PIXELS. */
-static dm_status read_image_file(const char *path, uint8_t **buf, size_t *len, int *w, int *h,
-                                 int *comp, dm_error *err) {
+static void png_on_warning(png_structp png, png_const_charp msg) {
+    (void)png, (void)msg; /* the library never prints; what matters is an error */
+}
+
+static void png_read_bytes(png_structp png, png_bytep dst, size_t len) {
+    png_reader *r = png_get_io_ptr(png);
+    if (len > r->n - r->at)
+        png_error(png, "truncated: a chunk runs past the end of the file");
+    memcpy(dst, r->p + r->at, len);
+    r->at += len;
+}
+
+/* Decodes the PNG p (n bytes) to c channels (1 or 3), or only its header when c is 0.
+ * libpng's limits: at most MAX_SIDE a side (png_set_user_limits), PNG_CHUNK_MAX bytes for a
+ * chunk; only the critical chunks are read (every ancillary one is skipped unread, since none
+ * changes the pixels the loader keeps: alpha and tRNS are dropped, gamma is not applied); a
+ * CRC error, a truncated or corrupt zlib stream, too little or too much image data are errors
+ * (benign errors made fatal; png_read_end reads the stream to its end and checks its Adler-32). */
+static dm_status decode_png(const char *path, const uint8_t *p, size_t n, int c,
+                            decoded_image *out, dm_error *err) {
+    png_reader r = {.p = p, .n = n};
+    out->pixels = NULL;
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r, png_on_error,
+                                             png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory starting libpng", path);
+    }
+    if (setjmp(r.jmp)) {
+        /* IHDR is read into png's fields before libpng checks it against the user limits */
+        uint32_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+        png_destroy_read_struct(&png, &info, NULL);
+        free(r.rows);
+        free(r.stored);
+        free(out->pixels);
+        out->pixels = NULL;
+        if (w && h && !size_ok(w, h)) return size_error(path, w, h, err);
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: corrupt PNG: %s", path, r.msg);
+    }
+    png_set_read_fn(png, &r, png_read_bytes);
+    png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
+    png_set_chunk_malloc_max(png, PNG_CHUNK_MAX);
+    png_set_benign_errors(png, 0);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1); /* known ones too */
+    png_read_info(png, info);
+    png_uint_32 w, h;
+    int depth, type, interlace;
+    png_get_IHDR(png, info, &w, &h, &depth, &type, &interlace, NULL, NULL);
+    if (!size_ok(w, h)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return size_error(path, w, h, err);
+    }
+    out->w = (int)w, out->h = (int)h;
+    out->stored_c = type & PNG_COLOR_MASK_COLOR ? 3 : 1;
+    if (c == 0) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return DM_OK;
+    }
+    png_set_expand(png);   /* palette -> RGB, grey of 1, 2, 4 bits -> 8 */
+    png_set_strip_16(png); /* the high byte, as stb_image kept */
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int in_c = png_get_channels(png, info);
+    size_t row = (size_t)w * (size_t)in_c;
+    if (in_c < 1 || in_c > 4 || png_get_rowbytes(png, info) != row)
+        png_error(png, "unexpected row layout after the transforms");
+    r.stored = malloc(row * h);
+    r.rows = malloc(h * sizeof *r.rows);
+    out->pixels = malloc((size_t)w * h * (size_t)c);
+    if (!r.stored || !r.rows || !out->pixels) {
+        snprintf(r.msg, sizeof r.msg, "cannot allocate %zu bytes", row * h);
+        longjmp(r.jmp, 1);
+    }
+    for (png_uint_32 y = 0; y < h; y++) r.rows[y] = r.stored + y * row;
+    png_read_image(png, r.rows);
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    convert_pixels(out->pixels, c, r.stored, in_c, (size_t)w * h);
+    free(r.rows);
+    free(r.stored);
+    return DM_OK;
+}
+
+/* -- JPEG */
+
+typedef struct {
+    struct jpeg_error_mgr mgr; /* first: libjpeg's err pointer is a pointer to this */
+    jmp_buf jmp;
+    char msg[JMSG_LENGTH_MAX + 64];
+} jpeg_failure;
+
+static void jpeg_on_error(j_common_ptr cinfo) {
+    jpeg_failure *f = (jpeg_failure *)cinfo->err;
+    cinfo->err->format_message(cinfo, f->msg);
+    longjmp(f->jmp, 1);
+}
+
+/* Level -1 is a warning, which libjpeg gives for corrupt data it decodes anyway (a bad
+ * Huffman code, a file cut short: "Premature end of JPEG file", filled with grey): an error
+ * here. Other levels are trace messages: ignored. */
+static void jpeg_on_message(j_common_ptr cinfo, int level) {
+    if (level < 0) jpeg_on_error(cinfo);
+}
+
+static void jpeg_on_progress(j_common_ptr cinfo) {
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (cinfo->is_decompressor && d->input_scan_number > JPEG_MAX_SCANS) {
+        jpeg_failure *f = (jpeg_failure *)cinfo->err;
+        snprintf(f->msg, sizeof f->msg, "more than %d scans", JPEG_MAX_SCANS);
+        longjmp(f->jmp, 1);
+    }
+}
+
+/* stb_image's rounding of x * y / 255 (for CMYK) */
+static uint8_t mul_255(uint8_t x, uint8_t y) {
+    unsigned t = (unsigned)x * y + 128;
+    return (uint8_t)((t + (t >> 8)) >> 8);
+}
+
+/* Decodes the JPEG p (n bytes) to c channels (1 or 3), or only its header when c is 0.
+ * libjpeg's errors longjmp back here, its warnings (corrupt data) are errors too, the size from
+ * the header is checked before jpeg_start_decompress allocates anything for the image, and
+ * libjpeg's memory (max_memory_to_use) and scan count are capped. Grey, YCbCr (any sampling),
+ * RGB, CMYK and YCCK files; colour -> grey is the Y channel (as stb_image gave), CMYK -> RGB
+ * as stb_image did (each of C, M, Y times K, Adobe's inverted storage). */
+static dm_status decode_jpeg(const char *path, const uint8_t *p, size_t n, int c,
+                             decoded_image *out, dm_error *err) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_failure f;
+    struct jpeg_progress_mgr progress = {.progress_monitor = jpeg_on_progress};
+    out->pixels = NULL;
+    cinfo.err = jpeg_std_error(&f.mgr);
+    f.mgr.error_exit = jpeg_on_error;
+    f.mgr.emit_message = jpeg_on_message;
+    f.msg[0] = 0;
+    uint8_t *volatile cmyk = NULL;
+    if (setjmp(f.jmp)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(cmyk);
+        free(out->pixels);
+        out->pixels = NULL;
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: corrupt JPEG: %s", path, f.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    cinfo.mem->max_memory_to_use = JPEG_MEM_MAX;
+    cinfo.progress = &progress;
+    jpeg_mem_src(&cinfo, p, (unsigned long)n);
+    jpeg_read_header(&cinfo, TRUE);
+    uint32_t w = cinfo.image_width, h = cinfo.image_height;
+    int comps = cinfo.num_components;
+    if (!size_ok(w, h)) {
+        jpeg_destroy_decompress(&cinfo);
+        return size_error(path, w, h, err);
+    }
+    if (comps != 1 && comps != 3 && comps != 4) {
+        jpeg_destroy_decompress(&cinfo);
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: a JPEG of %d components; 1 (grey), 3 "
+                            "(colour) or 4 (CMYK) are supported", path, comps);
+    }
+    out->w = (int)w, out->h = (int)h;
+    out->stored_c = comps == 1 ? 1 : 3;
+    if (c == 0) {
+        jpeg_destroy_decompress(&cinfo);
+        return DM_OK;
+    }
+    cinfo.out_color_space = comps == 4 ? JCS_CMYK : c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    if (cinfo.output_width != w || cinfo.output_height != h ||
+        cinfo.output_components != (comps == 4 ? 4 : c)) {
+        snprintf(f.msg, sizeof f.msg, "unexpected output layout");
+        longjmp(f.jmp, 1);
+    }
+    out->pixels = malloc((size_t)w * h * (size_t)c);
+    if (comps == 4) cmyk = malloc((size_t)w * 4);
+    if (!out->pixels || (comps == 4 && !cmyk)) {
+        snprintf(f.msg, sizeof f.msg, "cannot allocate %zu bytes", (size_t)w * h * (size_t)c);
+        longjmp(f.jmp, 1);
+    }
+    while (cinfo.output_scanline < h) {
+        uint8_t *dst = out->pixels + (size_t)cinfo.output_scanline * w * (size_t)c;
+        JSAMPROW row = comps == 4 ? cmyk : dst;
+        if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) {
+            snprintf(f.msg, sizeof f.msg, "no data for row %u", cinfo.output_scanline);
+            longjmp(f.jmp, 1);
+        }
+        for (uint32_t x = 0; comps == 4 && x < w; x++) {
+            const uint8_t *s = cmyk + 4 * (size_t)x;
+            uint8_t rgb[3] = {mul_255(s[0], s[3]), mul_255(s[1], s[3]), mul_255(s[2], s[3])};
+            if (c == 1)
+                dst[x] = luma(rgb);
+            else
+                memcpy(dst + 3 * (size_t)x, rgb, 3);
+        }
+    }
+    jpeg_finish_decompress(&cinfo); /* reads on to EOI: corrupt data after the image fails too */
+    jpeg_destroy_decompress(&cinfo);
+    free(cmyk);
+    return DM_OK;
+}
+
+/* Reads path whole into *buf (free() it): a regular file of at most MAX_FILE_BYTES, a PNG or a
+ * JPEG by its first bytes (whatever its name says). The file is read once and decoded from
+ * memory, so every check and the decoder see the same bytes. */
+static dm_status read_image_file(const char *path, uint8_t **buf, size_t *len, bool *png,
+                                 dm_error *err) {
     *buf = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -253,26 +429,12 @@ static dm_status read_image_file(const char *path, uint8_t **buf, size_t *len, i
     fclose(f);
     dm_status st = DM_OK;
     const uint8_t *p = *buf;
-    bool png = *len >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0;
+    *png = *len >= 8 && memcmp(p, "\x89PNG\r\n\x1a\n", 8) == 0;
     bool jpeg = *len >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
     if (!ok)
         st = dm_error_set(err, DM_ERR_IO, "%s: read failed (or the file changed)", path);
-    else if (!png && !jpeg)
+    else if (!*png && !jpeg)
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: not a PNG or JPEG file", path);
-    else if (png && !png_chunks_ok(p, *len))
-        st = dm_error_set(err, DM_ERR_FORMAT, "%s: truncated or corrupt PNG (a chunk runs past "
-                          "the end of the file, or no IEND)", path);
-    else if (jpeg && !jpeg_tables_ok(p, *len))
-        st = dm_error_set(err, DM_ERR_FORMAT, "%s: corrupt JPEG (a Huffman table with more "
-                          "than 256 codes, or a scan using a table never defined)", path);
-    else if (!stbi_info_from_memory(p, (int)*len, w, h, comp))
-        st = dm_error_set(err, DM_ERR_FORMAT, "%s: cannot decode the image: %s", path,
-                          stbi_failure_reason() ? stbi_failure_reason() : "unknown error");
-    else if (*w < 1 || *h < 1 || *w > MAX_SIDE || *h > MAX_SIDE ||
-             (int64_t)*w * *h > MAX_PIXELS)
-        st = dm_error_set(err, DM_ERR_FORMAT,
-                          "%s: %d x %d pixels; images up to %d a side and %lld pixels are "
-                          "supported", path, *w, *h, MAX_SIDE, (long long)MAX_PIXELS);
     if (st) {
         free(*buf);
         *buf = NULL;
@@ -280,8 +442,17 @@ static dm_status read_image_file(const char *path, uint8_t **buf, size_t *len, i
     return st;
 }
 
-/* grey (1), grey+alpha (2) -> 1 channel; RGB (3), RGBA (4) -> 3 */
-static int64_t colour_channels(int comp) { return comp <= 2 ? 1 : 3; }
+/* Reads and decodes path to c channels (1 or 3; 0: the header only, checked). */
+static dm_status decode_file(const char *path, int c, decoded_image *out, dm_error *err) {
+    uint8_t *file;
+    size_t len = 0;
+    bool png = false;
+    dm_status st = read_image_file(path, &file, &len, &png, err);
+    if (st) return st;
+    st = png ? decode_png(path, file, len, c, out, err) : decode_jpeg(path, file, len, c, out, err);
+    free(file);
+    return st;
+}
 
 typedef struct {
     int64_t size, channels;  /* requested (0 = from the first image) */
@@ -293,23 +464,17 @@ typedef struct {
 /* Decodes one image into dst (c, h, w floats) and, if mirror is not NULL, its mirror image. */
 static dm_status load_one(const char *path, const load_plan *p, float *dst, float *mirror,
                           dm_error *err) {
-    int w, h, comp;
-    uint8_t *file;
-    size_t len;
-    dm_status checked = read_image_file(path, &file, &len, &w, &h, &comp, err);
-    if (checked) return checked;
-    /* stb converts to the requested channel count itself: luminance for RGB -> grey, the
-     * alpha channel dropped (as PIL's convert("RGB") does) */
-    uint8_t *pixels = stbi_load_from_memory(file, (int)len, &w, &h, &comp, (int)p->c);
-    free(file);
-    if (!pixels)
-        return dm_error_set(err, DM_ERR_FORMAT, "%s: cannot decode the image: %s", path,
-                            stbi_failure_reason() ? stbi_failure_reason() : "unknown error");
-    dm_status st = DM_OK;
+    /* decoded to the requested channel count: luminance for colour -> grey, the alpha channel
+     * dropped (as PIL's convert("RGB") does) */
+    decoded_image img;
+    dm_status st = decode_file(path, (int)p->c, &img, err);
+    if (st) return st;
+    uint8_t *pixels = img.pixels;
+    int w = img.w, h = img.h;
     uint8_t *resized = NULL;
     const uint8_t *src = pixels;
     size_t stride = (size_t)w * (size_t)p->c; /* bytes between rows of src */
-    if (p->channels == 0 && colour_channels(comp) != p->c) {
+    if (p->channels == 0 && img.stored_c != p->c) {
         st = dm_error_set(err, DM_ERR_MISMATCH,
                           "%s: a %s image, but the first one (%s) is %s; set the channel count "
                           "to convert them all",
@@ -354,7 +519,7 @@ static dm_status load_one(const char *path, const load_plan *p, float *dst, floa
         }
     }
     free(resized);
-    stbi_image_free(pixels);
+    free(pixels);
     return st;
 }
 
@@ -437,14 +602,11 @@ dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
     }
 
     load_plan plan = {.size = opt->size, .channels = opt->channels, .first_path = paths.items[0]};
-    int comp;
-    uint8_t *first;
-    size_t first_len;
-    st = read_image_file(plan.first_path, &first, &first_len, &plan.first_w, &plan.first_h, &comp,
-                         err);
-    free(first);
+    decoded_image first;
+    st = decode_file(plan.first_path, 0, &first, err); /* the header */
     if (!st) {
-        plan.c = opt->channels ? opt->channels : colour_channels(comp);
+        plan.first_w = first.w, plan.first_h = first.h;
+        plan.c = opt->channels ? opt->channels : first.stored_c;
         plan.h = opt->size ? opt->size : plan.first_h;
         plan.w = opt->size ? opt->size : plan.first_w;
         int64_t copies = opt->hflip ? 2 : 1;
