@@ -605,6 +605,67 @@ static void test_checkpoint_symlinks(void) {
     CHECK(system(cmd) == 0, "%s", cmd);
 }
 
+/* A key given twice in one object: cJSON keeps both and lookups see the first, so the file
+ * said two things and the reader silently picked one. Refused wherever it is, naming the key:
+ * a UNet config's top level, a checkpoint config's nested object, an object inside an array,
+ * and a safetensors header naming one tensor twice. */
+static void test_duplicate_keys(void) {
+    dm_error err;
+    dm_unet_config cfg;
+    const char *p = tu_tmp_path("dup.json");
+    static const char *const unet[][2] = {
+        {"{\"sample_size\": 8, \"block_out_channels\": [8, 16], \"norm_num_groups\": 4, "
+         "\"sample_size\": 16}",
+         "\"sample_size\" appears twice"},
+        {"{\"sample_size\": 8, \"x\": [{\"a\": 1, \"b\": 2, \"a\": 3}]}", "\"a\" appears twice"},
+    };
+    /* the control: the first without its second sample_size is a valid config */
+    write_text(p, "{\"sample_size\": 8, \"block_out_channels\": [8, 16], \"norm_num_groups\": 4}");
+    memset(&err, 0, sizeof err);
+    CHECK(dm_unet_config_read(&cfg, p, &err) == DM_OK, "control config: %s", err.msg);
+    for (size_t i = 0; i < sizeof unet / sizeof unet[0]; i++) {
+        write_text(p, unet[i][0]);
+        memset(&err, 0, sizeof err);
+        expect(unet[i][1], dm_unet_config_read(&cfg, p, &err), &err, DM_ERR_FORMAT, p);
+        CHECK(strstr(err.msg, unet[i][1]) != NULL, "names the key: %s", err.msg);
+    }
+    /* a valid checkpoint config, then "hidden" given twice inside "model" */
+    dm_checkpoint_config c;
+    memset(&c, 0, sizeof c);
+    dm_train_config_default(&c.train);
+    c.norm.dim = 2;
+    c.norm.std[0] = c.norm.std[1] = 1;
+    p = tu_tmp_path("config.json");
+    CHECK(dm_checkpoint_config_write(p, &c, &err) == DM_OK, "write: %s", err.msg);
+    FILE *f = fopen(p, "rb");
+    char text[8192] = {0}, bad[8300];
+    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    char *at = strstr(text, "\"hidden\"");
+    CHECK(len > 0 && at != NULL, "\"hidden\" in the written config");
+    if (at) {
+        snprintf(bad, sizeof bad, "%.*s\"hidden\": 4096, %s", (int)(at - text), text, at);
+        write_text(p, bad);
+        memset(&err, 0, sizeof err);
+        expect("checkpoint config with model.hidden twice", dm_checkpoint_config_read(p, &c, &err),
+               &err, DM_ERR_FORMAT, p);
+        CHECK(strstr(err.msg, "\"hidden\" appears twice in \"model\"") != NULL,
+              "names the key and its object: %s", err.msg);
+    }
+    /* safetensors: tensor "w" twice (refused before this check too; kept as a regression) */
+    p = tu_tmp_path("dup.safetensors");
+    const char *two = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                      "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    write_safetensors(p, strlen(two), two, 8);
+    dm_safetensors *sf = NULL;
+    memset(&err, 0, sizeof err);
+    expect("safetensors naming a tensor twice", dm_safetensors_open(&sf, p, &err), &err,
+           DM_ERR_FORMAT, p);
+    CHECK(strstr(err.msg, "w") && strstr(err.msg, "appears twice"), "names the tensor: %s",
+          err.msg);
+    if (sf) dm_safetensors_close(sf);
+}
+
 int main(void) {
     if (tu_tmpdir_make("hostile")) return 1;
     test_sizes_capped(); /* first: fork before OpenMP starts threads */
@@ -612,6 +673,7 @@ int main(void) {
     test_images();
     test_configs();
     test_checkpoint_symlinks();
+    test_duplicate_keys();
     tu_tmpdir_remove();
     return tu_finish("test_hostile_files");
 }

@@ -8,6 +8,57 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int compare_keys(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first repeated key among node's descendants (objects inside arrays included), or NULL;
+ * *where receives the object holding it (NULL for the top level). Sorted, so a header of a
+ * million keys costs n log n, not n^2. *nomem is set when the scratch array cannot be had. */
+static const char *find_duplicate(const cJSON *node, const cJSON **where, int *nomem) {
+    if (cJSON_IsObject(node)) {
+        size_t n = 0;
+        for (const cJSON *c = node->child; c; c = c->next) n++;
+        if (n > 1) {
+            const char **keys = malloc(n * sizeof *keys);
+            if (!keys) {
+                *nomem = 1;
+                return NULL;
+            }
+            size_t k = 0;
+            for (const cJSON *c = node->child; c; c = c->next) keys[k++] = c->string ? c->string : "";
+            qsort(keys, n, sizeof *keys, compare_keys);
+            const char *dup = NULL;
+            for (size_t i = 1; i < n && !dup; i++)
+                if (strcmp(keys[i - 1], keys[i]) == 0) dup = keys[i];
+            free(keys);
+            if (dup) {
+                *where = node;
+                return dup;
+            }
+        }
+    }
+    if (cJSON_IsObject(node) || cJSON_IsArray(node))
+        for (const cJSON *c = node->child; c; c = c->next) {
+            const char *dup = find_duplicate(c, where, nomem);
+            if (dup || *nomem) return dup;
+        }
+    return NULL;
+}
+
+dm_status dm_json_check_unique_keys(const cJSON *root, const char *path, dm_error *err) {
+    const cJSON *where = NULL;
+    int nomem = 0;
+    const char *dup = find_duplicate(root, &where, &nomem);
+    if (nomem) return dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory", path);
+    if (!dup) return DM_OK;
+    if (where == root || !where->string)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: the key \"%.200s\" appears twice", path,
+                            dup);
+    return dm_error_set(err, DM_ERR_FORMAT, "%s: the key \"%.200s\" appears twice in \"%.200s\"",
+                        path, dup, where->string);
+}
+
 dm_status dm_json_read(cJSON **root, const char *path, size_t max_bytes, dm_error *err) {
     *root = NULL;
     FILE *f;
@@ -30,6 +81,8 @@ dm_status dm_json_read(cJSON **root, const char *path, size_t max_bytes, dm_erro
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: invalid JSON", path);
     else if (!cJSON_IsObject(*root))
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: not a JSON object", path);
+    else
+        st = dm_json_check_unique_keys(*root, path, err);
     free(text);
     if (st) {
         cJSON_Delete(*root);

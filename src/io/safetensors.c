@@ -3,6 +3,7 @@
 #include "io/safetensors.h"
 
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "io/open_file.h"
 
 #include <cJSON.h>
@@ -267,7 +268,7 @@ static dm_status parse_header(dm_safetensors *st, size_t hlen, dm_error *err) {
                             st->path);
     if (!cJSON_IsObject(st->root))
         return dm_error_set(err, DM_ERR_FORMAT, "%s: header is not a JSON object", st->path);
-    return DM_OK;
+    return dm_json_check_unique_keys(st->root, st->path, err);
 }
 
 static dm_status check_metadata(dm_safetensors *st, const cJSON *meta, dm_error *err) {
