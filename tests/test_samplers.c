@@ -3,9 +3,11 @@
  * chain; a wrong denoiser that the same checks reject; reproducibility and thread independence;
  * learned variances; respacing (dm_timesteps, dm_schedule_respace, dm_schedule_from_alpha_bar);
  * trajectories against double references; the observer; clip_x0; refused options; DPM-Solver++
- * (2M) against its exact chain and its order of convergence. */
+ * (2M) against its exact chain, the library's own samples against the exact probability-flow
+ * ODE (order of convergence, against DDIM), and dm_sample_dpmpp2m_levels. */
 /* gauss_oracle_schedule; this test keeps its own oracle, which its exact chains need */
 #include "gaussian_oracle.h"
+#include "diffusion/sampler_impl.h"
 #include "test_util.h"
 
 #include <omp.h>
@@ -400,6 +402,8 @@ static void test_determinism(void) {
         {{"ddim eta 0.5 clip", DM_SAMPLER_DDIM, 20, 0.5, DM_VAR_BETA, 0}, VAR_NONE, 1},
         {{"langevin", DM_SAMPLER_LANGEVIN, 10, 0, DM_VAR_BETA, 3}, VAR_NONE, 0},
         {{"pc", DM_SAMPLER_PC, 20, 0, DM_VAR_LEARNED, 2}, VAR_ZERO, 0},
+        {{"dpmpp-2m", DM_SAMPLER_DPMPP_2M, 20, 0, DM_VAR_BETA, 0}, VAR_NONE, 0},
+        {{"dpmpp-2m clip", DM_SAMPLER_DPMPP_2M, 20, 0, DM_VAR_BETA, 0}, VAR_NONE, 1},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const char *name = cases[k].c.name;
@@ -490,10 +494,12 @@ static void test_learned(void) {
         CHECK(st == DM_ERR_ARG && strstr(err.msg, "no variance output"), "%s: %s '%s'", c.name,
               dm_status_name(st), err.msg);
     }
-    /* DDIM and Langevin set their own noise: they never ask for the variance */
+    /* DDIM and Langevin set their own noise and DPM-Solver++ adds none: they never ask for the
+     * variance */
     const config own[] = {{"ddim", DM_SAMPLER_DDIM, 20, 0.5, DM_VAR_LEARNED, 0},
-                          {"langevin", DM_SAMPLER_LANGEVIN, 5, 0, DM_VAR_LEARNED, 2}};
-    for (int k = 0; k < 2; k++) {
+                          {"langevin", DM_SAMPLER_LANGEVIN, 5, 0, DM_VAR_LEARNED, 2},
+                          {"dpmpp-2m", DM_SAMPLER_DPMPP_2M, 20, 0, DM_VAR_LEARNED, 0}};
+    for (int k = 0; k < 3; k++) {
         dm_sample_options opt = options_for(&own[k], 11);
         dm_error err = {0};
         oracle o = make_oracle(&s);
@@ -668,8 +674,9 @@ static void test_respacing(void) {
     dm_schedule s2 = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 100);
     const int64_t n = 3000;
     float *a = alloc_floats((size_t)n * D), *b = alloc_floats((size_t)n * D);
-    const dm_sampler_kind kinds2[] = {DM_SAMPLER_ANCESTRAL, DM_SAMPLER_DDIM, DM_SAMPLER_PC};
-    for (int k = 0; k < 3; k++) {
+    const dm_sampler_kind kinds2[] = {DM_SAMPLER_ANCESTRAL, DM_SAMPLER_DDIM, DM_SAMPLER_PC,
+                                      DM_SAMPLER_DPMPP_2M};
+    for (int k = 0; k < 4; k++) {
         const config c = {dm_sampler_name(kinds2[k]), kinds2[k], 0, 0.5, DM_VAR_BETA, 0};
         dm_sample_options opt = options_for(&c, 5);
         oracle o = make_oracle(&s2);
@@ -837,7 +844,7 @@ static void test_edges(void) {
     const int32_t Ts[] = {1, 2, 1000};
     for (int a = 0; a < 3; a++) {
         dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, Ts[a]);
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k <= DM_SAMPLER_DPMPP_2M; k++) {
             const config c = {dm_sampler_name((dm_sampler_kind)k), (dm_sampler_kind)k, 1, 1.0,
                               DM_VAR_BETA_TILDE, 0};
             dm_sample_options opt = options_for(&c, 2);
@@ -866,8 +873,8 @@ static void test_denoiser_errors(void) {
     dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 50);
     float x[4 * D];
     const dm_sampler_kind kinds[] = {DM_SAMPLER_ANCESTRAL, DM_SAMPLER_DDIM, DM_SAMPLER_LANGEVIN,
-                                     DM_SAMPLER_PC};
-    for (int k = 0; k < 4; k++)
+                                     DM_SAMPLER_PC, DM_SAMPLER_DPMPP_2M};
+    for (int k = 0; k < 5; k++)
         for (int at = 1; at <= 7; at += 3) {
             const config c = {dm_sampler_name(kinds[k]), kinds[k], 10, 0.5, DM_VAR_BETA, 2};
             dm_sample_options opt = options_for(&c, 1);
@@ -899,6 +906,7 @@ static void test_clip(void) {
         {"ddim eta 1", DM_SAMPLER_DDIM, 40, 1.0, DM_VAR_BETA, 0},
         {"langevin", DM_SAMPLER_LANGEVIN, 20, 0, DM_VAR_BETA, 2},
         {"pc", DM_SAMPLER_PC, 40, 0, DM_VAR_BETA, 1},
+        {"dpmpp-2m", DM_SAMPLER_DPMPP_2M, 40, 0, DM_VAR_BETA, 0},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         dm_sample_options opt = options_for(&cases[k], 9);
@@ -947,8 +955,8 @@ static void test_options(void) {
               opt.pc_snr == 0.16 && opt.seed == 0 && opt.stream == 0 && opt.clip_x0 == 0 &&
               opt.observe == NULL && opt.observe_ctx == NULL,
           "sample option defaults");
-    const char *names[] = {"ancestral", "ddim", "langevin", "pc"};
-    for (int k = 0; k < 4; k++) {
+    const char *names[] = {"ancestral", "ddim", "langevin", "pc", "dpmpp-2m"};
+    for (int k = 0; k < 5; k++) {
         dm_sampler_kind kind = DM_SAMPLER_PC;
         dm_error err = {0};
         CHECK(dm_sampler_parse(names[k], &kind, &err) == DM_OK && (int)kind == k &&
@@ -958,7 +966,8 @@ static void test_options(void) {
     dm_error err = {0};
     dm_sampler_kind kind;
     CHECK(dm_sampler_parse("euler", &kind, &err) == DM_ERR_ARG &&
-              strstr(err.msg, "'euler'") && strstr(err.msg, "ancestral, ddim, langevin, pc"),
+              strstr(err.msg, "'euler'") &&
+              strstr(err.msg, "ancestral, ddim, langevin, pc, dpmpp-2m"),
           "parse 'euler': '%s'", err.msg);
     CHECK(dm_sampler_parse(NULL, &kind, &err) == DM_ERR_ARG, "parse NULL");
     CHECK(strcmp(dm_sampler_name((dm_sampler_kind)9), "unknown") == 0, "name of 9");
@@ -985,8 +994,8 @@ static void test_options(void) {
     BAD(eta, 1.5, "allowed 0");
     BAD(eta, -0.1, "allowed 0");
     BAD(eta, NAN, "allowed 0");
-    BAD(sampler, (dm_sampler_kind)7, "allowed: ancestral, ddim, langevin, pc");
-    BAD(sampler, (dm_sampler_kind)-1, "allowed: ancestral, ddim, langevin, pc");
+    BAD(sampler, (dm_sampler_kind)7, "allowed: ancestral, ddim, langevin, pc, dpmpp-2m");
+    BAD(sampler, (dm_sampler_kind)-1, "allowed: ancestral, ddim, langevin, pc, dpmpp-2m");
     BAD(var, (dm_reverse_var)9, "allowed: beta, beta-tilde, learned");
     BAD(corrector_steps, -1, "allowed >= 1, 0 = the sampler's default");
     BAD(langevin_delta, 0, "allowed a finite value > 0");
@@ -1039,7 +1048,8 @@ static void test_options(void) {
 /* ---- DPM-Solver++(2M): with the oracle every quantity is affine in x_T, so an independent
  * double-precision propagation of Lu et al.'s formulas (x = A x_T + b, and the previous x0_hat
  * likewise) gives the chain's exact output moments: mean b, covariance A A^T. second = 0 is the
- * first-order solver, which is DDIM with eta = 0. */
+ * first-order solver, which is DDIM with eta = 0; 1 is dm_sample's dpmpp-2m (first order into
+ * the lowest level); 2 takes that step at second order (diffusers' rule for S >= 15). */
 
 typedef struct {
     double A[D][D], b[D];
@@ -1073,7 +1083,8 @@ static affine_map dpm_map(const dm_schedule *s, const oracle *o, int32_t S, int 
         const double lambda = 0.5 * log(ab / (1 - ab)), lambda_next = 0.5 * log(ab_next / (1 - ab_next));
         const double h = lambda_next - lambda;
         const double c_x = sqrt(1 - ab_next) / sigma, c_d = -sqrt(ab_next) * expm1(-h);
-        const double w = !second || k == 0 || k == S - 2 ? 1 : 1 + h / (2 * h_prev);
+        const double w =
+            !second || k == 0 || (k == S - 2 && second == 1) ? 1 : 1 + h / (2 * h_prev);
         for (int r = 0; r < D; r++) {
             for (int c = 0; c < D; c++)
                 x.A[r][c] = c_x * x.A[r][c] + c_d * (w * d.A[r][c] + (1 - w) * d_prev.A[r][c]);
@@ -1106,16 +1117,6 @@ static void keep_first(void *ctx, int32_t i, const float *x, int64_t B, int64_t 
     first_x *f = ctx;
     if (!f->seen) memcpy(f->xT, x, (size_t)(B * dim) * sizeof(float));
     f->seen = 1;
-}
-
-/* the largest distance of a moment from the data's */
-static double moment_error(const gauss2 *g) {
-    double e = 0;
-    for (int r = 0; r < D; r++) {
-        e = fmax(e, fabs(g->m[r] - DATA_MU[r]));
-        for (int c = 0; c < D; c++) e = fmax(e, fabs(g->P[r][c] - DATA_S[r][c]));
-    }
-    return e;
 }
 
 static void test_dpm_solver(void) {
@@ -1168,28 +1169,210 @@ static void test_dpm_solver(void) {
             const double tol = kinds[kind] == DM_SCHEDULE_LINEAR ? 1e-4 : 3e-3;
             CHECK(worst < tol, "%s: a sample is %.2e from its exact trajectory", what, worst);
         }
-        /* (b) second order: on the cosine schedule (x_T ~ N(0, I) is exact there; the linear
-         * schedule's alpha_bar_T = 4e-5 leaves a 5e-3 floor) the error falls 3-4x per doubling
-         * where DDIM's halves, and 20 steps beat DDIM's 160 */
-        if (kinds[kind] == DM_SCHEDULE_COSINE) {
-            double e2[4], e1[4];
-            const int32_t steps[4] = {20, 40, 80, 160};
-            for (int j = 0; j < 4; j++) {
-                gauss2 a = dpm_exact(&s, &o, steps[j], 1), b = dpm_exact(&s, &o, steps[j], 0);
-                e2[j] = moment_error(&a);
-                e1[j] = moment_error(&b);
-                printf("  cosine, %3d steps: moment error DPM-Solver++(2M) %.2e, DDIM %.2e\n",
-                       (int)steps[j], e2[j], e1[j]);
+        dm_schedule_free(&s);
+    }
+    dm_free(x);
+    dm_free(xT);
+}
+
+/* records the observer's indices only (obs_log keeps x, 16 rows at most) */
+static void observe_index(void *vctx, int32_t i, const float *x, int64_t B, int64_t dim) {
+    (void)x, (void)B, (void)dim;
+    obs_log *o = vctx;
+    if (o->calls < TLOG_MAX) o->seen[o->calls] = i;
+    o->calls++;
+}
+
+/* ---- dm_sample_dpmpp2m_levels: explicit levels from a given x_T, diffusers' orders */
+static void test_dpm_levels(void) {
+    const int64_t n = 3000;
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 1000);
+    float *x = alloc_floats((size_t)n * D), *xT = alloc_floats((size_t)n * D);
+    float *y = alloc_floats((size_t)n * D);
+    int32_t lv[25];
+    dm_error err = {0};
+    const int32_t Ss[2] = {10, 25};
+    for (int j = 0; j < 2; j++) {
+        const int32_t S = Ss[j];
+        dm_sample_options opt;
+        dm_sample_options_default(&opt);
+        opt.sampler = DM_SAMPLER_DPMPP_2M;
+        opt.steps = S;
+        opt.seed = 8;
+        first_x f = {xT, 0};
+        opt.observe = keep_first;
+        opt.observe_ctx = &f;
+        oracle o = make_oracle(&s);
+        CHECK(dm_sample(&s, oracle_denoise, &o, x, n, D, &opt, &err) == DM_OK, "%s", err.msg);
+        CHECK(dm_timesteps(s.T, S, lv, &err) == DM_OK, "%s", err.msg);
+        memcpy(y, xT, (size_t)n * D * sizeof(float));
+        obs_log ol;
+        memset(&ol, 0, sizeof ol);
+        opt.observe = observe_index;
+        opt.observe_ctx = &ol;
+        o.calls = 0;
+        CHECK(dm_sample_dpmpp2m_levels(&s, oracle_denoise, &o, y, n, D, lv, S, &opt, &err) ==
+                  DM_OK,
+              "%s", err.msg);
+        CHECK(o.calls == S && ol.calls == S + 1 && ol.seen[0] == s.T && ol.seen[S] == 0,
+              "S = %d: %d calls, %d observations", (int)S, o.calls, ol.calls);
+        /* below 15 levels diffusers also takes the step into the lowest level at first order:
+         * the same run as dm_sample's, bit for bit */
+        if (S < 15)
+            CHECK(memcmp(x, y, (size_t)n * D * sizeof(float)) == 0,
+                  "S = %d: dm_sample_dpmpp2m_levels differs from dm_sample's dpmpp-2m", (int)S);
+        /* each sample against its exact trajectory (second order into the lowest level from
+         * 15 levels on); the tolerance of test_dpm_solver's linear schedule */
+        const affine_map map = dpm_map(&s, &o, S, S < 15 ? 1 : 2);
+        double worst = 0, moved = 0;
+        for (int64_t b = 0; b < n; b++)
+            for (int r = 0; r < D; r++) {
+                const double want = map.A[r][0] * xT[b * D] + map.A[r][1] * xT[b * D + 1] +
+                                    map.b[r];
+                worst = fmax(worst, fabs(y[b * D + r] - want));
+                moved = fmax(moved, fabs(y[b * D + r] - x[b * D + r]));
             }
-            for (int j = 0; j < 3; j++) {
-                CHECK(e2[j] / e2[j + 1] > 2.8, "2M: error %.2e -> %.2e, not second order", e2[j],
-                      e2[j + 1]);
-                CHECK(e1[j] / e1[j + 1] < 2.2, "DDIM: error %.2e -> %.2e, not first order", e1[j],
-                      e1[j + 1]);
-            }
-            CHECK(e2[0] < e1[3], "2M at 20 steps (%.2e) is not better than DDIM at 160 (%.2e)",
-                  e2[0], e1[3]);
+        CHECK(worst < 1e-4, "S = %d: a sample is %.2e from its exact trajectory", (int)S, worst);
+        /* the order of that step matters: at 25 levels the runs differ by far more */
+        if (S >= 15)
+            CHECK(moved > 1e-2, "S = %d: second order into the lowest level changed samples by "
+                  "only %.2e", (int)S, moved);
+    }
+    /* refused levels */
+    const int32_t up[] = {10, 20}, same[] = {30, 30}, high[] = {1000, 3}, neg[] = {5, -1};
+    const struct {
+        const int32_t *lv;
+        int32_t S;
+        const char *needle;
+    } bad[] = {{up, 2, "strictly decreasing"}, {same, 2, "strictly decreasing"},
+               {high, 2, "indices in 0..999"}, {neg, 2, "indices in 0..999"},
+               {up, 0, "allowed 1..1000"},     {NULL, 2, "must not be NULL"}};
+    dm_sample_options def;
+    dm_sample_options_default(&def);
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        oracle o = make_oracle(&s);
+        err = (dm_error){0};
+        const dm_status st =
+            dm_sample_dpmpp2m_levels(&s, oracle_denoise, &o, y, 4, D, bad[k].lv, bad[k].S, &def,
+                                     &err);
+        CHECK(st == DM_ERR_ARG && strstr(err.msg, bad[k].needle) && o.calls == 0,
+              "levels case %zu: %s '%s' (want '%s')", k, dm_status_name(st), err.msg,
+              bad[k].needle);
+    }
+    dm_free(x);
+    dm_free(xT);
+    dm_free(y);
+    dm_schedule_free(&s);
+}
+
+/* ---- the order of the library's DPM-Solver++(2M), against the exact probability-flow ODE.
+ * For Gaussian data every Sigma_t = ab S + (1 - ab) I shares S's eigenvectors u_k, and along
+ * u_k the ODE keeps (x - sqrt(ab) mu) proportional to sqrt(v_k(ab)), v_k = ab lambda_k + 1 - ab
+ * (d(x / sqrt(ab)) = eps_hat d sqrt((1 - ab) / ab) integrates to that). From x_T at the top
+ * level T - 1 to level 0, then the exact x0_hat there (x0_hat - mu = sqrt(ab) lambda_k / v_k
+ * along u_k), the map every sampler of the ODE approximates is
+ *   x_ref = mu + sum_k g_k u_k u_k^T (x_T - sqrt(ab_top) mu),
+ *   g_k = sqrt(ab_0) lambda_k / v_k(ab_0) * sqrt(v_k(ab_0) / v_k(ab_top)),
+ * written from the ODE, not from the solver's formulas. */
+static void ode_map(const dm_schedule *s, const oracle *o, double R[D][D], double c[D]) {
+    const double a = o->S[0][0], b = o->S[0][1], d = o->S[1][1];
+    const double mid = 0.5 * (a + d), rad = sqrt(0.25 * (a - d) * (a - d) + b * b);
+    const double ab0 = s->alpha_bar[0], abT = s->alpha_bar[s->T - 1];
+    memset(R, 0, sizeof(double) * D * D);
+    for (int k = 0; k < 2; k++) {
+        const double lam = k ? mid - rad : mid + rad;
+        double u[D] = {b, lam - a};
+        const double nu = hypot(u[0], u[1]);
+        u[0] /= nu, u[1] /= nu;
+        const double v0 = ab0 * lam + 1 - ab0, vT = abT * lam + 1 - abT;
+        const double g = sqrt(ab0) * lam / v0 * sqrt(v0 / vT);
+        for (int r = 0; r < D; r++)
+            for (int q = 0; q < D; q++) R[r][q] += g * u[r] * u[q];
+    }
+    for (int r = 0; r < D; r++)
+        c[r] = o->mu[r] - sqrt(abT) * (R[r][0] * o->mu[0] + R[r][1] * o->mu[1]);
+}
+
+/* RMS distance of the library's samples from the exact ODE map of their own x_T. */
+static double ode_error(const dm_schedule *s, const oracle *o, dm_sampler_kind kind, int32_t steps,
+                        float *x, float *xT, int64_t n) {
+    dm_sample_options opt;
+    dm_sample_options_default(&opt);
+    opt.sampler = kind;
+    opt.steps = steps;
+    opt.seed = 31;
+    first_x f = {xT, 0};
+    opt.observe = keep_first;
+    opt.observe_ctx = &f;
+    dm_error err = {0};
+    oracle w = *o;
+    CHECK(dm_sample(s, oracle_denoise, &w, x, n, D, &opt, &err) == DM_OK, "%s", err.msg);
+    double R[D][D], c[D], sq = 0;
+    ode_map(s, o, R, c);
+    for (int64_t b = 0; b < n; b++)
+        for (int r = 0; r < D; r++) {
+            const double want = R[r][0] * xT[b * D] + R[r][1] * xT[b * D + 1] + c[r];
+            sq += (x[b * D + r] - want) * (x[b * D + r] - want);
         }
+    return sqrt(sq / n);
+}
+
+/* Least-squares slope of log e against log steps. */
+static double loglog_slope(const int32_t *steps, const double *e, int m) {
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int j = 0; j < m; j++) {
+        const double lx = log((double)steps[j]), ly = log(e[j]);
+        sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
+    }
+    return (m * sxy - sx * sy) / (m * sxx - sx * sx);
+}
+
+/* The error of each sampler against the exact ODE as the steps double. On the log-SNR schedule
+ * the time-uniform levels are uniform in lambda = log(alpha / sigma), the setting of the
+ * solver's error analysis, so the orders are predicted: DPM-Solver++(2M) 2, DDIM 1. The slope
+ * of log error on log steps is fitted over 20..160 steps (at 10, the first step, first order,
+ * spans a tenth of the lambda range: measured 2.1x from 10 to 20, then 3.9x, 4.0x, 4.0x per
+ * doubling; fitted 1.98 and 0.99), and must lie within 0.15 of the prediction (the fit's
+ * spread from higher-order terms; float rounding, ~1e-6 here, is 0.3% of the smallest error).
+ * On the linear and cosine schedules the step into level 0, first order, spans a lambda step
+ * that shrinks more slowly than 1 / S (on the linear schedule lambda_0 - lambda_1 alone is
+ * 0.35), so their error falls only 2.1-3.4x per doubling from 20 steps on (fitted 1.5, 1.7);
+ * there the checks are that the 2M solver beats DDIM at every step count by 2x or more
+ * (measured 2.2x at 10 steps to 35x at 160) and the step counts at which 20 2M steps match
+ * DDIM: 160 on the cosine schedule (measured 1.04e-2 against 1.10e-2), 80 on the linear one
+ * (2.1e-2 against 3.2e-2; DDIM's 160 reach 1.6e-2, better). */
+static void test_dpm_order(void) {
+    const int64_t n = 4000;
+    float *x = alloc_floats((size_t)n * D), *xT = alloc_floats((size_t)n * D);
+    const dm_schedule_kind kinds[3] = {DM_SCHEDULE_LOGSNR, DM_SCHEDULE_COSINE,
+                                       DM_SCHEDULE_LINEAR};
+    enum { M = 5 };
+    const int32_t steps[M] = {10, 20, 40, 80, 160};
+    for (int kind = 0; kind < 3; kind++) {
+        dm_schedule s = gauss_oracle_schedule(kinds[kind], 1000);
+        oracle o = make_oracle(&s);
+        const char *sname = dm_schedule_kind_name(kinds[kind]);
+        double e2[M], e1[M];
+        for (int j = 0; j < M; j++) {
+            e2[j] = ode_error(&s, &o, DM_SAMPLER_DPMPP_2M, steps[j], x, xT, n);
+            e1[j] = ode_error(&s, &o, DM_SAMPLER_DDIM, steps[j], x, xT, n);
+            printf("  %s, %3d steps: RMS error against the exact ODE: dpmpp-2m %.3e, ddim %.3e\n",
+                   sname, (int)steps[j], e2[j], e1[j]);
+            CHECK(e2[j] * 2 < e1[j], "%s, %d steps: dpmpp-2m error %.3e is not half of ddim's "
+                  "%.3e", sname, (int)steps[j], e2[j], e1[j]);
+        }
+        const double p2 = -loglog_slope(steps + 1, e2 + 1, M - 1);
+        const double p1 = -loglog_slope(steps + 1, e1 + 1, M - 1);
+        printf("  %s: fitted order over 20..160 steps: dpmpp-2m %.2f, ddim %.2f\n", sname, p2, p1);
+        if (kinds[kind] == DM_SCHEDULE_LOGSNR) {
+            CHECK(fabs(p2 - 2) < 0.15, "%s: dpmpp-2m error falls as steps^-%.2f, want 2 +- 0.15",
+                  sname, p2);
+            CHECK(fabs(p1 - 1) < 0.15, "%s: ddim error falls as steps^-%.2f, want 1 +- 0.15",
+                  sname, p1);
+        }
+        const int match = kinds[kind] == DM_SCHEDULE_LINEAR ? 3 : 4; /* DDIM's 80 or 160 */
+        CHECK(e2[1] < e1[match], "%s: dpmpp-2m at 20 steps (%.3e) does not beat ddim at %d "
+              "(%.3e)", sname, e2[1], (int)steps[match], e1[match]);
         dm_schedule_free(&s);
     }
     dm_free(x);
@@ -1209,6 +1392,8 @@ int main(void) {
     test_determinism();
     test_moments();
     test_dpm_solver();
+    test_dpm_order();
+    test_dpm_levels();
     if (getenv("DM_TEST_VERBOSE")) printf("  total %.2f s\n", now() - t0);
     return tu_finish("test_samplers");
 }

@@ -74,3 +74,15 @@ dm_status dm_sample_langevin_on(dm_sample_run *r, const int32_t *levels, int32_t
 dm_status dm_sample_pc_on(dm_sample_run *r, const dm_schedule *sched, const int32_t *tmap,
                           int32_t K);
 dm_status dm_sample_dpmpp2m_on(dm_sample_run *r, const int32_t *levels, int32_t S);
+
+/* DPM-Solver++(2M) from the x_T given in x (B, dim), updated in place, on explicit levels (S
+ * strictly decreasing model indices in 0..T-1), with the orders of diffusers'
+ * DPMSolverMultistepScheduler (dpmsolver++, solver_order 2, lower_order_final, final sigma 0):
+ * first order on the first step and on the last, which goes to sigma 0 (x becomes the lowest
+ * level's x0_hat), and on the step into the lowest level only when S < 15 (dm_sample's
+ * dpmpp-2m always takes that one first order). So diffusers' timestep list (e.g. "linspace":
+ * 999, 949, ..., 50) runs as diffusers runs it. Uses opt's clip_x0 and observer (which sees x
+ * at i = T first); draws nothing. */
+dm_status dm_sample_dpmpp2m_levels(const dm_schedule *s, dm_denoise_fn denoise, void *ctx,
+                                   float *x, int64_t B, int64_t dim, const int32_t *levels,
+                                   int32_t S, const dm_sample_options *opt, dm_error *err);
