@@ -666,6 +666,39 @@ static void test_duplicate_keys(void) {
     if (sf) dm_safetensors_close(sf);
 }
 
+/* safetensors data sections the tensors do not tile exactly (the format forbids holes): a gap
+ * between two tensors, one before the first, bytes after the last. The control, the same two
+ * tensors back to back, is accepted. */
+static void test_safetensors_holes(void) {
+    static const char *const cases[][3] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "8", ""},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", "12",
+         "a hole of 4 bytes in the data section before tensor 'b'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", "12",
+         "a hole of 4 bytes in the data section before tensor 'a'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "24",
+         "16 bytes after the last tensor's data"},
+    };
+    const char *p = tu_tmp_path("holes.safetensors");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_safetensors(p, strlen(cases[i][0]), cases[i][0], (size_t)atoi(cases[i][1]));
+        dm_safetensors *sf = NULL;
+        dm_error err = {0};
+        dm_status st = dm_safetensors_open(&sf, p, &err);
+        if (!cases[i][2][0]) {
+            CHECK(st == DM_OK, "control (tensors back to back): %s", err.msg);
+        } else {
+            expect(cases[i][2], st, &err, DM_ERR_FORMAT, p);
+            CHECK(strstr(err.msg, cases[i][2]) != NULL, "says where: %s", err.msg);
+        }
+        if (sf) dm_safetensors_close(sf);
+    }
+}
+
 int main(void) {
     if (tu_tmpdir_make("hostile")) return 1;
     test_sizes_capped(); /* first: fork before OpenMP starts threads */
@@ -674,6 +707,7 @@ int main(void) {
     test_configs();
     test_checkpoint_symlinks();
     test_duplicate_keys();
+    test_safetensors_holes();
     tu_tmpdir_remove();
     return tu_finish("test_hostile_files");
 }

@@ -386,15 +386,29 @@ static dm_status parse_tensors(dm_safetensors *st, size_t data_off, size_t data_
         st->n++;
     }
     if (!status) {
+        /* the tensors must tile the data section exactly, as the format requires: no overlap,
+         * no hole between two tensors or before the first, nothing after the last */
         qsort(spans, (size_t)st->n, sizeof *spans, span_cmp);
-        for (int i = 1; i < st->n; i++) {
-            if (spans[i].begin < spans[i - 1].end) {
+        uint64_t covered = 0; /* the data section is indexed up to here */
+        for (int i = 0; i < st->n && !status; i++) {
+            const char *name = st->tensors[spans[i].index].name;
+            if (i > 0 && spans[i].begin < spans[i - 1].end)
                 status = dm_error_set(err, DM_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap",
-                                      st->path, st->tensors[spans[i - 1].index].name,
-                                      st->tensors[spans[i].index].name);
-                break;
-            }
+                                      st->path, st->tensors[spans[i - 1].index].name, name);
+            else if (spans[i].begin > covered)
+                status = dm_error_set(err, DM_ERR_FORMAT,
+                                      "%s: a hole of %llu bytes in the data section before "
+                                      "tensor '%s' (offset %llu)",
+                                      st->path, (unsigned long long)(spans[i].begin - covered),
+                                      name, (unsigned long long)spans[i].begin);
+            if (spans[i].end > covered) covered = spans[i].end;
         }
+        if (!status && covered != data_size)
+            status = dm_error_set(err, DM_ERR_FORMAT,
+                                  "%s: %llu bytes after the last tensor's data (the data section "
+                                  "holds %llu, the tensors index %llu)",
+                                  st->path, (unsigned long long)(data_size - covered),
+                                  (unsigned long long)data_size, (unsigned long long)covered);
     }
     free(spans);
     return status;
