@@ -15,7 +15,9 @@ check() { # check DESCRIPTION COMMAND...: the command succeeds
     fi
 }
 if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
-    echo "cli_images: $fmnist not installed (dataset-fashion-mnist); skipped"; exit 77
+    echo "FAIL: cli_images: $fmnist is missing: install the Debian package" \
+         "dataset-fashion-mnist (scripts/install-deps.sh does)"
+    exit 1
 fi
 
 cat > "$dir/small.json" <<'JSON'

@@ -76,7 +76,8 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
         train --data fashion-mnist-test --model "$(dirname "$0")/sanitizers/small-unet-28.json" \
         --batch 8 --steps 250 --seed 3 --checkpoint-every 5 --log-every 0 --quiet
 else
-    echo "unet: skipped (dataset-fashion-mnist is not installed)"
+    fail "unet: /usr/share/datasets/fashion-mnist is missing: install the Debian package" \
+         "dataset-fashion-mnist (scripts/install-deps.sh does)"
 fi
 [ $fails -eq 0 ] && echo "kill/resume: all checks passed"
 exit $((fails > 0))
