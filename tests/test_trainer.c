@@ -14,6 +14,13 @@
 
 static char root[256];
 
+/* Steps tr on to step `to`, stopping at the first failed step (whose status it returns). */
+static dm_status run_to(dm_trainer *tr, int64_t to, dm_error *err) {
+    dm_status st = DM_OK;
+    while (!st && dm_trainer_step_count(tr) < to) st = dm_trainer_step(tr, NULL, err);
+    return st;
+}
+
 static void small_config(dm_train_config *cfg) {
     dm_train_config_default(cfg);
     cfg->mlp.hidden = 32;
@@ -67,31 +74,34 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
     char ckpt[512];
     snprintf(ckpt, sizeof ckpt, "%s/resume", root);
 
-    dm_trainer *full, *half, *resumed;
+    dm_trainer *full = NULL, *half = NULL, *resumed = NULL;
     CHECK(dm_trainer_create(&full, &cfg, data, &err) == DM_OK, "%s", err.msg);
-    for (int i = 0; i < 40; i++) dm_trainer_step(full, NULL, &err);
+    if (!full) return;
+    CHECK(run_to(full, 40, &err) == DM_OK, "%s: full run: %s", v->name, err.msg);
 
     CHECK(dm_trainer_create(&half, &cfg, data, &err) == DM_OK, "%s", err.msg);
-    for (int i = 0; i < 17; i++) dm_trainer_step(half, NULL, &err);
+    if (!half) return;
+    CHECK(run_to(half, 17, &err) == DM_OK, "%s: first half: %s", v->name, err.msg);
     CHECK(dm_trainer_save(half, ckpt, &err) == DM_OK, "save: %s", err.msg);
     dm_trainer_free(half);
     CHECK(dm_trainer_resume(&resumed, ckpt, data, 0, &err) == DM_OK, "resume: %s", err.msg);
     if (!resumed) return;
     CHECK(dm_trainer_step_count(resumed) == 17, "resumed at step %lld",
           (long long)dm_trainer_step_count(resumed));
-    while (dm_trainer_step_count(resumed) < 40) dm_trainer_step(resumed, NULL, &err);
+    CHECK(run_to(resumed, 40, &err) == DM_OK, "%s: resumed run: %s", v->name, err.msg);
 
     /* Same thread count, same seed: the resumed run must match bit for bit. */
     char a[512], b[512];
     snprintf(a, sizeof a, "%s/full", root);
     snprintf(b, sizeof b, "%s/resumed", root);
-    dm_trainer_save(full, a, &err);
-    dm_trainer_save(resumed, b, &err);
+    CHECK(dm_trainer_save(full, a, &err) == DM_OK, "save: %s", err.msg);
+    CHECK(dm_trainer_save(resumed, b, &err) == DM_OK, "save: %s", err.msg);
     const float *la = dm_trainer_loss_history(full), *lb = dm_trainer_loss_history(resumed);
     CHECK(memcmp(la, lb, 40 * sizeof(float)) == 0, "%s: loss histories differ", v->name);
-    dm_pipeline *pa, *pb;
+    dm_pipeline *pa = NULL, *pb = NULL;
     CHECK(dm_pipeline_load(&pa, a, &err) == DM_OK, "%s", err.msg);
     CHECK(dm_pipeline_load(&pb, b, &err) == DM_OK, "%s", err.msg);
+    if (!pa || !pb) return;
     float xa[200], xb[200];
     dm_sample_options so;
     dm_sample_options_default(&so);
@@ -103,7 +113,7 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
     if (v->schedule == DM_SCHEDULE_LEARNED) {
         /* the schedule moved from its start and the pipeline samples with the trained one */
         dm_schedule start;
-        dm_schedule_init(&start, &cfg.schedule, &err);
+        CHECK(dm_schedule_init(&start, &cfg.schedule, &err) == DM_OK, "schedule: %s", err.msg);
         const dm_schedule *trained = dm_pipeline_schedule(pa);
         double moved = 0;
         for (int i = 0; i < start.T; i++)
@@ -116,7 +126,7 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
 
     /* Resuming with other data is refused. */
     dm_dataset other;
-    dm_toy2d_generate(&other, "moons", data->n, 1, &err);
+    CHECK(dm_toy2d_generate(&other, "moons", data->n, 1, &err) == DM_OK, "moons: %s", err.msg);
     dm_trainer *bad = NULL;
     dm_status st = dm_trainer_resume(&bad, ckpt, &other, 0, &err);
     CHECK(st == DM_ERR_MISMATCH && strstr(err.msg, "data"), "other data accepted: %s", err.msg);
@@ -124,14 +134,17 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
     if (v->conditional) {
         /* the same points with one label changed are other data too */
         dm_dataset relabelled;
-        dm_dataset_init(&relabelled, data->n, data->dim, &err);
-        dm_dataset_add_labels(&relabelled, data->num_classes, &err);
-        memcpy(relabelled.x, data->x, (size_t)(data->n * data->dim) * sizeof(float));
-        memcpy(relabelled.labels, data->labels, (size_t)data->n * sizeof(int32_t));
-        relabelled.labels[5] = (relabelled.labels[5] + 1) % data->num_classes;
-        st = dm_trainer_resume(&bad, ckpt, &relabelled, 0, &err);
-        CHECK(st == DM_ERR_MISMATCH, "relabelled data accepted: %s", err.msg);
-        dm_dataset_free(&relabelled);
+        st = dm_dataset_init(&relabelled, data->n, data->dim, &err);
+        if (!st) st = dm_dataset_add_labels(&relabelled, data->num_classes, &err);
+        CHECK(st == DM_OK, "relabelled set: %s", err.msg);
+        if (!st) {
+            memcpy(relabelled.x, data->x, (size_t)(data->n * data->dim) * sizeof(float));
+            memcpy(relabelled.labels, data->labels, (size_t)data->n * sizeof(int32_t));
+            relabelled.labels[5] = (relabelled.labels[5] + 1) % data->num_classes;
+            st = dm_trainer_resume(&bad, ckpt, &relabelled, 0, &err);
+            CHECK(st == DM_ERR_MISMATCH, "relabelled data accepted: %s", err.msg);
+            dm_dataset_free(&relabelled);
+        }
     }
     dm_trainer_free(full);
     dm_trainer_free(resumed);
@@ -144,7 +157,7 @@ static void test_unet_resume_is_exact(void) {
     dm_train_config cfg;
     dm_train_config_default(&cfg);
     cfg.arch = DM_ARCH_UNET;
-    dm_unet_preset(&cfg.unet, "tiny", &err);
+    CHECK(dm_unet_preset(&cfg.unet, "tiny", &err) == DM_OK, "preset: %s", err.msg);
     cfg.unet.dropout = 0.1;
     cfg.hflip = 1;
     cfg.batch = 4;
@@ -162,8 +175,8 @@ static void test_unet_resume_is_exact(void) {
     CHECK(dm_trainer_create(&full, &cfg, &images.data, &err) == DM_OK, "%s", err.msg);
     CHECK(dm_trainer_create(&half, &cfg, &images.data, &err) == DM_OK, "%s", err.msg);
     if (!full || !half) return;
-    for (int i = 0; i < 9; i++) CHECK(dm_trainer_step(full, NULL, &err) == DM_OK, "%s", err.msg);
-    for (int i = 0; i < 4; i++) dm_trainer_step(half, NULL, &err);
+    CHECK(run_to(full, 9, &err) == DM_OK, "UNet full run: %s", err.msg);
+    CHECK(run_to(half, 4, &err) == DM_OK, "UNet first half: %s", err.msg);
     char ckpt[512], unet_dir[600];
     snprintf(ckpt, sizeof ckpt, "%s/unet_resume", root);
     CHECK(dm_trainer_save(half, ckpt, &err) == DM_OK, "save: %s", err.msg);
@@ -171,15 +184,15 @@ static void test_unet_resume_is_exact(void) {
     CHECK(dm_trainer_resume(&resumed, ckpt, &images.data, 0, &err) == DM_OK, "resume: %s",
           err.msg);
     if (!resumed) return;
-    while (dm_trainer_step_count(resumed) < 9) dm_trainer_step(resumed, NULL, &err);
+    CHECK(run_to(resumed, 9, &err) == DM_OK, "UNet resumed run: %s", err.msg);
     CHECK(memcmp(dm_trainer_loss_history(full), dm_trainer_loss_history(resumed),
                  9 * sizeof(float)) == 0,
           "UNet: loss histories of the full and the resumed run differ");
     char a[512], b[512];
     snprintf(a, sizeof a, "%s/unet_full", root);
     snprintf(b, sizeof b, "%s/unet_resumed", root);
-    dm_trainer_save(full, a, &err);
-    dm_trainer_save(resumed, b, &err);
+    CHECK(dm_trainer_save(full, a, &err) == DM_OK, "save: %s", err.msg);
+    CHECK(dm_trainer_save(resumed, b, &err) == DM_OK, "save: %s", err.msg);
     /* the unet/ subfolder is a diffusers model folder holding the EMA weights */
     dm_model *ma = NULL, *mb = NULL;
     snprintf(unet_dir, sizeof unet_dir, "%s/unet", a);
@@ -242,19 +255,23 @@ static void test_epoch_order(void) {
     CHECK(worst < 114, "position counts deviate by %d from %d (not uniform)", worst, EPOCHS / N);
 }
 
-static void copy_file(const char *from, const char *to, long truncate_to) {
+/* Copies from to to, the first truncate_to bytes only when truncate_to >= 0. Returns 0 on
+ * success. */
+static int copy_file(const char *from, const char *to, long truncate_to) {
     FILE *f = fopen(from, "rb"), *g = fopen(to, "wb");
     char buf[4096];
     long total = 0;
     size_t k;
-    while (f && g && (k = fread(buf, 1, sizeof buf, f)) > 0) {
+    int ok = f && g;
+    while (ok && (k = fread(buf, 1, sizeof buf, f)) > 0) {
         if (truncate_to >= 0 && total + (long)k > truncate_to) k = (size_t)(truncate_to - total);
-        fwrite(buf, 1, k, g);
+        ok = fwrite(buf, 1, k, g) == k;
         total += (long)k;
         if (truncate_to >= 0 && total >= truncate_to) break;
     }
-    if (f) fclose(f);
-    if (g) fclose(g);
+    if (f) ok &= !ferror(f), fclose(f);
+    if (g) ok &= fclose(g) == 0;
+    return ok ? 0 : -1;
 }
 
 static void test_bad_checkpoints(const dm_dataset *data) {
@@ -265,9 +282,10 @@ static void test_bad_checkpoints(const dm_dataset *data) {
     char good[512], bad[512], p1[600], p2[600];
     snprintf(good, sizeof good, "%s/good", root);
     snprintf(bad, sizeof bad, "%s/bad", root);
-    dm_trainer *tr;
-    dm_trainer_create(&tr, &cfg, data, &err);
-    for (int i = 0; i < 3; i++) dm_trainer_step(tr, NULL, &err);
+    dm_trainer *tr = NULL;
+    CHECK(dm_trainer_create(&tr, &cfg, data, &err) == DM_OK, "%s", err.msg);
+    if (!tr) return;
+    CHECK(run_to(tr, 3, &err) == DM_OK, "steps: %s", err.msg);
     CHECK(dm_trainer_save(tr, good, &err) == DM_OK, "%s", err.msg);
     /* saving again replaces the checkpoint and leaves no .tmp or .old folder */
     CHECK(dm_trainer_save(tr, good, &err) == DM_OK, "%s", err.msg);
@@ -280,22 +298,22 @@ static void test_bad_checkpoints(const dm_dataset *data) {
     dm_checkpoint_config c;
     snprintf(p1, sizeof p1, "%s/config.json", good);
     CHECK(dm_checkpoint_config_read(p1, &c, &err) == DM_OK, "%s", err.msg);
-    mkdir(bad, 0755);
+    CHECK(mkdir(bad, 0755) == 0, "mkdir %s", bad);
     snprintf(p2, sizeof p2, "%s/config.json", bad);
-    copy_file(p1, p2, -1);
+    CHECK(copy_file(p1, p2, -1) == 0, "copy %s", p1);
     snprintf(p1, sizeof p1, "%s/model.safetensors", good);
     snprintf(p2, sizeof p2, "%s/model.safetensors", bad);
-    copy_file(p1, p2, 1000);
+    CHECK(copy_file(p1, p2, 1000) == 0, "copy %s", p1);
     dm_pipeline *p = NULL;
     dm_status st = dm_pipeline_load(&p, bad, &err);
     CHECK(st == DM_ERR_FORMAT && strstr(err.msg, "model.safetensors"), "truncated: %d %s", st,
           err.msg);
 
     /* a config describing another architecture than the weights */
-    copy_file(p1, p2, -1);
+    CHECK(copy_file(p1, p2, -1) == 0, "copy %s", p1);
     c.train.mlp.hidden = 48;
     snprintf(p2, sizeof p2, "%s/config.json", bad);
-    dm_checkpoint_config_write(p2, &c, &err);
+    CHECK(dm_checkpoint_config_write(p2, &c, &err) == DM_OK, "%s", err.msg);
     st = dm_pipeline_load(&p, bad, &err);
     CHECK(st == DM_ERR_MISMATCH, "other architecture: %d %s", st, err.msg);
 
@@ -306,11 +324,11 @@ static void test_bad_checkpoints(const dm_dataset *data) {
     /* a crash between the two renames leaves DIR.old: it still loads */
     char moved[600];
     snprintf(moved, sizeof moved, "%s.old", good);
-    rename(good, moved);
+    CHECK(rename(good, moved) == 0, "rename %s", good);
     st = dm_pipeline_load(&p, good, &err);
     CHECK(st == DM_OK, "DIR.old fallback: %s", err.msg);
     dm_pipeline_free(p);
-    rename(moved, good);
+    CHECK(rename(moved, good) == 0, "rename %s", moved);
 }
 
 /* A short run on 8 gaussians: samples are much closer to the data than the standard normal
@@ -319,39 +337,42 @@ static void test_bad_checkpoints(const dm_dataset *data) {
 static void test_learns(void) {
     dm_error err = {0};
     dm_dataset data, ref_a, ref_b, samples, noise;
-    dm_toy2d_generate(&data, "8gaussians", 20000, 3, &err);
+    CHECK(dm_toy2d_generate(&data, "8gaussians", 20000, 3, &err) == DM_OK, "%s", err.msg);
     dm_train_config cfg;
     dm_train_config_default(&cfg);
     cfg.steps = 4000;
     cfg.batch = 256;
     cfg.mlp.hidden = 128;
     cfg.seed = 5;
-    dm_trainer *tr;
+    dm_trainer *tr = NULL;
     CHECK(dm_trainer_create(&tr, &cfg, &data, &err) == DM_OK, "%s", err.msg);
-    for (int i = 0; i < cfg.steps; i++)
-        if (dm_trainer_step(tr, NULL, &err)) break;
+    if (!tr) return;
+    CHECK(run_to(tr, cfg.steps, &err) == DM_OK, "training: %s", err.msg);
     char dir[512];
     snprintf(dir, sizeof dir, "%s/learn", root);
     CHECK(dm_trainer_save(tr, dir, &err) == DM_OK, "%s", err.msg);
     dm_trainer_free(tr);
     const int64_t n = 2000;
-    dm_pipeline *p;
+    dm_pipeline *p = NULL;
     CHECK(dm_pipeline_load(&p, dir, &err) == DM_OK, "%s", err.msg);
-    dm_dataset_init(&samples, n, 2, &err);
+    if (!p) return;
+    CHECK(dm_dataset_init(&samples, n, 2, &err) == DM_OK, "%s", err.msg);
     dm_sample_options so;
     dm_sample_options_default(&so);
     CHECK(dm_pipeline_sample(p, samples.x, n, &so, &err) == DM_OK, "%s", err.msg);
-    dm_toy2d_generate(&ref_a, "8gaussians", n, 100, &err);
-    dm_toy2d_generate(&ref_b, "8gaussians", n, 200, &err);
+    CHECK(dm_toy2d_generate(&ref_a, "8gaussians", n, 100, &err) == DM_OK &&
+              dm_toy2d_generate(&ref_b, "8gaussians", n, 200, &err) == DM_OK,
+          "%s", err.msg);
     dm_eval_report r, r_noise;
-    dm_eval_compare(&r, &samples, &ref_a, &ref_b, 0, &err);
+    CHECK(dm_eval_compare(&r, &samples, &ref_a, &ref_b, 0, &err) == DM_OK, "eval: %s", err.msg);
     /* the untrained baseline: standard normal points scaled to the data's spread */
-    dm_dataset_init(&noise, n, 2, &err);
+    CHECK(dm_dataset_init(&noise, n, 2, &err) == DM_OK, "%s", err.msg);
     dm_rng rng;
     dm_rng_init(&rng, 9, 0);
     dm_rng_normal(&rng, noise.x, (size_t)(2 * n));
     for (int64_t i = 0; i < 2 * n; i++) noise.x[i] *= 2.0f;
-    dm_eval_compare(&r_noise, &noise, &ref_a, &ref_b, 0, &err);
+    CHECK(dm_eval_compare(&r_noise, &noise, &ref_a, &ref_b, 0, &err) == DM_OK, "eval: %s",
+          err.msg);
     printf("8gaussians, 4000 steps: MMD %.4f (floor %.4f, gaussian blob %.4f), SWD %.4f (floor "
            "%.4f, blob %.4f)\n",
            r.mmd, r.mmd_floor, r_noise.mmd, r.swd, r.swd_floor, r_noise.swd);
@@ -405,7 +426,7 @@ static void test_nonfinite(const dm_dataset *data) {
     CHECK(strstr(err.msg, "step 13") != NULL, "the message names the step: %s", err.msg);
     CHECK(dm_trainer_step_count(stopped) == 12, "stopped at step %lld",
           (long long)dm_trainer_step_count(stopped));
-    while (dm_trainer_step_count(ref) < 12) dm_trainer_step(ref, NULL, &err);
+    CHECK(run_to(ref, 12, &err) == DM_OK, "reference run: %s", err.msg);
     /* the failed step changed no weight: the EMA weights equal those of a run stopped at 12 */
     CHECK(dm_trainer_save(stopped, a, &err) == DM_OK, "save: %s", err.msg);
     CHECK(dm_trainer_save(ref, b, &err) == DM_OK, "save: %s", err.msg);
@@ -441,7 +462,7 @@ static void test_nonfinite(const dm_dataset *data) {
         char cmd[1500];
         snprintf(cmd, sizeof cmd, "cp %s %s", pa, copy);
         CHECK(system(cmd) == 0, "copy");
-        dm_trainer_step(diverged, NULL, &err);
+        CHECK(dm_trainer_step(diverged, NULL, &err) == DM_OK, "step 1: %s", err.msg);
         dm_model_params(dm_trainer_model(diverged))[7] = INFINITY;
         st = dm_trainer_save(diverged, dir, &err);
         CHECK(st == DM_ERR_NUMERIC, "non-finite weights saved (status %d)", (int)st);
@@ -461,10 +482,12 @@ int main(void) {
     snprintf(root, sizeof root, "/tmp/dm_test_trainer_XXXXXX");
     if (!mkdtemp(root)) return 1;
     dm_error err = {0};
-    dm_dataset data;
-    dm_toy2d_generate(&data, "swissroll", 1000, 1, &err);
-    dm_dataset labelled;
-    dm_toy2d_generate(&labelled, "8gaussians", 1000, 1, &err);
+    dm_dataset data, labelled;
+    if (dm_toy2d_generate(&data, "swissroll", 1000, 1, &err) ||
+        dm_toy2d_generate(&labelled, "8gaussians", 1000, 1, &err)) {
+        fprintf(stderr, "FAIL: toy data: %s\n", err.msg);
+        return 1;
+    }
     for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++)
         test_resume_is_exact(variants[k].conditional ? &labelled : &data, &variants[k]);
     dm_dataset_free(&labelled);
