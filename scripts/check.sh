@@ -84,6 +84,10 @@ valgrind_round_trip() {
             --noisy --like "$dir/cunet" --steps 2 --batch 2 --out "$dir/clf" --quiet
         run "sample with both guidances" sample --model "$dir/cunet" --n 2 --steps 3 \
             --class all --guidance 2 --guide-classifier "$dir/clf" --grid "$dir/cg.png" --quiet
+    else
+        echo "FAIL: the UNet commands: /usr/share/datasets/fashion-mnist is missing: install the" \
+             "Debian package dataset-fashion-mnist (scripts/install-deps.sh does)"
+        status=1
     fi
     rm -rf "$dir"
     echo "valgrind: $n commands"
