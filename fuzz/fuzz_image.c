@@ -1,10 +1,10 @@
 /* Image folders (dm_image_folder_load): the input is the one file of a private folder, named
- * .jpg when it starts like a JPEG and .png otherwise (stb_image decides by the bytes either
- * way), loaded as stored (size 0) and cropped and resized to 8 x 8 with a channel count and
- * mirroring picked from the input's length. Images beyond the loader's limits (16384 pixels a
- * side, 2^28 pixels) must be refused; legitimate images above FZ_MAX_PIXELS are skipped, since
- * decoding them only costs time. The harness reads the size from the PNG or JPEG header itself:
- * stb_image must not see an input before the loader's own checks have. */
+ * .jpg when it starts like a JPEG and .png otherwise (the loader decides by the bytes either
+ * way: libpng or libjpeg-turbo), loaded as stored (size 0) and cropped and resized to 8 x 8
+ * with a channel count and mirroring picked from the input's length. Images beyond the loader's
+ * limits (16384 pixels a side, 2^28 pixels) must be refused; legitimate images above
+ * FZ_MAX_PIXELS are skipped, since decoding them only costs time. The harness reads the size
+ * from the PNG or JPEG header itself, independently of the loader. */
 #include "fuzz_util.h"
 
 #include "core/core.h"

@@ -10,6 +10,8 @@
 #include "io/safetensors.h"
 #include "models/model.h"
 
+#include "fuzz_run.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <png.h>
@@ -512,6 +514,87 @@ static void args_corpus(void) {
         put(files[i].name, files[i].argv, files[i].len);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+
+/* The file `name` of a run folder (fuzz_run.h) copied to DIR/as. */
+static void copy_file(const char *from, const char *as) {
+    static char buf[1 << 20];
+    FILE *f = fopen(from, "rb");
+    size_t got = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (!f || got == sizeof buf) fail(from, NULL);
+    fclose(f);
+    put(as, buf, got);
+}
+
+static void run_corpus(const char *harness, int learned, const char *file) {
+    enter(harness);
+    char run[600], path[700];
+    snprintf(run, sizeof run, "%s/../.run-%s", dir, harness);
+    fz_rm_tree(run);
+    fz_run_make(run, learned);
+    snprintf(path, sizeof path, "%s/%s", run, file);
+    copy_file(path, "saved.safetensors");
+    fz_rm_tree(run);
+    FILE *f = fopen(at("saved.safetensors"), "rb");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    put_prefix("near_truncated.safetensors", "saved.safetensors", (size_t)n - 9);
+}
+
+static void unet_weights_corpus(void) {
+    enter("unet_weights");
+    dm_unet_config cfg;
+    fz_small_unet(&cfg);
+    dm_model *m;
+    dm_error err = {0};
+    if (dm_unet_create(&m, &cfg, 1, &err) ||
+        dm_model_weights_save(m, dm_model_params(m), at("small.safetensors"), &err))
+        fail("unet weights", &err);
+    dm_model_free(m);
+    FILE *f = fopen(at("small.safetensors"), "rb");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    put_prefix("near_truncated.safetensors", "small.safetensors", (size_t)n - 5);
+}
+
+static void eval_lists_corpus(void) {
+    enter("eval_lists");
+    put_str("steps_default", "5,10,20,50,100,200,1000");
+    put_str("samplers", "ddpm,ddim,dpmpp-2m");
+    put_str("scales", "0,0.5,1.5,3,7.5");
+    put_str("class_all", "all");
+    put_str("class_3", "3");
+    put_str("near_class", "-1");
+    put_str("near_scales", "1,,2,-0.5,inf");
+    char many[200] = "";
+    for (int i = 1; i <= 40; i++) snprintf(many + strlen(many), sizeof many - strlen(many), "%d,", i);
+    put_str("near_many", many);
+}
+
+/* Trees for fuzz_image_walk (the format is in fuzz/fuzz_image_walk.c): options, then records
+ * op, parent, arg, name length, name (bytes index "abAB.-_pngjpegPNGJPG": a=0 b=1 A=2 B=3 .=4
+ * -=5 _=6 p=7 n=8 g=9 j=10 e=13 P=14 N=15 G=16 J=17). */
+static void image_walk_corpus(void) {
+    enter("image_walk");
+#define T(name, s) put(name, s, sizeof s - 1)
+    /* a.png, b.png (grey PNGs) at the top */
+    T("flat", "\x00" "\x01\x00\x00\x05" "\x00\x04\x07\x08\x09" "\x01\x00\x00\x05" "\x01\x04\x07\x08\x09");
+    /* class folders a and b, each with a grey JPEG and a grey PNG; resized to 8 */
+    T("classes", "\x01" "\x00\x00\x00\x01" "\x00" "\x00\x00\x00\x01" "\x01"
+                 "\x01\x01\x02\x05" "\x00\x04\x0a\x07\x09" "\x01\x01\x00\x05" "\x01\x04\x07\x08\x09"
+                 "\x01\x02\x02\x05" "\x00\x04\x0a\x07\x09" "\x01\x02\x00\x05" "\x01\x04\x07\x08\x09");
+    /* a.png, then b.png a link to itself */
+    T("loop", "\x00" "\x01\x00\x00\x05" "\x00\x04\x07\x08\x09" "\x02\x00\x01\x05" "\x01\x04\x07\x08\x09");
+    /* a.png, a FIFO b.png, a dangling link B.PNG, a hidden .png */
+    T("fifo", "\x00" "\x01\x00\x00\x05" "\x00\x04\x07\x08\x09" "\x03\x00\x00\x05" "\x01\x04\x07\x08\x09"
+              "\x02\x00\x04\x05" "\x03\x04\x0e\x0f\x10" "\x01\x00\x00\x04" "\x04\x07\x08\x09");
+    /* RGB PNG and RGB JPEG, 3 channels, size 8, mirrored */
+    T("colour", "\x0d" "\x01\x00\x01\x05" "\x00\x04\x07\x08\x09" "\x01\x00\x03\x05" "\x01\x04\x0a\x07\x09");
+#undef T
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s OUT_DIR (e.g. fuzz/corpus)\n", argv[0]);
@@ -528,5 +611,10 @@ int main(int argc, char **argv) {
     csv_corpus();
     image_corpus();
     args_corpus();
+    run_corpus("train_state", 0, DM_CKPT_STATE);
+    run_corpus("schedule", 1, DM_CKPT_SCHEDULE);
+    unet_weights_corpus();
+    eval_lists_corpus();
+    image_walk_corpus();
     return 0;
 }

@@ -6,8 +6,15 @@
 #   scripts/fuzz.sh --seconds 180     longer
 #   scripts/fuzz.sh --only npy        one harness (repeatable: --only npy --only csv)
 #   scripts/fuzz.sh --keep DIR        keep each grown corpus in DIR/<name> (to pick seeds from)
+#   scripts/fuzz.sh --merge           merge each grown corpus back into fuzz/corpus/<name>
+#                                     (libFuzzer -merge=1: only inputs that add coverage)
 #   scripts/fuzz.sh --make-corpus     regenerate fuzz/corpus with fuzz/make_corpus.c, then stop
+#   scripts/fuzz.sh --ledger          the executions so far per harness (fuzz/executions.tsv)
 #   scripts/fuzz.sh --list            the harness names
+#
+# Every run of --seconds 60 or more appends one line per harness to fuzz/executions.tsv (date,
+# harness, executions, seconds, result), the ledger that --ledger sums; the CI mode's 15 s runs
+# are not counted.
 #
 # Limits: -rss_limit_mb=1024, -malloc_limit_mb=256 (one allocation sized from a hostile header
 # is a finding), -timeout=10 s an input. Harnesses run one at a time, single-threaded. Inputs
@@ -17,27 +24,41 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-all=(safetensors ckpt_config classifier_config unet_config idx npy csv image args)
-# the longest input worth trying, per format (the seeds are all far smaller)
+all=(safetensors ckpt_config classifier_config unet_config idx npy csv image args
+     train_state schedule unet_weights eval_lists image_walk)
+# the longest input worth trying, per format (the seeds are smaller: unet_weights' is 60 KB)
 declare -A max_len=([safetensors]=16384 [ckpt_config]=8192 [classifier_config]=8192
                     [unet_config]=8192 [idx]=4096
-                    [npy]=4096 [csv]=4096 [image]=16384 [args]=1024)
+                    [npy]=4096 [csv]=4096 [image]=16384 [args]=1024
+                    [train_state]=8192 [schedule]=16384 [unet_weights]=65536
+                    [eval_lists]=1024 [image_walk]=512)
 # harnesses sharing a dictionary
 declare -A dict_of=([ckpt_config]=json_config [classifier_config]=json_config
-                   [unet_config]=json_config)
+                   [unet_config]=json_config [train_state]=safetensors
+                   [schedule]=safetensors [unet_weights]=safetensors)
+ledger=fuzz/executions.tsv
 
 seconds=15
 only=()
 keep=""
 make_corpus=0
+merge=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --only) only+=("$2"); shift 2 ;;
     --keep) keep="$2"; shift 2 ;;
     --make-corpus) make_corpus=1; shift ;;
+    --merge) merge=1; shift ;;
+    --ledger)
+      [ -f "$ledger" ] || { echo "fuzz.sh: no $ledger yet" >&2; exit 1; }
+      awk -F'\t' 'NR > 1 { e[$2] += $3; s[$2] += $4; r[$2]++; if ($5 != "ok") f[$2]++ }
+        END { printf "%-18s %14s %8s %5s %9s\n", "harness", "executions", "seconds", "runs", "findings";
+              for (h in e) printf "%-18s %14d %8d %5d %9d\n", h, e[h], s[h], r[h], f[h] }' \
+        "$ledger" | sort
+      exit 0 ;;
     --list) printf '%s\n' "${all[@]}"; exit 0 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -80,7 +101,7 @@ trap 'rm -rf "$work"' EXIT
 artifacts="$root/$build/fuzz-artifacts"
 mkdir -p "$artifacts"
 failed=0
-printf '%-12s %10s %6s %8s %16s  %s\n' harness execs secs exec/s "corpus files" result
+printf '%-17s %10s %6s %8s %16s  %s\n' harness execs secs exec/s "corpus files" result
 for name in "${names[@]}"; do
   corpus="$work/corpus-$name"
   scratch="$work/tmp-$name" # the harness's TMPDIR: must be empty again when it ends
@@ -113,7 +134,7 @@ for name in "${names[@]}"; do
   elif [ -n "$(ls -A "$scratch")" ]; then
     result="FAIL: left files in TMPDIR: $(ls -A "$scratch" | head -3 | tr '\n' ' ')"
   fi
-  printf '%-12s %10s %6s %8s %16s  %s\n' "$name" "${execs:-?}" "$secs" "${rate:-?}" \
+  printf '%-17s %10s %6s %8s %16s  %s\n' "$name" "${execs:-?}" "$secs" "${rate:-?}" \
     "$seeds -> $files" "$result"
   if [ "$result" != ok ]; then
     failed=1
@@ -125,6 +146,21 @@ for name in "${names[@]}"; do
   if [ -n "$keep" ]; then
     mkdir -p "$keep/$name"
     cp "$corpus"/* "$keep/$name"/ 2>/dev/null || true
+  fi
+  if [ "$seconds" -ge 60 ]; then
+    [ -f "$ledger" ] || printf 'date\tharness\texecutions\tseconds\tresult\n' >"$ledger"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$name" "${execs:-0}" "$secs" \
+      "$result" >>"$ledger"
+  fi
+  if [ "$merge" = 1 ] && [ "$result" = ok ]; then
+    # adds to the checked-in corpus the grown corpus's inputs that bring new coverage (libFuzzer
+    # picks the smallest input for each feature); the seeds already there all stay
+    before=$(ls fuzz/corpus/"$name" | wc -l)
+    TMPDIR="$scratch" "$build/fuzz/fuzz_$name" -merge=1 -max_len="${max_len[$name]}" \
+      -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10 \
+      fuzz/corpus/"$name" "$corpus" >"$work/$name.merge.log" 2>&1 ||
+      { echo "fuzz.sh: merging $name failed:" >&2; tail -5 "$work/$name.merge.log" >&2; failed=1; }
+    echo "  merged into fuzz/corpus/$name: $before -> $(ls fuzz/corpus/"$name" | wc -l) files"
   fi
 done
 if [ "$failed" = 1 ]; then

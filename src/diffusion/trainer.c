@@ -591,7 +591,8 @@ static dm_status read_importance(const dm_safetensors *sf, dm_importance *imp, c
                 st = dm_error_set(err, DM_ERR_FORMAT, "%s: timestep_loss_count[%lld] = %g is "
                                   "outside 0..%d", path, (long long)i, counts[i],
                                   DM_IMPORTANCE_HISTORY);
-            imp->count[i] = (int32_t)counts[i];
+            else /* only a count in range is converted (a cast of 1e32 is undefined) */
+                imp->count[i] = (int32_t)counts[i];
         }
     }
     dm_free(counts);
