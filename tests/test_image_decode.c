@@ -291,6 +291,11 @@ static void test_png_variants(void) {
     /* by magic, not by name: a PNG named .jpg decodes as the PNG it is */
     expect_pixels("png_named.jpg", &b, 0, 1, H, W, chw, 0);
     free(b.p);
+    /* and only PNG and JPEG: a GIF named .png is refused */
+    static const uint8_t gif[] = "GIF89a\x01\x00\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01"
+                                 "\x00\x00\x02\x02D\x01\x00;";
+    bytes g = {(uint8_t *)gif, sizeof gif - 1, sizeof gif};
+    expect_refused("gif.png", &g, DM_ERR_FORMAT, "not a PNG or JPEG");
 }
 
 /* ---------------------------------------------------------------------------------------- */
