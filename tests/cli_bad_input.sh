@@ -7,7 +7,18 @@ source "$(dirname "$0")/shell_checks.sh"
 
 expect_error "unknown command" "$bin" frobnicate
 expect_error "unknown option '--stepz'" "$bin" train --stepz 10
-expect_error "is not an integer" "$bin" train --steps ten
+expect_error "is not a non-negative integer" "$bin" train --steps ten
+# negative counts and periods, and more threads than OpenMP should start, are refused
+tiny=(--data moons --n-data 200 --steps 2 --batch 8 --hidden 8 --quiet) # quick if accepted
+expect_error "'-1' is not a non-negative integer" "$bin" train "${tiny[@]}" --checkpoint-every -1 --out "$dir/x"
+expect_error "'-5' is not an integer in 0..1024" "$bin" train "${tiny[@]}" --threads -5 --out "$dir/x"
+expect_error "'100000' is not an integer in 0..1024" "$bin" sample --model x --threads 100000
+expect_error "'-1' is not a non-negative integer" "$bin" train "${tiny[@]}" --log-every -1 --out "$dir/x"
+expect_error "'-2' is not a non-negative integer" "$bin" sample --model x --corrector-steps -2
+expect_error "'-3' is not a non-negative integer" "$bin" eval --model x --t-draws -3
+expect_error "'-1e3' is not a non-negative integer" "$bin" train --steps -1e3 --hidden 8 --quiet --out "$dir/x"
+checks=$((checks + 1))
+if [ -e "$dir/x" ]; then echo "FAIL: a refused flag left $dir/x"; fails=$((fails + 1)); fi
 expect_error "needs a value" "$bin" train --steps
 expect_error "not a built-in set" "$bin" train --data nosuchset --out "$dir/x"
 expect_error "nope.csv" "$bin" train --data "$dir/nope.csv" --out "$dir/x"

@@ -38,6 +38,17 @@ void cli_print_help(const cli_command *cmd, FILE *out) {
     fprintf(out, "  %-24s %s\n", "--help", "show this help");
 }
 
+/* Upper bounds of integer options, by name (the same in every command); 0: the type's. */
+static int64_t option_max(const cli_option *o) {
+    static const struct {
+        const char *name;
+        int64_t max;
+    } bounds[] = {{"--threads", CLI_MAX_THREADS}};
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
+        if (strcmp(o->name, bounds[i].name) == 0) return bounds[i].max;
+    return 0;
+}
+
 static int parse_value(const cli_option *o, const char *v) {
     char *end;
     errno = 0;
@@ -45,14 +56,17 @@ static int parse_value(const cli_option *o, const char *v) {
     case OPT_FLAG: return 0;
     case OPT_INT: {
         long x = strtol(v, &end, 10);
-        if (*v == '\0' || *end || errno || x < INT32_MIN || x > INT32_MAX) return -1;
+        if (*v == '\0' || *end || errno || x < 0 || x > INT32_MAX || (option_max(o) && x > option_max(o)))
+            return -1;
         *(int *)o->target = (int)x;
         return 0;
     }
     case OPT_I64: {
         /* accept 1e5-style integers too: they are common for step counts */
         double d = strtod(v, &end);
-        if (*v == '\0' || *end || errno || d != floor(d) || fabs(d) > 9.0e15) return -1;
+        if (*v == '\0' || *end || errno || d != floor(d) || d < 0 || d > 9.0e15 ||
+            (option_max(o) && d > (double)option_max(o)))
+            return -1;
         *(int64_t *)o->target = (int64_t)d;
         return 0;
     }
@@ -78,10 +92,13 @@ static int parse_value(const cli_option *o, const char *v) {
     return -1;
 }
 
-static const char *kind_word(cli_opt_kind k) {
-    switch (k) {
+static const char *kind_word(const cli_option *o, char *buf, size_t cap) {
+    switch (o->kind) {
     case OPT_INT:
-    case OPT_I64: return "an integer";
+    case OPT_I64:
+        if (!option_max(o)) return "a non-negative integer";
+        snprintf(buf, cap, "an integer in 0..%" PRId64, option_max(o));
+        return buf;
     case OPT_U64: return "a non-negative integer below 2^53";
     case OPT_DOUBLE: return "a finite number";
     default: return "a value";
@@ -119,7 +136,9 @@ int cli_parse(const cli_command *cmd, int argc, char **argv) {
             return CLI_ERROR;
         }
         if (parse_value(o, v) != 0) {
-            fprintf(stderr, "error: %s: '%s' is not %s\n", o->name, v, kind_word(o->kind));
+            char range[64];
+            fprintf(stderr, "error: %s: '%s' is not %s\n", o->name, v,
+                    kind_word(o, range, sizeof range));
             return CLI_ERROR;
         }
     }

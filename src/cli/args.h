@@ -24,7 +24,12 @@ typedef struct {
 
 enum { CLI_OK = 0, CLI_HELP = 1, CLI_ERROR = 2 };
 
+#define CLI_MAX_THREADS 1024
+
 /* Parses argv[0..argc) (after the subcommand). Prints help to stdout for --help (CLI_HELP) and
- * one error line to stderr for an unknown flag, a missing or malformed value (CLI_ERROR). */
+ * one error line to stderr for an unknown flag, a missing or malformed value, or an integer
+ * out of range (CLI_ERROR). Integers are never negative: every count, size and period here is
+ * >= 0, 0 meaning "none" or "all" where the help says so. --threads is at most
+ * CLI_MAX_THREADS (OpenMP would try to start as many threads as asked). */
 int cli_parse(const cli_command *cmd, int argc, char **argv);
 void cli_print_help(const cli_command *cmd, FILE *out);
