@@ -78,6 +78,20 @@ expect_error "data" "$bin" train --data swissroll --n-data 2000 --steps 10 --out
 checks=$((checks + 1))
 [ "$before" = "$(md5sum "$ck/model.safetensors")" ] || { echo "FAIL: checkpoint changed"; fails=$((fails + 1)); }
 
+# eval's lists are never cut short: a 601-character step count (zero-padded 5) was truncated to
+# 511 zeros; 40 items were more than the table holds; an empty item was skipped
+long_steps="$(printf '0%.0s' $(seq 600))5"
+checks=$((checks + 1))
+out=$("$bin" eval --model "$ck" --metric steps --samplers ddim --steps-list "$long_steps" --n 200 \
+      --json 2> "$dir/err")
+if ! grep -q '"steps":5,' <<< "$out"; then
+    echo "FAIL: --steps-list of 601 characters: $out $(cat "$dir/err")"; fails=$((fails + 1))
+fi
+expect_error "at most 32 comma-separated items" \
+    "$bin" eval --model "$ck" --metric steps --samplers ddim --steps-list "$(seq -s, 1 40)" --n 200
+expect_error "an empty item in '5,,10'" \
+    "$bin" eval --model "$ck" --metric steps --samplers ddim --steps-list 5,,10 --n 200
+
 # an unwritable output
 expect_error "samples.csv\|/proc" "$bin" sample --model "$ck" --n 5 --out /proc/samples.csv
 

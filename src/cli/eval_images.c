@@ -145,16 +145,18 @@ static void add_quality(cJSON *o, const quality *q) {
     cJSON_AddNumberToObject(o, "recall", q->recall);
 }
 
-/* Parses a comma-separated list of up to cap non-negative numbers. */
+/* Parses a comma-separated list of up to cap non-negative numbers; -1 for anything else, more
+ * items than cap included (never cut short). */
 static int parse_list(const char *s, double *v, int cap) {
     int n = 0;
-    while (s && *s && n < cap) {
+    while (s && *s) {
+        if (n == cap) return -1;
         char *end;
         v[n] = strtod(s, &end);
         if (end == s || !isfinite(v[n]) || v[n] < 0) return -1;
         n++;
         s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return -1;
+        if ((*end && *end != ',') || (*end == ',' && !end[1])) return -1;
     }
     return n;
 }
@@ -294,7 +296,7 @@ int cli_eval_images(const cli_image_eval_args *a) {
         n_scales = conditional ? parse_list(a->scales, scales, 32) : 0;
         n_gammas = guide ? parse_list(a->gammas, gammas, 32) : 0;
         if (n_scales < 0 || n_gammas < 0) {
-            dm_error_set(&err, DM_ERR_ARG, "--scales and --gammas take comma-separated "
+            dm_error_set(&err, DM_ERR_ARG, "--scales and --gammas take up to 32 comma-separated "
                          "numbers >= 0");
             goto done;
         }

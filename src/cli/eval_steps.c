@@ -13,28 +13,35 @@
 #define MAX_SAMPLERS 8
 #define MAX_STEPS 32
 
-/* Splits a comma-separated list into at most cap items (in place, into buf). */
-static int split_list(char *buf, char **items, int cap) {
-    int n = 0;
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (n == cap) return -1;
-        items[n++] = tok;
+/* Splits the comma-separated list s of flag into 1..cap items, in place in *buf (a copy the
+ * caller frees; never truncated, however long s is). 0 and a message on stderr for an empty
+ * list or item, or more than cap items. */
+static int split_list(const char *flag, const char *s, char **buf, char **items, int cap) {
+    if (!(*buf = strdup(s))) {
+        fprintf(stderr, "error: out of memory\n");
+        return 0;
     }
-    return n;
+    int n = 0;
+    for (char *tok = *buf;; n++) {
+        char *comma = strchr(tok, ',');
+        if (comma) *comma = '\0';
+        if (!*tok) {
+            fprintf(stderr, "error: %s: an empty item in '%s'\n", flag, s);
+            return 0;
+        }
+        if (n == cap) {
+            fprintf(stderr, "error: %s takes at most %d comma-separated items\n", flag, cap);
+            return 0;
+        }
+        items[n] = tok;
+        if (!comma) return n + 1;
+        tok = comma + 1;
+    }
 }
 
-int cli_eval_steps(const cli_steps_args *a) {
+static int eval_steps_run(const cli_steps_args *a, char *const *snames, int ns,
+                          char *const *tnames, int nt) {
     dm_error err = {0};
-    char sbuf[256], tbuf[512];
-    char *snames[MAX_SAMPLERS], *tnames[MAX_STEPS];
-    snprintf(sbuf, sizeof sbuf, "%s", a->samplers);
-    snprintf(tbuf, sizeof tbuf, "%s", a->steps);
-    const int ns = split_list(sbuf, snames, MAX_SAMPLERS), nt = split_list(tbuf, tnames, MAX_STEPS);
-    if (ns < 1 || nt < 1) {
-        fprintf(stderr, "error: --samplers and --steps-list take 1..%d and 1..%d comma-separated "
-                        "items\n", MAX_SAMPLERS, MAX_STEPS);
-        return 2;
-    }
     dm_sampler_kind kinds[MAX_SAMPLERS];
     double steps[MAX_STEPS];
     const int32_t T = dm_pipeline_schedule(a->p)->T;
@@ -112,5 +119,16 @@ done:
     cJSON_Delete(rows);
     free(ratio);
     dm_dataset_free(&samples);
+    return status;
+}
+
+int cli_eval_steps(const cli_steps_args *a) {
+    char *sbuf = NULL, *tbuf = NULL;
+    char *snames[MAX_SAMPLERS], *tnames[MAX_STEPS];
+    const int ns = split_list("--samplers", a->samplers, &sbuf, snames, MAX_SAMPLERS);
+    const int nt = ns ? split_list("--steps-list", a->steps, &tbuf, tnames, MAX_STEPS) : 0;
+    const int status = ns && nt ? eval_steps_run(a, snames, ns, tnames, nt) : 2;
+    free(sbuf);
+    free(tbuf);
     return status;
 }
