@@ -38,6 +38,25 @@ expect_error "exactly one" "$bin" eval
 expect_error "--precision is fp32 or bf16" "$bin" train --precision fp16 --out "$dir/x"
 expect_error "--conv is auto or im2col" "$bin" bench unet --conv winograd
 
+# ANSI escapes in a file name, in a file's contents and in an argument reach the terminal as
+# \x1b text, never as the escape byte (which could recolour, clear or retitle it)
+esc=$'\e'
+no_raw_escape() { # no_raw_escape WHAT: the last command's stderr holds \x1b text and no ESC byte
+    checks=$((checks + 1))
+    if grep -q "$esc" "$dir/err" || ! grep -qF '\x1b' "$dir/err"; then
+        echo "FAIL: $1: stderr: $(cat -v "$dir/err")"; fails=$((fails + 1))
+    fi
+}
+expect_error 'x1b\[2Jmissing.csv: cannot open' "$bin" train --data "$dir/${esc}[2Jmissing.csv" --out "$dir/x"
+no_raw_escape "a file name"
+printf 'x,y\n1,2\n3,%s[31mab\n' "$esc" > "$dir/esc.csv"
+expect_error "esc.csv:3: '.x1b\[31mab' is not a number" "$bin" train --data "$dir/esc.csv" --out "$dir/x"
+no_raw_escape "a CSV field"
+expect_error "unknown option '--st.x1b\[1meps'" "$bin" train "--st${esc}[1meps"
+no_raw_escape "an option"
+expect_error "'.x1b\]0;title.x07' is not a non-negative integer" "$bin" train --steps "${esc}]0;title"$'\a'
+no_raw_escape "an option's value"
+
 # a real checkpoint, then damaged copies of it
 "$bin" train --data moons --n-data 2000 --steps 5 --batch 32 --hidden 16 --out "$dir/run" --quiet \
     > /dev/null || { echo "FAIL: could not train the fixture run"; exit 1; }

@@ -699,6 +699,25 @@ static void test_safetensors_holes(void) {
     }
 }
 
+/* The library's messages carry file names and bytes from files: control characters come out
+ * as \xNN text (an ANSI escape in a name could otherwise restyle or clear the terminal that
+ * prints the message), C1 controls in UTF-8 too, and dm_error_prefix keeps it so. */
+static void test_message_escapes(void) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/\x1b[2J\x1b]0;title\x07\xc2\x9b" "31m.json", tu_tmpdir());
+    dm_error err = {0};
+    dm_unet_config cfg;
+    CHECK(dm_unet_config_read(&cfg, p, &err) == DM_ERR_IO, "a missing file: %s", err.msg);
+    dm_error_prefix(&err, "loading \x1b[1m");
+    int raw = 0;
+    for (const unsigned char *c = (const unsigned char *)err.msg; *c; c++)
+        raw |= *c < 0x20 || *c == 0x7f || (c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f);
+    CHECK(!raw, "a control character in the message: %s", err.msg);
+    CHECK(strstr(err.msg, "loading \\x1b[1m: ") == err.msg &&
+              strstr(err.msg, "/\\x1b[2J\\x1b]0;title\\x07\\xc2\\x9b31m.json: cannot open") != NULL,
+          "escaped as \\xNN: %s", err.msg);
+}
+
 int main(void) {
     if (tu_tmpdir_make("hostile")) return 1;
     test_sizes_capped(); /* first: fork before OpenMP starts threads */
@@ -708,6 +727,7 @@ int main(void) {
     test_checkpoint_symlinks();
     test_duplicate_keys();
     test_safetensors_holes();
+    test_message_escapes();
     tu_tmpdir_remove();
     return tu_finish("test_hostile_files");
 }

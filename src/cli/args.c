@@ -7,6 +7,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *cli_safe(const char *s) {
+    static char bufs[4][4096 + 16];
+    static int next = 0;
+    char *out = bufs[next];
+    next = (next + 1) % 4;
+    size_t k = 0;
+    const size_t cap = sizeof bufs[0];
+    for (const unsigned char *c = (const unsigned char *)(s ? s : "(null)"); *c; c++) {
+        const int c1 = c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f;
+        const size_t need = c1 ? 8 : (*c < 0x20 || *c == 0x7f) ? 4 : 1;
+        if (k + need > 4096) {
+            memcpy(out + k, "...", 4);
+            return out;
+        }
+        if (need == 1) {
+            out[k++] = (char)*c;
+        } else {
+            k += (size_t)snprintf(out + k, cap - k, "\\x%02x", *c);
+            if (c1) k += (size_t)snprintf(out + k, cap - k, "\\x%02x", *++c);
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
 static void format_default(const cli_option *o, char *buf, size_t cap) {
     buf[0] = '\0';
     switch (o->kind) {
@@ -119,7 +144,8 @@ int cli_parse(const cli_command *cmd, int argc, char **argv) {
             if (strlen(cmd->opts[k].name) == len && strncmp(cmd->opts[k].name, arg, len) == 0)
                 o = &cmd->opts[k];
         if (!o) {
-            fprintf(stderr, "error: unknown option '%s' (see '%s --help')\n", arg, cmd->usage);
+            fprintf(stderr, "error: unknown option '%s' (see '%s --help')\n", cli_safe(arg),
+                    cmd->usage);
             return CLI_ERROR;
         }
         if (o->kind == OPT_FLAG) {
@@ -137,7 +163,7 @@ int cli_parse(const cli_command *cmd, int argc, char **argv) {
         }
         if (parse_value(o, v) != 0) {
             char range[64];
-            fprintf(stderr, "error: %s: '%s' is not %s\n", o->name, v,
+            fprintf(stderr, "error: %s: '%s' is not %s\n", o->name, cli_safe(v),
                     kind_word(o, range, sizeof range));
             return CLI_ERROR;
         }

@@ -33,3 +33,8 @@ enum { CLI_OK = 0, CLI_HELP = 1, CLI_ERROR = 2 };
  * CLI_MAX_THREADS (OpenMP would try to start as many threads as asked). */
 int cli_parse(const cli_command *cmd, int argc, char **argv);
 void cli_print_help(const cli_command *cmd, FILE *out);
+/* s for printing: control characters (C0, DEL, C1 as UTF-8) as \xNN, so a file name or
+ * argument holding an ANSI escape cannot restyle or rewrite the terminal. The result lives in
+ * one of four rotating static buffers (four may be used in one printf), cut with "..." past
+ * 4096 bytes. */
+const char *cli_safe(const char *s);

@@ -64,7 +64,7 @@ int cmd_bench_unet(int argc, char **argv) {
         return 2;
     }
     if (strcmp(conv, "auto") != 0 && strcmp(conv, "im2col") != 0) {
-        fprintf(stderr, "error: --conv is auto or im2col, not \"%s\"\n", conv);
+        fprintf(stderr, "error: --conv is auto or im2col, not \"%s\"\n", cli_safe(conv));
         return 2;
     }
     dm_set_conv_backend(strcmp(conv, "auto") == 0 ? DM_CONV_AUTO : DM_CONV_IM2COL);

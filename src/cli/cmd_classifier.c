@@ -75,7 +75,7 @@ int cmd_train_classifier(int argc, char **argv) {
     if (cli_unet_config(&cfg.net, model, &err)) return cli_fail(&err);
     if (!cfg.net.classifier_classes) {
         fprintf(stderr, "error: --model %s is a UNet, not a classifier: use classifier-28 or a "
-                        "config with classifier_classes\n", model);
+                        "config with classifier_classes\n", cli_safe(model));
         return 2;
     }
     cli_set_threads(threads);
@@ -85,13 +85,13 @@ int cmd_train_classifier(int argc, char **argv) {
     if (!set.data.labels) {
         dm_image_set_free(&set);
         fprintf(stderr, "error: %s has no labels; a classifier needs labelled images "
-                        "(fashion-mnist, or a folder with one subfolder per class)\n", data);
+                        "(fashion-mnist, or a folder with one subfolder per class)\n", cli_safe(data));
         return 2;
     }
     if (set.data.num_classes != cfg.net.classifier_classes) {
         fprintf(stderr, "note: %s has %d classes; the classifier gets %d outputs instead of "
-                        "%s's %lld\n", data, (int)set.data.num_classes,
-                (int)set.data.num_classes, model, (long long)cfg.net.classifier_classes);
+                        "%s's %lld\n", cli_safe(data), (int)set.data.num_classes,
+                (int)set.data.num_classes, cli_safe(model), (long long)cfg.net.classifier_classes);
         cfg.net.classifier_classes = set.data.num_classes;
     }
     if (cli_make_dirs(out, &err)) {
@@ -134,9 +134,9 @@ int cmd_train_classifier(int argc, char **argv) {
         cli_print_json(o);
     } else {
         printf("trained a %s classifier for %lld steps in %.1f s; saved to %s\n",
-               cfg.noisy ? "noisy" : "clean", (long long)done, seconds, out);
+               cfg.noisy ? "noisy" : "clean", (long long)done, seconds, cli_safe(out));
         if (acc >= 0)
-            printf("test accuracy on %s (clean images): %.4f\n", test, acc);
+            printf("test accuracy on %s (clean images): %.4f\n", cli_safe(test), acc);
     }
     return 0;
 }

@@ -35,7 +35,7 @@ int cmd_demo(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;
     if (!cli_is_builtin(data)) {
-        fprintf(stderr, "error: --data %s: the demo uses a built-in set (%s)\n", data,
+        fprintf(stderr, "error: --data %s: the demo uses a built-in set (%s)\n", cli_safe(data),
                 cli_builtin_list());
         return 2;
     }
@@ -59,7 +59,7 @@ int cmd_demo(int argc, char **argv) {
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint", out);
     if (!quiet)
         fprintf(stderr, "demo: %s, %lld training points, %lld steps of batch %lld, %d threads\n",
-                data, (long long)n_data, (long long)cfg.steps, (long long)cfg.batch,
+                cli_safe(data), (long long)n_data, (long long)cfg.steps, (long long)cfg.batch,
                 dm_get_num_threads());
     double train_s;
     if (dm_trainer_create(&tr, &cfg, &train, &err) ||
@@ -121,7 +121,7 @@ int cmd_demo(int argc, char **argv) {
         cJSON_AddStringToObject(o, "out", out);
         cli_print_json(o);
     } else {
-        printf("%s: trained %lld steps in %.1f s, drew %lld samples x %d steps in %.1f s\n", data,
+        printf("%s: trained %lld steps in %.1f s, drew %lld samples x %d steps in %.1f s\n", cli_safe(data),
                (long long)cfg.steps, train_s, (long long)n_samples, T, sample_s);
         printf("quality against held-out data (n = %lld, standardised units):\n", (long long)r.n);
         printf("  %-22s %10s %12s %8s\n", "", "samples", "data floor", "ratio");
@@ -129,8 +129,8 @@ int cmd_demo(int argc, char **argv) {
                r.mmd / r.mmd_floor);
         printf("  %-22s %10.5f %12.5f %8.2f\n", "sliced Wasserstein-2", r.swd, r.swd_floor,
                r.swd / r.swd_floor);
-        printf("pictures: %s/samples.png, %s/reverse.png, %s/loss.png; checkpoint: %s\n", out,
-               out, out, ckpt);
+        printf("pictures: %s/samples.png, %s/reverse.png, %s/loss.png; checkpoint: %s\n",
+               cli_safe(out), cli_safe(out), cli_safe(out), cli_safe(ckpt));
     }
     status = 0;
 done:

@@ -93,7 +93,7 @@ int cmd_eval(int argc, char **argv) {
         strcmp(metric, "prec-recall") == 0 || strcmp(metric, "guidance") == 0) {
         if (!img.classifier) {
             fprintf(stderr, "error: --metric %s needs --classifier DIR (an evaluation classifier: "
-                            "diffusion train-classifier)\n", metric);
+                            "diffusion train-classifier)\n", cli_safe(metric));
             return 2;
         }
         if (img.k < 1 || n < 1 || img.steps < 0) {
@@ -130,7 +130,7 @@ int cmd_eval(int argc, char **argv) {
     const int sweep = strcmp(metric, "steps") == 0;
     if (strcmp(metric, "mmd") != 0 && !sweep) {
         fprintf(stderr, "error: --metric %s: allowed mmd, nll, steps, accuracy, fid, prec-recall, "
-                        "guidance\n", metric);
+                        "guidance\n", cli_safe(metric));
         return 2;
     }
     if (sweep && (!model || samples_path)) {
@@ -182,7 +182,7 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
         if (2 * n > all.n) {
-            fprintf(stderr, "note: %s has %lld rows; comparing %lld points per set\n", data,
+            fprintf(stderr, "note: %s has %lld rows; comparing %lld points per set\n", cli_safe(data),
                     (long long)all.n, (long long)(all.n / 2));
             n = all.n / 2;
             samples.n = n < samples.n ? n : samples.n;

@@ -145,8 +145,8 @@ int cmd_sample(int argc, char **argv) {
     } else {
         printf("drew %lld samples (%lld network evaluations each) in %.1f s; wrote %s%s%s%s%s\n",
                (long long)n, (long long)evals,
-               seconds, out, plot ? ", " : "", plot ? plot : "", strip ? ", " : "",
-               strip ? strip : "");
+               seconds, cli_safe(out), plot ? ", " : "", plot ? cli_safe(plot) : "",
+               strip ? ", " : "", strip ? cli_safe(strip) : "");
     }
     status = 0;
 done:

@@ -284,7 +284,7 @@ int cmd_train(int argc, char **argv) {
     } else {
         printf("trained %lld steps in %.1f s (%.1f steps/s); loss %.4f (mean of the last 100); "
                "checkpoint %s; loss curve %s\n",
-               (long long)(steps - start), seconds, rate, loss, ckpt, path);
+               (long long)(steps - start), seconds, rate, loss, cli_safe(ckpt), cli_safe(path));
     }
     if (dm_trainer_skipped_steps(tr) > 0 && !json)
         printf("skipped %lld steps whose loss or gradient was not finite\n",

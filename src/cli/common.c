@@ -64,7 +64,8 @@ dm_status cli_make_dirs(const char *path, dm_error *err) {
 }
 
 int cli_fail(const dm_error *err) {
-    fprintf(stderr, "error: %s\n", err->msg[0] ? err->msg : dm_status_name(err->status));
+    fprintf(stderr, "error: %s\n",
+            err->msg[0] ? cli_safe(err->msg) : dm_status_name(err->status));
     return 1;
 }
 
@@ -139,7 +140,7 @@ int cli_set_precision(const char *name) {
                             "float32 it is\n", dm_conv_impl_name(32, 8, 8, 1));
         return 0;
     }
-    fprintf(stderr, "error: --precision is fp32 or bf16, not \"%s\"\n", name);
+    fprintf(stderr, "error: --precision is fp32 or bf16, not \"%s\"\n", cli_safe(name));
     return 2;
 }
 

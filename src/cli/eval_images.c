@@ -201,7 +201,7 @@ int cli_eval_images(const cli_image_eval_args *a) {
     const int64_t C = net->in_channels, S = net->sample_size, D = C * S * S;
     if (dm_classifier_get_config(clf)->noisy)
         fprintf(stderr, "note: %s is a noisy classifier; evaluation classifiers are trained on "
-                        "clean images (train-classifier without --noisy)\n", a->classifier);
+                        "clean images (train-classifier without --noisy)\n", cli_safe(a->classifier));
     const char *ref_name = a->data ? a->data : "fashion-mnist-test";
     if (cli_load_images(&test, ref_name, C, S, &err)) goto done;
 
@@ -220,7 +220,8 @@ int cli_eval_images(const cli_image_eval_args *a) {
             cJSON_AddNumberToObject(o, "accuracy", acc);
             cli_print_json(o);
         } else {
-            printf("classifier %s on %s (%lld images): accuracy %.4f\n", a->classifier, ref_name,
+            printf("classifier %s on %s (%lld images): accuracy %.4f\n", cli_safe(a->classifier),
+                   cli_safe(ref_name),
                    (long long)test.data.n, acc);
         }
         status = 0;
@@ -307,8 +308,8 @@ int cli_eval_images(const cli_image_eval_args *a) {
         printf("FID-FMNIST: Frechet distance in the %lld pooled features of %s (not comparable "
                "with Inception FID)\nreference: %lld images of %s; floor: %lld real images of %s; "
                "precision/recall with k = %d\n",
-               (long long)ref.F, a->classifier, (long long)ref.n, ref_name,
-               (long long)real.data.n, a->real ? a->real : "fashion-mnist", a->k);
+               (long long)ref.F, cli_safe(a->classifier), (long long)ref.n, cli_safe(ref_name),
+               (long long)real.data.n, cli_safe(a->real ? a->real : "fashion-mnist"), a->k);
         printf("  %-26s %9s %11s %10s %8s %8s\n", "", "accuracy", "FID-FMNIST", "precision",
                "recall", "seconds");
         printf("  %-26s %9.4f %11.3f %10.4f %8.4f %8s\n", "real images (floor)",
@@ -358,8 +359,8 @@ int cli_eval_images(const cli_image_eval_args *a) {
         if (!a->json) {
             char acc[16] = "-";
             if (q.accuracy >= 0) snprintf(acc, sizeof acc, "%.4f", q.accuracy);
-            printf("  %-26s %9s %11.3f %10.4f %8.4f %8.1f\n", name, acc, q.fid, q.precision,
-                   q.recall, seconds);
+            printf("  %-26s %9s %11.3f %10.4f %8.4f %8.1f\n", cli_safe(name), acc, q.fid,
+                   q.precision, q.recall, seconds);
             fflush(stdout);
         }
     }

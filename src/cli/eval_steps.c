@@ -26,7 +26,7 @@ static int split_list(const char *flag, const char *s, char **buf, char **items,
         char *comma = strchr(tok, ',');
         if (comma) *comma = '\0';
         if (!*tok) {
-            fprintf(stderr, "error: %s: an empty item in '%s'\n", flag, s);
+            fprintf(stderr, "error: %s: an empty item in '%s'\n", flag, cli_safe(s));
             return 0;
         }
         if (n == cap) {
@@ -52,7 +52,7 @@ static int eval_steps_run(const cli_steps_args *a, char *const *snames, int ns,
         long v = strtol(tnames[k], &end, 10);
         if (*end || v < 1 || v > T) {
             fprintf(stderr, "error: --steps-list: '%s' is not a step count in 1..%d (T)\n",
-                    tnames[k], (int)T);
+                    cli_safe(tnames[k]), (int)T);
             return 2;
         }
         steps[k] = (double)v;
@@ -111,7 +111,7 @@ static int eval_steps_run(const cli_steps_args *a, char *const *snames, int ns,
         rows = NULL;
         cli_print_json(o);
     } else if (a->plot) {
-        printf("plot: %s\n", a->plot);
+        printf("plot: %s\n", cli_safe(a->plot));
     }
     status = 0;
 done:

@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
-    fprintf(stderr, "error: unknown command '%s'\n", cmd);
+    fprintf(stderr, "error: unknown command '%s'\n", cli_safe(cmd));
     usage(stderr);
     return 2;
 }

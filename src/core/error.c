@@ -5,6 +5,27 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Messages carry file names and bytes from files: control characters (C0, DEL, and C1 as
+ * UTF-8) become \xNN, so a name holding an ANSI escape cannot restyle or rewrite the
+ * terminal it is printed on. The result is cut (never mid-escape) at cap - 1 bytes. */
+static void escape_controls(char *msg, size_t cap) {
+    char in[sizeof ((dm_error *)0)->msg];
+    size_t k = 0;
+    snprintf(in, sizeof in, "%s", msg);
+    for (const unsigned char *c = (const unsigned char *)in; *c; c++) {
+        const int c1 = c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f;
+        const size_t need = c1 ? 8 : (*c < 0x20 || *c == 0x7f) ? 4 : 1;
+        if (k + need >= cap) break;
+        if (need == 1) {
+            msg[k++] = (char)*c;
+        } else {
+            k += (size_t)snprintf(msg + k, cap - k, "\\x%02x", *c);
+            if (c1) k += (size_t)snprintf(msg + k, cap - k, "\\x%02x", *++c);
+        }
+    }
+    msg[k] = '\0';
+}
+
 dm_status dm_error_set(dm_error *err, dm_status status, const char *fmt, ...) {
     if (!err) return status;
     err->status = status;
@@ -12,6 +33,7 @@ dm_status dm_error_set(dm_error *err, dm_status status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    escape_controls(err->msg, sizeof err->msg);
     return status;
 }
 
@@ -31,6 +53,7 @@ dm_status dm_error_prefix(dm_error *err, const char *fmt, ...) {
     size_t rest = sizeof err->msg - len - 3;
     strncpy(err->msg + len + 2, old, rest);
     err->msg[sizeof err->msg - 1] = '\0';
+    escape_controls(err->msg, sizeof err->msg);
     return err->status;
 }
 
