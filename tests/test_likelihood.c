@@ -25,6 +25,55 @@ static void test_decoder_normalised(void) {
           "the centre bin holds the mass");
 }
 
+/* Each bin's probability against numerical integration of the Gaussian density over the bin
+ * (composite Simpson on the bin clipped to mu +- 40 sigma, where the density is below e^-800
+ * and underflows, with steps fine enough for the tails, below): bins k / 127.5 - 1 +- 1/255,
+ * the outer two open to -inf and +inf. The library's erfc differences are good to ~1e-13
+ * relative and Simpson's to ~1e-11, so 1e-9 relative (plus 1e-300, the library's floor for an
+ * empty bin) leaves room, and a bin edge off by a fraction of a level (1/256 for 1/255) fails by
+ * 1e-3 or more. */
+static double gauss_pdf(double x, double mu, double sigma) {
+    const double z = (x - mu) / sigma;
+    return exp(-0.5 * z * z) / (sigma * sqrt(2 * M_PI));
+}
+
+static double simpson_bin(double lo, double hi, double mu, double sigma) {
+    lo = fmax(lo, mu - 40 * sigma), hi = fmin(hi, mu + 40 * sigma);
+    if (hi <= lo) return 0;
+    /* the log density changes at rate up to lam = max(|z|, 1) / sigma over the bin: h lam <=
+     * 1/200 keeps Simpson's relative error ~ (h lam)^4 / 180 below 1e-11 even in the tails */
+    const double zmax = fmax(fabs(lo - mu), fabs(hi - mu)) / sigma;
+    const double lam = fmax(zmax, 1.0) / sigma;
+    const int64_t M = 2 * (int64_t)fmax(1000, ceil(100 * lam * (hi - lo)));
+    const double h = (hi - lo) / M;
+    double sum = gauss_pdf(lo, mu, sigma) + gauss_pdf(hi, mu, sigma);
+    for (int64_t j = 1; j < M; j++) sum += (j % 2 ? 4 : 2) * gauss_pdf(lo + j * h, mu, sigma);
+    return sum * h / 3;
+}
+
+static void test_decoder_bins(void) {
+    const double mus[] = {-1.3, -0.99, -0.5, 0.0, 0.2, 0.99, 1.7};
+    const double sigmas[] = {1e-4, 3e-3, 0.05, 0.7, 5.0};
+    double worst = 0;
+    int bad = 0;
+    for (int a = 0; a < 7; a++)
+        for (int b = 0; b < 5; b++)
+            for (int k = 0; k < 256; k++) {
+                const double x = k / 127.5 - 1.0;
+                const double lo = k == 0 ? -INFINITY : x - 1.0 / 255.0;
+                const double hi = k == 255 ? INFINITY : x + 1.0 / 255.0;
+                const double want = simpson_bin(lo, hi, mus[a], sigmas[b]);
+                const double got = exp(dm_log_discretized_gaussian(x, mus[a], sigmas[b]));
+                const double d = fabs(got - want);
+                if (want > 1e-290) worst = fmax(worst, d / want);
+                if (!(d <= 1e-9 * want + 1.01e-300) && bad++ < 5)
+                    fprintf(stderr, "  bin %d (x = %.6f) of N(%g, %g^2): P = %.12g, Simpson "
+                            "%.12g\n", k, x, mus[a], sigmas[b], got, want);
+            }
+    CHECK(bad == 0, "%d bin probabilities differ from numerical integration (first above)", bad);
+    printf("decoder: bin probabilities vs Simpson, worst relative difference %.3g\n", worst);
+}
+
 /* -log N(x0_b; mu, S) for each example: the exact NLL of the data the bound sees. */
 static void exact_nll(const gauss_oracle *g, const float *x0, double *nll, int64_t n) {
     const double det = g->S[0][0] * g->S[1][1] - g->S[0][1] * g->S[1][0];
@@ -234,10 +283,237 @@ static void test_variants(void) {
     free(x0);
 }
 
+/* ---- the discretised decoder inside the bound ------------------------------------------- */
+
+/* The oracle, remembering x_t and eps_hat of its call at t = 1 (index 0). */
+typedef struct {
+    gauss_oracle *g;
+    float *xt1, *eh1; /* (n, 2) */
+    int64_t n_done;
+} recorder;
+
+static dm_status recording_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
+                                   const float *t, int64_t B, dm_error *err) {
+    recorder *r = ctx;
+    dm_status st = gauss_oracle_denoise(r->g, eps_hat, var_out, x, t, B, err);
+    if (!st && t[0] == 0) {
+        memcpy(r->xt1 + 2 * r->n_done, x, (size_t)(2 * B) * sizeof(float));
+        memcpy(r->eh1 + 2 * r->n_done, eps_hat, (size_t)(2 * B) * sizeof(float));
+        r->n_done += B;
+    }
+    return st;
+}
+
+/* Data on the 256 levels, the decoder term of the bound (discrete = 1) against Ho et al.'s
+ * decoder written out: the mean of p(x0 | x1) is mu = (x1 - beta_1 / sqrt(1 - ab_1) eps_hat) /
+ * sqrt(alpha_1) (their eq. 11, not likelihood.c's gap form), the variance beta_1 (or
+ * beta_tilde of t = 2), and each level's probability Phi((x + 1/255 - mu) / s) - Phi((x - 1/255
+ * - mu) / s), the outer levels open to -inf / +inf. The means over examples agree within what
+ * x_1's float rounding explains (below). */
+static void test_decoder_in_bound(void) {
+    enum { N = 4000 };
+    dm_schedule s = gauss_oracle_schedule(DM_SCHEDULE_LINEAR, 20);
+    gauss_oracle g = gauss_oracle_make(&s);
+    float *x0 = malloc(2 * N * sizeof *x0);
+    gauss_oracle_data(&g, x0, N, 5);
+    for (int j = 0; j < 2 * N; j++) /* to the nearest of the 256 levels, clipped to [-1, 1] */
+        x0[j] = (float)(fmin(255, fmax(0, lrint((x0[j] * 0.5 + 1) * 127.5))) / 127.5 - 1.0);
+    recorder rec = {.g = &g, .xt1 = malloc(2 * N * sizeof(float)),
+                    .eh1 = malloc(2 * N * sizeof(float))};
+    for (int v = 0; v < 2; v++) {
+        const dm_reverse_var var = v ? DM_VAR_BETA_TILDE : DM_VAR_BETA;
+        dm_nll_options o;
+        dm_nll_options_default(&o);
+        o.exact = 1, o.discrete = 1, o.var = var, o.batch = N, o.seed = 11;
+        dm_nll_report r;
+        dm_error err = {0};
+        rec.n_done = 0;
+        CHECK(dm_nll_bound(&s, recording_denoise, &rec, x0, N, 2, &o, &r, &err) == DM_OK, "%s",
+              err.msg);
+        CHECK(rec.n_done == N, "the t = 1 call saw %lld examples", (long long)rec.n_done);
+        const double beta1 = 1 - s.alpha_bar[0], ab2 = s.alpha_bar[1];
+        const double s2 = v ? (1 - s.alpha_bar[0]) / (1 - ab2) * (1 - ab2 / s.alpha_bar[0])
+                            : beta1;
+        const double sd = sqrt(s2);
+        /* x_1 reaches the denoiser as a float: its rounding (2^-24 |x_1|) moves mu by that over
+         * sqrt(alpha_1), which likelihood.c's form (from float eps) does not see. To first
+         * order log P moves by |d log P / d mu| times that: the sum of those bounds the
+         * difference of the means (plus 1e-12 for the sums' double rounding). */
+        double want = 0, slack = 0;
+        for (int64_t j = 0; j < 2 * N; j++) {
+            const double mu = (rec.xt1[j] - beta1 / sqrt(1 - s.alpha_bar[0]) * rec.eh1[j]) /
+                              sqrt(1 - beta1);
+            const double x = x0[j];
+            const double zh = (x + 1 / 255.0 - mu) / sd, zl = (x - 1 / 255.0 - mu) / sd;
+            const double hi = x > 0.999 ? 1 : 0.5 * erfc(-zh / M_SQRT2);
+            const double lo = x < -0.999 ? 0 : 0.5 * erfc(-zl / M_SQRT2);
+            const double P = fmax(hi - lo, 1e-300);
+            const double ph = x > 0.999 ? 0 : exp(-0.5 * zh * zh) / sqrt(2 * M_PI);
+            const double pl = x < -0.999 ? 0 : exp(-0.5 * zl * zl) / sqrt(2 * M_PI);
+            want -= log(P);
+            slack += fabs(pl - ph) / (sd * P) * ldexp(fabs(rec.xt1[j]), -24) / sqrt(1 - beta1);
+        }
+        want /= N, slack /= N;
+        printf("decoder in the bound (%s): %.9f nats, Ho et al.'s written out %.9f (float "
+               "rounding of x_1 allows %.2g)\n", v ? "beta_tilde" : "beta", r.decoder, want,
+               slack);
+        CHECK_CLOSE(r.decoder, want, slack, 1e-12, "the discretised decoder term of the bound");
+        CHECK(r.decoder > 0, "a probability's -log is positive: %g", r.decoder);
+    }
+    free(rec.xt1), free(rec.eh1), free(x0);
+    dm_schedule_free(&s);
+}
+
+/* ---- dm_pipeline_nll: the standardiser's log-determinant and the image path --------------- */
+
+static dm_pipeline *trained(const char *name, const dm_dataset *data, int unet) {
+    dm_error err = {0};
+    dm_train_config cfg;
+    dm_train_config_default(&cfg);
+    if (unet) {
+        cfg.arch = DM_ARCH_UNET;
+        CHECK(dm_unet_preset(&cfg.unet, "tiny", &err) == DM_OK, "%s", err.msg);
+    } else {
+        cfg.mlp.hidden = 32;
+    }
+    cfg.schedule.T = 30;
+    cfg.batch = 16;
+    cfg.steps = unet ? 2 : 30;
+    cfg.seed = 4;
+    dm_trainer *tr = NULL;
+    dm_pipeline *p = NULL;
+    CHECK(dm_trainer_create(&tr, &cfg, data, &err) == DM_OK, "%s", err.msg);
+    if (!tr) return NULL;
+    while (dm_trainer_step_count(tr) < cfg.steps)
+        if (dm_trainer_step(tr, NULL, &err)) {
+            CHECK(0, "step: %s", err.msg);
+            break;
+        }
+    const char *dir = tu_tmp_path(name);
+    CHECK(dm_trainer_save(tr, dir, &err) == DM_OK, "%s", err.msg);
+    dm_trainer_free(tr);
+    CHECK(dm_pipeline_load(&p, dir, &err) == DM_OK, "%s", err.msg);
+    return p;
+}
+
+/* Points: a model of s x is the same network with its standardiser scaled by s (what training
+ * on s x would fit), so its density is p(x / s) / s^D and the bound of s x is the bound of x
+ * plus D log s. For s = 4, a power of 2, the standardised inputs (s x - s m) / (s sd) are
+ * bit-identical to (x - m) / sd, the same seed draws the same noise, and the equality holds to
+ * double rounding (1e-12); for s = 0.3 the scaled data are rounded to float (2^-24 relative), and
+ * the bound moves by that times its sensitivity to the inputs (measured 3e-9 nats): 1e-6 nats
+ * of room against D log s = -2.4 nats. A log-determinant of the wrong sign, a missing one, or
+ * log s^2 instead of log s fails by > 1 nat. */
+static void test_pipeline_points(void) {
+    dm_error err = {0};
+    dm_dataset data, scaled;
+    CHECK(dm_toy2d_generate(&data, "8gaussians", 2000, 3, &err) == DM_OK, "%s", err.msg);
+    dm_pipeline *p = trained("points", &data, 0);
+    if (!p) {
+        dm_dataset_free(&data);
+        return;
+    }
+    dm_nll_options o;
+    dm_nll_options_default(&o);
+    o.exact = 1, o.seed = 9, o.batch = 500;
+    dm_nll_report r1, r2;
+    CHECK(dm_pipeline_nll(p, &data, &o, &r1, &err) == DM_OK, "%s", err.msg);
+    /* the test rescales the loaded pipeline's own standardiser in place */
+    dm_normalizer *nz = (dm_normalizer *)dm_pipeline_normalizer(p);
+    const dm_normalizer keep = *nz;
+    CHECK(nz->dim == 2, "the points model has no standardiser (dim %lld)", (long long)nz->dim);
+    CHECK_CLOSE(r1.log_det, log(nz->std[0]) + log(nz->std[1]), 0, 1e-12,
+                "log-determinant = sum of log std");
+    const double scales[] = {4.0, 0.3}, tols[] = {1e-12, 1e-6};
+    for (int k = 0; k < 2; k++) {
+        const double sc = scales[k];
+        CHECK(dm_dataset_init(&scaled, data.n, 2, &err) == DM_OK, "%s", err.msg);
+        for (int64_t j = 0; j < 2 * data.n; j++) scaled.x[j] = (float)(sc * data.x[j]);
+        for (int d = 0; d < 2; d++) nz->mean[d] = sc * keep.mean[d], nz->std[d] = sc * keep.std[d];
+        CHECK(dm_pipeline_nll(p, &scaled, &o, &r2, &err) == DM_OK, "%s", err.msg);
+        *nz = keep;
+        const double want = r1.total + 2 * log(sc);
+        printf("pipeline nll: points %.9f nats, x %.1f: %.9f, want %.9f (diff %.2g)\n", r1.total,
+               sc, r2.total, want, r2.total - want);
+        char what[96];
+        snprintf(what, sizeof what, "bound of %g x = bound of x + D log %g", sc, sc);
+        CHECK_CLOSE(r2.total, want, tols[k], 0, what);
+        CHECK_CLOSE(r2.log_det - r1.log_det, 2 * log(sc), 1e-12, 0, "log-determinant of s");
+        CHECK_CLOSE(r2.bpd, r2.total / (2 * log(2.0)), 1e-12, 1e-12, "bits per dimension");
+        dm_dataset_free(&scaled);
+    }
+    dm_pipeline_free(p);
+    dm_dataset_free(&data);
+}
+
+/* Images: the bound of an image model uses the discretised decoder whatever o->discrete says,
+ * the data as they are (no standardiser, log_det 0), and refuses values outside [-1, 1]. The
+ * reference is dm_nll_bound with discrete = 1 on the same data and seed (the same draws), per
+ * example to 1e-12; its decoder term is a -log probability, > 0, where the continuous density's
+ * would be very different. */
+static void test_pipeline_images(void) {
+    enum { N = 64, D = 64 };
+    dm_error err = {0};
+    dm_dataset img;
+    CHECK(dm_dataset_init(&img, N, D, &err) == DM_OK, "%s", err.msg);
+    dm_rng rng;
+    dm_rng_init(&rng, 21, 0);
+    dm_rng_normal(&rng, img.x, N * D);
+    for (int j = 0; j < N * D; j++) { /* a bright square on 256 levels */
+        const int r = (j % D) / 8, c = j % 8;
+        const double v = (r >= 2 && r < 6 && c >= 2 && c < 6 ? 0.7 : -0.7) + 0.2 * img.x[j];
+        img.x[j] = (float)(fmin(255, fmax(0, lrint((v + 1) * 127.5))) / 127.5 - 1.0);
+    }
+    dm_pipeline *p = trained("images", &img, 1);
+    if (!p) {
+        dm_dataset_free(&img);
+        return;
+    }
+    dm_nll_options o;
+    dm_nll_options_default(&o);
+    o.exact = 1, o.seed = 13, o.batch = N, o.discrete = 0;
+    double got[N], want[N];
+    o.per_example = got;
+    dm_nll_report r, ref, cont;
+    CHECK(dm_pipeline_nll(p, &img, &o, &r, &err) == DM_OK, "%s", err.msg);
+    o.per_example = want;
+    o.discrete = 1;
+    CHECK(dm_nll_bound(dm_pipeline_schedule(p), dm_pipeline_denoise, p, img.x, N, D, &o, &ref,
+                       &err) == DM_OK,
+          "%s", err.msg);
+    o.discrete = 0;
+    o.per_example = NULL;
+    CHECK(dm_nll_bound(dm_pipeline_schedule(p), dm_pipeline_denoise, p, img.x, N, D, &o, &cont,
+                       &err) == DM_OK,
+          "%s", err.msg);
+    double worst = 0;
+    for (int b = 0; b < N; b++) worst = fmax(worst, fabs(got[b] - want[b]) / fabs(want[b]));
+    printf("pipeline nll: images %.6f nats (decoder %.4f; continuous decoder %.4f), log_det %g, "
+           "per-example max rel diff %.2g\n", r.total, r.decoder, cont.decoder, r.log_det, worst);
+    CHECK(worst <= 1e-12, "image bound per example differs from the discrete bound by %.3g",
+          worst);
+    CHECK(r.log_det == 0, "images: log_det %g, want 0", r.log_det);
+    CHECK(r.decoder > 0 && fabs(r.decoder - cont.decoder) > 1, "decoder %.4f vs continuous %.4f",
+          r.decoder, cont.decoder);
+    img.x[5] = 1.5f;
+    CHECK(dm_pipeline_nll(p, &img, &o, &r, &err) == DM_ERR_ARG && strstr(err.msg, "[-1, 1]"),
+          "an image value of 1.5: %s", err.msg);
+    dm_pipeline_free(p);
+    dm_dataset_free(&img);
+}
+
 int main(void) {
     omp_set_num_threads(2);
     test_decoder_normalised();
+    test_decoder_bins();
+    test_decoder_in_bound();
     test_gaussian_bound();
     test_variants();
+    if (tu_tmpdir_make("test_likelihood")) return 1;
+    test_pipeline_points();
+    test_pipeline_images();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tu_tmpdir());
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tu_tmpdir());
     return tu_finish("test_likelihood");
 }
