@@ -1,10 +1,14 @@
 /* The variational bound against exact answers:
- *  - the discretised decoder is a probability over the 256 levels (sums to 1);
+ *  - the discretised decoder is a probability over the 256 levels (sums to 1), each bin's
+ *    probability equals numerical integration of the Gaussian, and the bound's decoder term
+ *    equals Ho et al.'s decoder written out;
  *  - with the optimal denoiser for Gaussian data, the bound equals its closed-form expectation,
  *    is never below the data's exact negative log-likelihood and approaches it as T grows;
  *  - the unbiased estimate agrees with the exact sum within its standard error;
  *  - a worse denoiser gets a worse bound; a learned-variance output of +1 / -1 gives the same
- *    bound as beta / beta_tilde; for these data beta is the better fixed variance (paired). */
+ *    bound as beta / beta_tilde; for these data beta is the better fixed variance (paired);
+ *  - dm_pipeline_nll: the bound of s x is the bound of x plus D log s (the standardiser's
+ *    log-determinant), and image models take the discretised decoder on the data as given. */
 #include "gaussian_oracle.h"
 #include "test_util.h"
 
