@@ -52,9 +52,9 @@ while [ $# -gt 0 ]; do
     --merge) merge=1; shift ;;
     --ledger)
       [ -f "$ledger" ] || { echo "fuzz.sh: no $ledger yet" >&2; exit 1; }
+      printf "%-18s %14s %8s %5s %9s\n" harness executions seconds runs findings
       awk -F'\t' 'NR > 1 { e[$2] += $3; s[$2] += $4; r[$2]++; if ($5 != "ok") f[$2]++ }
-        END { printf "%-18s %14s %8s %5s %9s\n", "harness", "executions", "seconds", "runs", "findings";
-              for (h in e) printf "%-18s %14d %8d %5d %9d\n", h, e[h], s[h], r[h], f[h] }' \
+        END { for (h in e) printf "%-18s %14d %8d %5d %9d\n", h, e[h], s[h], r[h], f[h] }' \
         "$ledger" | sort
       exit 0 ;;
     --list) printf '%s\n' "${all[@]}"; exit 0 ;;
