@@ -66,7 +66,19 @@ head -c 500 "$ck/model.safetensors" > "$dir/trunc/model.safetensors"
 expect_error "model.safetensors" "$bin" sample --model "$dir/trunc" --out "$dir/t.csv"
 cp -r "$ck" "$dir/arch"
 sed -i 's/"hidden":[[:space:]]*16/"hidden": 32/' "$dir/arch/config.json"
-expect_error "shape" "$bin" sample --model "$dir/arch" --out "$dir/t.csv"
+expect_error "holds 2946 parameters (10 tensors), the model its config describes has 7426" \
+    "$bin" sample --model "$dir/arch" --out "$dir/t.csv"
+# configs describing models far larger than their weights (conditioning.num_classes 999999:
+# 16 M more parameters; hidden 4000: 48 M) are refused before the model is allocated
+cp -r "$ck" "$dir/wide"
+sed -i 's/"hidden":[[:space:]]*16/"hidden": 4000/' "$dir/wide/config.json"
+cp -r "$ck" "$dir/classes"
+sed -i '1s/^{/{"conditioning": {"num_classes": 999999, "p_uncond": 0.1},/' "$dir/classes/config.json"
+# (16 M = 1,000,000 embeddings (999999 + the null label) x hidden 16, on top of the 2946)
+expect_error "holds 2946 parameters (10 tensors), the model its config describes has 16002946: refused before creating the model" \
+    "$bin" sample --model "$dir/classes" --n 5 --out "$dir/t.csv"
+expect_error "holds 2946 parameters (10 tensors), the model its config describes has 48544002: refused before creating the model" \
+    "$bin" sample --model "$dir/wide" --n 5 --out "$dir/t.csv"
 cp -r "$ck" "$dir/badjson"
 echo '{"format": "diffusion.c checkpoint", "model": ' > "$dir/badjson/config.json"
 expect_error "invalid JSON" "$bin" sample --model "$dir/badjson" --out "$dir/t.csv"

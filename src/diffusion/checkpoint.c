@@ -609,6 +609,34 @@ dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train
     return st;
 }
 
+dm_status dm_weights_count_check(const char *path, double expected, dm_error *err) {
+    if (!(expected > 0)) return DM_OK; /* an invalid config: creating the model says why */
+    dm_safetensors *sf;
+    dm_status st = dm_safetensors_open(&sf, path, err);
+    if (st) return st;
+    double held = 0;
+    const int n = dm_safetensors_count(sf);
+    for (int i = 0; i < n; i++) {
+        const dm_st_tensor *t = dm_safetensors_at(sf, i);
+        double numel = 1;
+        for (int d = 0; d < t->ndim; d++) numel *= (double)t->shape[d];
+        held += numel;
+    }
+    dm_safetensors_close(sf);
+    if (held != expected)
+        return dm_error_set(err, DM_ERR_MISMATCH,
+                            "%s: holds %.0f parameters (%d tensors), the model its config "
+                            "describes has %.0f: refused before creating the model",
+                            path, held, n, expected);
+    return DM_OK;
+}
+
+dm_status dm_checkpoint_weights_check(const dm_train_config *t, const char *path, dm_error *err) {
+    const double expected =
+        t->arch == DM_ARCH_UNET ? dm_unet_num_params(&t->unet) : dm_mlp_num_params(&t->mlp);
+    return dm_weights_count_check(path, expected, err);
+}
+
 dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err) {
     if (c->train.arch == DM_ARCH_UNET) return dm_unet_create(m, &c->train.unet, c->train.seed, err);
     return dm_mlp_create(m, &c->train.mlp, c->train.seed, err);

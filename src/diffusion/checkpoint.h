@@ -64,6 +64,13 @@ dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train
 
 /* Model described by a checkpoint config. */
 dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err);
+/* DM_ERR_MISMATCH unless the weights file at path holds as many parameters as a model of
+ * `expected` (dm_unet_num_params, dm_mlp_num_params): called before the model is created, so
+ * a config describing a far larger model than its weights (num_classes 999999, channels of
+ * 10^5) is refused without allocating it. expected 0 (an invalid config) passes: creating
+ * the model reports why. dm_checkpoint_weights_check takes t's model. */
+dm_status dm_weights_count_check(const char *path, double expected, dm_error *err);
+dm_status dm_checkpoint_weights_check(const dm_train_config *t, const char *path, dm_error *err);
 /* Where a checkpoint folder keeps the (EMA) weights: model.safetensors, or for a UNet
  * unet/diffusion_pytorch_model.safetensors. */
 void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir, const dm_train_config *t);

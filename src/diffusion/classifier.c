@@ -316,6 +316,7 @@ dm_status dm_classifier_load(dm_classifier **out, const char *dir, dm_error *err
     snprintf(path, sizeof path, "%s/" DM_CKPT_MODEL, dir);
     if ((st = read_config(&c->cfg, dir, err)) ||
         (st = dm_schedule_init(&c->sched, &c->cfg.schedule, err)) ||
+        (st = dm_weights_count_check(path, dm_unet_num_params(&c->cfg.net), err)) ||
         (st = dm_unet_create(&c->model, &c->cfg.net, 0, err)) ||
         (st = dm_model_weights_load(c->model, path, err))) {
         dm_classifier_free(c);

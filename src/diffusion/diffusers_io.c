@@ -16,6 +16,10 @@ dm_status dm_unet_load_diffusers(dm_model **out, dm_unet_config *cfg_out, const 
     snprintf(path, sizeof path, "%s/" DM_DIFFUSERS_CONFIG, dir);
     dm_status st = dm_unet_config_read(&cfg, path, err);
     if (st) return st;
+    /* the weights' size first: a config of vast channels is refused before it is allocated */
+    snprintf(path, sizeof path, "%s/" DM_DIFFUSERS_WEIGHTS, dir);
+    if ((st = dm_weights_count_check(path, dm_unet_num_params(&cfg), err))) return st;
+    snprintf(path, sizeof path, "%s/" DM_DIFFUSERS_CONFIG, dir);
     dm_model *m;
     if ((st = dm_unet_create(&m, &cfg, 0, err))) {
         dm_error_prefix(err, "%s", path);

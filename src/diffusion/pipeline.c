@@ -28,6 +28,9 @@ dm_status dm_pipeline_load(dm_pipeline **out, const char *checkpoint, dm_error *
     if (!p) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, dir);
     if ((st = dm_checkpoint_config_read(path, &p->cfg, err))) goto fail;
+    dm_checkpoint_weights_path(path, sizeof path, dir, &p->cfg.train);
+    if ((st = dm_checkpoint_weights_check(&p->cfg.train, path, err))) goto fail;
+    snprintf(path, sizeof path, "%s/" DM_CKPT_CONFIG, dir);
     if ((st = dm_checkpoint_schedule(&p->sched, dir, &p->cfg.train, err)) ||
         (st = dm_checkpoint_model_create(&p->model, &p->cfg, err))) {
         dm_error_prefix(err, "%s", path);

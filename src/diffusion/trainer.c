@@ -643,12 +643,13 @@ dm_status dm_trainer_resume(dm_trainer **out, const char *checkpoint, const dm_d
     if (steps > 0) c.train.steps = steps;
     if (c.train.steps < c.step) c.train.steps = c.step;
 
+    dm_checkpoint_weights_path(path, sizeof path, dir, &c.train);
+    if ((st = dm_checkpoint_weights_check(&c.train, path, err))) return st;
     dm_trainer *tr;
     if ((st = trainer_build(&tr, &c.train, data, &c.norm, err))) {
         dm_error_prefix(err, "%s", dir);
         return st;
     }
-    dm_checkpoint_weights_path(path, sizeof path, dir, &c.train);
     /* the weights file holds the EMA weights; load them through the model, then copy out */
     if ((st = dm_model_weights_load(tr->model, path, err))) goto fail;
     size_t P = dm_model_num_params(tr->model);

@@ -328,6 +328,18 @@ static void init_params(dm_model *m, uint64_t seed) {
     }
 }
 
+double dm_mlp_num_params(const dm_mlp_config *cfg) {
+    if (check_config(cfg, NULL)) return 0;
+    const double D = (double)cfg->dim, H = (double)cfg->hidden, E = (double)cfg->temb_dim;
+    const double OD = cfg->out_dim ? (double)cfg->out_dim : D;
+    double n = E * H + H; /* time_mlp */
+    for (int64_t k = 0; k <= cfg->layers; k++) {
+        const double in = k == 0 ? D + H : H, out = k == cfg->layers ? OD : H;
+        n += in * out + out; /* net.2k */
+    }
+    return n + (double)cfg->num_classes * H; /* class_embedding */
+}
+
 dm_status dm_mlp_create(dm_model **out, const dm_mlp_config *cfg, uint64_t seed, dm_error *err) {
     *out = NULL;
     dm_status st = check_config(cfg, err);

@@ -143,12 +143,18 @@ typedef struct {
     dm_model *m; /* NULL: only count tensors, MACs and shapes */
     unet_impl *im;
     int n_tensors;
+    double n_params; /* when counting: the parameters the tensors hold */
     char prefix[DM_TENSOR_NAME_MAX + 8];
 } builder;
 
 static size_t add_tensor(builder *b, const char *name, int ndim, const int64_t *shape) {
     b->n_tensors++;
-    if (!b->m) return 0;
+    if (!b->m) {
+        double numel = 1;
+        for (int d = 0; d < ndim; d++) numel *= (double)shape[d];
+        b->n_params += numel;
+        return 0;
+    }
     char full[2 * DM_TENSOR_NAME_MAX + 8]; /* names built here are far shorter than the limit */
     snprintf(full, sizeof full, "%s%s", b->prefix, name);
     return dm_model_add_tensor(b->m, full, ndim, shape);
@@ -405,6 +411,16 @@ double dm_unet_macs_per_example(const dm_unet_config *cfg) {
     double macs = im->macs;
     unet_free_impl(im);
     return macs;
+}
+
+double dm_unet_num_params(const dm_unet_config *cfg) {
+    if (dm_unet_config_validate(cfg, NULL)) return 0;
+    unet_impl *im = unet_impl_new(cfg);
+    if (!im) return 0;
+    builder b = {.im = im};
+    build(&b);
+    unet_free_impl(im);
+    return b.n_params;
 }
 
 /* PyTorch's defaults: conv and linear weights and biases uniform +-1/sqrt(fan_in) (the
