@@ -52,13 +52,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 static void check_split(const char *arg, int cap) {
-    char buf[1100], *items[40];
-    snprintf(buf, sizeof buf, "%s", arg);
-    int n = split_list(buf, items, cap);
-    if (n < -1 || n > cap) abort();
+    char *buf = NULL, *items[40];
+    int n = split_list("--list", arg, &buf, items, cap);
+    const size_t len = strlen(arg);
+    if (n < 0 || n > cap) abort();
     for (int i = 0; i < n; i++)
-        if (!items[i][0] || strchr(items[i], ',') || items[i] < buf || items[i] >= buf + sizeof buf)
+        if (!items[i][0] || strchr(items[i], ',') || items[i] < buf || items[i] > buf + len)
             abort();
+    free(buf);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
