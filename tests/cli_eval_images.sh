@@ -12,9 +12,14 @@ bin=$1
 name=cli_eval_images
 fmnist=/usr/share/datasets/fashion-mnist
 source "$(dirname "$0")/shell_checks.sh"
-if [ ! -d "$fmnist" ]; then
-    echo "cli_eval_images: dataset-fashion-mnist not installed; skipped"; exit 77
-fi
+for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz \
+         t10k-labels-idx1-ubyte.gz; do
+    if [ ! -f "$fmnist/$f" ]; then
+        echo "FAIL: cli_eval_images: $fmnist/$f is missing: install the Debian package" \
+             "dataset-fashion-mnist (scripts/install-deps.sh does)"
+        exit 1
+    fi
+done
 ok() { # ok DESCRIPTION COMMAND...: must succeed; stdout in $dir/out
     local what=$1; shift
     checks=$((checks + 1))
