@@ -14,6 +14,27 @@ check() { # check DESCRIPTION COMMAND...: the command succeeds
         echo "FAIL: $what: '$*': $(cat "$dir/err")"; fails=$((fails + 1))
     fi
 }
+# jq's own filters, and finite: a number that is neither infinite nor NaN (the CLI writes those as
+# null, which is no number either)
+jq_defs='def finite: type == "number" and (isinfinite or isnan | not);'
+holds() { # holds DESCRIPTION FILE JQ-FILTER: FILE is one JSON value and the filter gives true on it
+    local what=$1 file=$2 filter=$3
+    checks=$((checks + 1))
+    if ! jq -e -s "$jq_defs length == 1 and (.[0] | $filter)" "$file" > /dev/null 2>&1; then
+        echo "FAIL: $what: $filter does not hold for $file: $(head -c 1500 "$file")"
+        fails=$((fails + 1))
+    fi
+}
+lines_hold() { # lines_hold DESCRIPTION FILE JQ-FILTER: every line of FILE parses as JSON, and the
+               # filter gives true on the array of them
+    local what=$1 file=$2 filter=$3
+    checks=$((checks + 1))
+    if ! jq -e -R -s "$jq_defs rtrimstr(\"\n\") | split(\"\n\") | map(fromjson) | $filter" "$file" \
+           > /dev/null 2>&1; then
+        echo "FAIL: $what: $filter does not hold for $file: $(head -c 1500 "$file")"
+        fails=$((fails + 1))
+    fi
+}
 if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
     echo "FAIL: cli_images: $fmnist is missing: install the Debian package" \
          "dataset-fashion-mnist (scripts/install-deps.sh does)"
@@ -28,10 +49,20 @@ JSON
 train=("$bin" train --model "$dir/small.json" --T 20 --batch 4 --threads 2 --quiet)
 check "train on fashion-mnist" "${train[@]}" --data fashion-mnist --steps 4 --out "$dir/run" --log-every 2
 check "resume" "${train[@]}" --data fashion-mnist --steps 6 --out "$dir/run" --log-every 2 --resume
-checks=$((checks + 1))
-if [ "$(wc -l < "$dir/run/log.jsonl")" -ne 3 ] || ! grep -q '"step": 6' "$dir/run/log.jsonl"; then
-    echo "FAIL: log.jsonl should hold steps 2, 4, 6: $(cat "$dir/run/log.jsonl")"; fails=$((fails + 1))
-fi
+# one line every 2 steps, the resumed run's appended to the first's; each loss the mean square
+# error of the noise, a positive number
+lines_hold "log.jsonl: steps 2, 4, 6, each with a positive loss and rate" "$dir/run/log.jsonl" \
+    'map(.step) == [2, 4, 6] and all(.[]; (.loss | finite) and .loss > 0 and
+                                          (.steps_per_s | finite) and .steps_per_s > 0)'
+holds "the resumed checkpoint is at step 6 of 6" "$dir/run/checkpoint/config.json" \
+    '.training.step == 6 and .training.steps == 6'
+# the plain run's diffusers files, against which the learned-variance run's differ below
+holds "the UNet's config: 1 channel in and out" "$dir/run/checkpoint/unet/config.json" \
+    '.in_channels == 1 and .out_channels == 1 and .sample_size == 28'
+holds "the scheduler: epsilon, variance beta (diffusers' fixed_large), T = 20" \
+    "$dir/run/checkpoint/scheduler/scheduler_config.json" \
+    '.prediction_type == "epsilon" and .variance_type == "fixed_large" and
+     .num_train_timesteps == 20 and (.trained_betas | length) == 20'
 for f in checkpoint/config.json checkpoint/model_index.json checkpoint/unet/config.json \
          checkpoint/unet/diffusion_pytorch_model.safetensors checkpoint/scheduler/scheduler_config.json loss.png; do
     checks=$((checks + 1))
@@ -42,19 +73,34 @@ done
 # sampler, and its bound on the test split
 check "train v / hybrid / learned variance" "${train[@]}" --data fashion-mnist --steps 2 \
     --out "$dir/run_lv" --prediction v --var learned --loss hybrid --t-sampling importance
-checks=$((checks + 1))
-if ! grep -q '"out_channels":[[:space:]]*2' "$dir/run_lv/checkpoint/unet/config.json" ||
-   ! grep -q 'learned_range' "$dir/run_lv/checkpoint/scheduler/scheduler_config.json" ||
-   ! grep -q 'v_prediction' "$dir/run_lv/checkpoint/scheduler/scheduler_config.json"; then
-    echo "FAIL: the learned-variance UNet's diffusers files"; fails=$((fails + 1))
-fi
+holds "the learned-variance UNet: 1 channel in, 2 out" "$dir/run_lv/checkpoint/unet/config.json" \
+    '.in_channels == 1 and .out_channels == 2'
+holds "the learned-variance scheduler: v_prediction, learned_range, T = 20" \
+    "$dir/run_lv/checkpoint/scheduler/scheduler_config.json" \
+    '.prediction_type == "v_prediction" and .variance_type == "learned_range" and
+     .num_train_timesteps == 20 and (.trained_betas | length) == 20'
+holds "the learned-variance run's config: v, hybrid, learned, importance" \
+    "$dir/run_lv/checkpoint/config.json" \
+    '.prediction == "v" and .objective.loss == "hybrid" and .objective.variance == "learned" and
+     .objective.timesteps == "importance" and .training.step == 2'
 check "sample ddim" "$bin" sample --model "$dir/run_lv" --n 3 --grid "$dir/g_ddim.png" --quiet \
     --sampler ddim --steps 5
 check "sample strided, learned variance" "$bin" sample --model "$dir/run_lv" --n 3 \
     --grid "$dir/g_strided.png" --quiet --steps 5
 check "nll on the test split" "$bin" eval --metric nll --model "$dir/run_lv" --n 6 --quiet --json
-checks=$((checks + 1))
-grep -q '"n":6,"dim":784' "$dir/out" || { echo "FAIL: nll output $(cat "$dir/out")"; fails=$((fails + 1)); }
+cp "$dir/out" "$dir/nll.json"
+# On images the decoder is discrete (a probability, at most 1) and the other terms are KL
+# divergences: every term is >= 0, the total their sum, and bits per dimension the total over
+# 784 ln 2. The bound uses the model's own (learned) variance.
+holds "nll: 6 images of 784 values, T = 20, the model's learned variance" "$dir/nll.json" \
+    '.metric == "nll" and .method == "estimate" and .n == 6 and .dim == 784 and .T == 20 and
+     .variance == "learned"'
+holds "nll: finite terms >= 0, a positive bits_per_dim" "$dir/nll.json" \
+    'all(.nats, .nats_se, .bits_per_dim, .bits_per_dim_se, .prior_nats, .diffusion_nats,
+         .decoder_nats; finite and . >= 0) and .log_det_nats == 0 and .bits_per_dim > 0'
+holds "nll: the total is the sum of its terms, bits_per_dim the total / (784 ln 2)" "$dir/nll.json" \
+    '(.nats - (.prior_nats + .diffusion_nats + .decoder_nats) | fabs) <= 1e-9 * .nats and
+     (.bits_per_dim * 784 * (2 | log) - .nats | fabs) <= 1e-9 * .nats'
 check "sample" "$bin" sample --model "$dir/run" --n 5 --grid "$dir/grid.png" --each "$dir/each" \
     --npy "$dir/s.npy" --strip "$dir/strip.png" --quiet
 for f in grid.png strip.png s.npy each/sample_00000.png each/sample_00004.png; do
