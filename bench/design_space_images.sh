@@ -7,7 +7,9 @@
 #
 # Usage: bench/design_space_images.sh [build/diffusion] [STEPS] [N] [T_DRAWS]
 #        (defaults: 300 steps, 2000 images, 20 timesteps drawn per image)
-# Writes out/design-space-images/ (runs, results.md) and docs/images/design-space/fmnist-*.png.
+# Writes everything into WORK (default out/design-space-images): the runs, results.md (the
+# table) and fmnist-NAME.png (the sample grids). It never writes into docs/: the grids shown in
+# docs/design-space.md are copies of a run's fmnist-*.png.
 set -euo pipefail
 bin=${1:-build/diffusion}
 steps=${2:-300}
@@ -15,7 +17,7 @@ n=${3:-2000}
 t_draws=${4:-20}
 threads=${THREADS:-2}
 work=${WORK:-out/design-space-images}
-plots=docs/images/design-space
+plots=$work
 mkdir -p "$work" "$plots"
 export OMP_WAIT_POLICY=passive
 common=(--data fashion-mnist --model unet-28 --steps "$steps" --batch 64 --lr 5e-4 --warmup 100

@@ -5,8 +5,9 @@
 # class-balanced samples at each classifier-free scale w and each classifier-guidance scale gamma.
 # Steps already done (a folder with its checkpoint) are reused, so the script can be re-run.
 # Usage: bench/guidance.sh BIN [OUT_DIR] [MODEL_STEPS]   (defaults: out/guidance, 2400)
-# Writes OUT_DIR/guidance.txt (the table), guidance.json, guidance.png, guidance-classifier.png,
-# grid-w*.png (10 samples of each class, one class a column).
+# Writes OUT_DIR/accuracy.txt (the evaluation classifier's test accuracy), noisy-accuracy.txt
+# (the noisy classifier's on clean test images), guidance.json (the table), guidance.png,
+# guidance-classifier.png, grid-w*.png (10 samples of each class, one class a column).
 set -euo pipefail
 bin=${1:?usage: bench/guidance.sh BIN [OUT_DIR] [MODEL_STEPS]}
 out=${2:-out/guidance}
@@ -22,6 +23,8 @@ export OMP_WAIT_POLICY=passive
     "$bin" train-classifier --data fashion-mnist --noisy --like "$out/model" --steps 1200 \
         --batch 128 --out "$out/noisy-clf"
 "$bin" eval --metric accuracy --classifier "$out/eval-clf" | tee "$out/accuracy.txt"
+# the noisy classifier on clean test images (t = 0); eval notes on stderr that it is noisy
+"$bin" eval --metric accuracy --classifier "$out/noisy-clf" | tee "$out/noisy-accuracy.txt"
 args=(eval --metric guidance --classifier "$out/eval-clf" --model "$out/model"
       --guide-classifier "$out/noisy-clf" --n 500 --sampler dpmpp-2m --steps 20
       --scales 0,1,2,3,5 --gammas 0,1,3,10)
