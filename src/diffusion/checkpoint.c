@@ -553,22 +553,67 @@ dm_status dm_model_weights_save(const dm_model *m, const float *weights, const c
     return st;
 }
 
+/* *found: the file of files[] holding tensor p under its name or its alias, *held_as: the name
+ * it has there (in buf); refused when none or more than one holds it. */
+static dm_status find_tensor(dm_safetensors *const *files, int n_files, const dm_param_tensor *p,
+                             dm_weights_alias alias, const char *what, dm_safetensors **out,
+                             const char **held_as, char *buf, size_t cap, dm_error *err) {
+    const char *names[2] = {p->name, alias ? alias(p->name, buf, cap) : NULL};
+    dm_safetensors *found = NULL;
+    for (int f = 0; f < n_files; f++) {
+        for (int k = 0; k < 2; k++) {
+            if (!names[k] || !dm_safetensors_get(files[f], names[k])) continue;
+            if (found)
+                return dm_error_set(err, DM_ERR_MISMATCH,
+                                    "tensor '%s' is held twice: as '%s' in %s and as '%s' in %s",
+                                    p->name, *held_as, dm_safetensors_path(found), names[k],
+                                    dm_safetensors_path(files[f]));
+            found = files[f];
+            *held_as = names[k];
+        }
+    }
+    if (!found && names[1])
+        return dm_error_set(err, DM_ERR_MISMATCH, "%s: no tensor '%s' (nor '%s')", what,
+                            names[0], names[1]);
+    if (!found) return dm_error_set(err, DM_ERR_MISMATCH, "%s: no tensor '%s'", what, names[0]);
+    *out = found;
+    return DM_OK;
+}
+
+dm_status dm_model_weights_load_files(dm_model *m, dm_safetensors *const *files, int n_files,
+                                      dm_weights_alias alias, const char *what, dm_error *err) {
+    int held = 0;
+    for (int f = 0; f < n_files; f++) held += dm_safetensors_count(files[f]);
+    if (held != m->n_tensors)
+        return dm_error_set(err, DM_ERR_MISMATCH,
+                            "%s: holds %d tensors, the model described by its config has %d",
+                            what, held, m->n_tensors);
+    /* every tensor of m in exactly one file, and the counts equal: the files hold no other */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dm_param_tensor *p = &m->tensors[i];
+        char buf[2 * DM_TENSOR_NAME_MAX];
+        const char *name = NULL;
+        dm_safetensors *sf = NULL;
+        dm_status st =
+            find_tensor(files, n_files, p, alias, what, &sf, &name, buf, sizeof buf, err);
+        if (st) return st;
+        float *dst = m->params + p->offset;
+        if ((st = dm_safetensors_read_f32(sf, name, dst, p->shape, p->ndim, err))) return st;
+        size_t numel = 1;
+        for (int d = 0; d < p->ndim; d++) numel *= (size_t)p->shape[d];
+        if (!dm_all_finite(dst, numel))
+            return dm_error_set(err, DM_ERR_NUMERIC, "%s: tensor '%s' contains NaN or Inf",
+                                dm_safetensors_path(sf), name);
+    }
+    return DM_OK;
+}
+
 dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err) {
     dm_safetensors *sf;
     dm_status st = dm_safetensors_open(&sf, path, err);
     if (st) return st;
-    if (dm_safetensors_count(sf) != m->n_tensors) {
-        st = dm_error_set(err, DM_ERR_MISMATCH,
-                          "%s: holds %d tensors, the model described by its config has %d", path,
-                          dm_safetensors_count(sf), m->n_tensors);
-    }
-    for (int i = 0; !st && i < m->n_tensors; i++) {
-        const dm_param_tensor *p = &m->tensors[i];
-        st = dm_safetensors_read_f32(sf, p->name, m->params + p->offset, p->shape, p->ndim, err);
-    }
+    st = dm_model_weights_load_files(m, &sf, 1, NULL, path, err);
     dm_safetensors_close(sf);
-    if (!st && !dm_all_finite(m->params, m->num_params))
-        st = dm_error_set(err, DM_ERR_NUMERIC, "%s: weights contain NaN or Inf", path);
     return st;
 }
 
@@ -609,26 +654,37 @@ dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train
     return st;
 }
 
+dm_status dm_weights_count_check_files(dm_safetensors *const *files, int n_files,
+                                       const char *what, double expected, dm_error *err) {
+    if (!(expected > 0)) return DM_OK; /* an invalid config: creating the model says why */
+    double held = 0;
+    int n = 0;
+    for (int f = 0; f < n_files; f++) {
+        const int nf = dm_safetensors_count(files[f]);
+        for (int i = 0; i < nf; i++) {
+            const dm_st_tensor *t = dm_safetensors_at(files[f], i);
+            double numel = 1;
+            for (int d = 0; d < t->ndim; d++) numel *= (double)t->shape[d];
+            held += numel;
+        }
+        n += nf;
+    }
+    if (held != expected)
+        return dm_error_set(err, DM_ERR_MISMATCH,
+                            "%s: holds %.0f parameters (%d tensors), the model its config "
+                            "describes has %.0f: refused before creating the model",
+                            what, held, n, expected);
+    return DM_OK;
+}
+
 dm_status dm_weights_count_check(const char *path, double expected, dm_error *err) {
     if (!(expected > 0)) return DM_OK; /* an invalid config: creating the model says why */
     dm_safetensors *sf;
     dm_status st = dm_safetensors_open(&sf, path, err);
     if (st) return st;
-    double held = 0;
-    const int n = dm_safetensors_count(sf);
-    for (int i = 0; i < n; i++) {
-        const dm_st_tensor *t = dm_safetensors_at(sf, i);
-        double numel = 1;
-        for (int d = 0; d < t->ndim; d++) numel *= (double)t->shape[d];
-        held += numel;
-    }
+    st = dm_weights_count_check_files(&sf, 1, path, expected, err);
     dm_safetensors_close(sf);
-    if (held != expected)
-        return dm_error_set(err, DM_ERR_MISMATCH,
-                            "%s: holds %.0f parameters (%d tensors), the model its config "
-                            "describes has %.0f: refused before creating the model",
-                            path, held, n, expected);
-    return DM_OK;
+    return st;
 }
 
 dm_status dm_checkpoint_weights_check(const dm_train_config *t, const char *path, dm_error *err) {

@@ -56,6 +56,17 @@ dm_status dm_model_weights_save(const dm_model *m, const float *weights, const c
                                 dm_error *err);
 /* Loads every tensor of m by name into its params, checking names and shapes. */
 dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err);
+/* Another name a weights file may hold a model tensor under (diffusers' attention names from
+ * before 0.17): written into buf (cap bytes), which is returned; NULL when there is none. */
+typedef const char *(*dm_weights_alias)(const char *name, char *buf, size_t cap);
+typedef struct dm_safetensors dm_safetensors;
+/* dm_model_weights_load over open files that together hold m's weights (one file, or the shards
+ * of a sharded checkpoint): each tensor of m in exactly one of them, under its name or (alias
+ * not NULL) its alias, with its shape and any dtype dm_safetensors_read_f32 converts; the files
+ * hold no other tensor. A tensor with NaN or Inf is refused naming it and its file. `what`
+ * names the whole set (the file, or a shard index) in errors about the set. */
+dm_status dm_model_weights_load_files(dm_model *m, dm_safetensors *const *files, int n_files,
+                                      dm_weights_alias alias, const char *what, dm_error *err);
 
 /* The schedule a checkpoint samples with: from its config, or for a learned schedule from
  * DIR/schedule.safetensors discretised to T steps. */
@@ -70,7 +81,19 @@ dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c
  * 10^5) is refused without allocating it. expected 0 (an invalid config) passes: creating
  * the model reports why. dm_checkpoint_weights_check takes t's model. */
 dm_status dm_weights_count_check(const char *path, double expected, dm_error *err);
+/* The same over open files (the shards of a sharded checkpoint): the sum of their parameters;
+ * `what` names them in the error. */
+dm_status dm_weights_count_check_files(dm_safetensors *const *files, int n_files,
+                                       const char *what, double expected, dm_error *err);
 dm_status dm_checkpoint_weights_check(const dm_train_config *t, const char *path, dm_error *err);
+/* A diffusers UNet2DModel folder loaded as UNet2DModel.from_pretrained(dir, variant=variant)
+ * does (dm_unet_load_diffusers is variant NULL): the weights file chosen by diffusers 0.31's
+ * rules (diffusers_io.c), as one safetensors file or shards with their index, in F32, F64, F16
+ * or BF16, under today's or the pre-0.17 attention names. Pickles (.bin) are refused with how
+ * to convert them; so are shard sets that disagree with their index, and NaN or Inf weights.
+ * Errors name the file. */
+dm_status dm_unet_load_diffusers_variant(dm_model **m, dm_unet_config *cfg, const char *dir,
+                                         const char *variant, dm_error *err);
 /* Where a checkpoint folder keeps the (EMA) weights: model.safetensors, or for a UNet
  * unet/diffusion_pytorch_model.safetensors. */
 void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir, const dm_train_config *t);

@@ -21,8 +21,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 /* A larger JSON header is not a checkpoint of ours and would only cost memory. */
 #define DM_ST_MAX_HEADER ((uint64_t)100 << 20)
 
-static const char *const dtype_names[] = {"F32", "F64", "I64", "I32", "U8"};
-static const size_t dtype_sizes[] = {4, 8, 8, 4, 1};
+static const char *const dtype_names[] = {"F32", "F64", "I64", "I32", "U8", "F16", "BF16"};
+static const size_t dtype_sizes[] = {4, 8, 8, 4, 1, 2, 2};
 #define N_DTYPES (int)(sizeof dtype_names / sizeof dtype_names[0])
 
 size_t dm_dtype_size(dm_dtype dtype) {
@@ -303,7 +303,8 @@ static dm_status parse_entry(const dm_safetensors *st, const cJSON *entry, uint6
     while (k < N_DTYPES && strcmp(dtype->valuestring, dtype_names[k]) != 0) k++;
     if (k == N_DTYPES)
         return dm_error_set(err, DM_ERR_FORMAT,
-                            "%s: tensor '%s': unsupported dtype '%s' (F32, F64, I64, I32, U8)",
+                            "%s: tensor '%s': unsupported dtype '%s' (F32, F64, F16, BF16, I64, "
+                            "I32, U8)",
                             path, name, dtype->valuestring);
     t->name = name;
     t->dtype = (dm_dtype)k;
@@ -456,6 +457,34 @@ const char *dm_safetensors_meta(const dm_safetensors *st, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+const char *dm_safetensors_path(const dm_safetensors *st) { return st->path; }
+
+float dm_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* infinity, or NaN with its payload */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13); /* normal: rebias the exponent */
+    } else {
+        /* zero or subnormal: man * 2^-24, exact in float32 (man < 2^10, a power-of-two scale) */
+        float v = (float)man * 0x1p-24f;
+        memcpy(&bits, &v, 4);
+        bits |= sign;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+float dm_bf16_to_f32(uint16_t h) {
+    const uint32_t bits = (uint32_t)h << 16; /* bfloat16 is the upper half of a float32 */
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 static void format_shape(char *buf, size_t size, const int64_t *shape, int ndim) {
     size_t used = (size_t)snprintf(buf, size, "[");
     for (int d = 0; d < ndim && used < size; d++)
@@ -489,8 +518,16 @@ dm_status dm_safetensors_read_f32(const dm_safetensors *st, const char *name, fl
             memcpy(&v, src + 8 * i, 8); /* the data may be unaligned */
             dst[i] = (float)v;
         }
+    } else if (t->dtype == DM_DTYPE_F16 || t->dtype == DM_DTYPE_BF16) {
+        const uint8_t *src = t->data;
+        const bool half = t->dtype == DM_DTYPE_F16;
+        for (uint64_t i = 0; i < numel; i++) {
+            const uint16_t h = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)); /* little-endian */
+            dst[i] = half ? dm_f16_to_f32(h) : dm_bf16_to_f32(h);
+        }
     } else {
-        return dm_error_set(err, DM_ERR_MISMATCH, "%s: tensor '%s' is %s, expected F32 or F64",
+        return dm_error_set(err, DM_ERR_MISMATCH,
+                            "%s: tensor '%s' is %s, expected F32, F64, F16 or BF16",
                             st->path, name, dm_dtype_name(t->dtype));
     }
     return DM_OK;
