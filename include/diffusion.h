@@ -455,6 +455,14 @@ dm_status dm_unet_create(dm_model **m, const dm_unet_config *cfg, uint64_t seed,
  * diffusion_pytorch_model.safetensors (every tensor by name, shapes checked). cfg may be NULL. */
 dm_status dm_unet_load_diffusers(dm_model **m, dm_unet_config *cfg, const char *dir,
                                  dm_error *err);
+/* A diffusers UNet2DModel folder loaded as UNet2DModel.from_pretrained(dir, variant=variant)
+ * does (dm_unet_load_diffusers is variant NULL): the weights file chosen by diffusers 0.31's
+ * rules (diffusers_io.c), as one safetensors file or shards with their index, in F32, F64, F16
+ * or BF16, under today's or the pre-0.17 attention names. Pickles (.bin) are refused with how
+ * to convert them; so are shard sets that disagree with their index, and NaN or Inf weights.
+ * Errors name the file. */
+dm_status dm_unet_load_diffusers_variant(dm_model **m, dm_unet_config *cfg, const char *dir,
+                                         const char *variant, dm_error *err);
 /* Writes such a folder (weights from `weights`, laid out like m's params; NULL = m's params). */
 dm_status dm_unet_save_diffusers(const dm_model *m, const float *weights, const char *dir,
                                  dm_error *err);
@@ -527,6 +535,10 @@ dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_da
                             int64_t steps, dm_error *err);
 /* One optimiser step; *loss receives the mini-batch objective (may be NULL). A non-finite loss
  * returns DM_ERR_NUMERIC and leaves the weights untouched. */
+/* Starts from another model's weights (fine-tuning, e.g. a diffusers UNet from
+ * dm_pipeline_model): the same architecture, tensor by tensor; raw and EMA weights both.
+ * Only before the first step. */
+dm_status dm_trainer_init_weights(dm_trainer *tr, const dm_model *from, dm_error *err);
 dm_status dm_trainer_step(dm_trainer *tr, double *loss, dm_error *err);
 /* With skip set, a step whose loss or gradient is not finite is skipped instead: the weights stay
  * unchanged, the step is counted (its loss recorded as NaN, *loss = NaN) and DM_OK returned;
@@ -571,6 +583,9 @@ typedef enum {
 const char *dm_sampler_name(dm_sampler_kind k); /* ancestral, ddim, langevin, pc, dpmpp-2m */
 dm_status dm_sampler_parse(const char *name, dm_sampler_kind *k, dm_error *err);
 
+/* A diffusers scheduler (below, "diffusers schedulers"). */
+typedef struct dm_scheduler dm_scheduler;
+
 typedef struct {
     dm_sampler_kind sampler;  /* DM_SAMPLER_ANCESTRAL */
     int32_t steps;            /* network levels: 0 = all T (langevin: min(T, 100)); S < T =
@@ -588,6 +603,18 @@ typedef struct {
     uint64_t stream;          /* 0; independent draws of the same seed use different streams */
     int clip_x0;              /* 0; 1 clips the predicted x_0 to [-1, 1] before each step's mean
                                * (images; diffusers' clip_sample) */
+    int ddim_clipped_eps;     /* 0: DDIM with clip_x0 keeps the network's eps in the direction
+                               * term, as diffusers' default (use_clipped_model_output False);
+                               * 1: recomputes eps from the clipped x_0 (GLIDE's form) */
+    const float *x_T;         /* NULL: x_T is drawn from (seed, stream); else the start (B, dim),
+                               * for reproducing a run made elsewhere */
+    const float *noise;       /* NULL: every step's noise is drawn; else (S, B, dim), block k the
+                               * noise of the k-th step taken (S = the steps of the run; a step
+                               * that adds no noise ignores its block). Ancestral, DDIM and the
+                               * diffusers schedulers; refused for langevin and pc */
+    const dm_scheduler *scheduler; /* NULL; else dm_sample runs this diffusers
+                               * scheduler's loop (sampler, var, clip_x0 ignored; steps = its
+                               * num_inference_steps, 0 = the pipeline's default) */
     dm_sample_observer observe; /* optional */
     void *observe_ctx;
 } dm_sample_options;
@@ -610,9 +637,73 @@ int64_t dm_sample_evaluations(const dm_schedule *s, const dm_sample_options *opt
 dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x,
                               int64_t B, int64_t dim, const dm_sample_options *opt, dm_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* diffusers schedulers                                                                       */
+
+/* The sampling loop of a diffusers scheduler as its scheduler_config.json describes it
+ * (diffusers 0.31.0's DDPMScheduler, DDIMScheduler and DPMSolverMultistepScheduler), so that a
+ * diffusers pipeline folder samples as diffusers does: the same x_T and noise give diffusers'
+ * result. Every key of those classes is honoured or refused with its value named; docs/diffusers.md
+ * lists what happens to each. */
+typedef enum { DM_SCHEDULER_DDPM = 0, DM_SCHEDULER_DDIM, DM_SCHEDULER_DPMSOLVER } dm_scheduler_class;
+typedef enum { DM_SPACING_LEADING = 0, DM_SPACING_TRAILING, DM_SPACING_LINSPACE } dm_timestep_spacing;
+/* DDPMScheduler's variance_type (fixed_large_log is refused: diffusers 0.31 takes the square
+ * root of log(beta), which is NaN) */
+typedef enum {
+    DM_DDPM_FIXED_SMALL = 0, /* beta_tilde, clamped at 1e-20 */
+    DM_DDPM_FIXED_SMALL_LOG, /* the same through exp(0.5 log) */
+    DM_DDPM_FIXED_LARGE,     /* beta of the step */
+    DM_DDPM_LEARNED,         /* the model's variance channel is sigma^2 itself */
+    DM_DDPM_LEARNED_RANGE,   /* improved DDPM: interpolates log beta_tilde .. log beta */
+} dm_ddpm_variance;
+
+struct dm_scheduler {
+    dm_scheduler_class cls;
+    int32_t T;                 /* num_train_timesteps */
+    double *betas;             /* (T) as diffusers computes them (float32 values) */
+    dm_prediction prediction;  /* prediction_type: epsilon, v_prediction or sample */
+    dm_ddpm_variance variance; /* DDPM's variance_type (DDIM, DPM: fixed_small) */
+    int variance_output;       /* the model has a variance channel (learned, learned_range) */
+    int clip_sample;           /* DDPM, DDIM */
+    double clip_sample_range;
+    int thresholding;          /* dynamic thresholding of x_0 (Imagen) */
+    double dynamic_thresholding_ratio, sample_max_value;
+    dm_timestep_spacing spacing;
+    int32_t steps_offset;
+    int set_alpha_to_one;      /* DDIM: the last step goes to alpha_bar 1, else alpha_bar_0 */
+    int solver_order;          /* DPM: 1 or 2 */
+    int heun;                  /* DPM: solver_type heun (else midpoint) */
+    int lower_order_final, euler_at_final;
+    int final_sigma_min;       /* DPM: final_sigmas_type sigma_min (else zero) */
+    double lambda_min_clipped; /* DPM: -inf = off */
+    int32_t default_steps;     /* num_inference_steps when none is asked: the pipeline's
+                                * default (DDPMPipeline 1000, DDIMPipeline 50; DPM-Solver 20) */
+};
+
+/* Reads a scheduler_config.json; unknown keys, other classes and unsupported values are
+ * refused with the file, key and value named. Free with dm_scheduler_free. */
+dm_status dm_scheduler_read(dm_scheduler *sc, const char *path, dm_error *err);
+/* The class's defaults, as diffusers' DDPMScheduler() etc. construct it. */
+dm_status dm_scheduler_default(dm_scheduler *sc, dm_scheduler_class cls, dm_error *err);
+void dm_scheduler_free(dm_scheduler *sc);
+const char *dm_scheduler_class_name(dm_scheduler_class c); /* DDPMScheduler, ... */
+/* The scheduler's alpha_bar as a schedule (cumulative product as torch.cumprod computes it). */
+dm_status dm_scheduler_schedule(const dm_scheduler *sc, dm_schedule *s, dm_error *err);
+/* diffusers' set_timesteps(S): the S timesteps of a run, decreasing, into out (S). */
+dm_status dm_scheduler_timesteps(const dm_scheduler *sc, int32_t S, int32_t *out, dm_error *err);
+/* One DDPMScheduler.step or DDIMScheduler.step (eta from opt) from timestep t with S inference
+ * steps (prev = t - T / S): x (B, dim) updated in place from eps_hat, var (the raw variance
+ * channel, learned variances only) and noise (B, dim; NULL = none, DDPM at t = 0 and DDIM with
+ * eta 0 need none). s is dm_scheduler_schedule's. */
+dm_status dm_scheduler_step(const dm_scheduler *sc, const dm_schedule *s, int32_t S, int32_t t,
+                            float *x, const float *eps, const float *var, const float *noise,
+                            double eta, int clipped_eps, int64_t B, int64_t dim, dm_error *err);
+
 /* A trained model with its schedule and normalisation, loaded from a checkpoint folder. */
 typedef struct dm_pipeline dm_pipeline;
 
+/* checkpoint: one of our checkpoint folders (or a training run's folder), or a diffusers
+ * folder (dm_pipeline_load_diffusers with its own scheduler and no variant). */
 dm_status dm_pipeline_load(dm_pipeline **p, const char *checkpoint, dm_error *err);
 int64_t dm_pipeline_dim(const dm_pipeline *p);
 const dm_model *dm_pipeline_model(const dm_pipeline *p);
@@ -630,6 +721,19 @@ dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const f
                               const float *t, int64_t B, dm_error *err);
 /* The training configuration the checkpoint was written with (prediction, loss, variance...). */
 const dm_train_config *dm_pipeline_train_config(const dm_pipeline *p);
+/* A diffusers folder's scheduler (its scheduler_config.json), NULL for our checkpoints: pass it
+ * as dm_sample_options.scheduler to sample as diffusers does. */
+const dm_scheduler *dm_pipeline_scheduler(const dm_pipeline *p);
+/* A diffusers folder: a pipeline folder as DDPMPipeline / DDIMPipeline.save_pretrained writes it
+ * (model_index.json, unet/, scheduler/) or a bare UNet2DModel folder (config.json and weights).
+ * scheduler_config (NULL: the pipeline's scheduler/scheduler_config.json, with the pipeline's
+ * default steps, DDPMPipeline 1000 and DDIMPipeline 50; for a bare UNet diffusers' DDPMScheduler
+ * defaults) replaces the folder's scheduler, keeping its class's default steps; variant (NULL: none)
+ * loads diffusion_pytorch_model.<variant>.safetensors as diffusers' variant argument does.
+ * dm_pipeline_load calls this for diffusers folders. */
+dm_status dm_pipeline_load_diffusers(dm_pipeline **p, const char *dir,
+                                     const char *scheduler_config, const char *variant,
+                                     dm_error *err);
 void dm_pipeline_free(dm_pipeline *p);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -15,7 +15,8 @@ int cmd_sample(int argc, char **argv) {
     dm_sample_options_default(&so);
     const char *model = NULL, *out = "samples.csv", *plot = NULL, *strip = NULL, *data = NULL;
     const char *var = "model", *grid = "samples.png", *each = NULL, *npy = NULL;
-    const char *sampler = "ancestral";
+    const char *sampler = NULL, *scheduler_config = NULL, *variant = NULL;
+    int glide_clip = 0;
     int64_t n = 10000, n_data = 10000;
     int threads = 2, json = 0, quiet = 0, no_clip = 0, scale = 2;
     const char *class_arg = NULL, *guide_classifier = NULL;
@@ -23,7 +24,9 @@ int cmd_sample(int argc, char **argv) {
     dm_guidance_default(&guide);
     const char *precision = "fp32";
     cli_option opts[] = {
-        {"--model", OPT_STRING, &model, "DIR", "checkpoint folder or training run folder (required)"},
+        {"--model", OPT_STRING, &model, "DIR", "checkpoint folder, training run folder, or a diffusers pipeline or UNet2DModel folder (required)"},
+        {"--scheduler-config", OPT_STRING, &scheduler_config, "FILE", "diffusers folders: sample with this scheduler_config.json (DDPMScheduler, DDIMScheduler or DPMSolverMultistepScheduler) instead of the folder's"},
+        {"--variant", OPT_STRING, &variant, "NAME", "diffusers folders: load diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
         {"--n", OPT_I64, &n, "N", "number of samples (images: 64 unless given)"},
         {"--out", OPT_STRING, &out, "FILE", "points: samples in data units, .csv or .npy"},
         {"--grid", OPT_STRING, &grid, "PNG", "images: all samples in one grid"},
@@ -31,9 +34,10 @@ int cmd_sample(int argc, char **argv) {
         {"--npy", OPT_STRING, &npy, "FILE", "images: also all samples as uint8 NPY (n, c, h, w)"},
         {"--scale", OPT_INT, &scale, "N", "images: pixels per image pixel in the PNGs"},
         {"--no-clip", OPT_FLAG, &no_clip, NULL, "images: do not clip the predicted x_0 to [-1, 1] at each step"},
-        {"--sampler", OPT_STRING, &sampler, "NAME", "ancestral, ddim, langevin (annealed Langevin on the score), pc (predictor-corrector) or dpmpp-2m (DPM-Solver++(2M), an ODE solver for 10-50 steps)"},
+        {"--sampler", OPT_STRING, &sampler, "NAME", "scheduler (a diffusers folder's own scheduler, its default there), ancestral (the default otherwise), ddim, langevin (annealed Langevin on the score), pc (predictor-corrector) or dpmpp-2m (DPM-Solver++(2M), an ODE solver for 10-50 steps)"},
         {"--steps", OPT_INT, &so.steps, "N", "network levels: a strided subset of the T steps (0 = all)"},
-        {"--eta", OPT_DOUBLE, &so.eta, "X", "ddim: noise, 0 (deterministic) to 1"},
+        {"--eta", OPT_DOUBLE, &so.eta, "X", "ddim (and a DDIM scheduler): noise, 0 (deterministic) to 1"},
+        {"--glide-clip", OPT_FLAG, &glide_clip, NULL, "ddim with clipping: recompute eps from the clipped x_0 (GLIDE; diffusers' use_clipped_model_output) instead of keeping the network's"},
         {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde or learned (default: the one the model was trained with)"},
         {"--corrector-steps", OPT_INT, &so.corrector_steps, "N", "langevin, pc: Langevin steps per level (0 = the sampler's default)"},
         {"--langevin-delta", OPT_DOUBLE, &so.langevin_delta, "X", "langevin: step size at the lowest noise level"},
@@ -64,7 +68,8 @@ int cmd_sample(int argc, char **argv) {
         return 2;
     }
     dm_error err = {0};
-    if (dm_sampler_parse(sampler, &so.sampler, &err) ||
+    const int use_scheduler = sampler ? strcmp(sampler, "scheduler") == 0 : -1; /* -1: default */
+    if ((use_scheduler == 0 && dm_sampler_parse(sampler, &so.sampler, &err)) ||
         (strcmp(var, "model") != 0 && dm_reverse_var_parse(var, &so.var, &err)))
         return cli_fail(&err);
     if (n < 1 || n > 100000000) {
@@ -78,9 +83,29 @@ int cmd_sample(int argc, char **argv) {
     if (cli_set_precision(precision)) return 2;
     cli_set_threads(threads);
 
+    so.ddim_clipped_eps = glide_clip;
     dm_pipeline *p;
-    if (dm_pipeline_load(&p, model, &err)) return cli_fail(&err);
+    if (scheduler_config || variant ? dm_pipeline_load_diffusers(&p, model, scheduler_config,
+                                                                 variant, &err)
+                                    : dm_pipeline_load(&p, model, &err))
+        return cli_fail(&err);
     if (strcmp(var, "model") == 0) so.var = dm_pipeline_train_config(p)->var;
+    /* a diffusers folder samples with its own scheduler unless another sampler is named */
+    if (use_scheduler != 0) so.scheduler = dm_pipeline_scheduler(p);
+    if (use_scheduler == 1 && !so.scheduler) {
+        dm_pipeline_free(p);
+        fprintf(stderr, "error: --sampler scheduler needs a diffusers folder (%s is a "
+                "diffusion.c checkpoint): choose ancestral, ddim, langevin, pc or dpmpp-2m\n",
+                cli_safe(model));
+        return 2;
+    }
+    if (so.scheduler && (no_clip || glide_clip || cli_given(argc, argv, "--var"))) {
+        dm_pipeline_free(p);
+        fprintf(stderr, "error: --no-clip, --glide-clip and --var set diffusion.c's samplers; "
+                "the folder's scheduler follows its scheduler_config.json (give --sampler to "
+                "use another sampler, or --scheduler-config)\n");
+        return 2;
+    }
     const int image_model = dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL);
     if (image_model && !cli_given(argc, argv, "--n")) n = 64;
     int32_t *labels = NULL;

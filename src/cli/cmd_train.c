@@ -2,6 +2,7 @@
  * the user's images. */
 #include "common.h"
 #include "images.h"
+#include "init_from.h"
 #include "progress.h"
 
 #include <math.h>
@@ -110,7 +111,7 @@ int cmd_train(int argc, char **argv) {
     dm_train_config_default(&cfg);
     const char *data = "swissroll", *out = NULL, *schedule = "linear", *model = NULL;
     const char *prediction = "epsilon", *loss_name = "simple", *var = "beta";
-    const char *t_sampling = "uniform";
+    const char *t_sampling = "uniform", *init_from = NULL, *variant = NULL;
     int64_t n_data = 100000, every = 1000, log_every = 50;
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     int skip_nonfinite = 0, conditional = 0;
@@ -119,6 +120,8 @@ int cmd_train(int argc, char **argv) {
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
         {"--model", OPT_STRING, &model, "NAME|JSON", "mlp (points), a UNet preset (unet-28, cifar-ddpm, tiny) or a diffusers config.json; images default to unet-28"},
+        {"--init-from", OPT_STRING, &init_from, "DIR", "fine-tune a diffusers pipeline or UNet2DModel folder: its UNet (architecture and weights) and its scheduler's schedule, prediction and variance"},
+        {"--variant", OPT_STRING, &variant, "NAME", "with --init-from: load diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
         {"--n-data", OPT_I64, &n_data, "N", "points drawn for a built-in set"},
         {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint/, loss.png, log.jsonl (default: runs/<data>)"},
         {"--steps", OPT_I64, &cfg.steps, "N", "optimiser steps"},
@@ -196,18 +199,41 @@ int cmd_train(int argc, char **argv) {
     if (cli_set_precision(precision)) return 2;
     cli_set_threads(threads);
 
-    const int images = (model && strcmp(model, "mlp") != 0) || cli_is_image_data(data);
+    dm_pipeline *init = NULL;
+    if (init_from) {
+        /* the folder fixes these; a flag that would change them is refused, not ignored */
+        static const char *const fixed[] = {"--model", "--schedule", "--T", "--beta-start",
+                                            "--beta-end", "--gamma-min", "--gamma-max",
+                                            "--prediction", "--var", "--conditional",
+                                            "--resume"};
+        for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+            if (cli_given(argc, argv, fixed[i])) {
+                fprintf(stderr, "error: %s with --init-from: the diffusers folder sets the "
+                        "model, schedule, prediction and variance (and a fine-tuning run "
+                        "resumes with --resume alone)\n", fixed[i]);
+                return 2;
+            }
+        if (cli_init_from(&init, &cfg, init_from, variant, &err)) return cli_fail(&err);
+    } else if (variant) {
+        fprintf(stderr, "error: --variant goes with --init-from\n");
+        return 2;
+    }
+
+    const int images = init || (model && strcmp(model, "mlp") != 0) || cli_is_image_data(data);
     dm_dataset ds = {0};
     if (images) {
         cfg.arch = DM_ARCH_UNET;
-        if (cli_unet_config(&cfg.unet, model ? model : "unet-28", &err)) return cli_fail(&err);
+        if (!init && cli_unet_config(&cfg.unet, model ? model : "unet-28", &err))
+            return cli_fail(&err);
         /* the MLP's defaults do not suit a UNet; keep what the user gave */
         if (!cli_given(argc, argv, "--batch")) cfg.batch = CLI_IMAGE_BATCH;
         if (!cli_given(argc, argv, "--lr")) cfg.optim.lr = CLI_IMAGE_LR;
         if (!cli_given(argc, argv, "--warmup")) cfg.optim.warmup = CLI_IMAGE_WARMUP;
         dm_image_set set;
-        if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size, &err))
+        if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size, &err)) {
+            dm_pipeline_free(init);
             return cli_fail(&err);
+        }
         ds = set.data; /* the trainer takes rows of c * h * w, with the labels */
         set.data.x = NULL;
         set.data.labels = NULL;
@@ -218,6 +244,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (conditional && !ds.labels) {
         dm_dataset_free(&ds);
+        dm_pipeline_free(init);
         fprintf(stderr, "error: --conditional needs labelled data: fashion-mnist, an image folder "
                         "with one subfolder per class, or a built-in set with classes (moons, "
                         "8gaussians, rings, spiral); %s has no labels\n", data);
@@ -225,6 +252,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (!conditional && cli_given(argc, argv, "--p-uncond")) {
         dm_dataset_free(&ds);
+        dm_pipeline_free(init);
         fprintf(stderr, "error: --p-uncond applies to class-conditional training: add "
                         "--conditional\n");
         return 2;
@@ -232,6 +260,7 @@ int cmd_train(int argc, char **argv) {
     cfg.num_classes = conditional ? ds.num_classes : 0;
     if (cli_make_dirs(out, &err)) {
         dm_dataset_free(&ds);
+        dm_pipeline_free(init);
         return cli_fail(&err);
     }
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint", out);
@@ -242,7 +271,12 @@ int cmd_train(int argc, char **argv) {
     dm_status st = resume ? dm_trainer_resume(&tr, ckpt, &ds, resume_steps, &err)
                           : dm_trainer_create(&tr, &cfg, &ds, &err);
     dm_dataset_free(&ds);
-    if (st) return cli_fail(&err);
+    if (!st && init) st = dm_trainer_init_weights(tr, dm_pipeline_model(init), &err);
+    dm_pipeline_free(init);
+    if (st) {
+        dm_trainer_free(tr);
+        return cli_fail(&err);
+    }
     dm_trainer_set_skip_nonfinite(tr, skip_nonfinite);
     dm_trainer_inject_nan(tr, inject_nan_step);
     int64_t start = dm_trainer_step_count(tr);

@@ -19,10 +19,13 @@ typedef struct {
     int32_t steps[STRIP_FRAMES]; /* the frames' steps i; a strided sampler's first i <= each */
     int taken[STRIP_FRAMES];
     float *frames;     /* (strip_n, STRIP_FRAMES, dim) */
+    int started;       /* a chunk has begun: the next i = T starts another */
 } observer;
 
 static void observe(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim) {
     observer *o = ctx;
+    /* each chunk starts at i = T; a diffusers scheduler's last step need not be i = 0 */
+    if (i == o->T && o->started++) o->chunk++;
     if (i < o->T) cli_progress_update(o->bar, o->chunk * o->T + (o->T - i), NULL);
     if (o->frames && o->chunk == 0)
         for (int f = 0; f < STRIP_FRAMES; f++) {
@@ -32,7 +35,6 @@ static void observe(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim
                 memcpy(o->frames + (b * STRIP_FRAMES + f) * dim, x + b * dim,
                        (size_t)dim * sizeof(float));
         }
-    if (i == 0) o->chunk++;
 }
 
 /* Writes each sample as DIR/sample_00000.png, ... */
@@ -82,6 +84,10 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
     }
     if (!st && a->each) st = write_each(a->each, x, n, c, h, w, err);
     if (!st && a->npy) st = dm_image_npy_save(a->npy, x, n, c, h, w, err);
+    /* the strip's last frame is x_0, whatever step the sampler ended on */
+    for (int64_t b = 0; o.frames && b < o.strip_n; b++)
+        memcpy(o.frames + (b * STRIP_FRAMES + STRIP_FRAMES - 1) * dim, x + b * dim,
+               (size_t)dim * sizeof(float));
     if (!st && a->strip)
         st = dm_image_write_grid(a->strip, o.frames, o.strip_n * STRIP_FRAMES, c, h, w,
                                  STRIP_FRAMES, 2, a->scale, err);

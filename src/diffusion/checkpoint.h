@@ -86,14 +86,6 @@ dm_status dm_weights_count_check(const char *path, double expected, dm_error *er
 dm_status dm_weights_count_check_files(dm_safetensors *const *files, int n_files,
                                        const char *what, double expected, dm_error *err);
 dm_status dm_checkpoint_weights_check(const dm_train_config *t, const char *path, dm_error *err);
-/* A diffusers UNet2DModel folder loaded as UNet2DModel.from_pretrained(dir, variant=variant)
- * does (dm_unet_load_diffusers is variant NULL): the weights file chosen by diffusers 0.31's
- * rules (diffusers_io.c), as one safetensors file or shards with their index, in F32, F64, F16
- * or BF16, under today's or the pre-0.17 attention names. Pickles (.bin) are refused with how
- * to convert them; so are shard sets that disagree with their index, and NaN or Inf weights.
- * Errors name the file. */
-dm_status dm_unet_load_diffusers_variant(dm_model **m, dm_unet_config *cfg, const char *dir,
-                                         const char *variant, dm_error *err);
 /* Where a checkpoint folder keeps the (EMA) weights: model.safetensors, or for a UNet
  * unet/diffusion_pytorch_model.safetensors. */
 void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir, const dm_train_config *t);

@@ -6,11 +6,12 @@
 #include <math.h>
 
 /* x <- sqrt(ab_prev) x0_hat + c_dir eps_hat + sigma z, x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab).
- * With clip, x0_hat is clipped to [-1, 1] and eps_hat recomputed from it,
- * eps_hat = (x - sqrt(ab) x0_hat) / sqrt(1 - ab), as diffusers' DDIMScheduler does, so the
- * direction term stays consistent with the clipped prediction. z is read only when sigma > 0. */
+ * With clip, x0_hat is clipped to [-1, 1] and the direction term keeps the network's eps_hat,
+ * as diffusers' DDIMScheduler does by default (use_clipped_model_output False); with
+ * clipped_eps it uses the eps_hat of the clipped x0_hat, (x - sqrt(ab) x0_hat) / sqrt(1 - ab)
+ * (GLIDE's form, diffusers' use_clipped_model_output True). z is read only when sigma > 0. */
 static void ddim_update(float *x, const float *eps, const float *z, size_t n, double ab,
-                        double ab_prev, double sigma, double c_dir, int clip) {
+                        double ab_prev, double sigma, double c_dir, int clip, int clipped_eps) {
     const float r_ab = (float)(1.0 / sqrt(ab)), r_ab1 = (float)sqrt(1.0 / ab - 1.0);
     const float s_ab = (float)sqrt(ab), r_1ab = (float)(1.0 / sqrt(1.0 - ab));
     const float c_x0 = (float)sqrt(ab_prev), c_e = (float)c_dir, c_z = (float)sigma;
@@ -20,7 +21,7 @@ static void ddim_update(float *x, const float *eps, const float *z, size_t n, do
         float x0 = r_ab * x[j] - r_ab1 * eps[j], e = eps[j];
         if (clip) {
             x0 = x0 < -1.0f ? -1.0f : x0 > 1.0f ? 1.0f : x0;
-            e = (x[j] - s_ab * x0) * r_1ab;
+            if (clipped_eps) e = (x[j] - s_ab * x0) * r_1ab;
         }
         float v = c_x0 * x0 + c_e * e;
         if (noise) v += c_z * z[j];
@@ -34,7 +35,7 @@ static void ddim_update(float *x, const float *eps, const float *z, size_t n, do
 dm_status dm_sample_ddim_on(dm_sample_run *r, const int32_t *levels, int32_t S) {
     const dm_schedule *s = r->s;
     const double eta = r->opt->eta;
-    dm_rng_normal(&r->rng, r->x, r->n);
+    dm_sample_start(r);
     dm_sample_observe(r, s->T);
     for (int32_t k = 0; k < S; k++) {
         const int32_t i = levels[k];
@@ -46,8 +47,9 @@ dm_status dm_sample_ddim_on(dm_sample_run *r, const int32_t *levels, int32_t S) 
          * 1 - ab_prev - sigma^2 is >= 0 up to rounding; it is 0 exactly at ab_prev = 1 */
         const double sigma = eta * sqrt((1.0 - ab_prev) / (1.0 - ab)) * sqrt(1.0 - ab / ab_prev);
         const double c_dir = sqrt(fmax(0.0, 1.0 - ab_prev - sigma * sigma));
-        if (sigma > 0) dm_rng_normal(&r->rng, r->z, r->n);
-        ddim_update(r->x, r->eps, r->z, r->n, ab, ab_prev, sigma, c_dir, r->opt->clip_x0);
+        if (sigma > 0) dm_sample_step_noise(r, k);
+        ddim_update(r->x, r->eps, r->z, r->n, ab, ab_prev, sigma, c_dir, r->opt->clip_x0,
+                    r->opt->ddim_clipped_eps);
         dm_sample_observe(r, i);
     }
     return DM_OK;

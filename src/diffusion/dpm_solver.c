@@ -18,24 +18,24 @@
 #include "diffusion/sampler_impl.h"
 
 #include <math.h>
+#include <string.h>
 
-/* d = x0_hat = (x - sigma eps) / alpha, clipped to [-1, 1] with clip. In double: at the noisiest
- * levels 1 / alpha is ~1e4 and the two products nearly cancel. */
-static void predict_x0(float *d, const float *x, const float *eps, size_t n, double ab, int clip) {
+/* d = x0_hat = (x - sigma eps) / alpha, then clipped or thresholded as the run asks. In double:
+ * at the noisiest levels 1 / alpha is ~1e4 and the two products nearly cancel. */
+static void predict_x0(const dm_sample_run *r, float *d, double ab, float *scratch) {
     const double c_x = 1.0 / sqrt(ab), c_e = sqrt(1.0 / ab - 1.0);
+    const float *x = r->x, *eps = r->eps;
+    const size_t n = r->n;
 #pragma omp parallel for schedule(static) if (n >= DM_PARALLEL_MIN)
-    for (size_t j = 0; j < n; j++) {
-        float v = (float)(c_x * x[j] - c_e * eps[j]);
-        if (clip) v = v < -1.0f ? -1.0f : v > 1.0f ? 1.0f : v;
-        d[j] = v;
-    }
+    for (size_t j = 0; j < n; j++) d[j] = (float)(c_x * x[j] - c_e * eps[j]);
+    dm_sample_fix_x0(r, d, scratch);
 }
 
-/* x <- c_x x + c_d (w d + (1 - w) d_prev); d_prev is read only when w != 1. */
+/* x <- c_x x + c_d d + c_p (d - d_prev); d_prev is read only when c_p != 0. */
 static void dpm_update(float *x, const float *d, const float *d_prev, size_t n, double c_x,
-                       double c_d, double w) {
-    const float a = (float)c_x, b = (float)(c_d * w), c = (float)(c_d * (1.0 - w));
-    const int second = w != 1.0;
+                       double c_d, double c_p) {
+    const float a = (float)c_x, b = (float)(c_d + c_p), c = (float)(-c_p);
+    const int second = c_p != 0.0;
 #pragma omp parallel for schedule(static) if (n >= DM_PARALLEL_MIN)
     for (size_t j = 0; j < n; j++) {
         float v = a * x[j] + b * d[j];
@@ -44,53 +44,70 @@ static void dpm_update(float *x, const float *d, const float *d_prev, size_t n, 
     }
 }
 
-/* The solver's steps from the x_T already in r->x on levels (S); second_into_lowest takes the
- * step into the lowest level at second order (diffusers with S >= 15). */
-static dm_status dpmpp2m_steps(dm_sample_run *r, const int32_t *levels, int32_t S,
-                               int second_into_lowest) {
+dm_status dm_dpmpp_steps(dm_sample_run *r, const int32_t *levels, int32_t S, double ab_final,
+                         const uint8_t *second, int heun) {
     const dm_schedule *s = r->s;
     float *d = dm_alloc(r->n * sizeof(float)), *d_prev = dm_alloc(r->n * sizeof(float));
-    if (!d || !d_prev) {
-        dm_free(d);
-        dm_free(d_prev);
-        return dm_error_set(r->err, DM_ERR_NOMEM, "sample: cannot allocate DPM-Solver buffers");
-    }
+    float *scratch = dm_alloc((size_t)r->dim * sizeof(float));
     dm_status st = DM_OK;
+    if (!d || !d_prev || !scratch) {
+        st = dm_error_set(r->err, DM_ERR_NOMEM, "sample: cannot allocate DPM-Solver buffers");
+        goto done;
+    }
     double h_prev = 0;
     for (int32_t k = 0; k < S; k++) {
         const int32_t i = levels[k];
         const double ab = s->alpha_bar[i];
         if ((st = dm_sample_denoise(r, i, 0)) != DM_OK) break;
-        predict_x0(d, r->x, r->eps, r->n, ab, r->opt->clip_x0);
-        if (k == S - 1) {
-            for (size_t j = 0; j < r->n; j++) r->x[j] = d[j];
+        predict_x0(r, d, ab, scratch);
+        const double ab_next = k + 1 < S ? s->alpha_bar[levels[k + 1]] : ab_final;
+        if (ab_next >= 1.0) {
+            /* sigma 0: the first-order update is x0_hat itself */
+            memcpy(r->x, d, r->n * sizeof(float));
         } else {
-            const double ab_next = s->alpha_bar[levels[k + 1]];
             /* lambda = log(alpha / sigma) = 0.5 log(ab / (1 - ab)) */
             const double h = 0.5 * (log(ab_next / (1.0 - ab_next)) - log(ab / (1.0 - ab)));
             const double c_x = sqrt((1.0 - ab_next) / (1.0 - ab));
             const double c_d = -sqrt(ab_next) * expm1(-h);
-            /* first order on the first step (no D_{k-1}) and, unless asked, into the lowest
-             * level, where h is several times h_prev on time-uniform levels and the
-             * extrapolation's weight 1 + 1/(2r) grows with it (diffusers' lower_order_final
-             * does this for S < 15 only) */
-            const int first = k == 0 || (k == S - 2 && !second_into_lowest);
-            const double w = first ? 1.0 : 1.0 + 0.5 * h / h_prev;
-            dpm_update(r->x, d, d_prev, r->n, c_x, c_d, w);
+            /* D1 = (d - d_prev) h / h_prev; midpoint adds c_d D1 / 2, Heun
+             * alpha_next (expm1(-h) / h + 1) D1 */
+            double c_p = 0;
+            if (k > 0 && second[k])
+                c_p = heun ? sqrt(ab_next) * (expm1(-h) / h + 1.0) * h / h_prev
+                           : 0.5 * c_d * h / h_prev;
+            dpm_update(r->x, d, d_prev, r->n, c_x, c_d, c_p);
             h_prev = h;
-            float *tmp = d_prev;
-            d_prev = d;
-            d = tmp;
         }
+        float *tmp = d_prev;
+        d_prev = d;
+        d = tmp;
         dm_sample_observe(r, i);
     }
+done:
     dm_free(d);
     dm_free(d_prev);
+    dm_free(scratch);
+    return st;
+}
+
+/* The orders of dm_sample's dpmpp-2m and of diffusers' (solver_order 2, lower_order_final, final
+ * sigma 0): second order from the second step on, except into sigma 0 and, unless
+ * second_into_lowest, into the lowest level, where h is several times h_prev on time-uniform
+ * levels and the extrapolation's weight 1 + 1/(2r) grows with it (diffusers' lower_order_final
+ * does this for S < 15 only). */
+static dm_status dpmpp2m_steps(dm_sample_run *r, const int32_t *levels, int32_t S,
+                               int second_into_lowest) {
+    uint8_t *second = dm_alloc((size_t)S);
+    if (!second) return dm_error_set(r->err, DM_ERR_NOMEM, "sample: out of memory");
+    for (int32_t k = 0; k < S; k++)
+        second[k] = k > 0 && k < S - 1 && (k != S - 2 || second_into_lowest);
+    dm_status st = dm_dpmpp_steps(r, levels, S, 1.0, second, 0);
+    dm_free(second);
     return st;
 }
 
 dm_status dm_sample_dpmpp2m_on(dm_sample_run *r, const int32_t *levels, int32_t S) {
-    dm_rng_normal(&r->rng, r->x, r->n);
+    dm_sample_start(r);
     dm_sample_observe(r, r->s->T);
     return dpmpp2m_steps(r, levels, S, 0);
 }

@@ -36,7 +36,7 @@ dm_status dm_sample_langevin_on(dm_sample_run *r, const int32_t *levels, int32_t
     const dm_schedule *s = r->s;
     const double delta = r->opt->langevin_delta;
     const double var_min = 1.0 - s->alpha_bar[levels[S - 1]];
-    dm_rng_normal(&r->rng, r->x, r->n);
+    dm_sample_start(r);
     dm_sample_observe(r, s->T);
     for (int32_t k = 0; k < S; k++) {
         const int32_t i = levels[k];
@@ -110,7 +110,7 @@ static dm_status corrector_step(dm_sample_run *r, const dm_schedule *sched, int3
  * (k > 0). */
 dm_status dm_sample_pc_on(dm_sample_run *r, const dm_schedule *sched, const int32_t *tmap,
                           int32_t K) {
-    dm_rng_normal(&r->rng, r->x, r->n);
+    dm_sample_start(r);
     dm_sample_observe(r, r->s->T);
     for (int32_t k = sched->T - 1; k >= 0; k--) {
         const int32_t t = tmap ? tmap[k] : k;

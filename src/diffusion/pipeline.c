@@ -1,6 +1,6 @@
 /* A trained model ready to sample: network + schedule + normalisation from a checkpoint. */
 #include "diffusion/checkpoint.h"
-#include "diffusion/diffusion_impl.h"
+#include "diffusion/pipeline_impl.h"
 #include "models/model.h"
 
 #include <math.h>
@@ -8,21 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct dm_pipeline {
-    dm_checkpoint_config cfg;
-    dm_model *model;
-    dm_schedule sched;
-    float *out;     /* (out_cap, out_dim) the model's output when it has a variance output */
-    int64_t out_cap;
-    int32_t *null_labels; /* (null_cap) the null label, for a conditional model asked without
-                           * labels */
-    int64_t null_cap;
-};
 
 dm_status dm_pipeline_load(dm_pipeline **out, const char *checkpoint, dm_error *err) {
     *out = NULL;
     char dir[4200], path[4400];
-    dm_status st = dm_checkpoint_resolve(checkpoint, dir, sizeof dir, err);
+    int diffusers = 0;
+    dm_status st = dm_diffusers_folder_detect(checkpoint, &diffusers, err);
+    if (st) return st;
+    if (diffusers) return dm_pipeline_load_diffusers(out, checkpoint, NULL, NULL, err);
+    st = dm_checkpoint_resolve(checkpoint, dir, sizeof dir, err);
     if (st) return st;
     dm_pipeline *p = calloc(1, sizeof *p);
     if (!p) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
@@ -50,6 +44,9 @@ const dm_model *dm_pipeline_model(const dm_pipeline *p) { return p->model; }
 const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p) { return &p->sched; }
 const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p) { return &p->cfg.norm; }
 const dm_train_config *dm_pipeline_train_config(const dm_pipeline *p) { return &p->cfg.train; }
+const dm_scheduler *dm_pipeline_scheduler(const dm_pipeline *p) {
+    return p->has_scheduler ? &p->scheduler : NULL;
+}
 
 dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_out,
                                      const float *x, const float *t, const int32_t *labels,
@@ -125,6 +122,7 @@ void dm_pipeline_free(dm_pipeline *p) {
     if (!p) return;
     dm_model_free(p->model);
     dm_schedule_free(&p->sched);
+    dm_scheduler_free(&p->scheduler);
     dm_free(p->out);
     dm_free(p->null_labels);
     free(p);

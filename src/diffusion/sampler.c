@@ -19,6 +19,10 @@ void dm_sample_options_default(dm_sample_options *opt) {
     opt->seed = 0;
     opt->stream = 0;
     opt->clip_x0 = 0;
+    opt->ddim_clipped_eps = 0;
+    opt->x_T = NULL;
+    opt->noise = NULL;
+    opt->scheduler = NULL;
     opt->observe = NULL;
     opt->observe_ctx = NULL;
 }
@@ -63,7 +67,10 @@ dm_status dm_sample_run_init(dm_sample_run *r, const dm_schedule *s, dm_denoise_
     r->z = dm_alloc(r->n * sizeof(float));
     r->t = dm_alloc((size_t)B * sizeof(float));
     r->norm = dm_alloc(2 * (size_t)B * sizeof(double));
-    const int learned = opt->var == DM_VAR_LEARNED;
+    /* the raw variance channel: a learned variance, or a DDPM scheduler's learned one */
+    const int learned = opt->var == DM_VAR_LEARNED ||
+                        (opt->scheduler && opt->scheduler->cls == DM_SCHEDULER_DDPM &&
+                         opt->scheduler->variance_output);
     if (learned) r->var = dm_alloc(r->n * sizeof(float));
     if (!r->eps || !r->z || !r->t || !r->norm || (learned && !r->var)) {
         dm_sample_run_free(r);
@@ -91,6 +98,20 @@ dm_status dm_sample_denoise(dm_sample_run *r, int32_t t, int with_var) {
         dm_error_set(r->err, st, "sample: denoiser failed at step %d (%s)", (int)t,
                      dm_status_name(st));
     return st;
+}
+
+void dm_sample_start(dm_sample_run *r) {
+    if (r->opt->x_T)
+        memcpy(r->x, r->opt->x_T, r->n * sizeof(float));
+    else
+        dm_rng_normal(&r->rng, r->x, r->n);
+}
+
+void dm_sample_step_noise(dm_sample_run *r, int32_t k) {
+    if (r->opt->noise)
+        memcpy(r->z, r->opt->noise + (size_t)k * r->n, r->n * sizeof(float));
+    else
+        dm_rng_normal(&r->rng, r->z, r->n);
 }
 
 void dm_sample_add_noise(dm_sample_run *r, float c) {
@@ -127,7 +148,7 @@ dm_status dm_ancestral_step(dm_sample_run *r, const dm_schedule *sched, int32_t 
     else
         dm_p_mean_from_eps(sched, k, r->x, r->x, r->eps, (int64_t)r->n);
     if (k == 0) return DM_OK; /* z = 0 at the last step: x_0 is the mean itself */
-    dm_rng_normal(&r->rng, r->z, r->n);
+    dm_sample_step_noise(r, sched->T - 1 - k);
     if (!learned) {
         dm_sample_add_noise(r, (float)sqrt(dm_reverse_variance(sched, k, r->opt->var)));
         return DM_OK;
@@ -148,7 +169,7 @@ dm_status dm_ancestral_step(dm_sample_run *r, const dm_schedule *sched, int32_t 
  * seed alone. */
 dm_status dm_sample_ancestral_on(dm_sample_run *r, const dm_schedule *sched,
                                  const int32_t *tmap) {
-    dm_rng_normal(&r->rng, r->x, r->n);
+    dm_sample_start(r);
     dm_sample_observe(r, r->s->T);
     for (int32_t k = sched->T - 1; k >= 0; k--) {
         const int32_t t = tmap ? tmap[k] : k;
@@ -213,6 +234,21 @@ static dm_status check_options(const dm_schedule *s, const dm_sample_options *op
                             "sample: langevin_delta = %g; allowed a finite value > 0 (default "
                             "%g)",
                             opt->langevin_delta, DM_LANGEVIN_DEFAULT_DELTA);
+    if (opt->noise && (opt->sampler == DM_SAMPLER_LANGEVIN || opt->sampler == DM_SAMPLER_PC) &&
+        !opt->scheduler)
+        return dm_error_set(err, DM_ERR_ARG, "sample: given noise is taken by ancestral, ddim "
+                            "and the diffusers schedulers, not by %s (its corrector draws "
+                            "several times per level)", dm_sampler_name(opt->sampler));
+    if (opt->scheduler) {
+        const dm_scheduler *sc = opt->scheduler;
+        if (!sc->betas || sc->T != s->T)
+            return dm_error_set(err, DM_ERR_ARG, "sample: the scheduler (%s, T = %d) is not "
+                                "the schedule's (T = %d): sample with dm_scheduler_schedule's",
+                                dm_scheduler_class_name(sc->cls), (int)sc->T, (int)s->T);
+        if (opt->var == DM_VAR_LEARNED && !sc->variance_output)
+            return dm_error_set(err, DM_ERR_ARG, "sample: a learned variance with %s, whose "
+                                "variance_type has none", dm_scheduler_class_name(sc->cls));
+    }
     if (!(opt->pc_snr > 0.0 && isfinite(opt->pc_snr)))
         return dm_error_set(err, DM_ERR_ARG,
                             "sample: pc_snr = %g; allowed a finite value > 0 (default 0.16)",
@@ -235,6 +271,7 @@ dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void 
 /* The network levels of a dm_sample run. */
 static int32_t sample_levels(const dm_schedule *s, const dm_sample_options *opt) {
     if (opt->steps > 0) return opt->steps;
+    if (opt->scheduler) return opt->scheduler->default_steps;
     if (opt->sampler == DM_SAMPLER_LANGEVIN)
         return s->T < DM_LANGEVIN_DEFAULT_LEVELS ? s->T : DM_LANGEVIN_DEFAULT_LEVELS;
     return s->T;
@@ -242,6 +279,7 @@ static int32_t sample_levels(const dm_schedule *s, const dm_sample_options *opt)
 
 int64_t dm_sample_evaluations(const dm_schedule *s, const dm_sample_options *opt) {
     const int64_t S = sample_levels(s, opt);
+    if (opt->scheduler) return S;
     switch (opt->sampler) {
     case DM_SAMPLER_LANGEVIN:
         /* and one call at the end removing the last level's noise */
@@ -262,6 +300,14 @@ dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, floa
     const int32_t T = s->T;
     const dm_sampler_kind kind = opt->sampler;
     const int32_t S = sample_levels(s, opt);
+    if (opt->scheduler) {
+        /* diffusers' own loop: its timesteps, steps and noise */
+        dm_sample_run r;
+        if ((st = dm_sample_run_init(&r, s, denoise, ctx, x, B, dim, opt, err))) return st;
+        st = dm_sample_scheduler_on(&r, S);
+        dm_sample_run_free(&r);
+        return st;
+    }
     /* ancestral and PC on a subset sample the respaced schedule; S == T is the full run */
     const int respace = (kind == DM_SAMPLER_ANCESTRAL || kind == DM_SAMPLER_PC) && S < T;
 

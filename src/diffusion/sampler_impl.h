@@ -55,6 +55,15 @@ static inline void dm_sample_observe(dm_sample_run *r, int32_t i) {
     if (r->opt->observe) r->opt->observe(r->opt->observe_ctx, i, r->x, r->B, r->dim);
 }
 
+/* x_T into r->x: opt->x_T when given, else n normals from the run's stream. */
+void dm_sample_start(dm_sample_run *r);
+/* The noise of the k-th step taken into r->z: block k of opt->noise when given, else n normals
+ * from the run's stream. */
+void dm_sample_step_noise(dm_sample_run *r, int32_t k);
+/* The predicted x_0 (n) as the run asks: clipped to [-1, 1] with clip_x0, or with a diffusers
+ * scheduler its dynamic thresholding or clip_sample. scratch (dim) for thresholding. */
+void dm_sample_fix_x0(const dm_sample_run *r, float *x0, float *scratch);
+
 /* x <- x + c z for the normals in r->z (n). */
 void dm_sample_add_noise(dm_sample_run *r, float c);
 
@@ -74,6 +83,14 @@ dm_status dm_sample_langevin_on(dm_sample_run *r, const int32_t *levels, int32_t
 dm_status dm_sample_pc_on(dm_sample_run *r, const dm_schedule *sched, const int32_t *tmap,
                           int32_t K);
 dm_status dm_sample_dpmpp2m_on(dm_sample_run *r, const int32_t *levels, int32_t S);
+/* DPM-Solver++ steps from the x already in r->x: step k from levels[k] to levels[k + 1], the
+ * last to alpha_bar ab_final (1: x becomes the x0_hat of the lowest level); second[k] takes
+ * step k (k >= 1) at second order, midpoint or (heun) Heun's form (Lu et al.'s two 2M
+ * variants, as diffusers' solver_type). Draws nothing. */
+dm_status dm_dpmpp_steps(dm_sample_run *r, const int32_t *levels, int32_t S, double ab_final,
+                         const uint8_t *second, int heun);
+/* The loop of opt->scheduler (scheduler.c) with S inference steps. */
+dm_status dm_sample_scheduler_on(dm_sample_run *r, int32_t S);
 
 /* DPM-Solver++(2M) from the x_T given in x (B, dim), updated in place, on explicit levels (S
  * strictly decreasing model indices in 0..T-1), with the orders of diffusers'

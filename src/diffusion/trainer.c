@@ -320,6 +320,31 @@ dm_status dm_trainer_create(dm_trainer **out, const dm_train_config *cfg, const 
     return DM_OK;
 }
 
+dm_status dm_trainer_init_weights(dm_trainer *tr, const dm_model *from, dm_error *err) {
+    if (!tr || !from) return dm_error_set(err, DM_ERR_ARG, "init weights: NULL argument");
+    if (tr->step > 0)
+        return dm_error_set(err, DM_ERR_ARG, "init weights: the trainer has taken %lld steps; "
+                            "weights are set only before the first", (long long)tr->step);
+    const dm_model *m = tr->model;
+    if (from->n_tensors != m->n_tensors || from->num_params != m->num_params)
+        return dm_error_set(err, DM_ERR_MISMATCH, "init weights: the model has %d tensors "
+                            "(%zu parameters), the trainer's %d (%zu)", from->n_tensors,
+                            from->num_params, m->n_tensors, m->num_params);
+    /* by name and shape: both models register their tensors in the same order */
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dm_param_tensor *a = &from->tensors[i], *b = &m->tensors[i];
+        int same = strcmp(a->name, b->name) == 0 && a->ndim == b->ndim;
+        for (int d = 0; same && d < a->ndim; d++) same = a->shape[d] == b->shape[d];
+        if (!same)
+            return dm_error_set(err, DM_ERR_MISMATCH, "init weights: tensor %d is %s in the "
+                                "model and %s in the trainer's, or their shapes differ", i,
+                                a->name, b->name);
+    }
+    memcpy(m->params, from->params, m->num_params * sizeof(float));
+    memcpy(tr->ema, from->params, m->num_params * sizeof(float));
+    return DM_OK;
+}
+
 /* A step whose loss or gradient is not finite, caught before the optimiser touches anything:
  * an error naming the step, or, when skipping, the step counted with a NaN loss (its batch and
  * noise are drawn either way, so a resumed run stays on the same path). */

@@ -59,7 +59,37 @@ dm_status dm_json_check_unique_keys(const cJSON *root, const char *path, dm_erro
                         path, dup, where->string);
 }
 
-dm_status dm_json_read(cJSON **root, const char *path, size_t max_bytes, dm_error *err) {
+/* Python's json module writes the non-standard tokens Infinity, -Infinity and NaN (diffusers'
+ * lambda_min_clipped is -Infinity by default). Outside strings, Infinity becomes 1e999, which
+ * strtod reads as infinity, and NaN becomes the string "NaN", which a reader asking for a number
+ * refuses. out has room for 2 len bytes. Returns the new length. */
+static size_t python_tokens_to_json(char *out, const char *text, size_t len) {
+    size_t r = 0, w = 0;
+    int in_string = 0;
+    while (r < len) {
+        const char c = text[r];
+        if (in_string) {
+            out[w++] = text[r++];
+            if (c == '\\' && r < len) out[w++] = text[r++];
+            else if (c == '"') in_string = 0;
+        } else if (len - r >= 8 && memcmp(text + r, "Infinity", 8) == 0) {
+            memcpy(out + w, "1e999", 5);
+            w += 5;
+            r += 8;
+        } else if (len - r >= 3 && memcmp(text + r, "NaN", 3) == 0) {
+            memcpy(out + w, "\"NaN\"", 5);
+            w += 5;
+            r += 3;
+        } else {
+            in_string = c == '"';
+            out[w++] = text[r++];
+        }
+    }
+    return w;
+}
+
+static dm_status json_read(cJSON **root, const char *path, size_t max_bytes, int python,
+                           dm_error *err) {
     *root = NULL;
     FILE *f;
     dm_status opened = dm_fopen_regular(path, &f, NULL, err);
@@ -73,17 +103,23 @@ dm_status dm_json_read(cJSON **root, const char *path, size_t max_bytes, dm_erro
     int read_error = ferror(f);
     fclose(f);
     dm_status st = DM_OK;
+    char *json = NULL; /* the text rewritten as JSON (python) */
     if (read_error)
         st = dm_error_set(err, DM_ERR_IO, "%s: read error", path);
     else if (len > max_bytes)
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: larger than %zu bytes", path, max_bytes);
-    else if (!(*root = cJSON_ParseWithLength(text, len)))
+    else if (python && !(json = malloc(2 * len + 1)))
+        st = dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory", path);
+    else if (python && (len = python_tokens_to_json(json, text, len), 0))
+        ;
+    else if (!(*root = cJSON_ParseWithLength(json ? json : text, len)))
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: invalid JSON", path);
     else if (!cJSON_IsObject(*root))
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: not a JSON object", path);
     else
         st = dm_json_check_unique_keys(*root, path, err);
     free(text);
+    free(json);
     if (st) {
         cJSON_Delete(*root);
         *root = NULL;
@@ -99,4 +135,12 @@ dm_status dm_json_write(const char *path, const cJSON *root, dm_error *err) {
     dm_status st = dm_atomic_write(path, text, len + 1, err);
     free(text);
     return st;
+}
+
+dm_status dm_json_read(cJSON **root, const char *path, size_t max_bytes, dm_error *err) {
+    return json_read(root, path, max_bytes, 0, err);
+}
+
+dm_status dm_json_read_python(cJSON **root, const char *path, size_t max_bytes, dm_error *err) {
+    return json_read(root, path, max_bytes, 1, err);
 }

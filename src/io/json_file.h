@@ -9,6 +9,9 @@
  * Errors name the file: cannot open, too large, not valid JSON, not an object, a key repeated
  * in one object (cJSON would keep both and lookups would see only the first). */
 dm_status dm_json_read(cJSON **root, const char *path, size_t max_bytes, dm_error *err);
+/* The same for JSON written by Python's json module, which may hold Infinity, -Infinity and NaN
+ * (diffusers' config files): infinities are read as such, NaN as the string "NaN". */
+dm_status dm_json_read_python(cJSON **root, const char *path, size_t max_bytes, dm_error *err);
 /* DM_ERR_FORMAT naming the key (and the object holding it) when one object anywhere in root
  * holds the same key twice. */
 dm_status dm_json_check_unique_keys(const cJSON *root, const char *path, dm_error *err);

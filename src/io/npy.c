@@ -296,6 +296,8 @@ static const char *npy_descr(dm_dtype dtype) {
     case DM_DTYPE_I64: return "<i8";
     case DM_DTYPE_I32: return "<i4";
     case DM_DTYPE_U8: return "|u1";
+    case DM_DTYPE_F16:
+    case DM_DTYPE_BF16: return NULL; /* safetensors dtypes NPY files here never hold */
     }
     return NULL;
 }

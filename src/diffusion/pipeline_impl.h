@@ -1,0 +1,24 @@
+/* The pipeline's state, shared by its loaders: our checkpoints (pipeline.c) and diffusers
+ * folders (diffusers_pipeline.c). */
+#pragma once
+
+#include "diffusion/checkpoint.h"
+#include "diffusion/diffusion_impl.h"
+#include "models/model.h"
+
+struct dm_pipeline {
+    dm_checkpoint_config cfg;
+    dm_model *model;
+    dm_schedule sched;
+    float *out;     /* (out_cap, out_dim) the model's output when it has a variance output */
+    int64_t out_cap;
+    int32_t *null_labels; /* (null_cap) the null label, for a conditional model asked without
+                           * labels */
+    int64_t null_cap;
+    dm_scheduler scheduler; /* a diffusers folder's scheduler (has_scheduler) */
+    int has_scheduler;
+};
+
+/* *diffusers = 1 when path is a diffusers folder: a pipeline (model_index.json and no
+ * config.json of ours) or a bare UNet2DModel folder (config.json with "_class_name"). */
+dm_status dm_diffusers_folder_detect(const char *path, int *diffusers, dm_error *err);
