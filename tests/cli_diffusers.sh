@@ -65,6 +65,21 @@ jq -e '.variance_type == "fixed_large" and .num_train_timesteps == 1000' \
     { echo "FAIL: the fine-tuned run's schedule is not the folder's"; fails=$((fails + 1)); }
 ok "sample the fine-tuned run" "$bin" sample --model "$dir/ft" --n 2 --steps 5 --grid "$dir/g.png" --json
 
+# what a cosine run writes names diffusers' squaredcos_cap_v2 beside its betas
+perl -e 'my $h = "{'"'"'descr'"'"': '"'"'|u1'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (4, 1, 8, 8), }";
+         $h .= " " x (64 - (10 + length($h) + 1) % 64) . "\n"; srand(4);
+         print "\x93NUMPY\x01\x00", pack("v", length($h)), $h, join("", map { chr(int(rand(256))) } 1 .. 4 * 64);' > "$dir/small.npy"
+ok "train a cosine UNet" "$bin" train --data "$dir/small.npy" --model "$pipes/weights-f32/config.json" \
+    --schedule cosine --T 100 --steps 1 --batch 2 --out "$dir/cos" --quiet
+checks=$((checks + 1))
+jq -e '.beta_schedule == "squaredcos_cap_v2" and .num_train_timesteps == 100 and (.trained_betas | length) == 100' \
+    "$dir/cos/checkpoint/scheduler/scheduler_config.json" > /dev/null ||
+    { echo "FAIL: a cosine run's scheduler_config.json: $(cat "$dir/cos/checkpoint/scheduler/scheduler_config.json")"; fails=$((fails + 1)); }
+# our checkpoint folder is a diffusers pipeline folder too: its own DDPMScheduler samples it
+ok "our checkpoint as a diffusers folder" "$bin" sample --model "$dir/cos/checkpoint" \
+    --scheduler-config "$dir/cos/checkpoint/scheduler/scheduler_config.json" --n 1 --grid "$dir/h.png" --json
+is "its DDPMScheduler's 100 steps" .network_evaluations 100
+
 # refused, each with one message
 expect_error "diffusers folder" "$bin" sample --model "$dir/ft" --sampler scheduler --grid "$dir/x.png"
 expect_error "scheduler_config.json" "$bin" sample --model "$pipes/ddim-trailing" --no-clip --grid "$dir/x.png"

@@ -7,6 +7,7 @@
  * the configs and folders diffusion.c refuses, each with its key or file named. Tolerance: 1e-4
  * of the largest reference value (the untrained UNets' trajectories grow to ~50 and ~540). A
  * missing fixture fails the test. */
+#include "diffusion/checkpoint.h"
 #include "fixture_npy.h"
 
 #include <omp.h>
@@ -331,6 +332,48 @@ static void test_init_weights(void) {
     dm_pipeline_free(back);
 }
 
+/* ---- what we write reads back as diffusers reads it */
+
+/* Our checkpoints' scheduler_config.json for each schedule kind and a T other than 1000, read by
+ * the diffusers reader (trained_betas in float32): the same alpha_bar to float32 precision. */
+static void test_written_scheduler(void) {
+    static const dm_schedule_kind kinds[] = {DM_SCHEDULE_LINEAR, DM_SCHEDULE_COSINE,
+                                             DM_SCHEDULE_LOGSNR, DM_SCHEDULE_LINEAR};
+    static const int32_t Ts[] = {1000, 1000, 200, 50};
+    for (int c = 0; c < 4; c++) {
+        dm_train_config cfg;
+        dm_train_config_default(&cfg);
+        cfg.arch = DM_ARCH_UNET;
+        cfg.schedule.kind = kinds[c];
+        cfg.schedule.T = Ts[c];
+        cfg.prediction = c == 2 ? DM_PRED_V : DM_PRED_EPS;
+        dm_schedule s = {0}, back = {0};
+        dm_scheduler sc;
+        dm_error err = {0};
+        const char *dir = tu_tmpdir();
+        char path[512];
+        snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", dir);
+        CHECK(dm_schedule_init(&s, &cfg.schedule, &err) == DM_OK, "%s", err.msg);
+        CHECK(dm_checkpoint_write_diffusers_pipeline(dir, &s, &cfg, &err) == DM_OK, "%s", err.msg);
+        CHECK(dm_scheduler_read(&sc, path, &err) == DM_OK, "%s: %s", dm_schedule_kind_name(kinds[c]),
+              err.msg);
+        CHECK(dm_scheduler_schedule(&sc, &back, &err) == DM_OK, "%s", err.msg);
+        double worst = 0;
+        for (int32_t i = 0; back.alpha_bar && i < s.T; i++)
+            worst = fmax(worst, fabs(back.alpha_bar[i] / s.alpha_bar[i] - 1));
+        CHECK(back.T == s.T && worst < 2e-5 && sc.prediction == cfg.prediction,
+              "%s T = %d: alpha_bar read back %.3g off (relative), T %d, prediction %d",
+              dm_schedule_kind_name(kinds[c]), (int)Ts[c], worst, (int)back.T, (int)sc.prediction);
+        dm_scheduler_free(&sc);
+        dm_schedule_free(&s);
+        dm_schedule_free(&back);
+        remove(path);
+        snprintf(path, sizeof path, "%s/scheduler", dir);
+        rmdir(path);
+        remove(tu_tmp_path("model_index.json"));
+    }
+}
+
 /* ---- refusals */
 
 static void refused(const char *json, const char *must_name) {
@@ -404,6 +447,7 @@ int main(void) {
     test_refusals();
     test_trajectories();
     test_init_weights();
+    test_written_scheduler();
     tu_tmpdir_remove();
     return tu_finish("test_diffusers_pipelines");
 }

@@ -707,10 +707,14 @@ void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir,
 }
 
 /* model_index.json and scheduler/scheduler_config.json, so that diffusers' DDPMPipeline loads
- * the folder as it is. The betas are written out (trained_betas), which covers every schedule. */
+ * the folder as it is. The betas are written out (trained_betas), which covers every schedule;
+ * beta_schedule names the schedule where diffusers has it (linear; cosine with s = 0.008 is
+ * squaredcos_cap_v2) and is "linear" between the first and last beta otherwise (diffusers reads
+ * trained_betas first). A score-predicting model is not written as a pipeline: diffusers has
+ * no score prediction and the weights cannot be converted (the unet/ folder still loads). */
 dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
                                                  const dm_train_config *t, dm_error *err) {
-    /* diffusers' names; it has no score prediction, so such a folder will not load there */
+    if (t->prediction == DM_PRED_SCORE) return DM_OK;
     static const char *const prediction_type[] = {"epsilon", "sample", "v_prediction", "score"};
     static const char *const variance_type[] = {"fixed_large", "fixed_small", "learned_range"};
     char path[4400];
@@ -725,9 +729,12 @@ dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_sched
     cJSON_AddStringToObject(sc, "_class_name", "DDPMScheduler");
     cJSON_AddStringToObject(sc, "_diffusers_version", "0.31.0");
     cJSON_AddNumberToObject(sc, "num_train_timesteps", s->T);
-    cJSON_AddStringToObject(sc, "beta_schedule", "linear");
-    cJSON_AddNumberToObject(sc, "beta_start", s->beta[0]);
-    cJSON_AddNumberToObject(sc, "beta_end", s->beta[s->T - 1]);
+    const dm_schedule_config *k = &t->schedule;
+    const int linear = k->kind == DM_SCHEDULE_LINEAR;
+    const int cosine = k->kind == DM_SCHEDULE_COSINE && k->cosine_s == 0.008;
+    cJSON_AddStringToObject(sc, "beta_schedule", cosine ? "squaredcos_cap_v2" : "linear");
+    cJSON_AddNumberToObject(sc, "beta_start", linear ? k->beta_start : s->beta[0]);
+    cJSON_AddNumberToObject(sc, "beta_end", linear ? k->beta_end : s->beta[s->T - 1]);
     cJSON_AddItemToObject(sc, "trained_betas", cJSON_CreateDoubleArray(s->beta, s->T));
     cJSON_AddStringToObject(sc, "variance_type", variance_type[t->var]);
     cJSON_AddBoolToObject(sc, "clip_sample", 1);
