@@ -114,6 +114,47 @@ static void test_ddpm_steps(void) {
     free(sample), free(mo), free(mol), free(noise), free(ts);
 }
 
+/* At t = 0 DDPMScheduler.step returns its processed x_0 itself (alpha_bar_prev = 1, no noise),
+ * so thresholding and clip_sample_range can be read off against closed forms: |x_0| of
+ * (0.5, 1, 2, 3, 4) has its 0.5 quantile at 2, so x_0 is clamped to [-2, 2] and halved; with
+ * ratio 0.995 the quantile is 3 + 0.98 (4 - 3) = 3.98 but sample_max_value 3 caps it at 3. */
+static void test_thresholding(void) {
+    static const struct {
+        const char *json;
+        float want[5];
+    } cases[] = {
+        {"{\"_class_name\": \"DDPMScheduler\", \"thresholding\": true, "
+         "\"dynamic_thresholding_ratio\": 0.5, \"sample_max_value\": 10}",
+         {0.25f, -0.5f, 1.0f, -1.0f, 1.0f}},
+        {"{\"_class_name\": \"DDPMScheduler\", \"thresholding\": true, "
+         "\"sample_max_value\": 3}",
+         {0.5f / 3, -1.0f / 3, 2.0f / 3, -1.0f, 1.0f}},
+        {"{\"_class_name\": \"DDPMScheduler\", \"clip_sample_range\": 1.5}",
+         {0.5f, -1.0f, 1.5f, -1.5f, 1.5f}},
+        {"{\"_class_name\": \"DDPMScheduler\", \"clip_sample\": false}",
+         {0.5f, -1.0f, 2.0f, -3.0f, 4.0f}},
+    };
+    const float x0[5] = {0.5f, -1.0f, 2.0f, -3.0f, 4.0f};
+    for (int c = 0; c < 4; c++) {
+        dm_scheduler sc;
+        dm_schedule s = {0};
+        dm_error err = {0};
+        CHECK(dm_scheduler_read(&sc, write_file("t.json", cases[c].json), &err) == DM_OK, "%s",
+              err.msg);
+        CHECK(dm_scheduler_schedule(&sc, &s, &err) == DM_OK, "%s", err.msg);
+        if (!s.alpha_bar) continue;
+        float x[5], eps[5] = {0};
+        for (int j = 0; j < 5; j++) x[j] = (float)(sqrt(s.alpha_bar[0]) * x0[j]);
+        CHECK(dm_scheduler_step(&sc, &s, sc.T, 0, x, eps, NULL, NULL, 0, 0, 1, 5, &err) == DM_OK,
+              "%s", err.msg);
+        for (int j = 0; j < 5; j++)
+            CHECK(fabsf(x[j] - cases[c].want[j]) < 1e-6f, "case %d value %d: %g, expected %g", c,
+                  j, x[j], cases[c].want[j]);
+        dm_schedule_free(&s);
+        dm_scheduler_free(&sc);
+    }
+}
+
 /* ---- whole trajectories through the pipeline */
 
 enum { TB = 2, TD = 3 * 16 * 16 };
@@ -443,6 +484,7 @@ int main(void) {
     omp_set_num_threads(2);
     if (tu_tmpdir_make("diffusers_pipelines")) return 1;
     test_ddpm_steps();
+    test_thresholding();
     test_spacing();
     test_refusals();
     test_trajectories();
