@@ -60,7 +60,7 @@ int cmd_eval(int argc, char **argv) {
         {"--classifier-scale", OPT_DOUBLE, &img.classifier_scale, "G", "images: its scale gamma"},
         {"--scales", OPT_STRING, &img.scales, "LIST", "guidance: classifier-free scales w"},
         {"--gammas", OPT_STRING, &img.gammas, "LIST", "guidance: classifier-guidance scales (with --guide-classifier)"},
-        {"--sampler", OPT_STRING, &img.sampler, "NAME", "images: the sampler of the drawn samples"},
+        {"--sampler", OPT_STRING, &img.sampler, "NAME", "images: the sampler of the drawn samples (scheduler: a diffusers folder's own)"},
         {"--steps", OPT_INT, &img.steps, "N", "images: its steps (0 = all T)"},
         {"--k", OPT_INT, &img.k, "N", "prec-recall: nearest neighbours of the manifold balls"},
         {"--real-data", OPT_STRING, &img.real, "NAME|PATH", "images: real images judged as the samples are, for the floor (default fashion-mnist, the training split)"},

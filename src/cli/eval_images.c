@@ -130,8 +130,15 @@ static dm_status draw(dm_pipeline *p, const cli_image_eval_args *a, const dm_gui
     so.steps = a->steps;
     so.clip_x0 = 1;
     so.var = dm_pipeline_train_config(p)->var;
-    dm_status st = dm_sampler_parse(a->sampler, &so.sampler, err);
-    if (st) return st;
+    dm_status st = DM_OK;
+    if (strcmp(a->sampler, "scheduler") == 0) {
+        /* a diffusers folder's own scheduler */
+        if (!(so.scheduler = dm_pipeline_scheduler(p)))
+            return dm_error_set(err, DM_ERR_ARG, "--sampler scheduler needs a diffusers folder "
+                                "(%s is a diffusion.c checkpoint)", a->model);
+    } else if ((st = dm_sampler_parse(a->sampler, &so.sampler, err))) {
+        return st;
+    }
     const double t0 = cli_now();
     st = dm_pipeline_sample_guided(p, x, a->n, &so, g, err);
     *seconds = cli_now() - t0;
