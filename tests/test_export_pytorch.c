@@ -1,11 +1,12 @@
 /* What diffusion.c writes, checked from outside with PyTorch (tests/reference/check_export.py,
  * run by Debian's /usr/bin/python3 with python3-torch, which scripts/install-deps.sh installs):
- * a checkpoint trained for one step loads with load_state_dict(strict=True) into the project's
- * independent PyTorch UNet2DModel (tests/reference/unet_ref.py, diffusers' parameter names) and
- * gives the library's output; its scheduler_config.json, read as diffusers' DDPMScheduler reads
+ * a checkpoint trained for one step loads with load_state_dict(strict=True) into a PyTorch
+ * UNet2DModel written independently of the C code (tests/reference/unet2d.py, first checked
+ * against diffusers' own outputs) and gives the library's output; its scheduler_config.json, read as diffusers' DDPMScheduler reads
  * it, gives the library's alpha_bar, and its beta_schedule does not contradict its trained_betas.
- * Two models: the tiny fixture UNet on a linear schedule (T = 1000) and google/ddpm-cifar10-32's
- * flags (one head, Ho's time embedding and padding) on the cosine schedule with T = 100. Without
+ * Three models: the tiny fixture UNet on a linear schedule (T = 1000), google/ddpm-cifar10-32's
+ * flags (one head, Ho's time embedding and padding) on the cosine schedule with T = 100, and a
+ * class-conditional tiny UNet (3 classes and the null label's row). Without
  * Python and PyTorch the test fails, it does not skip. */
 #include "io/npy.h"
 #include "test_util.h"
@@ -17,7 +18,7 @@
 #define PIPES DM_SOURCE_DIR "/tests/fixtures/diffusers-pipelines"
 
 static void check_export(const char *name, const char *unet_config, dm_schedule_kind kind,
-                         int32_t T) {
+                         int32_t T, int32_t classes) {
     dm_error err = {0};
     dm_train_config cfg;
     dm_train_config_default(&cfg);
@@ -27,10 +28,16 @@ static void check_export(const char *name, const char *unet_config, dm_schedule_
     cfg.schedule.T = T;
     cfg.steps = 1;
     cfg.batch = 2;
+    cfg.num_classes = classes;
+    cfg.p_uncond = classes ? 0.2 : 0;
     const int64_t C = cfg.unet.in_channels, S = cfg.unet.sample_size, D = C * S * S;
     dm_dataset data = {0};
     CHECK(dm_dataset_init(&data, 4, D, &err) == DM_OK, "%s", err.msg);
     for (int64_t i = 0; i < 4 * D; i++) data.x[i] = (float)((i * 53 % 200) / 100.0 - 1.0);
+    if (classes) {
+        CHECK(dm_dataset_add_labels(&data, classes, &err) == DM_OK, "%s", err.msg);
+        for (int i = 0; i < 4; i++) data.labels[i] = i % classes;
+    }
     dm_trainer *tr = NULL;
     char ckpt[512], probe[512], path[700];
     snprintf(ckpt, sizeof ckpt, "%s/%s", tu_tmpdir(), name);
@@ -49,8 +56,9 @@ static void check_export(const char *name, const char *unet_config, dm_schedule_
     for (int64_t i = 0; i < B * D; i++) x[i] = (float)sin(0.37 * (double)i);
     const float tf[B] = {3.0f, (float)(T - 7)};
     const int64_t ti[B] = {3, T - 7};
-    CHECK(dm_model_forward((dm_model *)dm_pipeline_model(p), out, x, tf, B, 0, &err) == DM_OK,
-          "%s", err.msg);
+    const int32_t y[B] = {classes - 1, classes}; /* a class and the null label */
+    CHECK(dm_model_forward_cond((dm_model *)dm_pipeline_model(p), out, x, tf, classes ? y : NULL,
+                                B, 0, &err) == DM_OK, "%s", err.msg);
     CHECK(mkdir(probe, 0755) == 0, "cannot create %s", probe);
     const int64_t xshape[4] = {B, C, S, S}, tshape[1] = {B}, abshape[1] = {T};
     snprintf(path, sizeof path, "%s/x.npy", probe);
@@ -59,6 +67,11 @@ static void check_export(const char *name, const char *unet_config, dm_schedule_
     CHECK(dm_npy_write_f32(path, out, xshape, 4, &err) == DM_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/t.npy", probe);
     CHECK(dm_npy_write(path, DM_DTYPE_I64, ti, tshape, 1, &err) == DM_OK, "%s", err.msg);
+    if (classes) {
+        const int64_t yi[B] = {y[0], y[1]};
+        snprintf(path, sizeof path, "%s/y.npy", probe);
+        CHECK(dm_npy_write(path, DM_DTYPE_I64, yi, tshape, 1, &err) == DM_OK, "%s", err.msg);
+    }
     snprintf(path, sizeof path, "%s/alpha_bar.npy", probe);
     CHECK(dm_npy_write(path, DM_DTYPE_F64, dm_pipeline_schedule(p)->alpha_bar, abshape, 1, &err) ==
               DM_OK, "%s", err.msg);
@@ -81,9 +94,10 @@ static void check_export(const char *name, const char *unet_config, dm_schedule_
 int main(void) {
     omp_set_num_threads(2);
     if (tu_tmpdir_make("export_pytorch")) return 1;
-    check_export("tiny-linear", PIPES "/weights-f32/config.json", DM_SCHEDULE_LINEAR, 1000);
+    check_export("tiny-linear", PIPES "/weights-f32/config.json", DM_SCHEDULE_LINEAR, 1000, 0);
     check_export("cifar-flags-cosine", PIPES "/ddpm-cifar-flags/unet/config.json",
-                 DM_SCHEDULE_COSINE, 100);
+                 DM_SCHEDULE_COSINE, 100, 0);
+    check_export("tiny-class", PIPES "/weights-f32/config.json", DM_SCHEDULE_LINEAR, 1000, 3);
     tu_tmpdir_remove();
     return tu_finish("test_export_pytorch");
 }

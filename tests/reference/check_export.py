@@ -6,8 +6,11 @@ usage: check_export.py CKPT PROBE
   PROBE a folder with x.npy (B,C,H,W float32), t.npy (B int64), out.npy (diffusion.c's UNet
         output on them) and alpha_bar.npy (T float64, diffusion.c's schedule)
 
-1. unet/config.json builds the reference UNet2D (unet_ref.py), unet/ weights load with
-   load_state_dict(strict=True), and its output on x, t equals out.npy (1e-4 of the largest).
+0. The reference (unet2d.py) is first checked against diffusers' own outputs in tests/fixtures
+   (the tiny unconditional and class-conditional UNets and google/ddpm-cifar10-32's flags).
+1. unet/config.json builds the reference UNet2DModel, unet/ weights load with
+   load_state_dict(strict=True), and its output on x, t (and y.npy's labels for a
+   class-conditional model) equals out.npy (1e-4 of the largest).
 2. scheduler/scheduler_config.json read as diffusers 0.31's DDPMScheduler reads it (trained_betas
    first, float32, cumprod) gives alpha_bar.npy to what float32 rounding allows, and its beta_schedule /
    beta_start / beta_end describe the same betas where diffusers has that schedule (they do not
@@ -21,10 +24,13 @@ import os
 import struct
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import unet_ref  # noqa: E402  (imports blas_env first: Debian's python3 with OpenBLAS)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from unet2d import UNet2DModel  # noqa: E402
+
+FIXTURES = os.path.join(HERE, "..", "fixtures")
 
 
 def fail(msg):
@@ -64,32 +70,55 @@ def diffusers_betas(cfg):
     fail(f"beta_schedule {kind}: not one diffusion.c writes")
 
 
-def main():
-    ckpt, probe = sys.argv[1], sys.argv[2]
-    # 1. the UNet
-    with open(os.path.join(ckpt, "unet", "config.json")) as f:
-        ucfg = json.load(f)
-    if ucfg.get("_class_name") != "UNet2DModel":
-        fail(f"unet/config.json: _class_name {ucfg.get('_class_name')}")
-    keys = ["sample_size", "in_channels", "out_channels", "block_out_channels",
-            "layers_per_block", "down_block_types", "up_block_types", "norm_num_groups",
-            "norm_eps", "attention_head_dim", "flip_sin_to_cos", "freq_shift",
-            "downsample_padding", "dropout"]
-    model = unet_ref.UNet2D(**{k: ucfg[k] for k in keys})
-    weights = read_safetensors(os.path.join(ckpt, "unet", "diffusion_pytorch_model.safetensors"))
+def load_unet(folder):
+    """The reference UNet2DModel of a model folder, its weights loaded strictly."""
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    if cfg.get("_class_name") != "UNet2DModel":
+        fail(f"{folder}/config.json: _class_name {cfg.get('_class_name')}")
+    model = UNet2DModel(cfg)
+    weights = read_safetensors(os.path.join(folder, "diffusion_pytorch_model.safetensors"))
     state = {k: torch.from_numpy(v.copy()) for k, v in weights.items()}
     model.load_state_dict(state, strict=True)  # raises on a missing, extra or misshapen tensor
-    model.eval()
-    x = torch.from_numpy(np.load(os.path.join(probe, "x.npy")))
-    t = torch.from_numpy(np.load(os.path.join(probe, "t.npy")))
-    want = np.load(os.path.join(probe, "out.npy"))
+    return model.eval(), len(state)
+
+
+def output_miss(model, folder, tol):
+    """Largest |reference output - out.npy| on folder's x.npy, t.npy (and y.npy / class_labels.npy)."""
+    def opt(*names):
+        for n in names:
+            p = os.path.join(folder, n)
+            if os.path.exists(p):
+                return torch.from_numpy(np.load(p))
+        return None
+    x, t = opt("x.npy"), opt("t.npy", "timesteps.npy")
+    y = opt("y.npy", "class_labels.npy")
+    want = np.load(os.path.join(folder, "out.npy"))
     with torch.no_grad():
-        got = model(x, t).numpy()
+        got = model(x, t, y).numpy()
     scale = float(np.abs(want).max())
     diff = float(np.abs(got - want).max())
-    print(f"  reference UNet2D, strict load: {len(state)} tensors; output {diff:.3g} from "
+    return diff, scale, diff <= tol * scale
+
+
+def main():
+    ckpt, probe = sys.argv[1], sys.argv[2]
+    # 0. the reference against diffusers' own outputs
+    for model_dir, ref_dir in [("diffusers-unet-tiny/tiny_uncond", "diffusers-unet-tiny/tiny_uncond"),
+                               ("diffusers-unet-tiny/tiny_class", "diffusers-unet-tiny/tiny_class"),
+                               ("diffusers-pipelines/ddpm-cifar-flags/unet",
+                                "diffusers-pipelines/ddpm-cifar-flags-reference")]:
+        model, _ = load_unet(os.path.join(FIXTURES, model_dir))
+        diff, scale, ok = output_miss(model, os.path.join(FIXTURES, ref_dir), 1e-5)
+        if not ok:
+            fail(f"the reference UNet2DModel is {diff:.3g} from diffusers' output of {model_dir}")
+    print("  the reference UNet2DModel matches diffusers' own outputs (tests/fixtures)")
+    # 1. our UNet
+    model, count = load_unet(os.path.join(ckpt, "unet"))
+    diff, scale, ok = output_miss(model, probe, 1e-4)
+    print(f"  reference UNet2DModel, strict load: {count} tensors; output {diff:.3g} from "
           f"diffusion.c's (largest value {scale:.3g})")
-    if not diff <= 1e-4 * max(scale, 1e-3):
+    if not ok:
         fail(f"the reference's output is {diff:.3g} from diffusion.c's")
     # 2. the scheduler
     with open(os.path.join(ckpt, "scheduler", "scheduler_config.json")) as f:
