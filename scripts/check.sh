@@ -84,6 +84,12 @@ valgrind_round_trip() {
             --noisy --like "$dir/cunet" --steps 2 --batch 2 --out "$dir/clf" --quiet
         run "sample with both guidances" sample --model "$dir/cunet" --n 2 --steps 3 \
             --class all --guidance 2 --guide-classifier "$dir/clf" --grid "$dir/cg.png" --quiet
+        local pipes=$root/tests/fixtures/diffusers-pipelines
+        run "a diffusers DDIMPipeline folder with its scheduler" sample --model "$pipes/ddim-trailing" \
+            --n 1 --steps 3 --grid "$dir/d.png" --quiet
+        run "a sharded bare UNet with a DPM-Solver config" sample --model "$pipes/weights-sharded" \
+            --scheduler-config "$root/tests/sanitizers/dpmsolver-scheduler.json" --n 1 --steps 3 \
+            --grid "$dir/e.png" --quiet
     else
         echo "FAIL: the UNet commands: /usr/share/datasets/fashion-mnist is missing: install the" \
              "Debian package dataset-fashion-mnist (scripts/install-deps.sh does)"
