@@ -10,7 +10,9 @@
  *   resnet:    h = conv1(silu(norm1(x))) + time_emb_proj(silu(emb))[:, :, None, None]
  *              out = shortcut(x) + conv2(dropout(silu(norm2(h))))
  *   attention: t = norm(x) as (B, HW, C) tokens; o = softmax(q k^T / sqrt(d)) v per head;
- *              out = x + to_out.0(o) back as (B, C, H, W)
+ *              out = x + to_out.0(o) back as (B, C, H, W); norm has norm_num_groups groups,
+ *              the mid block's attn_norm_num_groups (when set) as in diffusers'
+ *              UNetMidBlock2D
  *   time:      emb = linear_2(silu(linear_1(sinusoid(t)))) [+ class_embedding[label]] */
 #include "models/unet.h"
 
@@ -80,6 +82,7 @@ typedef enum {
 
 typedef struct {
     step_kind kind;
+    char name[DM_TENSOR_NAME_MAX]; /* the block's tensor prefix, e.g. "mid_block.attentions.0" */
     int index;              /* resnet or attention index; conv index for conv steps */
     int64_t in_C, in_H, in_W;
     int64_t C, H, W;        /* output shape */
@@ -231,12 +234,16 @@ static void add_resnet(builder *b, const char *prefix, int64_t cin, int64_t cout
     if (r->has_shortcut) r->shortcut = make_conv(b, "conv_shortcut", cin, cout, 1, 1, 0, H, W);
     b->prefix[0] = 0;
     step *s = add_step(im, STEP_RESNET, cin, H, W);
+    snprintf(s->name, sizeof s->name, "%s", prefix);
     s->index = im->n_resnets++;
     s->C = cout;
     s->pop_skip = pop_skip;
 }
 
-static void add_attention(builder *b, const char *prefix, int64_t C, int64_t H, int64_t W) {
+/* groups: of its GroupNorm (diffusers: norm_num_groups, or attn_norm_num_groups in the mid
+ * block) */
+static void add_attention(builder *b, const char *prefix, int64_t C, int64_t H, int64_t W,
+                          int64_t groups) {
     unet_impl *im = b->im;
     const dm_unet_config *c = &im->cfg;
     snprintf(b->prefix, sizeof b->prefix, "%s.", prefix);
@@ -246,8 +253,7 @@ static void add_attention(builder *b, const char *prefix, int64_t C, int64_t H, 
     a->d = c->attention_head_dim ? c->attention_head_dim : C;
     a->heads = C / a->d;
     a->scale = (float)(1.0 / sqrt((double)a->d));
-    a->norm = make_norm(b, "group_norm", C,
-                        c->attn_norm_num_groups ? c->attn_norm_num_groups : c->norm_num_groups);
+    a->norm = make_norm(b, "group_norm", C, groups);
     a->q = make_linear(b, "to_q", C, C, a->N);
     a->k = make_linear(b, "to_k", C, C, a->N);
     a->v = make_linear(b, "to_v", C, C, a->N);
@@ -255,6 +261,7 @@ static void add_attention(builder *b, const char *prefix, int64_t C, int64_t H, 
     im->macs += 2.0 * (double)(a->N * a->N * C); /* Q K^T and P V */
     b->prefix[0] = 0;
     step *s = add_step(im, STEP_ATTENTION, C, H, W);
+    snprintf(s->name, sizeof s->name, "%s", prefix);
     s->index = im->n_attentions++;
 }
 
@@ -262,6 +269,9 @@ static step *add_conv_step(builder *b, step_kind kind, const char *name, int64_t
                            int64_t cout, int stride, int pad, int64_t H, int64_t W) {
     unet_impl *im = b->im;
     step *s = add_step(im, kind, cin, H, W);
+    const char *dot = strrchr(name, '.'); /* "down_blocks.0.downsamplers.0.conv": the block */
+    snprintf(s->name, sizeof s->name, "%.*s",
+             kind == STEP_DOWN || kind == STEP_UP ? (int)(dot - name) : (int)strlen(name), name);
     s->index = im->n_convs;
     /* the asymmetric downsample pads its input to (H + 1, W + 1) first */
     const int64_t ch = kind == STEP_UP ? 2 * H : kind == STEP_DOWN && pad == 0 ? H + 1 : H;
@@ -304,7 +314,7 @@ static void build(builder *b) {
             ch = out;
             if (c->down_attention[i]) {
                 snprintf(name, sizeof name, "down_blocks.%d.attentions.%d", i, j);
-                add_attention(b, name, out, size, size);
+                add_attention(b, name, out, size, size, c->norm_num_groups);
             }
             push_skip(im, &im->steps[im->n_steps - 1]);
         }
@@ -317,7 +327,11 @@ static void build(builder *b) {
         }
     }
     add_resnet(b, "mid_block.resnets.0", ch, ch, size, size, -1);
-    if (c->add_attention) add_attention(b, "mid_block.attentions.0", ch, size, size);
+    /* UNetMidBlock2D's attn_groups: attn_norm_num_groups, or norm_num_groups when null (with
+     * resnet_time_scale_shift "default", the only one read) */
+    if (c->add_attention)
+        add_attention(b, "mid_block.attentions.0", ch, size, size,
+                      c->attn_norm_num_groups ? c->attn_norm_num_groups : c->norm_num_groups);
     add_resnet(b, "mid_block.resnets.1", ch, ch, size, size, -1);
     if (c->classifier_classes) {
         im->head_norm = make_norm(b, "classifier.norm", ch, c->norm_num_groups);
@@ -341,7 +355,7 @@ static void build(builder *b) {
             ch = out;
             if (c->up_attention[i]) {
                 snprintf(name, sizeof name, "up_blocks.%d.attentions.%d", i, j);
-                add_attention(b, name, out, size, size);
+                add_attention(b, name, out, size, size, c->norm_num_groups);
             }
         }
         if (i < L - 1) {
@@ -1070,6 +1084,20 @@ static void unet_backward(dm_model *m, const float *dout, float *dx, int64_t B) 
         dnext = swap;
     }
     time_backward(im, p, g, B);
+}
+
+const float *dm_unet_block_output(const dm_model *m, const char *block, const float **input,
+                                  int64_t shape[3]) {
+    if (!dm_unet_get_config(m) || !block || !block[0]) return NULL;
+    const unet_impl *im = m->impl;
+    for (int i = 0; i < im->n_steps; i++) {
+        const step *s = &im->steps[i];
+        if (strcmp(s->name, block) != 0) continue;
+        if (input) *input = s->in;
+        if (shape) shape[0] = s->C, shape[1] = s->H, shape[2] = s->W;
+        return s->out;
+    }
+    return NULL;
 }
 
 const float *dm_unet_classifier_features(const dm_model *m, int64_t *dim) {

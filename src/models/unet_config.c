@@ -105,7 +105,9 @@ dm_status dm_unet_config_validate(const dm_unet_config *c, dm_error *err) {
         return dm_error_set(err, DM_ERR_ARG, "block_out_channels: %d entries, must be 1..%d",
                             (int)c->levels, DM_UNET_MAX_LEVELS);
     if (c->in_channels < 1 || c->in_channels > 64 || c->out_channels < 1 || c->out_channels > 64)
-        return dm_error_set(err, DM_ERR_ARG, "in_channels and out_channels must be 1..64");
+        return dm_error_set(err, DM_ERR_ARG,
+                            "in_channels %lld, out_channels %lld: each must be 1..64",
+                            (long long)c->in_channels, (long long)c->out_channels);
     const int64_t step = (int64_t)1 << (c->levels - 1);
     if (c->sample_size < 1 || c->sample_size > 4096 || c->sample_size % step)
         return dm_error_set(err, DM_ERR_ARG,
@@ -116,62 +118,140 @@ dm_status dm_unet_config_validate(const dm_unet_config *c, dm_error *err) {
         return dm_error_set(err, DM_ERR_ARG, "layers_per_block %lld: must be 1..8",
                             (long long)c->layers_per_block);
     if (c->norm_num_groups < 1)
-        return dm_error_set(err, DM_ERR_ARG, "norm_num_groups must be >= 1");
+        return dm_error_set(err, DM_ERR_ARG, "norm_num_groups %lld: must be >= 1",
+                            (long long)c->norm_num_groups);
     if (c->attention_head_dim < 0) /* the head count is channels / attention_head_dim */
-        return dm_error_set(err, DM_ERR_ARG, "attention_head_dim must be >= 1 (or null)");
+        return dm_error_set(err, DM_ERR_ARG, "attention_head_dim %lld: must be >= 1 (or null)",
+                            (long long)c->attention_head_dim);
     if (c->attn_norm_num_groups < 0)
-        return dm_error_set(err, DM_ERR_ARG, "attn_norm_num_groups must be >= 1 (or null)");
+        return dm_error_set(err, DM_ERR_ARG, "attn_norm_num_groups %lld: must be >= 1 (or null)",
+                            (long long)c->attn_norm_num_groups);
     if (!(c->norm_eps > 0 && c->norm_eps < 1))
-        return dm_error_set(err, DM_ERR_ARG, "norm_eps must be in (0, 1)");
+        return dm_error_set(err, DM_ERR_ARG, "norm_eps %g: must be in (0, 1)", c->norm_eps);
     if (!(c->dropout >= 0 && c->dropout < 1))
-        return dm_error_set(err, DM_ERR_ARG, "dropout must be in [0, 1)");
+        return dm_error_set(err, DM_ERR_ARG, "dropout %g: must be in [0, 1)", c->dropout);
     if (c->downsample_padding != 0 && c->downsample_padding != 1)
-        return dm_error_set(err, DM_ERR_ARG, "downsample_padding must be 0 or 1");
+        return dm_error_set(err, DM_ERR_ARG, "downsample_padding %d: must be 0 or 1",
+                            (int)c->downsample_padding);
     if (c->num_class_embeds < 0 || c->num_class_embeds > 1000000)
-        return dm_error_set(err, DM_ERR_ARG, "num_class_embeds must be 0..1000000");
+        return dm_error_set(err, DM_ERR_ARG, "num_class_embeds %lld: must be 0..1000000",
+                            (long long)c->num_class_embeds);
     if (c->classifier_classes < 0 || c->classifier_classes > 1000000)
-        return dm_error_set(err, DM_ERR_ARG, "classifier_classes must be 0..1000000");
-    if (!isfinite(c->freq_shift)) return dm_error_set(err, DM_ERR_ARG, "freq_shift not finite");
-    const int64_t attn_groups = c->attn_norm_num_groups ? c->attn_norm_num_groups
-                                                        : c->norm_num_groups;
+        return dm_error_set(err, DM_ERR_ARG, "classifier_classes %lld: must be 0..1000000",
+                            (long long)c->classifier_classes);
+    if (!isfinite(c->freq_shift))
+        return dm_error_set(err, DM_ERR_ARG, "freq_shift %g: not finite", c->freq_shift);
+    /* diffusers passes attn_norm_num_groups to the mid block's attention only (null there:
+     * norm_num_groups, with resnet_time_scale_shift "default"); the down and up blocks'
+     * attentions always use norm_num_groups */
+    const int64_t mid_groups = c->attn_norm_num_groups ? c->attn_norm_num_groups
+                                                       : c->norm_num_groups;
     for (int i = 0; i < c->levels; i++) {
         const int64_t ch = c->block_out_channels[i];
         if (ch < 1 || ch > 8192)
             return dm_error_set(err, DM_ERR_ARG, "block_out_channels[%d] = %lld: must be 1..8192",
                                 i, (long long)ch);
-        /* every GroupNorm sees block channels or sums of them, so this covers them all */
+        /* every GroupNorm but the mid attention's sees block channels or sums of them, so this
+         * covers them all */
         if (ch % c->norm_num_groups)
             return dm_error_set(err, DM_ERR_ARG,
                                 "block_out_channels[%d] = %lld does not divide into "
                                 "norm_num_groups = %lld",
                                 i, (long long)ch, (long long)c->norm_num_groups);
-        const bool attn = c->down_attention[i] || c->up_attention[c->levels - 1 - i] ||
-                          (i == c->levels - 1 && c->add_attention);
+        const bool mid_attn = i == c->levels - 1 && c->add_attention;
+        const bool attn = c->down_attention[i] || c->up_attention[c->levels - 1 - i] || mid_attn;
         if (attn && c->attention_head_dim && ch % c->attention_head_dim)
             return dm_error_set(err, DM_ERR_ARG,
                                 "attention_head_dim %lld does not divide the %lld channels of an "
                                 "attention block",
                                 (long long)c->attention_head_dim, (long long)ch);
-        if (attn && ch % attn_groups)
+        if (mid_attn && ch % mid_groups)
             return dm_error_set(err, DM_ERR_ARG,
-                                "attention norm groups %lld do not divide the %lld channels of an "
-                                "attention block",
-                                (long long)attn_groups, (long long)ch);
+                                "attn_norm_num_groups %lld does not divide the %lld channels of "
+                                "the mid block's attention",
+                                (long long)mid_groups, (long long)ch);
     }
     return DM_OK;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* config.json                                                                              */
+/*
+ * Every key of diffusers 0.31's UNet2DModel.__init__ is honoured as diffusers honours it or
+ * refused with the key, its value and the file named; keys starting with "_" are metadata, as
+ * in diffusers' ConfigMixin (which drops them), except "_class_name" (checked) and
+ * "_use_default_values" (keys listed there are read as absent, as diffusers reads them). A key
+ * UNet2DModel does not take is refused by name: diffusers would warn and ignore it. docs/
+ * unet-config.md has the table. */
+
+/* UNet2DModel.__init__'s parameters in diffusers 0.31.0 */
+static const char *const unet2d_keys[] = {
+    "sample_size",         "in_channels",        "out_channels",     "center_input_sample",
+    "time_embedding_type", "freq_shift",         "flip_sin_to_cos",  "down_block_types",
+    "up_block_types",      "block_out_channels", "layers_per_block", "mid_block_scale_factor",
+    "downsample_padding",  "downsample_type",    "upsample_type",    "dropout",
+    "act_fn",              "attention_head_dim", "norm_num_groups",  "attn_norm_num_groups",
+    "norm_eps",            "resnet_time_scale_shift", "add_attention", "class_embed_type",
+    "num_class_embeds",    "num_train_timesteps", NULL};
 
 typedef struct {
     const cJSON *root;
+    const cJSON *use_defaults; /* "_use_default_values": keys read as absent; or NULL */
     const char *path;
     dm_error *err;
 } json_ctx;
 
 static const cJSON *item(const json_ctx *j, const char *key) {
+    const cJSON *d;
+    if (j->use_defaults)
+        cJSON_ArrayForEach(d, j->use_defaults) {
+            if (cJSON_IsString(d) && strcmp(d->valuestring, key) == 0) return NULL;
+        }
     return cJSON_GetObjectItemCaseSensitive(j->root, key);
+}
+
+/* A JSON value as a short text for messages. */
+static const char *describe(const cJSON *v, char *buf, size_t n) {
+    if (!v) {
+        snprintf(buf, n, "(absent)");
+    } else if (cJSON_IsString(v)) {
+        snprintf(buf, n, "\"%.60s\"%s", v->valuestring, strlen(v->valuestring) > 60 ? "..." : "");
+    } else if (cJSON_IsNumber(v)) {
+        snprintf(buf, n, "%.9g", v->valuedouble);
+    } else if (cJSON_IsBool(v)) {
+        snprintf(buf, n, "%s", cJSON_IsTrue(v) ? "true" : "false");
+    } else if (cJSON_IsNull(v)) {
+        snprintf(buf, n, "null");
+    } else if (cJSON_IsArray(v)) {
+        /* [a, b, ...]: the first few entries */
+        size_t len = (size_t)snprintf(buf, n, "[");
+        const cJSON *e;
+        int k = 0;
+        cJSON_ArrayForEach(e, v) {
+            char one[80];
+            if (len + 8 >= n || k == 4) {
+                len += (size_t)snprintf(buf + len, n - len, "%s...", k ? ", " : "");
+                break;
+            }
+            if (cJSON_IsArray(e) || cJSON_IsObject(e))
+                snprintf(one, sizeof one, "%s", cJSON_IsArray(e) ? "[...]" : "{...}");
+            else
+                describe(e, one, sizeof one);
+            len += (size_t)snprintf(buf + len, n - len, "%s%s", k++ ? ", " : "", one);
+            if (len >= n) break;
+        }
+        if (len < n) snprintf(buf + len, n - len, "]");
+    } else {
+        snprintf(buf, n, "an object");
+    }
+    return buf;
+}
+
+/* DM_ERR_FORMAT: path: "key" = value <what> */
+static dm_status refuse(const json_ctx *j, const char *key, const cJSON *v, const char *what) {
+    char buf[96];
+    return dm_error_set(j->err, DM_ERR_FORMAT, "%s: \"%s\" = %s %s", j->path, key,
+                        describe(v, buf, sizeof buf), what);
 }
 
 /* A JSON number that is a whole number of at most 1e9 in magnitude (every field here is far
@@ -184,8 +264,8 @@ static bool json_int(const cJSON *v, int64_t *out) {
     return true;
 }
 
-/* An integer field; absent or null keeps *out (the default); null_value is stored for null when
- * null is allowed (null_value >= 0). */
+/* An integer field; absent keeps *out (the default); null_value is stored for null when null is
+ * allowed (null_value >= 0). */
 static dm_status get_int(const json_ctx *j, const char *key, int64_t *out, int64_t null_value) {
     const cJSON *v = item(j, key);
     if (!v) return DM_OK;
@@ -194,8 +274,8 @@ static dm_status get_int(const json_ctx *j, const char *key, int64_t *out, int64
         return DM_OK;
     }
     if (!json_int(v, out))
-        return dm_error_set(j->err, DM_ERR_FORMAT, "%s: \"%s\" must be an integer%s", j->path,
-                            key, null_value >= 0 ? " or null" : "");
+        return refuse(j, key, v,
+                      null_value >= 0 ? "must be an integer or null" : "must be an integer");
     return DM_OK;
 }
 
@@ -203,7 +283,7 @@ static dm_status get_double(const json_ctx *j, const char *key, double *out) {
     const cJSON *v = item(j, key);
     if (!v) return DM_OK;
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return dm_error_set(j->err, DM_ERR_FORMAT, "%s: \"%s\" must be a number", j->path, key);
+        return refuse(j, key, v, "must be a finite number");
     *out = v->valuedouble;
     return DM_OK;
 }
@@ -211,81 +291,151 @@ static dm_status get_double(const json_ctx *j, const char *key, double *out) {
 static dm_status get_bool(const json_ctx *j, const char *key, int32_t *out) {
     const cJSON *v = item(j, key);
     if (!v) return DM_OK;
-    if (!cJSON_IsBool(v))
-        return dm_error_set(j->err, DM_ERR_FORMAT, "%s: \"%s\" must be true or false", j->path,
-                            key);
+    if (!cJSON_IsBool(v)) return refuse(j, key, v, "must be true or false");
     *out = cJSON_IsTrue(v);
     return DM_OK;
 }
 
-/* A string field that, when present, must have one of the supported values (NULL-terminated);
- * allow_null accepts JSON null too. */
-static dm_status require_string(const json_ctx *j, const char *key, const char *const *allowed,
-                                bool allow_null) {
-    const cJSON *v = item(j, key);
-    if (!v || (allow_null && cJSON_IsNull(v))) return DM_OK;
-    if (cJSON_IsString(v))
-        for (int i = 0; allowed[i]; i++)
-            if (strcmp(v->valuestring, allowed[i]) == 0) return DM_OK;
-    return dm_error_set(j->err, DM_ERR_FORMAT, "%s: \"%s\" = %s is not supported (only \"%s\"%s)",
-                        j->path, key, cJSON_IsString(v) ? v->valuestring : "(not a string)",
-                        allowed[0], allow_null ? " or null" : "");
+static bool is_string(const cJSON *v, const char *s) {
+    return cJSON_IsString(v) && strcmp(v->valuestring, s) == 0;
 }
 
-/* down_block_types / up_block_types: each entry one of the two names; attention flags out. */
+/* ASCII case-insensitive equality (diffusers' get_activation lower-cases the name) */
+static bool same_lower(const char *a, const char *b) {
+    for (; *a && *b; a++, b++) {
+        const char ca = *a >= 'A' && *a <= 'Z' ? (char)(*a - 'A' + 'a') : *a;
+        if (ca != *b) return false;
+    }
+    return *a == *b;
+}
+
+/* down_block_types / up_block_types: each entry one of the two names, or either with diffusers'
+ * "UNetRes" prefix (get_down_block / get_up_block strip it); attention flags out. */
 static dm_status get_block_types(const json_ctx *j, const char *key, const char *plain,
                                  const char *attn, int32_t *flags, int32_t levels) {
     const cJSON *arr = item(j, key);
     if (!arr) return DM_OK;
-    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != levels)
-        return dm_error_set(j->err, DM_ERR_FORMAT,
-                            "%s: \"%s\" must list %d block types, one per block_out_channels",
-                            j->path, key, (int)levels);
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != levels) {
+        char what[96];
+        snprintf(what, sizeof what, "must list %d block types, one per block_out_channels entry",
+                 (int)levels);
+        return refuse(j, key, arr, what);
+    }
     int i = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, arr) {
-        if (cJSON_IsString(v) && strcmp(v->valuestring, plain) == 0)
+        const char *name = cJSON_IsString(v) ? v->valuestring : "";
+        if (strncmp(name, "UNetRes", 7) == 0) name += 7;
+        if (cJSON_IsString(v) && strcmp(name, plain) == 0)
             flags[i] = 0;
-        else if (cJSON_IsString(v) && strcmp(v->valuestring, attn) == 0)
+        else if (cJSON_IsString(v) && strcmp(name, attn) == 0)
             flags[i] = 1;
-        else
-            return dm_error_set(j->err, DM_ERR_FORMAT,
-                                "%s: \"%s\"[%d] = %s is not supported (only \"%s\" or \"%s\")",
-                                j->path, key, i,
-                                cJSON_IsString(v) ? v->valuestring : "(not a string)", plain,
-                                attn);
+        else {
+            char buf[96], k[64];
+            snprintf(k, sizeof k, "%s[%d]", key, i);
+            snprintf(buf, sizeof buf, "is not supported (only \"%s\" or \"%s\")", plain, attn);
+            return refuse(j, k, v, buf);
+        }
         i++;
     }
     return DM_OK;
 }
 
-static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
+/* downsample_type / upsample_type: diffusers passes them to AttnDownBlock2D / AttnUpBlock2D
+ * only, where they pick the resampler of a block that resamples ("conv", or "conv" for null;
+ * "resnet" a ResnetBlock2D). DownBlock2D and UpBlock2D always resample by convolution. So
+ * "resnet" is refused where an attention block resamples and has no effect elsewhere. */
+static dm_status check_resample_type(const json_ctx *j, const char *key, const int32_t *attn,
+                                     int32_t levels, const char *block) {
+    const cJSON *v = item(j, key);
+    if (!v || cJSON_IsNull(v) || is_string(v, "conv")) return DM_OK;
+    if (!is_string(v, "resnet"))
+        return refuse(j, key, v, "is not supported (only \"conv\", or \"resnet\" where no "
+                                 "attention block resamples)");
+    for (int i = 0; i < levels - 1; i++) /* the last block does not resample */
+        if (attn[i]) {
+            char what[160];
+            snprintf(what, sizeof what,
+                     "is not supported: %s_blocks.%d is an %s, whose resampler would be a "
+                     "ResnetBlock2D (only \"conv\")",
+                     block, i, strcmp(block, "down") == 0 ? "AttnDownBlock2D" : "AttnUpBlock2D");
+            return refuse(j, key, v, what);
+        }
+    return DM_OK;
+}
+
+static dm_status parse_unet_json(const json_ctx *j0, dm_unet_config *c) {
     dm_status st;
-    static const char *const class_name[] = {"UNet2DModel", "EncoderClassifier", NULL};
-    static const char *const silu[] = {"silu", NULL};
-    static const char *const positional[] = {"positional", NULL};
-    static const char *const default_shift[] = {"default", NULL};
-    static const char *const conv[] = {"conv", NULL};
-    static const char *const mid_block[] = {"UNetMidBlock2D", NULL};
-    if ((st = require_string(j, "_class_name", class_name, false)) ||
-        (st = require_string(j, "act_fn", silu, false)) ||
-        (st = require_string(j, "time_embedding_type", positional, false)) ||
-        (st = require_string(j, "resnet_time_scale_shift", default_shift, false)) ||
-        (st = require_string(j, "downsample_type", conv, false)) ||
-        (st = require_string(j, "upsample_type", conv, false)) ||
-        (st = require_string(j, "mid_block_type", mid_block, true)))
-        return st;
-    const cJSON *class_type = item(j, "class_embed_type");
-    if (class_type && !cJSON_IsNull(class_type))
-        return dm_error_set(j->err, DM_ERR_FORMAT,
-                            "%s: \"class_embed_type\" is not supported (only null: a class "
-                            "embedding table from num_class_embeds)",
-                            j->path);
+    json_ctx jc = *j0;
+    const json_ctx *j = &jc;
+
+    /* metadata: the class, and the keys diffusers reads as absent */
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j->root, "_class_name");
+    const bool encoder = is_string(cls, "EncoderClassifier");
+    if (cls && !is_string(cls, "UNet2DModel") && !encoder)
+        return refuse(j, "_class_name", cls,
+                      "is not supported (only \"UNet2DModel\", or our \"EncoderClassifier\")");
+    const cJSON *defaults = cJSON_GetObjectItemCaseSensitive(j->root, "_use_default_values");
+    if (defaults) {
+        const cJSON *d;
+        bool strings = cJSON_IsArray(defaults);
+        cJSON_ArrayForEach(d, defaults) strings = strings && cJSON_IsString(d);
+        if (!strings) return refuse(j, "_use_default_values", defaults, "must be a list of keys");
+        jc.use_defaults = defaults;
+    }
+    /* every other key is one UNet2DModel takes (or ours) */
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, j->root) {
+        const char *k = kv->string;
+        bool known = k[0] == '_' || strcmp(k, "mid_block_type") == 0 ||
+                     (strcmp(k, "classifier_classes") == 0 && !is_string(cls, "UNet2DModel"));
+        for (int i = 0; !known && unet2d_keys[i]; i++) known = strcmp(k, unet2d_keys[i]) == 0;
+        if (!known)
+            return dm_error_set(j->err, DM_ERR_FORMAT,
+                                "%s: \"%.100s\" is not a key of diffusers 0.31's UNet2DModel: "
+                                "diffusers would ignore it, refused rather than ignored%s",
+                                j->path, k,
+                                strcmp(k, "classifier_classes") == 0
+                                    ? " (an encoder classifier's config has \"_class_name\": "
+                                      "\"EncoderClassifier\")"
+                                    : "");
+    }
+
+    const cJSON *v;
+    /* diffusers' get_activation lower-cases the name; "silu" and "swish" are both nn.SiLU. It is
+     * the resnets' activation only (the time MLP and conv_act are always SiLU). */
+    if ((v = item(j, "act_fn")) &&
+        !(cJSON_IsString(v) &&
+          (same_lower(v->valuestring, "silu") || same_lower(v->valuestring, "swish"))))
+        return refuse(j, "act_fn", v,
+                      "is not supported (only \"silu\" or its alias \"swish\", in any case)");
+    if ((v = item(j, "time_embedding_type")) && !is_string(v, "positional"))
+        return refuse(j, "time_embedding_type", v, "is not supported (only \"positional\")");
+    if ((v = item(j, "resnet_time_scale_shift")) && !is_string(v, "default"))
+        return refuse(j, "resnet_time_scale_shift", v,
+                      "is not supported (only \"default\": the time embedding added after "
+                      "conv1)");
+    if ((v = item(j, "class_embed_type")) && !cJSON_IsNull(v))
+        return refuse(j, "class_embed_type", v,
+                      "is not supported (only null: a class embedding table of "
+                      "num_class_embeds rows)");
+    /* a key of diffusers >= 0.33 (null there: no mid block); 0.31 ignores it and always builds
+     * UNetMidBlock2D, which newer versions build for any name */
+    if ((v = item(j, "mid_block_type")) && !is_string(v, "UNetMidBlock2D"))
+        return refuse(j, "mid_block_type", v,
+                      "is not supported (only \"UNetMidBlock2D\"; null, no mid block, is a "
+                      "diffusers >= 0.33 setting)");
     double mid_scale = 1;
     if ((st = get_double(j, "mid_block_scale_factor", &mid_scale))) return st;
     if (mid_scale != 1)
-        return dm_error_set(j->err, DM_ERR_FORMAT,
-                            "%s: \"mid_block_scale_factor\" other than 1 is not supported", j->path);
+        return refuse(j, "mid_block_scale_factor", item(j, "mid_block_scale_factor"),
+                      "is not supported (only 1)");
+    /* sizes only diffusers' "learned" time embedding (refused above): no effect otherwise */
+    int64_t train_steps = 1;
+    if ((st = get_int(j, "num_train_timesteps", &train_steps, 1))) return st;
+    if (train_steps < 1)
+        return refuse(j, "num_train_timesteps", item(j, "num_train_timesteps"),
+                      "must be >= 1 or null");
 
     /* diffusers' defaults for keys the file leaves out */
     common_defaults(c);
@@ -293,6 +443,7 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
     c->levels = 4;
     const int64_t boc_default[4] = {224, 448, 672, 896};
     for (int i = 0; i < 4; i++) c->block_out_channels[i] = boc_default[i];
+    /* down ("DownBlock2D", "AttnDownBlock2D" x 3), up ("AttnUpBlock2D" x 3, "UpBlock2D") */
     c->down_attention[1] = c->down_attention[2] = c->down_attention[3] = 1;
     c->up_attention[0] = c->up_attention[1] = c->up_attention[2] = 1;
     c->layers_per_block = 2;
@@ -307,11 +458,11 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
         json_int(cJSON_GetArrayItem(size, 0), &side[0]) &&
         json_int(cJSON_GetArrayItem(size, 1), &side[1]) && side[0] == side[1]) {
         c->sample_size = side[0];
-    } else if (!cJSON_IsNumber(size)) {
-        return dm_error_set(j->err, DM_ERR_FORMAT,
-                            "%s: \"sample_size\" must be an integer (square images)", j->path);
-    } else if ((st = get_int(j, "sample_size", &c->sample_size, -1))) {
-        return st;
+    } else if (!json_int(size, &c->sample_size)) {
+        /* diffusers' default, null, leaves the size to the pipeline; ours is fixed */
+        return refuse(j, "sample_size", size,
+                      "is not supported (only an integer or [n, n]: square images of a size "
+                      "the model is built for)");
     }
     const cJSON *boc = item(j, "block_out_channels");
     if (boc) {
@@ -322,8 +473,6 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
                                 j->path, DM_UNET_MAX_LEVELS);
         c->levels = n;
         memset(c->block_out_channels, 0, sizeof c->block_out_channels);
-        memset(c->down_attention, 0, sizeof c->down_attention);
-        memset(c->up_attention, 0, sizeof c->up_attention);
         for (int i = 0; i < n; i++) {
             /* bounded before the cast: [1e30] was undefined behaviour (found by fuzzing) */
             if (!json_int(cJSON_GetArrayItem(boc, i), &c->block_out_channels[i]))
@@ -331,11 +480,20 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
                                     "%s: \"block_out_channels\"[%d] is not an integer", j->path, i);
         }
     }
+    /* diffusers' default block types have 4 entries; other level counts without the lists would
+     * be refused by diffusers (lengths differ). We build plain blocks there (an extension for
+     * hand-written configs), never diffusers' 4-level pattern cut short. */
+    if (c->levels != 4) {
+        memset(c->down_attention, 0, sizeof c->down_attention);
+        memset(c->up_attention, 0, sizeof c->up_attention);
+    }
     int64_t attn_groups = 0, head_dim = c->attention_head_dim, classes = 0, padding = 1;
     if ((st = get_block_types(j, "down_block_types", "DownBlock2D", "AttnDownBlock2D",
                               c->down_attention, c->levels)) ||
         (st = get_block_types(j, "up_block_types", "UpBlock2D", "AttnUpBlock2D", c->up_attention,
                               c->levels)) ||
+        (st = check_resample_type(j, "downsample_type", c->down_attention, c->levels, "down")) ||
+        (st = check_resample_type(j, "upsample_type", c->up_attention, c->levels, "up")) ||
         (st = get_int(j, "in_channels", &c->in_channels, -1)) ||
         (st = get_int(j, "out_channels", &c->out_channels, -1)) ||
         (st = get_int(j, "layers_per_block", &c->layers_per_block, -1)) ||
@@ -352,6 +510,16 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
         (st = get_bool(j, "flip_sin_to_cos", &c->flip_sin_to_cos)) ||
         (st = get_bool(j, "center_input_sample", &c->center_input_sample)))
         return st;
+    /* null is no class embedding; 0 would be diffusers' table of no rows, which no label fits */
+    if ((v = item(j, "num_class_embeds")) && !cJSON_IsNull(v) && classes < 1)
+        return refuse(j, "num_class_embeds", v, "must be >= 1 or null");
+    if ((v = item(j, "attn_norm_num_groups")) && !cJSON_IsNull(v) && attn_groups < 1)
+        return refuse(j, "attn_norm_num_groups", v, "must be >= 1 or null");
+    if ((v = item(j, "attention_head_dim")) && !cJSON_IsNull(v) && head_dim < 1)
+        return refuse(j, "attention_head_dim", v, "must be >= 1 or null");
+    if (encoder && c->classifier_classes < 1)
+        return dm_error_set(j->err, DM_ERR_FORMAT,
+                            "%s: an EncoderClassifier needs \"classifier_classes\"", j->path);
     c->attn_norm_num_groups = attn_groups;
     c->attention_head_dim = head_dim;
     c->num_class_embeds = classes;
@@ -367,7 +535,8 @@ static dm_status parse_unet_json(const json_ctx *j, dm_unet_config *c) {
 
 dm_status dm_unet_config_read(dm_unet_config *c, const char *path, dm_error *err) {
     cJSON *root;
-    dm_status st = dm_json_read(&root, path, 1 << 20, err);
+    /* Python's json writes Infinity and NaN: read, then refused by key */
+    dm_status st = dm_json_read_python(&root, path, 1 << 20, err);
     if (st) return st;
     json_ctx j = {.root = root, .path = path, .err = err};
     st = parse_unet_json(&j, c);
