@@ -419,7 +419,8 @@ typedef struct {
     int32_t up_attention[DM_UNET_MAX_LEVELS];       /* up_block_types, deepest first */
     int64_t layers_per_block;    /* 2 */
     int64_t norm_num_groups;     /* 8 */
-    int64_t attn_norm_num_groups; /* 0 = norm_num_groups */
+    int64_t attn_norm_num_groups; /* the mid block's attention only (as diffusers): 0 =
+                                   * norm_num_groups */
     double norm_eps;             /* 1e-5 */
     int64_t attention_head_dim;  /* 8; 0 = one head over all channels (config null) */
     int32_t add_attention;       /* attention in the mid block: 1 */
@@ -444,8 +445,9 @@ dm_status dm_unet_preset(dm_unet_config *cfg, const char *name, dm_error *err);
 void dm_unet_config_default(dm_unet_config *cfg); /* "unet-28" */
 /* Channels that divide into the groups, sizes that halve evenly, and so on. */
 dm_status dm_unet_config_validate(const dm_unet_config *cfg, dm_error *err);
-/* diffusers' config.json for UNet2DModel: read (unknown keys ignored, unsupported values such as
- * another time_embedding_type refused with the key named) and written. */
+/* diffusers' config.json for UNet2DModel: read (every key of diffusers 0.31's UNet2DModel
+ * honoured as diffusers does or refused with the key and value named, unknown keys refused;
+ * docs/unet-config.md) and written. */
 dm_status dm_unet_config_read(dm_unet_config *cfg, const char *path, dm_error *err);
 dm_status dm_unet_config_write(const dm_unet_config *cfg, const char *path, dm_error *err);
 /* PyTorch's default initialisation drawn from seed: conv and linear uniform +-1/sqrt(fan_in),
@@ -710,7 +712,8 @@ const dm_model *dm_pipeline_model(const dm_pipeline *p);
 const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p);
 const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
 /* Draws n samples into x (n, dim), in data units. The observer sees standardised values.
- * Images are drawn DM_PIPELINE_IMAGE_CHUNK at a time, chunk k with stream opt->stream + k.
+ * Images are drawn DM_PIPELINE_IMAGE_CHUNK at a time, chunk k with stream opt->stream + k
+ * (and rows of opt->x_T, (n, dim), when given; given noise allows one chunk only).
  * opt NULL means the defaults. */
 #define DM_PIPELINE_IMAGE_CHUNK 256
 dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,

@@ -170,12 +170,17 @@ dm_status dm_pipeline_sample_guided(dm_pipeline *p, float *x, int64_t n,
     const int64_t chunk = dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)
                               ? DM_PIPELINE_IMAGE_CHUNK
                               : n;
+    /* given noise is laid out (steps, n, dim) for one call: it cannot be split into chunks */
+    if (o.noise && n > chunk)
+        return dm_error_set(err, DM_ERR_ARG, "sample: with given noise, at most %lld images a "
+                            "call (the chunk size)", (long long)chunk);
     guided ctx;
     if ((st = guided_init(&ctx, p, g, chunk < n ? chunk : n, err))) return st;
     for (int64_t start = 0, k = 0; start < n && !st; start += chunk, k++) {
         const int64_t B = n - start < chunk ? n - start : chunk;
         dm_sample_options ok = o;
         ok.stream = o.stream + (uint64_t)k;
+        ok.x_T = o.x_T ? o.x_T + start * D : NULL; /* (n, dim): this chunk's rows */
         ctx.labels = g->labels ? g->labels + start : NULL;
         st = dm_sample(dm_pipeline_schedule(p), guided_denoise, &ctx, x + start * D, B, D, &ok,
                        err);
