@@ -595,6 +595,72 @@ static void image_walk_corpus(void) {
 #undef T
 }
 
+/* diffusers' scheduler_config.json: the test fixtures diffusers itself wrote (DDIM with Stable
+ * Diffusion's settings, DDPM with ddpm-cifar10-32's, DPM-Solver++ with Python's -Infinity), ours
+ * (dm_checkpoint_write_diffusers_pipeline: trained_betas of T = 10), by hand the keys the
+ * fixtures leave at their defaults, and near-valid files the reader must refuse. */
+static void scheduler_config_corpus(void) {
+    enter("scheduler_config");
+    copy_file("tests/fixtures/diffusers-pipelines/ddim-trailing/scheduler/scheduler_config.json",
+              "ddim-trailing.json");
+    copy_file("tests/fixtures/diffusers-pipelines/ddpm-cifar-flags/scheduler/"
+              "scheduler_config.json", "ddpm-cifar-flags.json");
+    copy_file("tests/sanitizers/dpmsolver-scheduler.json", "dpmsolver.json");
+    char pipe[600], path[700];
+    snprintf(pipe, sizeof pipe, "%s/../.pipe-scheduler_config", dir);
+    fz_rm_tree(pipe);
+    if (mkdir(pipe, 0755) != 0) fail(pipe, NULL);
+    dm_train_config t;
+    dm_train_config_default(&t);
+    t.schedule.T = 10;
+    dm_schedule s;
+    dm_error err = {0};
+    if (dm_schedule_init(&s, &t.schedule, &err) ||
+        dm_checkpoint_write_diffusers_pipeline(pipe, &s, &t, &err))
+        fail("diffusers pipeline", &err);
+    dm_schedule_free(&s);
+    snprintf(path, sizeof path, "%s/" DM_CKPT_SCHEDULER_CONFIG, pipe);
+    copy_file(path, "ours-trained-betas-10.json");
+    fz_rm_tree(pipe);
+    put_str("ddpm-thresholding.json",
+            "{\"_class_name\": \"DDPMScheduler\", \"num_train_timesteps\": 50, \"beta_schedule\": "
+            "\"squaredcos_cap_v2\", \"prediction_type\": \"v_prediction\", \"variance_type\": "
+            "\"learned_range\", \"thresholding\": true, \"dynamic_thresholding_ratio\": 0.9, "
+            "\"sample_max_value\": 2.5, \"timestep_spacing\": \"trailing\"}\n");
+    put_str("ddpm-sigmoid-trailing.json",
+            "{\"_class_name\": \"DDPMScheduler\", \"num_train_timesteps\": 20, \"beta_schedule\": "
+            "\"sigmoid\", \"beta_start\": 0.001, \"beta_end\": 0.2, \"variance_type\": "
+            "\"fixed_small_log\", \"timestep_spacing\": \"trailing\", \"clip_sample\": false}\n");
+    put_str("ddim-trained-betas-10.json",
+            "{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 10, \"trained_betas\": "
+            "[0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1], \"set_alpha_to_one\": "
+            "true, \"timestep_spacing\": \"linspace\", \"prediction_type\": \"sample\", "
+            "\"clip_sample_range\": 2.0, \"steps_offset\": 0}\n");
+    put_str("dpm-trailing-clipped.json",
+            "{\"_class_name\": \"DPMSolverMultistepScheduler\", \"num_train_timesteps\": 100, "
+            "\"beta_schedule\": \"scaled_linear\", \"beta_start\": 0.00085, \"beta_end\": 0.012, "
+            "\"algorithm_type\": \"deis\", \"solver_type\": \"heun\", \"solver_order\": 1, "
+            "\"final_sigmas_type\": \"sigma_min\", \"euler_at_final\": true, "
+            "\"lambda_min_clipped\": -5.1, \"variance_type\": \"learned_range\", "
+            "\"timestep_spacing\": \"trailing\", \"steps_offset\": 1}\n");
+    put_str("dpm-python-tokens.json",
+            "{\"_class_name\": \"DPMSolverMultistepScheduler\", \"_diffusers_version\": NaN, "
+            "\"_use_default_values\": [Infinity, -Infinity, \"NaN\"], \"lambda_min_clipped\": "
+            "-Infinity, \"timestep_spacing\": \"leading\"}\n");
+    put_str("dpm-minimal.json", "{\"_class_name\": \"DPMSolverMultistepScheduler\"}");
+    put_str("near_nan.json", "{\"_class_name\": \"DDPMScheduler\", \"beta_start\": NaN}\n");
+    put_str("near_infinity.json",
+            "{\"_class_name\": \"DDIMScheduler\", \"sample_max_value\": Infinity}\n");
+    put_str("near_unknown_key.json", "{\"_class_name\": \"DDIMScheduler\", \"eta\": 0.0}\n");
+    put_str("near_trained_betas.json",
+            "{\"_class_name\": \"DDPMScheduler\", \"num_train_timesteps\": 10, \"trained_betas\": "
+            "[0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09]}\n");
+    put_str("near_sigmoid_ddim.json",
+            "{\"_class_name\": \"DDIMScheduler\", \"beta_schedule\": \"sigmoid\"}\n");
+    put_str("near_order3.json",
+            "{\"_class_name\": \"DPMSolverMultistepScheduler\", \"solver_order\": 3}\n");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s OUT_DIR (e.g. fuzz/corpus)\n", argv[0]);
@@ -616,5 +682,6 @@ int main(int argc, char **argv) {
     unet_weights_corpus();
     eval_lists_corpus();
     image_walk_corpus();
+    scheduler_config_corpus();
     return 0;
 }
