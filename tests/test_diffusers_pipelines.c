@@ -544,6 +544,13 @@ static void test_refusals(void) {
             "clip_sample");
     refused("{\"_class_name\": \"DDPMScheduler\", \"num_train_timesteps\": NaN}",
             "num_train_timesteps");
+    /* found by fuzz_scheduler_config: betas that float32 rounds to 0 or 1 */
+    refused("{\"_class_name\": \"DDPMScheduler\", \"num_train_timesteps\": 2, "
+            "\"trained_betas\": [0.01, 1e-50]}", "trained_betas[1]");
+    refused("{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 2, "
+            "\"trained_betas\": [0.01, 0.99999999]}", "trained_betas[1]");
+    /* Python's json refuses data after the object; so does every JSON reader here */
+    refused("{\"_class_name\": \"DDPMScheduler\"} ]]junk", "after the JSON");
     /* folders */
     dm_pipeline *p = NULL;
     dm_error err = {0};

@@ -130,7 +130,7 @@ dm_status dm_scheduler_timesteps(const dm_scheduler *sc, int32_t S, int32_t *out
         return dm_error_set(err, DM_ERR_ARG, "scheduler timesteps: NULL argument");
     if (sc->cls != DM_SCHEDULER_DPMSOLVER || sc->lambda_min_clipped == -INFINITY)
         return timesteps(sc, NULL, S, out, err);
-    dm_schedule s;
+    dm_schedule s = {0};
     dm_status st = dm_scheduler_schedule(sc, &s, err);
     if (!st) st = timesteps(sc, &s, S, out, err);
     dm_schedule_free(&s);

@@ -161,9 +161,11 @@ static dm_status read_betas(const reader *r, dm_scheduler *sc) {
                                 "of num_train_timesteps = %d numbers", r->path, (int)sc->T);
         int32_t i = 0;
         for (const cJSON *b = trained->child; b; b = b->next, i++) {
-            if (!cJSON_IsNumber(b) || !(b->valuedouble > 0 && b->valuedouble < 1))
+            /* in (0, 1) as diffusers stores it, in float32 (1e-50 would become 0) */
+            if (!cJSON_IsNumber(b) || !(b->valuedouble > 0 && b->valuedouble < 1) ||
+                !(f32(b->valuedouble) > 0 && f32(b->valuedouble) < 1))
                 return dm_error_set(r->err, DM_ERR_FORMAT, "%s: trained_betas[%d] must be a "
-                                    "number in (0, 1)", r->path, (int)i);
+                                    "number in (0, 1), also in float32", r->path, (int)i);
             sc->betas[i] = f32(b->valuedouble);
         }
         return DM_OK;

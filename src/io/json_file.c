@@ -4,6 +4,8 @@
 #include "io/open_file.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,32 +90,61 @@ static size_t python_tokens_to_json(char *out, const char *text, size_t len) {
     return w;
 }
 
-static dm_status json_read(cJSON **root, const char *path, size_t max_bytes, int python,
+/* Whether only JSON whitespace lies in [p, end). */
+static int only_space(const char *p, const char *end) {
+    for (; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') return 0;
+    return 1;
+}
+
+/* The whole file (at most max_bytes) into a buffer sized from the file, *len its length. */
+static dm_status read_text(const char *path, size_t max_bytes, char **text, size_t *len,
                            dm_error *err) {
-    *root = NULL;
+    *text = NULL;
     FILE *f;
-    dm_status opened = dm_fopen_regular(path, &f, NULL, err);
-    if (opened) return opened;
-    char *text = malloc(max_bytes + 1);
-    if (!text) {
+    struct stat sb;
+    dm_status st = dm_fopen_regular(path, &f, &sb, err);
+    if (st) return st;
+    if ((uint64_t)sb.st_size > max_bytes) {
+        fclose(f);
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: larger than %zu bytes", path, max_bytes);
+    }
+    const size_t cap = (size_t)sb.st_size;
+    if (!(*text = malloc(cap + 1))) {
         fclose(f);
         return dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory", path);
     }
-    size_t len = fread(text, 1, max_bytes + 1, f);
-    int read_error = ferror(f);
+    *len = fread(*text, 1, cap + 1, f); /* one byte more: a file that grew is noticed */
+    const int read_error = ferror(f);
     fclose(f);
-    dm_status st = DM_OK;
-    char *json = NULL; /* the text rewritten as JSON (python) */
-    if (read_error)
-        st = dm_error_set(err, DM_ERR_IO, "%s: read error", path);
-    else if (len > max_bytes)
-        st = dm_error_set(err, DM_ERR_FORMAT, "%s: larger than %zu bytes", path, max_bytes);
-    else if (python && !(json = malloc(2 * len + 1)))
-        st = dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory", path);
-    else if (python && (len = python_tokens_to_json(json, text, len), 0))
-        ;
-    else if (!(*root = cJSON_ParseWithLength(json ? json : text, len)))
+    if (read_error) st = dm_error_set(err, DM_ERR_IO, "%s: read error", path);
+    else if (*len > cap) st = dm_error_set(err, DM_ERR_IO, "%s: changed while being read", path);
+    if (st) {
+        free(*text);
+        *text = NULL;
+    }
+    return st;
+}
+
+static dm_status json_read(cJSON **root, const char *path, size_t max_bytes, int python,
+                           dm_error *err) {
+    *root = NULL;
+    char *text, *json = NULL; /* json: the text rewritten as JSON (python) */
+    size_t len;
+    dm_status st = read_text(path, max_bytes, &text, &len, err);
+    if (st) return st;
+    if (python) {
+        if (!(json = malloc(2 * len + 1))) {
+            free(text);
+            return dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory", path);
+        }
+        len = python_tokens_to_json(json, text, len);
+    }
+    const char *src = json ? json : text, *end = NULL;
+    if (!(*root = cJSON_ParseWithLengthOpts(src, len, &end, 0)))
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: invalid JSON", path);
+    else if (!only_space(end, src + len))
+        st = dm_error_set(err, DM_ERR_FORMAT, "%s: data after the JSON object", path);
     else if (!cJSON_IsObject(*root))
         st = dm_error_set(err, DM_ERR_FORMAT, "%s: not a JSON object", path);
     else
