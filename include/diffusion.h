@@ -29,9 +29,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of this header; dm_version() gives the library's, which a program linked with a
+ * shared libdiffusion may find different (the soname libdiffusion.so.MAJOR changes with MAJOR). */
+#define DM_VERSION_MAJOR 0
+#define DM_VERSION_MINOR 1
+#define DM_VERSION_PATCH 0
+
+/* Marks the public API. The library is built with hidden visibility, so only what this header
+ * declares with DM_API is exported from libdiffusion.so (tests/lib_symbols.sh checks it). */
+#ifndef DM_API
+#if defined(__GNUC__) || defined(__clang__)
+#define DM_API __attribute__((visibility("default")))
+#else
+#define DM_API
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* "MAJOR.MINOR.PATCH" of the library this program runs with. */
+DM_API const char *dm_version(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                     */
@@ -52,22 +71,23 @@ typedef struct {
 } dm_error;
 
 /* Records status and a printf-style message in err (if err is not NULL); returns status. */
-dm_status dm_error_set(dm_error *err, dm_status status, const char *fmt, ...)
+DM_API dm_status dm_error_set(dm_error *err, dm_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Prefixes the message already in err with "context: " (for adding a file name); returns status. */
-dm_status dm_error_prefix(dm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-const char *dm_status_name(dm_status status);
+DM_API dm_status dm_error_prefix(dm_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+DM_API const char *dm_status_name(dm_status status);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Threads and random numbers                                                                 */
 
 /* Sets the OpenMP thread count; BLAS calls made from the library run single-threaded inside
  * OpenMP regions and with this many threads outside them. n <= 0 means all cores. */
-void dm_set_num_threads(int n);
-int dm_get_num_threads(void);
+DM_API void dm_set_num_threads(int n);
+DM_API int dm_get_num_threads(void);
 /* The BLAS's single-precision GEMM rate on n x n matrices at the current thread count, in
  * GFLOP/s (2 n^3 per product; median of `iters` after one warm-up); < 0 if out of memory. */
-double dm_sgemm_gflops(int64_t n, int iters);
+DM_API double dm_sgemm_gflops(int64_t n, int iters);
 
 /* Time per layer type (for choosing the next optimisation): while enabled, the layer primitives
  * add their wall time to their category. Convolutions include their im2col and bias work;
@@ -84,28 +104,28 @@ typedef enum {
     DM_PROFILE_COUNT
 } dm_profile_kind;
 
-void dm_profile_enable(int on);
-void dm_profile_reset(void);
-double dm_profile_seconds(dm_profile_kind k);
-const char *dm_profile_name(dm_profile_kind k);
+DM_API void dm_profile_enable(int on);
+DM_API void dm_profile_reset(void);
+DM_API double dm_profile_seconds(dm_profile_kind k);
+DM_API const char *dm_profile_name(dm_profile_kind k);
 
 /* Convolutions run through oneDNN's JIT kernels where the library was built with oneDNN
  * (libdnnl-dev), the layer has 8 or more channels in and out and oneDNN has a JIT kernel for it
  * on this CPU; through im2col + sgemm otherwise, or everywhere under DM_CONV_IM2COL. Both give
  * the same results within float rounding. Process-wide; the default is DM_CONV_AUTO. */
 typedef enum { DM_CONV_AUTO = 0, DM_CONV_IM2COL = 1 } dm_conv_backend;
-void dm_set_conv_backend(dm_conv_backend backend);
-dm_conv_backend dm_get_conv_backend(void);
+DM_API void dm_set_conv_backend(dm_conv_backend backend);
+DM_API dm_conv_backend dm_get_conv_backend(void);
 /* The arithmetic of the convolutions on the oneDNN path: float32 (the default), or bfloat16
  * products: x, w and dy rounded to bfloat16 (8 significant bits), sums and results in float32,
  * as mixed-precision training does it. Weights, gradients and optimiser state stay float32.
  * Fast on CPUs with AVX-512 BF16; oneDNN emulates it elsewhere. Process-wide. */
 typedef enum { DM_PRECISION_FP32 = 0, DM_PRECISION_BF16 = 1 } dm_precision;
-void dm_set_conv_precision(dm_precision precision);
-dm_precision dm_get_conv_precision(void);
+DM_API void dm_set_conv_precision(dm_precision precision);
+DM_API dm_precision dm_get_conv_precision(void);
 /* What a size-keeping 3x3 convolution of C channels on H x W images at batch B runs: oneDNN's
  * name for its implementation ("jit:avx512_core", ...) or "im2col+sgemm". */
-const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B);
+DM_API const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B);
 
 /* Philox4x32-10 counter-based generator. (seed, stream) select an independent sequence; offset
  * counts the 128-bit blocks consumed so far. Element i of a fill uses block offset + i/4, so a
@@ -116,17 +136,17 @@ typedef struct {
     uint64_t offset;
 } dm_rng;
 
-void dm_rng_init(dm_rng *rng, uint64_t seed, uint64_t stream);
+DM_API void dm_rng_init(dm_rng *rng, uint64_t seed, uint64_t stream);
 /* The pure generator: 4 random words for block `block` of (seed, stream). */
-void dm_rng_block(uint64_t seed, uint64_t stream, uint64_t block, uint32_t out[4]);
+DM_API void dm_rng_block(uint64_t seed, uint64_t stream, uint64_t block, uint32_t out[4]);
 /* Uniform on the open interval (0, 1). */
-void dm_rng_uniform(dm_rng *rng, float *out, size_t n);
+DM_API void dm_rng_uniform(dm_rng *rng, float *out, size_t n);
 /* Standard normal (Box-Muller in double from pairs of words). */
-void dm_rng_normal(dm_rng *rng, float *out, size_t n);
+DM_API void dm_rng_normal(dm_rng *rng, float *out, size_t n);
 /* Uniform integers in [lo, hi), hi > lo; bias below (hi - lo) / 2^64. */
-void dm_rng_int(dm_rng *rng, int32_t *out, size_t n, int32_t lo, int32_t hi);
+DM_API void dm_rng_int(dm_rng *rng, int32_t *out, size_t n, int32_t lo, int32_t hi);
 /* One double uniform on (0, 1) (consumes one block). */
-double dm_rng_uniform1(dm_rng *rng);
+DM_API double dm_rng_uniform1(dm_rng *rng);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Data sets of low-dimensional points                                                        */
@@ -140,23 +160,23 @@ typedef struct {
     int32_t num_classes; /* 0 when unlabelled */
 } dm_dataset;
 
-dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err);
+DM_API dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err);
 /* Gives an initialised set room for n labels (set to 0) and num_classes >= 1 classes. */
-dm_status dm_dataset_add_labels(dm_dataset *ds, int32_t num_classes, dm_error *err);
-void dm_dataset_free(dm_dataset *ds);
+DM_API dm_status dm_dataset_add_labels(dm_dataset *ds, int32_t num_classes, dm_error *err);
+DM_API void dm_dataset_free(dm_dataset *ds);
 
 /* Built-in 2-D sets: "swissroll", "moons", "8gaussians", "checkerboard", "rings", "spiral".
  * NULL-terminated list of names, for help text and validation. Sets made of components come
  * labelled by component: moons (2 moons), 8gaussians (8 modes), rings (4 rings), spiral (2 arms). */
-extern const char *const dm_toy2d_names[];
-dm_status dm_toy2d_generate(dm_dataset *ds, const char *name, int64_t n, uint64_t seed,
-                            dm_error *err);
+extern DM_API const char *const dm_toy2d_names[];
+DM_API dm_status dm_toy2d_generate(dm_dataset *ds, const char *name, int64_t n, uint64_t seed,
+                                   dm_error *err);
 /* Reads an N x D float table: CSV (comma or whitespace separated, optional header line; a
  * malformed line is named in the error) or NPY (float32/float64, 2-D, C order). The format is
  * chosen by the file extension (.csv, .txt, .npy). NaN and Inf are refused. */
-dm_status dm_dataset_load(dm_dataset *ds, const char *path, dm_error *err);
+DM_API dm_status dm_dataset_load(dm_dataset *ds, const char *path, dm_error *err);
 /* Writes points as CSV (.csv) or NPY (.npy) by extension, atomically (temporary + rename). */
-dm_status dm_dataset_save(const dm_dataset *ds, const char *path, dm_error *err);
+DM_API dm_status dm_dataset_save(const dm_dataset *ds, const char *path, dm_error *err);
 
 /* Largest data dimension of the low-dimensional path (MLP models, normalisers). */
 #define DM_MAX_DIM 64
@@ -168,9 +188,9 @@ typedef struct {
     double std[DM_MAX_DIM];  /* (dim) */
 } dm_normalizer;
 
-dm_status dm_normalizer_fit(dm_normalizer *nz, const dm_dataset *ds, dm_error *err);
-void dm_normalizer_apply(const dm_normalizer *nz, float *x, int64_t n);  /* data -> standard */
-void dm_normalizer_invert(const dm_normalizer *nz, float *x, int64_t n); /* standard -> data */
+DM_API dm_status dm_normalizer_fit(dm_normalizer *nz, const dm_dataset *ds, dm_error *err);
+DM_API void dm_normalizer_apply(const dm_normalizer *nz, float *x, int64_t n);  /* data -> std */
+DM_API void dm_normalizer_invert(const dm_normalizer *nz, float *x, int64_t n); /* std -> data */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Image sets                                                                                 */
@@ -183,22 +203,22 @@ typedef struct {
     int64_t c, h, w;
 } dm_image_set;
 
-dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, int64_t w,
-                            int with_labels, dm_error *err);
-void dm_image_set_free(dm_image_set *s);
+DM_API dm_status dm_image_set_init(dm_image_set *s, int64_t n, int64_t c, int64_t h, int64_t w,
+                                   int with_labels, dm_error *err);
+DM_API void dm_image_set_free(dm_image_set *s);
 
 /* Where Debian's dataset-fashion-mnist package puts the IDX files. */
 #define DM_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 /* Fashion-MNIST (or MNIST) from a folder of IDX files, gzipped or not: split "train"
  * (train-images-idx3-ubyte[.gz] + train-labels-idx1-ubyte[.gz]) or "test" (t10k-...).
  * dir NULL means DM_FASHION_MNIST_DIR. Images 1x28x28 with labels 0..9. */
-dm_status dm_fashion_mnist_load(dm_image_set *s, const char *dir, const char *split,
-                                dm_error *err);
+DM_API dm_status dm_fashion_mnist_load(dm_image_set *s, const char *dir, const char *split,
+                                       dm_error *err);
 /* One IDX image file (magic 0x00000803, uint8, n x h x w) and optionally its label file
  * (0x00000801, n uint8 labels; NULL for none); gzip is detected by content. A wrong magic
  * number, a size that disagrees with the header, or a truncated file is an error naming it. */
-dm_status dm_idx_load(dm_image_set *s, const char *images_path, const char *labels_path,
-                      dm_error *err);
+DM_API dm_status dm_idx_load(dm_image_set *s, const char *images_path, const char *labels_path,
+                             dm_error *err);
 
 typedef struct {
     int64_t size;     /* output is size x size; 0 = the size of the first image (all must match) */
@@ -206,29 +226,30 @@ typedef struct {
     int hflip;        /* also add a horizontally mirrored copy of every image */
 } dm_image_folder_options;
 
-void dm_image_folder_options_default(dm_image_folder_options *o);
+DM_API void dm_image_folder_options_default(dm_image_folder_options *o);
 /* Every PNG and JPEG in dir (sorted by name). With size > 0 each image is centre-cropped to a
  * square and resized (area-averaging) to size x size; channels > 0 converts grey/RGB/alpha to
  * that many channels. If dir holds subfolders instead of images, each subfolder is a class
  * (labels in sorted-name order). An unreadable image, or mixed sizes/channels when size or
  * channels is 0, is an error naming the file. */
-dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
-                               const dm_image_folder_options *opt, dm_error *err);
+DM_API dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
+                                      const dm_image_folder_options *opt, dm_error *err);
 /* An NPY array of images: uint8 (scaled to [-1, 1]) or float32/float64 (taken as already in
  * [-1, 1]), shaped (n, h, w) (grey) or (n, c, h, w) with c in {1, 3}. */
-dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err);
+DM_API dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err);
 /* Writes images (n, c, h, w) in [-1, 1] as uint8 NPY (n, c, h, w), atomically. */
-dm_status dm_image_npy_save(const char *path, const float *x, int64_t n, int64_t c, int64_t h,
-                            int64_t w, dm_error *err);
+DM_API dm_status dm_image_npy_save(const char *path, const float *x, int64_t n, int64_t c,
+                                   int64_t h, int64_t w, dm_error *err);
 
 /* PNG output of images in [-1, 1] (clipped; c = 1 grey or 3 RGB), written atomically.
  * One image (c, h, w) at `scale` times its size (nearest neighbour, scale >= 1). */
-dm_status dm_image_write_png(const char *path, const float *x, int64_t c, int64_t h, int64_t w,
-                             int scale, dm_error *err);
+DM_API dm_status dm_image_write_png(const char *path, const float *x, int64_t c, int64_t h,
+                                    int64_t w, int scale, dm_error *err);
 /* n images (n, c, h, w) in a grid of `cols` columns (rows as needed), `pad` pixels of
  * background between and around them, each drawn at `scale` times its size. */
-dm_status dm_image_write_grid(const char *path, const float *x, int64_t n, int64_t c, int64_t h,
-                              int64_t w, int cols, int pad, int scale, dm_error *err);
+DM_API dm_status dm_image_write_grid(const char *path, const float *x, int64_t n, int64_t c,
+                                     int64_t h, int64_t w, int cols, int pad, int scale,
+                                     dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Noise schedules                                                                            */
@@ -249,9 +270,9 @@ typedef struct {
     double gamma_min, gamma_max;  /* log-SNR: -10, 10 */
 } dm_schedule_config;
 
-void dm_schedule_config_default(dm_schedule_config *cfg);
-const char *dm_schedule_kind_name(dm_schedule_kind kind);
-dm_status dm_schedule_kind_parse(const char *name, dm_schedule_kind *kind, dm_error *err);
+DM_API void dm_schedule_config_default(dm_schedule_config *cfg);
+DM_API const char *dm_schedule_kind_name(dm_schedule_kind kind);
+DM_API dm_status dm_schedule_kind_parse(const char *name, dm_schedule_kind *kind, dm_error *err);
 
 /* Constants of a schedule, index i = t - 1 (0-based, as in diffusers), all (T) doubles. */
 typedef struct {
@@ -263,22 +284,22 @@ typedef struct {
     double *beta_tilde;     /* (1 - ab_{t-1}) / (1 - ab_t) * beta_t; 0 at i = 0 */
 } dm_schedule;
 
-dm_status dm_schedule_init(dm_schedule *s, const dm_schedule_config *cfg, dm_error *err);
-void dm_schedule_free(dm_schedule *s);
+DM_API dm_status dm_schedule_init(dm_schedule *s, const dm_schedule_config *cfg, dm_error *err);
+DM_API void dm_schedule_free(dm_schedule *s);
 /* A schedule from its alpha_bar values (T, strictly decreasing in (0, 1)); betas follow as
  * 1 - ab_t / ab_{t-1} with ab_0 = 1. Used for respaced and learned schedules. */
-dm_status dm_schedule_from_alpha_bar(dm_schedule *s, const double *alpha_bar, int32_t T,
-                                     dm_error *err);
+DM_API dm_status dm_schedule_from_alpha_bar(dm_schedule *s, const double *alpha_bar, int32_t T,
+                                            dm_error *err);
 /* The reverse-process variance used where beta_tilde is 0 (t = 1): beta_tilde of t = 2, as in
  * improved DDPM's clipped log-variance (beta_1 when T = 1). */
-double dm_schedule_beta_tilde_clipped(const dm_schedule *s, int32_t i);
+DM_API double dm_schedule_beta_tilde_clipped(const dm_schedule *s, int32_t i);
 /* S evenly spaced step indices from T - 1 down to 0 (S <= T), rounded: the levels of a strided
  * sampler. out (S), decreasing. */
-dm_status dm_timesteps(int32_t T, int32_t S, int32_t *out, dm_error *err);
+DM_API dm_status dm_timesteps(int32_t T, int32_t S, int32_t *out, dm_error *err);
 /* The schedule seen on the subset idx (S increasing indices of s): alpha_bar'_k = alpha_bar of
  * idx[k], beta'_k = 1 - alpha_bar'_k / alpha_bar'_{k-1} (improved DDPM's respacing). */
-dm_status dm_schedule_respace(dm_schedule *out, const dm_schedule *s, const int32_t *idx, int32_t S,
-                              dm_error *err);
+DM_API dm_status dm_schedule_respace(dm_schedule *out, const dm_schedule *s, const int32_t *idx,
+                                     int32_t S, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Parameterisations: what the network predicts                                               */
@@ -293,17 +314,17 @@ typedef enum {
 } dm_prediction;
 
 /* "epsilon", "x0", "v", "score". */
-const char *dm_prediction_name(dm_prediction p);
-dm_status dm_prediction_parse(const char *name, dm_prediction *p, dm_error *err);
+DM_API const char *dm_prediction_name(dm_prediction p);
+DM_API dm_status dm_prediction_parse(const char *name, dm_prediction *p, dm_error *err);
 /* The one place the conversions live: eps = a * x_t + b * pred for a prediction of kind p. */
-void dm_prediction_to_eps_coeffs(dm_prediction p, double ab, double *a, double *b);
+DM_API void dm_prediction_to_eps_coeffs(dm_prediction p, double ab, double *a, double *b);
 /* out = the prediction of kind `to` equivalent to `in` of kind `from`, for x_t at alpha_bar ab;
  * n values, out may equal in. */
-void dm_prediction_convert(dm_prediction from, dm_prediction to, double ab, const float *xt,
-                           const float *in, float *out, int64_t n);
+DM_API void dm_prediction_convert(dm_prediction from, dm_prediction to, double ab, const float *xt,
+                                  const float *in, float *out, int64_t n);
 /* The exact value of kind p for given x_0 and eps (the training target). */
-void dm_prediction_target(dm_prediction p, double ab, const float *x0, const float *eps,
-                          float *out, int64_t n);
+DM_API void dm_prediction_target(dm_prediction p, double ab, const float *x0, const float *eps,
+                                 float *out, int64_t n);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Objectives                                                                                 */
@@ -331,19 +352,19 @@ typedef enum {
                           * (improved DDPM), uniform until every t has 10 */
 } dm_time_sampling;
 
-const char *dm_loss_kind_name(dm_loss_kind k); /* simple, vlb, vdm, hybrid, vdm-continuous */
-dm_status dm_loss_kind_parse(const char *name, dm_loss_kind *k, dm_error *err);
-const char *dm_reverse_var_name(dm_reverse_var v);        /* beta, beta-tilde, learned */
-dm_status dm_reverse_var_parse(const char *name, dm_reverse_var *v, dm_error *err);
-const char *dm_time_sampling_name(dm_time_sampling t);    /* uniform, importance */
-dm_status dm_time_sampling_parse(const char *name, dm_time_sampling *t, dm_error *err);
+DM_API const char *dm_loss_kind_name(dm_loss_kind k); /* simple, vlb, vdm, hybrid, vdm-continuous */
+DM_API dm_status dm_loss_kind_parse(const char *name, dm_loss_kind *k, dm_error *err);
+DM_API const char *dm_reverse_var_name(dm_reverse_var v);        /* beta, beta-tilde, learned */
+DM_API dm_status dm_reverse_var_parse(const char *name, dm_reverse_var *v, dm_error *err);
+DM_API const char *dm_time_sampling_name(dm_time_sampling t);    /* uniform, importance */
+DM_API dm_status dm_time_sampling_parse(const char *name, dm_time_sampling *t, dm_error *err);
 
 /* The general per-step weight: the objective's mean term is
  *   mean over the batch of w[i] * mean over dimensions of (eps_hat - eps)^2,
  * eps_hat converted from the model's prediction. w (T) for prediction p, loss kind and a fixed
  * reverse variance var (used by DM_LOSS_VLB; DM_LOSS_HYBRID's mean term is L_simple's). */
-dm_status dm_loss_weights(const dm_schedule *s, dm_prediction p, dm_loss_kind loss,
-                          dm_reverse_var var, double *w, dm_error *err);
+DM_API dm_status dm_loss_weights(const dm_schedule *s, dm_prediction p, dm_loss_kind loss,
+                                 dm_reverse_var var, double *w, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Model interface: what the diffusion algorithms drive, whatever the network is              */
@@ -352,36 +373,36 @@ typedef struct dm_model dm_model;
 
 /* Predicts epsilon for B inputs x (B, dim) at float timesteps t (B) (0-based step index).
  * With train != 0 the activations are kept for dm_model_backward. */
-dm_status dm_model_forward(dm_model *m, float *out, const float *x, const float *t, int64_t B,
-                           int train, dm_error *err);
+DM_API dm_status dm_model_forward(dm_model *m, float *out, const float *x, const float *t,
+                                  int64_t B, int train, dm_error *err);
 /* The same for a class-conditional model: labels (B) in [0, dm_model_num_classes(m)), or NULL
  * for none (unconditional models). */
-dm_status dm_model_forward_cond(dm_model *m, float *out, const float *x, const float *t,
-                                const int32_t *labels, int64_t B, int train, dm_error *err);
+DM_API dm_status dm_model_forward_cond(dm_model *m, float *out, const float *x, const float *t,
+                                       const int32_t *labels, int64_t B, int train, dm_error *err);
 /* Back-propagates d(loss)/d(out) (B, dim) of the last training forward; adds parameter
  * gradients into dm_model_grads(m). */
-void dm_model_backward(dm_model *m, const float *dout, int64_t B);
+DM_API void dm_model_backward(dm_model *m, const float *dout, int64_t B);
 /* The same, also adding d(loss)/d(x) into dx (B, dim). */
-void dm_model_backward_input(dm_model *m, const float *dout, float *dx, int64_t B);
+DM_API void dm_model_backward_input(dm_model *m, const float *dout, float *dx, int64_t B);
 /* "mlp" or "unet". */
-const char *dm_model_type(const dm_model *m);
+DM_API const char *dm_model_type(const dm_model *m);
 /* Number of classes of a class-conditional model; 0 otherwise. */
-int32_t dm_model_num_classes(const dm_model *m);
+DM_API int32_t dm_model_num_classes(const dm_model *m);
 /* For image models: fills (c, h, w) with dim = c * h * w and returns 1; 0 for others. */
-int dm_model_image_shape(const dm_model *m, int64_t *c, int64_t *h, int64_t *w);
-size_t dm_model_num_params(const dm_model *m);
-float *dm_model_params(dm_model *m); /* one buffer of num_params floats */
-float *dm_model_grads(dm_model *m);  /* same layout */
-int64_t dm_model_dim(const dm_model *m);
+DM_API int dm_model_image_shape(const dm_model *m, int64_t *c, int64_t *h, int64_t *w);
+DM_API size_t dm_model_num_params(const dm_model *m);
+DM_API float *dm_model_params(dm_model *m); /* one buffer of num_params floats */
+DM_API float *dm_model_grads(dm_model *m);  /* same layout */
+DM_API int64_t dm_model_dim(const dm_model *m);
 /* Values per row of the output: dm_model_dim, or twice that for a model with a learned
  * variance ([prediction, raw variance] per row). */
-int64_t dm_model_out_dim(const dm_model *m);
+DM_API int64_t dm_model_out_dim(const dm_model *m);
 /* Named parameter tensors (PyTorch state_dict names), in buffer order. */
-int dm_model_tensor_count(const dm_model *m);
+DM_API int dm_model_tensor_count(const dm_model *m);
 /* Fills name, shape (up to 4 dims), ndim and offset (in floats) into the params buffer. */
-void dm_model_tensor_info(const dm_model *m, int i, const char **name, int64_t shape[4], int *ndim,
-                          size_t *offset);
-void dm_model_free(dm_model *m);
+DM_API void dm_model_tensor_info(const dm_model *m, int i, const char **name, int64_t shape[4],
+                                 int *ndim, size_t *offset);
+DM_API void dm_model_free(dm_model *m);
 
 /* The time-conditioned MLP for D-dimensional data (matches the PyTorch reference mlp2d):
  *   temb = SiLU(time_mlp(sinusoid_E(t)) [+ class_embedding[label]]), h = [x, temb],
@@ -395,12 +416,13 @@ typedef struct {
     int64_t num_classes; /* rows of class_embedding (H wide, N(0, 1) at init): 0 = none */
 } dm_mlp_config;
 
-void dm_mlp_config_default(dm_mlp_config *cfg);
+DM_API void dm_mlp_config_default(dm_mlp_config *cfg);
 /* Creates the model with PyTorch's default initialisation (uniform +-1/sqrt(fan_in)) drawn from
  * the given seed. */
-dm_status dm_mlp_create(dm_model **m, const dm_mlp_config *cfg, uint64_t seed, dm_error *err);
+DM_API dm_status dm_mlp_create(dm_model **m, const dm_mlp_config *cfg, uint64_t seed,
+                               dm_error *err);
 /* Multiply-accumulates of one forward pass for one example (for FLOP counts). */
-double dm_mlp_macs_per_example(const dm_mlp_config *cfg);
+DM_API double dm_mlp_macs_per_example(const dm_mlp_config *cfg);
 
 /* A UNet with the architecture and tensor names of diffusers' UNet2DModel (the DDPM UNet of Ho
  * et al.): conv_in; sinusoidal time_proj + time_embedding.linear_1/linear_2 (+ class_embedding);
@@ -440,39 +462,40 @@ typedef struct {
  * (Ho et al.'s 32x32 RGB model, 35.7M), "tiny" (8x8 grey, for tests), and the encoder classifiers
  * "classifier-28" (28x28 grey, 10 classes) and "classifier-tiny" (8x8, 4 classes, for tests).
  * NULL-terminated. */
-extern const char *const dm_unet_preset_names[];
-dm_status dm_unet_preset(dm_unet_config *cfg, const char *name, dm_error *err);
-void dm_unet_config_default(dm_unet_config *cfg); /* "unet-28" */
+extern DM_API const char *const dm_unet_preset_names[];
+DM_API dm_status dm_unet_preset(dm_unet_config *cfg, const char *name, dm_error *err);
+DM_API void dm_unet_config_default(dm_unet_config *cfg); /* "unet-28" */
 /* Channels that divide into the groups, sizes that halve evenly, and so on. */
-dm_status dm_unet_config_validate(const dm_unet_config *cfg, dm_error *err);
+DM_API dm_status dm_unet_config_validate(const dm_unet_config *cfg, dm_error *err);
 /* diffusers' config.json for UNet2DModel: read (every key of diffusers 0.31's UNet2DModel
  * honoured as diffusers does or refused with the key and value named, unknown keys refused;
  * docs/unet-config.md) and written. */
-dm_status dm_unet_config_read(dm_unet_config *cfg, const char *path, dm_error *err);
-dm_status dm_unet_config_write(const dm_unet_config *cfg, const char *path, dm_error *err);
+DM_API dm_status dm_unet_config_read(dm_unet_config *cfg, const char *path, dm_error *err);
+DM_API dm_status dm_unet_config_write(const dm_unet_config *cfg, const char *path, dm_error *err);
 /* PyTorch's default initialisation drawn from seed: conv and linear uniform +-1/sqrt(fan_in),
  * GroupNorm weight 1 and bias 0, class embedding N(0, 1). */
-dm_status dm_unet_create(dm_model **m, const dm_unet_config *cfg, uint64_t seed, dm_error *err);
+DM_API dm_status dm_unet_create(dm_model **m, const dm_unet_config *cfg, uint64_t seed,
+                                dm_error *err);
 /* A diffusers model folder as diffusers writes it: config.json +
  * diffusion_pytorch_model.safetensors (every tensor by name, shapes checked). cfg may be NULL. */
-dm_status dm_unet_load_diffusers(dm_model **m, dm_unet_config *cfg, const char *dir,
-                                 dm_error *err);
+DM_API dm_status dm_unet_load_diffusers(dm_model **m, dm_unet_config *cfg, const char *dir,
+                                        dm_error *err);
 /* A diffusers UNet2DModel folder loaded as UNet2DModel.from_pretrained(dir, variant=variant)
  * does (dm_unet_load_diffusers is variant NULL): the weights file chosen by diffusers 0.31's
  * rules (diffusers_io.c), as one safetensors file or shards with their index, in F32, F64, F16
  * or BF16, under today's or the pre-0.17 attention names. Pickles (.bin) are refused with how
  * to convert them; so are shard sets that disagree with their index, and NaN or Inf weights.
  * Errors name the file. */
-dm_status dm_unet_load_diffusers_variant(dm_model **m, dm_unet_config *cfg, const char *dir,
-                                         const char *variant, dm_error *err);
+DM_API dm_status dm_unet_load_diffusers_variant(dm_model **m, dm_unet_config *cfg, const char *dir,
+                                                const char *variant, dm_error *err);
 /* Writes such a folder (weights from `weights`, laid out like m's params; NULL = m's params). */
-dm_status dm_unet_save_diffusers(const dm_model *m, const float *weights, const char *dir,
-                                 dm_error *err);
+DM_API dm_status dm_unet_save_diffusers(const dm_model *m, const float *weights, const char *dir,
+                                        dm_error *err);
 /* The configuration of a UNet model; NULL for other models. */
-const dm_unet_config *dm_unet_get_config(const dm_model *m);
+DM_API const dm_unet_config *dm_unet_get_config(const dm_model *m);
 /* Multiply-accumulates of one forward pass for one image (convolutions, linear layers and the
  * two attention products), for FLOP counts. */
-double dm_unet_macs_per_example(const dm_unet_config *cfg);
+DM_API double dm_unet_macs_per_example(const dm_unet_config *cfg);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Optimiser                                                                                  */
@@ -487,7 +510,7 @@ typedef struct {
     double ema_decay;    /* exponential moving average of weights; 0 = off */
 } dm_optim_config;
 
-void dm_optim_config_default(dm_optim_config *cfg);
+DM_API void dm_optim_config_default(dm_optim_config *cfg);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Training                                                                                   */
@@ -521,44 +544,44 @@ typedef struct {
                                  * label (classifier-free guidance needs it > 0): 0.1 */
 } dm_train_config;
 
-void dm_train_config_default(dm_train_config *cfg);
+DM_API void dm_train_config_default(dm_train_config *cfg);
 /* The data dimension the configured network takes (c * h * w for a UNet). */
-int64_t dm_train_config_dim(const dm_train_config *cfg);
+DM_API int64_t dm_train_config_dim(const dm_train_config *cfg);
 
 typedef struct dm_trainer dm_trainer;
 
 /* Copies (and standardises) the data; creates model, optimiser and EMA. With
  * cfg->num_classes > 0 the data must carry labels in 0..num_classes-1. */
-dm_status dm_trainer_create(dm_trainer **tr, const dm_train_config *cfg, const dm_dataset *data,
-                            dm_error *err);
+DM_API dm_status dm_trainer_create(dm_trainer **tr, const dm_train_config *cfg,
+                                   const dm_dataset *data, dm_error *err);
 /* Resumes from a checkpoint written by dm_trainer_save: the same weights, optimiser state, EMA,
  * step and random streams, so the run continues exactly. cfg->steps may be raised. */
-dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_dataset *data,
-                            int64_t steps, dm_error *err);
+DM_API dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_dataset *data,
+                                   int64_t steps, dm_error *err);
 /* One optimiser step; *loss receives the mini-batch objective (may be NULL). A non-finite loss
  * returns DM_ERR_NUMERIC and leaves the weights untouched. */
 /* Starts from another model's weights (fine-tuning, e.g. a diffusers UNet from
  * dm_pipeline_model): the same architecture, tensor by tensor; raw and EMA weights both.
  * Only before the first step. */
-dm_status dm_trainer_init_weights(dm_trainer *tr, const dm_model *from, dm_error *err);
-dm_status dm_trainer_step(dm_trainer *tr, double *loss, dm_error *err);
+DM_API dm_status dm_trainer_init_weights(dm_trainer *tr, const dm_model *from, dm_error *err);
+DM_API dm_status dm_trainer_step(dm_trainer *tr, double *loss, dm_error *err);
 /* With skip set, a step whose loss or gradient is not finite is skipped instead: the weights stay
  * unchanged, the step is counted (its loss recorded as NaN, *loss = NaN) and DM_OK returned;
  * more than 100 such steps in a row still stop with DM_ERR_NUMERIC. Off by default. */
-void dm_trainer_set_skip_nonfinite(dm_trainer *tr, int skip);
-int64_t dm_trainer_skipped_steps(const dm_trainer *tr);
+DM_API void dm_trainer_set_skip_nonfinite(dm_trainer *tr, int skip);
+DM_API int64_t dm_trainer_skipped_steps(const dm_trainer *tr);
 /* Testing only: poisons one input value of the given step (1-based) with NaN, to exercise the
  * non-finite path end to end. 0 = none. */
-void dm_trainer_inject_nan(dm_trainer *tr, int64_t step);
-int64_t dm_trainer_step_count(const dm_trainer *tr);
-const dm_train_config *dm_trainer_config(const dm_trainer *tr);
+DM_API void dm_trainer_inject_nan(dm_trainer *tr, int64_t step);
+DM_API int64_t dm_trainer_step_count(const dm_trainer *tr);
+DM_API const dm_train_config *dm_trainer_config(const dm_trainer *tr);
 /* Loss of every step so far (dm_trainer_step_count values). */
-const float *dm_trainer_loss_history(const dm_trainer *tr);
+DM_API const float *dm_trainer_loss_history(const dm_trainer *tr);
 /* Writes a checkpoint folder (config.json, model.safetensors with the EMA weights,
  * train_state.safetensors); the previous checkpoint survives any crash during the write, and a
  * failed write (a full disk) removes its partial files. Refuses non-finite weights. */
-dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err);
-void dm_trainer_free(dm_trainer *tr);
+DM_API dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err);
+DM_API void dm_trainer_free(dm_trainer *tr);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling                                                                                   */
@@ -582,8 +605,8 @@ typedef enum {
     DM_SAMPLER_DPMPP_2M,      /* DPM-Solver++(2M): second-order multistep ODE solver (Lu et al.) */
 } dm_sampler_kind;
 
-const char *dm_sampler_name(dm_sampler_kind k); /* ancestral, ddim, langevin, pc, dpmpp-2m */
-dm_status dm_sampler_parse(const char *name, dm_sampler_kind *k, dm_error *err);
+DM_API const char *dm_sampler_name(dm_sampler_kind k); /* ancestral, ddim, langevin, pc, dpmpp-2m */
+DM_API dm_status dm_sampler_parse(const char *name, dm_sampler_kind *k, dm_error *err);
 
 /* A diffusers scheduler (below, "diffusers schedulers"). */
 typedef struct dm_scheduler dm_scheduler;
@@ -621,23 +644,24 @@ typedef struct {
     void *observe_ctx;
 } dm_sample_options;
 
-void dm_sample_options_default(dm_sample_options *opt);
+DM_API void dm_sample_options_default(dm_sample_options *opt);
 
 /* Draws B samples into x (B, dim) with the sampler of opt, in the model's (standardised)
  * space. Every random draw comes from (seed, stream), so a fixed seed reproduces the samples.
  * Incompatible options (DDIM steps above T, a learned variance the denoiser cannot give) are
  * refused with a message saying what is allowed. */
-dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x, int64_t B,
-                    int64_t dim, const dm_sample_options *opt, dm_error *err);
+DM_API dm_status dm_sample(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x,
+                           int64_t B, int64_t dim, const dm_sample_options *opt, dm_error *err);
 /* Network evaluations per sample that dm_sample makes with these options (levels, times the
  * corrector's steps for langevin and pc), for progress and throughput figures. */
-int64_t dm_sample_evaluations(const dm_schedule *s, const dm_sample_options *opt);
+DM_API int64_t dm_sample_evaluations(const dm_schedule *s, const dm_sample_options *opt);
 /* Ho et al. Algorithm 2: x_T ~ N(0, I), x_{t-1} = mu_theta + sigma_t z (z = 0 at t = 1).
  * The noise comes from (seed, stream): step i draws B*dim normals after x_T's. With clip_x0
  * the mean is the posterior mean of q(x_{t-1} | x_t, x0_hat) with x0_hat clipped to [-1, 1].
  * opt->sampler and opt->steps are ignored (dm_sample handles the subset). */
-dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, float *x,
-                              int64_t B, int64_t dim, const dm_sample_options *opt, dm_error *err);
+DM_API dm_status dm_sample_ancestral(const dm_schedule *s, dm_denoise_fn denoise, void *ctx,
+                                     float *x, int64_t B, int64_t dim, const dm_sample_options *opt,
+                                     dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* diffusers schedulers                                                                       */
@@ -684,49 +708,51 @@ struct dm_scheduler {
 
 /* Reads a scheduler_config.json; unknown keys, other classes and unsupported values are
  * refused with the file, key and value named. Free with dm_scheduler_free. */
-dm_status dm_scheduler_read(dm_scheduler *sc, const char *path, dm_error *err);
+DM_API dm_status dm_scheduler_read(dm_scheduler *sc, const char *path, dm_error *err);
 /* The class's defaults, as diffusers' DDPMScheduler() etc. construct it. */
-dm_status dm_scheduler_default(dm_scheduler *sc, dm_scheduler_class cls, dm_error *err);
-void dm_scheduler_free(dm_scheduler *sc);
-const char *dm_scheduler_class_name(dm_scheduler_class c); /* DDPMScheduler, ... */
+DM_API dm_status dm_scheduler_default(dm_scheduler *sc, dm_scheduler_class cls, dm_error *err);
+DM_API void dm_scheduler_free(dm_scheduler *sc);
+DM_API const char *dm_scheduler_class_name(dm_scheduler_class c); /* DDPMScheduler, ... */
 /* The scheduler's alpha_bar as a schedule (cumulative product as torch.cumprod computes it). */
-dm_status dm_scheduler_schedule(const dm_scheduler *sc, dm_schedule *s, dm_error *err);
+DM_API dm_status dm_scheduler_schedule(const dm_scheduler *sc, dm_schedule *s, dm_error *err);
 /* diffusers' set_timesteps(S): the S timesteps of a run, decreasing, into out (S). */
-dm_status dm_scheduler_timesteps(const dm_scheduler *sc, int32_t S, int32_t *out, dm_error *err);
+DM_API dm_status dm_scheduler_timesteps(const dm_scheduler *sc, int32_t S, int32_t *out,
+                                        dm_error *err);
 /* One DDPMScheduler.step or DDIMScheduler.step (eta from opt) from timestep t with S inference
  * steps (prev = t - T / S): x (B, dim) updated in place from eps_hat, var (the raw variance
  * channel, learned variances only) and noise (B, dim; NULL = none, DDPM at t = 0 and DDIM with
  * eta 0 need none). s is dm_scheduler_schedule's. */
-dm_status dm_scheduler_step(const dm_scheduler *sc, const dm_schedule *s, int32_t S, int32_t t,
-                            float *x, const float *eps, const float *var, const float *noise,
-                            double eta, int clipped_eps, int64_t B, int64_t dim, dm_error *err);
+DM_API dm_status dm_scheduler_step(const dm_scheduler *sc, const dm_schedule *s, int32_t S,
+                                   int32_t t, float *x, const float *eps, const float *var,
+                                   const float *noise, double eta, int clipped_eps, int64_t B,
+                                   int64_t dim, dm_error *err);
 
 /* A trained model with its schedule and normalisation, loaded from a checkpoint folder. */
 typedef struct dm_pipeline dm_pipeline;
 
 /* checkpoint: one of our checkpoint folders (or a training run's folder), or a diffusers
  * folder (dm_pipeline_load_diffusers with its own scheduler and no variant). */
-dm_status dm_pipeline_load(dm_pipeline **p, const char *checkpoint, dm_error *err);
-int64_t dm_pipeline_dim(const dm_pipeline *p);
-const dm_model *dm_pipeline_model(const dm_pipeline *p);
-const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p);
-const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
+DM_API dm_status dm_pipeline_load(dm_pipeline **p, const char *checkpoint, dm_error *err);
+DM_API int64_t dm_pipeline_dim(const dm_pipeline *p);
+DM_API const dm_model *dm_pipeline_model(const dm_pipeline *p);
+DM_API const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p);
+DM_API const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
 /* Draws n samples into x (n, dim), in data units. The observer sees standardised values.
  * Images are drawn DM_PIPELINE_IMAGE_CHUNK at a time, chunk k with stream opt->stream + k
  * (and rows of opt->x_T, (n, dim), when given; given noise allows one chunk only).
  * opt NULL means the defaults. */
 #define DM_PIPELINE_IMAGE_CHUNK 256
-dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *opt,
-                             dm_error *err);
+DM_API dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n,
+                                    const dm_sample_options *opt, dm_error *err);
 /* The pipeline as a dm_denoise_fn (ctx = the pipeline): the model's prediction converted to
  * eps_hat, and its raw variance output when asked. For custom samplers and evaluations. */
-dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
-                              const float *t, int64_t B, dm_error *err);
+DM_API dm_status dm_pipeline_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
+                                     const float *t, int64_t B, dm_error *err);
 /* The training configuration the checkpoint was written with (prediction, loss, variance...). */
-const dm_train_config *dm_pipeline_train_config(const dm_pipeline *p);
+DM_API const dm_train_config *dm_pipeline_train_config(const dm_pipeline *p);
 /* A diffusers folder's scheduler (its scheduler_config.json), NULL for our checkpoints: pass it
  * as dm_sample_options.scheduler to sample as diffusers does. */
-const dm_scheduler *dm_pipeline_scheduler(const dm_pipeline *p);
+DM_API const dm_scheduler *dm_pipeline_scheduler(const dm_pipeline *p);
 /* A diffusers folder: a pipeline folder as DDPMPipeline / DDIMPipeline.save_pretrained writes it
  * (model_index.json, unet/, scheduler/) or a bare UNet2DModel folder (config.json and weights).
  * scheduler_config (NULL: the pipeline's scheduler/scheduler_config.json, with the pipeline's
@@ -734,10 +760,10 @@ const dm_scheduler *dm_pipeline_scheduler(const dm_pipeline *p);
  * defaults) replaces the folder's scheduler, keeping its class's default steps; variant (NULL: none)
  * loads diffusion_pytorch_model.<variant>.safetensors as diffusers' variant argument does.
  * dm_pipeline_load calls this for diffusers folders. */
-dm_status dm_pipeline_load_diffusers(dm_pipeline **p, const char *dir,
-                                     const char *scheduler_config, const char *variant,
-                                     dm_error *err);
-void dm_pipeline_free(dm_pipeline *p);
+DM_API dm_status dm_pipeline_load_diffusers(dm_pipeline **p, const char *dir,
+                                            const char *scheduler_config, const char *variant,
+                                            dm_error *err);
+DM_API void dm_pipeline_free(dm_pipeline *p);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Classifiers and guidance                                                                   */
@@ -757,7 +783,7 @@ typedef struct {
     int hflip;              /* mirror drawn images with probability 1/2: 0 */
 } dm_classifier_config;
 
-void dm_classifier_config_default(dm_classifier_config *cfg);
+DM_API void dm_classifier_config_default(dm_classifier_config *cfg);
 
 /* Called every step with the mean cross-entropy; a non-zero return stops training early (the
  * weights so far are still saved). */
@@ -767,34 +793,35 @@ typedef int (*dm_classifier_progress)(void *ctx, int64_t step, int64_t steps, do
  * [-1, 1]) and writes the classifier folder dir (config.json, classifier/config.json,
  * model.safetensors with the EMA weights) atomically. *steps_done (may be NULL) receives the
  * steps taken. */
-dm_status dm_classifier_train(const dm_classifier_config *cfg, const dm_dataset *data,
-                              const char *dir, dm_classifier_progress progress, void *ctx,
-                              int64_t *steps_done, dm_error *err);
+DM_API dm_status dm_classifier_train(const dm_classifier_config *cfg, const dm_dataset *data,
+                                     const char *dir, dm_classifier_progress progress, void *ctx,
+                                     int64_t *steps_done, dm_error *err);
 
 typedef struct dm_classifier dm_classifier;
 
-dm_status dm_classifier_load(dm_classifier **c, const char *dir, dm_error *err);
-void dm_classifier_free(dm_classifier *c);
-const dm_classifier_config *dm_classifier_get_config(const dm_classifier *c);
-int32_t dm_classifier_num_classes(const dm_classifier *c);
+DM_API dm_status dm_classifier_load(dm_classifier **c, const char *dir, dm_error *err);
+DM_API void dm_classifier_free(dm_classifier *c);
+DM_API const dm_classifier_config *dm_classifier_get_config(const dm_classifier *c);
+DM_API int32_t dm_classifier_num_classes(const dm_classifier *c);
 /* The width of the pooled features (the last block's channels). */
-int64_t dm_classifier_feature_dim(const dm_classifier *c);
+DM_API int64_t dm_classifier_feature_dim(const dm_classifier *c);
 /* Logits (B, K) and, when features is not NULL, the pooled features (B, feature_dim) of images
  * x (B, c*h*w) at timesteps t (B) (0-based; NULL = all 0, as an evaluation classifier is used). */
-dm_status dm_classifier_forward(dm_classifier *c, float *logits, float *features, const float *x,
-                                const float *t, int64_t B, dm_error *err);
+DM_API dm_status dm_classifier_forward(dm_classifier *c, float *logits, float *features,
+                                       const float *x, const float *t, int64_t B, dm_error *err);
 /* grad (B, c*h*w) = d/dx log p_phi(y_b | x_b, t_b), through the classifier's backward pass. */
-dm_status dm_classifier_grad_log_prob(dm_classifier *c, float *grad, const float *x,
-                                      const float *t, const int32_t *y, int64_t B, dm_error *err);
+DM_API dm_status dm_classifier_grad_log_prob(dm_classifier *c, float *grad, const float *x,
+                                             const float *t, const int32_t *y, int64_t B,
+                                             dm_error *err);
 /* The fraction of data->n labelled images whose largest logit is their label, at timesteps t
  * (n) or NULL (t = 0). */
-dm_status dm_classifier_accuracy(dm_classifier *c, const dm_dataset *data, const float *t,
-                                 double *accuracy, dm_error *err);
+DM_API dm_status dm_classifier_accuracy(dm_classifier *c, const dm_dataset *data, const float *t,
+                                        double *accuracy, dm_error *err);
 /* Refuses a classifier that cannot guide a model over schedule s with images (ch, h, w): one
  * trained on clean images, another image shape, or another noise schedule (alpha_bar compared
  * to 1e-9). */
-dm_status dm_classifier_check_guidance(const dm_classifier *c, const dm_schedule *s, int64_t ch,
-                                       int64_t h, int64_t w, dm_error *err);
+DM_API dm_status dm_classifier_check_guidance(const dm_classifier *c, const dm_schedule *s,
+                                              int64_t ch, int64_t h, int64_t w, dm_error *err);
 
 /* How a pipeline's samples are steered. */
 typedef struct {
@@ -810,14 +837,14 @@ typedef struct {
                                 * labels (classifier guidance of its unconditional prediction) */
 } dm_guidance;
 
-void dm_guidance_default(dm_guidance *g);
+DM_API void dm_guidance_default(dm_guidance *g);
 /* dm_pipeline_sample with guidance (g NULL = none). A class outside the model's (or the
  * classifier's) classes, guidance of an unconditional model, a model trained without the null
  * label (p_uncond 0) under cfg_scale, or a classifier that does not match the model are refused
  * with a message saying which. */
-dm_status dm_pipeline_sample_guided(dm_pipeline *p, float *x, int64_t n,
-                                    const dm_sample_options *opt, const dm_guidance *g,
-                                    dm_error *err);
+DM_API dm_status dm_pipeline_sample_guided(dm_pipeline *p, float *x, int64_t n,
+                                           const dm_sample_options *opt, const dm_guidance *g,
+                                           dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Likelihood: the variational bound on -log p(x_0)                                           */
@@ -837,7 +864,7 @@ typedef struct {
     void *progress_ctx;
 } dm_nll_options;
 
-void dm_nll_options_default(dm_nll_options *o);
+DM_API void dm_nll_options_default(dm_nll_options *o);
 
 /* Means over the examples, in nats per example, and the bound in bits per dimension. */
 typedef struct {
@@ -853,27 +880,28 @@ typedef struct {
 } dm_nll_report;
 
 /* The bound for x0 (n, dim) in the model's own units, with any denoiser over schedule s. */
-dm_status dm_nll_bound(const dm_schedule *s, dm_denoise_fn denoise, void *ctx, const float *x0,
-                       int64_t n, int64_t dim, const dm_nll_options *o, dm_nll_report *r,
-                       dm_error *err);
+DM_API dm_status dm_nll_bound(const dm_schedule *s, dm_denoise_fn denoise, void *ctx,
+                              const float *x0, int64_t n, int64_t dim, const dm_nll_options *o,
+                              dm_nll_report *r, dm_error *err);
 /* The bound of a trained model on data in data units: standardised as the model was (points,
  * with log_det so the result is a density of the data as given) or used as they are (images,
  * with the discretised decoder whatever o->discrete says). */
-dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_options *o,
-                          dm_nll_report *r, dm_error *err);
+DM_API dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_options *o,
+                                 dm_nll_report *r, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Evaluation of samples against data                                                         */
 
 /* Biased (V-statistic) squared MMD with the Gaussian kernel exp(-|x - y|^2 / (2 h^2)), returned
  * as its square root. */
-double dm_mmd_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t dim, double h);
+DM_API double dm_mmd_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t dim,
+                         double h);
 /* Median-heuristic bandwidth: the median pairwise distance among (up to) the first 2000 rows. */
-double dm_median_bandwidth(const float *x, int64_t n, int64_t dim);
+DM_API double dm_median_bandwidth(const float *x, int64_t n, int64_t dim);
 /* Sliced 2-Wasserstein distance over `projections` random unit directions (from seed), between
  * two sets of equal size n. */
-double dm_sliced_wasserstein(const float *x, const float *y, int64_t n, int64_t dim,
-                             int projections, uint64_t seed);
+DM_API double dm_sliced_wasserstein(const float *x, const float *y, int64_t n, int64_t dim,
+                                    int projections, uint64_t seed);
 
 /* Samples against held-out data, each figure beside its floor: the same figure between two
  * independent draws of the data (ref_a, ref_b). All three sets have the same n and dim; they are
@@ -886,31 +914,33 @@ typedef struct {
     double swd, swd_floor;
 } dm_eval_report;
 
-dm_status dm_eval_compare(dm_eval_report *r, const dm_dataset *samples, const dm_dataset *ref_a,
-                          const dm_dataset *ref_b, uint64_t seed, dm_error *err);
+DM_API dm_status dm_eval_compare(dm_eval_report *r, const dm_dataset *samples,
+                                 const dm_dataset *ref_a, const dm_dataset *ref_b, uint64_t seed,
+                                 dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Pictures (PNG, drawn with cairo)                                                           */
 
 /* Scatter plot of samples (dim >= 2, first two coordinates) over data points in grey. */
-dm_status dm_plot_scatter(const char *path, const float *data, int64_t n_data, const float *samples,
-                          int64_t n_samples, int64_t dim, const char *title, dm_error *err);
+DM_API dm_status dm_plot_scatter(const char *path, const float *data, int64_t n_data,
+                                 const float *samples, int64_t n_samples, int64_t dim,
+                                 const char *title, dm_error *err);
 /* A row of `frames` scatter panels, frames (frames, n, dim) with one label each. */
-dm_status dm_plot_strip(const char *path, const float *frames, int frames_count, int64_t n,
-                        int64_t dim, const char *const *labels, dm_error *err);
+DM_API dm_status dm_plot_strip(const char *path, const float *frames, int frames_count, int64_t n,
+                               int64_t dim, const char *const *labels, dm_error *err);
 /* Loss against step, log-scale y, raw values faint and a moving average on top. */
-dm_status dm_plot_loss(const char *path, const float *loss, int64_t n, dm_error *err);
+DM_API dm_status dm_plot_loss(const char *path, const float *loss, int64_t n, dm_error *err);
 /* Lines through (x[i], y[s * n_points + i]) for each of n_series (1..8) named series, both axes
  * logarithmic, x ticks at the x values; values <= 0 or NaN are gaps. ref > 0 adds a dashed
  * horizontal line there (e.g. a floor or a ratio of 1). */
-dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points, const double *y,
-                         const char *const *names, int n_series, const char *xlabel,
-                         const char *ylabel, double ref, dm_error *err);
+DM_API dm_status dm_plot_curves(const char *path, const double *x, int64_t n_points,
+                                const double *y, const char *const *names, int n_series,
+                                const char *xlabel, const char *ylabel, double ref, dm_error *err);
 /* The same with a linear x axis (x may be 0, e.g. a guidance scale), y still logarithmic. */
-dm_status dm_plot_curves_linear_x(const char *path, const double *x, int64_t n_points,
-                                  const double *y, const char *const *names, int n_series,
-                                  const char *xlabel, const char *ylabel, double ref,
-                                  dm_error *err);
+DM_API dm_status dm_plot_curves_linear_x(const char *path, const double *x, int64_t n_points,
+                                         const double *y, const char *const *names, int n_series,
+                                         const char *xlabel, const char *ylabel, double ref,
+                                         dm_error *err);
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,8 @@ static void usage(FILE *out) {
             "  sample   draw samples from a trained model (CSV/NPY, scatter plot, reverse strip)\n"
             "  eval     compare samples with held-out data (MMD, sliced Wasserstein, floors)\n"
             "  bench    measure training and sampling speed and the machine's sgemm rate\n\n"
-            "'diffusion <command> --help' describes each command's options.\n");
+            "'diffusion <command> --help' describes each command's options; 'diffusion --version'\n"
+            "(also after a command) prints the version.\n");
 }
 
 int main(int argc, char **argv) {
@@ -27,9 +28,12 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "--version") == 0) {
-        printf("diffusion.c 0.1.0\n");
-        return 0;
+    /* --version anywhere: before or after a command (diffusion sample --version) */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("diffusion.c %s\n", dm_version());
+            return 0;
+        }
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "train-classifier") == 0) return cmd_train_classifier(argc - 2, argv + 2);
