@@ -17,7 +17,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache=$build/CMakeCache.txt
 [ -f "$cache" ] || fail "$build is not a CMake build folder (no CMakeCache.txt)"
 cached() { sed -n "/^$1:/{s/^[^=]*=//p;q}" "$cache"; }
-for tool in cmake pkg-config make nm c++; do
+for tool in cmake pkg-config make nm objdump ldd c++; do
     command -v "$tool" > /dev/null || fail "$tool is not installed (scripts/install-deps.sh)"
 done
 cc=$(cached CMAKE_C_COMPILER)
