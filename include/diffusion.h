@@ -500,6 +500,17 @@ DM_API double dm_unet_macs_per_example(const dm_unet_config *cfg);
 /* ------------------------------------------------------------------------------------------ */
 /* Optimiser                                                                                  */
 
+/* Learning-rate schedules: diffusers' --lr_scheduler choices (diffusers.optimization
+ * get_scheduler), docs/training.md. */
+typedef enum {
+    DM_LR_CONSTANT_WITH_WARMUP = 0, /* linear warm-up, then lr */
+    DM_LR_CONSTANT,                 /* lr throughout; the warm-up is ignored, as diffusers does */
+    DM_LR_LINEAR,                   /* warm-up, then linear decay to 0 at the last step */
+    DM_LR_COSINE,                   /* warm-up, then a half cosine to 0 */
+    DM_LR_COSINE_WITH_RESTARTS,     /* warm-up, then lr_num_cycles cosines with hard restarts */
+    DM_LR_POLYNOMIAL,               /* warm-up, then (lr - lr_end) r^lr_power + lr_end */
+} dm_lr_schedule;
+
 typedef struct {
     double lr;           /* peak learning rate: 1e-3 */
     double beta1, beta2; /* 0.9, 0.999 */
@@ -508,9 +519,22 @@ typedef struct {
     int64_t warmup;      /* linear warm-up steps from lr/warmup to lr: 100 */
     double grad_clip;    /* clip the global gradient norm to this; 0 = off */
     double ema_decay;    /* exponential moving average of weights; 0 = off */
+    dm_lr_schedule lr_schedule; /* DM_LR_CONSTANT_WITH_WARMUP */
+    int32_t lr_num_cycles;      /* cosine_with_restarts: cosines over the decay: 1 */
+    double lr_power;            /* polynomial: the power: 1 */
+    double lr_end;              /* polynomial: the last learning rate, < lr: 1e-7 */
 } dm_optim_config;
 
 DM_API void dm_optim_config_default(dm_optim_config *cfg);
+/* constant_with_warmup, constant, linear, cosine, cosine_with_restarts, polynomial */
+DM_API const char *dm_lr_schedule_name(dm_lr_schedule s);
+/* diffusers' names (a hyphen may stand for an underscore); others refused naming the allowed */
+DM_API dm_status dm_lr_schedule_parse(const char *name, dm_lr_schedule *s, dm_error *err);
+/* The learning rate of optimiser step `step` (1-based: the first update is step 1) of a run of
+ * total_steps steps: cfg->lr times diffusers' lr_lambda(step), e.g. cosine after warm-up W
+ * 0.5 (1 + cos(pi (step - W) / (total_steps - W))). diffusers' LambdaLR gives its k-th update
+ * lr_lambda(k - 1); ours is the value one step later (so the warm-up starts at lr / W). */
+DM_API double dm_lr_at(const dm_optim_config *cfg, int64_t step, int64_t total_steps);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Training                                                                                   */
@@ -527,7 +551,10 @@ typedef struct {
     dm_schedule_config schedule;
     dm_optim_config optim;
     int64_t steps;      /* total optimiser steps: 8000 */
-    int64_t batch;      /* examples per step: 512 */
+    int64_t batch;      /* examples per optimiser step (the effective batch): 512 */
+    int64_t grad_accum; /* gradient accumulation: each step runs the batch as grad_accum
+                         * micro-batches of batch / grad_accum (it must divide the batch), the
+                         * same step to float rounding in less memory (docs/training.md): 1 */
     uint64_t seed;      /* everything random derives from it: 0 */
     int normalize;      /* standardise data to zero mean, unit variance (MLP only): 1 */
     int hflip;          /* images: mirror each drawn image left-right with probability 1/2: 0 */
@@ -545,6 +572,10 @@ typedef struct {
 } dm_train_config;
 
 DM_API void dm_train_config_default(dm_train_config *cfg);
+/* The option checks dm_trainer_create makes before it looks at the data or the network (ranges,
+ * the learning-rate schedule against steps, grad_accum dividing the batch), each refusal one
+ * message naming the value. */
+DM_API dm_status dm_train_config_check(const dm_train_config *cfg, dm_error *err);
 /* The data dimension the configured network takes (c * h * w for a UNet). */
 DM_API int64_t dm_train_config_dim(const dm_train_config *cfg);
 
@@ -574,6 +605,8 @@ DM_API int64_t dm_trainer_skipped_steps(const dm_trainer *tr);
  * non-finite path end to end. 0 = none. */
 DM_API void dm_trainer_inject_nan(dm_trainer *tr, int64_t step);
 DM_API int64_t dm_trainer_step_count(const dm_trainer *tr);
+/* The learning rate the next step uses: dm_lr_at(&cfg->optim, optimiser steps + 1, cfg->steps). */
+DM_API double dm_trainer_lr(const dm_trainer *tr);
 DM_API const dm_train_config *dm_trainer_config(const dm_trainer *tr);
 /* Loss of every step so far (dm_trainer_step_count values). */
 DM_API const float *dm_trainer_loss_history(const dm_trainer *tr);

@@ -5,6 +5,7 @@
 #include "diffusion/diffusion_impl.h"
 #include "diffusion/vdm.h"
 #include "io/safetensors.h"
+#include "models/model.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -45,18 +46,30 @@ typedef struct {
     dm_time_sampling ts;
     dm_schedule_kind schedule;
     int conditional; /* on labelled 8gaussians, p_uncond 0.3: the label drops' stream too */
+    dm_lr_schedule lr; /* a decaying one gets warm-up 5 of the 40 steps; the resume at step 17
+                        * falls in its decay */
+    int64_t accum;     /* gradient accumulation; 0 = none */
 } variant;
 
 static const variant variants[] = {
-    {"default", DM_PRED_EPS, DM_LOSS_SIMPLE, DM_VAR_BETA, DM_TIME_UNIFORM, DM_SCHEDULE_LINEAR, 0},
+    {"default", DM_PRED_EPS, DM_LOSS_SIMPLE, DM_VAR_BETA, DM_TIME_UNIFORM, DM_SCHEDULE_LINEAR, 0,
+     DM_LR_CONSTANT_WITH_WARMUP, 0},
     {"x0 / vlb / importance", DM_PRED_X0, DM_LOSS_VLB, DM_VAR_BETA_TILDE, DM_TIME_IMPORTANCE,
-     DM_SCHEDULE_COSINE, 0},
+     DM_SCHEDULE_COSINE, 0, DM_LR_CONSTANT_WITH_WARMUP, 0},
     {"v / hybrid / learned variance", DM_PRED_V, DM_LOSS_HYBRID, DM_VAR_LEARNED,
-     DM_TIME_IMPORTANCE, DM_SCHEDULE_LINEAR, 0},
+     DM_TIME_IMPORTANCE, DM_SCHEDULE_LINEAR, 0, DM_LR_CONSTANT_WITH_WARMUP, 0},
     {"vdm-continuous / learned schedule", DM_PRED_EPS, DM_LOSS_VDM_CONTINUOUS, DM_VAR_BETA,
-     DM_TIME_UNIFORM, DM_SCHEDULE_LEARNED, 0},
+     DM_TIME_UNIFORM, DM_SCHEDULE_LEARNED, 0, DM_LR_CONSTANT_WITH_WARMUP, 0},
     {"class-conditional", DM_PRED_EPS, DM_LOSS_SIMPLE, DM_VAR_BETA, DM_TIME_UNIFORM,
-     DM_SCHEDULE_LINEAR, 1},
+     DM_SCHEDULE_LINEAR, 1, DM_LR_CONSTANT_WITH_WARMUP, 0},
+    {"cosine lr / accumulation 4 / importance", DM_PRED_EPS, DM_LOSS_SIMPLE, DM_VAR_BETA,
+     DM_TIME_IMPORTANCE, DM_SCHEDULE_LINEAR, 0, DM_LR_COSINE, 4},
+    {"polynomial lr / accumulation 2 / class-conditional", DM_PRED_V, DM_LOSS_SIMPLE,
+     DM_VAR_BETA, DM_TIME_UNIFORM, DM_SCHEDULE_COSINE, 1, DM_LR_POLYNOMIAL, 2},
+    {"cosine_with_restarts lr / learned variance", DM_PRED_EPS, DM_LOSS_HYBRID, DM_VAR_LEARNED,
+     DM_TIME_UNIFORM, DM_SCHEDULE_LINEAR, 0, DM_LR_COSINE_WITH_RESTARTS, 0},
+    {"linear lr / learned schedule", DM_PRED_EPS, DM_LOSS_VDM_CONTINUOUS, DM_VAR_BETA,
+     DM_TIME_UNIFORM, DM_SCHEDULE_LEARNED, 0, DM_LR_LINEAR, 0},
 };
 
 static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
@@ -72,6 +85,14 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
         cfg.num_classes = data->num_classes;
         cfg.p_uncond = 0.3;
     }
+    cfg.optim.lr_schedule = v->lr;
+    if (v->lr != DM_LR_CONSTANT_WITH_WARMUP) {
+        cfg.optim.warmup = 5;
+        cfg.optim.lr_num_cycles = 3;
+        cfg.optim.lr_power = 2.0;
+        cfg.optim.lr_end = 1e-5;
+    }
+    if (v->accum) cfg.grad_accum = v->accum;
     printf("resume: %s\n", v->name);
     char ckpt[512];
     snprintf(ckpt, sizeof ckpt, "%s/resume", root);
@@ -90,6 +111,22 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
     if (!resumed) return;
     CHECK(dm_trainer_step_count(resumed) == 17, "resumed at step %lld",
           (long long)dm_trainer_step_count(resumed));
+    /* the schedule and its parameters come back from config.json */
+    const dm_train_config *rc = dm_trainer_config(resumed);
+    CHECK(rc->optim.lr_schedule == cfg.optim.lr_schedule && rc->optim.warmup == cfg.optim.warmup &&
+              rc->optim.lr_num_cycles == cfg.optim.lr_num_cycles &&
+              rc->optim.lr_power == cfg.optim.lr_power && rc->optim.lr_end == cfg.optim.lr_end &&
+              rc->grad_accum == cfg.grad_accum,
+          "%s: the resumed config has lr scheduler %s (warm-up %lld, cycles %d, power %g, end %g), "
+          "accumulation %lld", v->name, dm_lr_schedule_name(rc->optim.lr_schedule),
+          (long long)rc->optim.warmup, (int)rc->optim.lr_num_cycles, rc->optim.lr_power,
+          rc->optim.lr_end, (long long)rc->grad_accum);
+    CHECK(dm_trainer_lr(resumed) == dm_lr_at(&cfg.optim, 18, 40),
+          "%s: the resumed run's next lr %.17g, the schedule's at step 18 %.17g", v->name,
+          dm_trainer_lr(resumed), dm_lr_at(&cfg.optim, 18, 40));
+    if (v->lr != DM_LR_CONSTANT_WITH_WARMUP)
+        CHECK(dm_trainer_lr(resumed) < 0.999 * cfg.optim.lr, "%s: lr %g at step 18 is not "
+              "decaying", v->name, dm_trainer_lr(resumed));
     CHECK(run_to(resumed, 40, &err) == DM_OK, "%s: resumed run: %s", v->name, err.msg);
 
     /* Same thread count, same seed: the resumed run must match bit for bit. */
@@ -183,7 +220,7 @@ static void test_resume_is_exact(const dm_dataset *data, const variant *v) {
 
 /* The same for a UNet on images, with dropout and flips drawing random numbers too, over several
  * epochs (10 images, batch 4), and the checkpoint being a diffusers folder. */
-static void test_unet_resume_is_exact(void) {
+static void test_unet_resume_is_exact(dm_lr_schedule lr, int64_t accum) {
     dm_error err = {0};
     dm_train_config cfg;
     dm_train_config_default(&cfg);
@@ -195,6 +232,11 @@ static void test_unet_resume_is_exact(void) {
     cfg.steps = 9;
     cfg.schedule.T = 50;
     cfg.seed = 5;
+    cfg.optim.lr_schedule = lr;
+    if (lr != DM_LR_CONSTANT_WITH_WARMUP) cfg.optim.warmup = 2;
+    cfg.grad_accum = accum;
+    printf("UNet resume: lr scheduler %s, accumulation %lld\n", dm_lr_schedule_name(lr),
+           (long long)accum);
     dm_image_set images;
     CHECK(dm_image_set_init(&images, 10, 1, 8, 8, 0, &err) == DM_OK, "%s", err.msg);
     dm_rng rng;
@@ -258,6 +300,144 @@ static void test_unet_resume_is_exact(void) {
 
 /* Each epoch visits every example once, in an order fixed by (seed, epoch) alone, and the
  * orders of different epochs differ; every position takes every example about equally often. */
+/* Gradient accumulation: a step of batch B run as K micro-batches of B / K is the step of the
+ * whole batch. Every random draw of a step (examples, flips, label drops, timesteps, noise) is
+ * made for the whole batch before the micro-batches run, so both trainers see the same numbers
+ * and differ only in the order of the float sums (the gradient as K partial sums, the GEMMs'
+ * blocking at another batch size). Checked: the first step's gradient (relative L2), the loss of
+ * every step (relative), and the weights after `steps` steps, as a whole (relative L2) and one
+ * by one (within tol of the largest weight). Attention key biases are left out of the
+ * one-by-one comparison: their gradient is 0 in exact arithmetic (a bias added to every key
+ * shifts a softmax row by a constant), so what the backward computes for them is rounding
+ * noise (1e-11), which Adam divides by sqrt(v) + eps and turns into steps of up to ~lr 1e-3
+ * that differ between any two summation orders; their largest difference is printed. */
+static void accum_case(const char *name, const dm_train_config *base, const dm_dataset *data,
+                       int64_t K, int64_t steps, double tol) {
+    dm_error err = {0};
+    dm_train_config c1 = *base, ck = *base;
+    c1.grad_accum = 1;
+    ck.grad_accum = K;
+    c1.steps = ck.steps = steps;
+    dm_trainer *a = NULL, *b = NULL;
+    CHECK(dm_trainer_create(&a, &c1, data, &err) == DM_OK, "%s: %s", name, err.msg);
+    CHECK(dm_trainer_create(&b, &ck, data, &err) == DM_OK, "%s: %s", name, err.msg);
+    if (a && b) {
+        dm_model *ma = dm_trainer_model(a), *mb = dm_trainer_model(b);
+        const size_t P = dm_model_num_params(ma);
+        float *start = malloc(P * sizeof *start);
+        memcpy(start, dm_model_params(ma), P * sizeof *start);
+        CHECK(run_to(a, 1, &err) == DM_OK, "%s: batch run: %s", name, err.msg);
+        CHECK(run_to(b, 1, &err) == DM_OK, "%s: accumulated run: %s", name, err.msg);
+        const float *ga = dm_model_grads(ma), *gb = dm_model_grads(mb);
+        double gd = 0, gn = 0;
+        for (size_t i = 0; i < P; i++) {
+            gd += ((double)ga[i] - gb[i]) * ((double)ga[i] - gb[i]);
+            gn += (double)ga[i] * ga[i];
+        }
+        const double grad_rel = sqrt(gd / gn);
+        CHECK(run_to(a, steps, &err) == DM_OK, "%s: batch run: %s", name, err.msg);
+        CHECK(run_to(b, steps, &err) == DM_OK, "%s: accumulated run: %s", name, err.msg);
+        const float *pa = dm_model_params(ma), *pb = dm_model_params(mb);
+        double scale = 0, worst = 0, key_bias = 0, moved = 0, d2 = 0, p2 = 0;
+        for (size_t i = 0; i < P; i++) scale = fmax(scale, fabs(pa[i]));
+        for (int t = 0; t < ma->n_tensors; t++) {
+            const dm_param_tensor *pt = &ma->tensors[t];
+            const bool noise = strstr(pt->name, "to_k.bias") != NULL;
+            size_t numel = 1;
+            for (int d = 0; d < pt->ndim; d++) numel *= (size_t)pt->shape[d];
+            for (size_t i = pt->offset; i < pt->offset + numel; i++) {
+                const double d = fabs((double)pa[i] - pb[i]);
+                if (noise)
+                    key_bias = fmax(key_bias, d);
+                else
+                    worst = fmax(worst, d);
+                moved = fmax(moved, fabs((double)pa[i] - start[i]));
+                d2 += d * d;
+                p2 += (double)pa[i] * pa[i];
+            }
+        }
+        free(start);
+        const double l2_rel = sqrt(d2 / p2);
+        const float *la = dm_trainer_loss_history(a), *lb = dm_trainer_loss_history(b);
+        double lworst = 0;
+        for (int64_t s = 0; s < steps; s++) lworst = fmax(lworst, fabs(la[s] / lb[s] - 1));
+        printf("grad accumulation, %s, batch %lld as %lld x %lld: step 1's gradient %.1e "
+               "(relative L2); after %lld steps the weights %.1e (relative L2), each within "
+               "%.1e of the largest (moved up to %.1e; key biases %.1e), losses %.1e\n",
+               name, (long long)base->batch, (long long)K, (long long)(base->batch / K),
+               grad_rel, (long long)steps, l2_rel, worst / scale, moved / scale,
+               key_bias / scale, lworst);
+        CHECK(grad_rel <= tol, "%s: the first accumulated gradient is off by %g (relative L2)",
+              name, grad_rel);
+        CHECK(l2_rel <= tol, "%s: accumulated weights off by %g (relative L2)", name, l2_rel);
+        CHECK(worst <= tol * scale, "%s: an accumulated weight is off by %g (largest weight %g)",
+              name, worst, scale);
+        CHECK(moved > 100 * tol * scale, "%s: the weights hardly moved (%g)", name, moved);
+        CHECK(lworst <= tol, "%s: accumulated losses off by %g relative", name, lworst);
+    }
+    dm_trainer_free(a);
+    dm_trainer_free(b);
+}
+
+static void test_grad_accum_equals_batch(const dm_dataset *data, const dm_dataset *labelled) {
+    dm_train_config cfg;
+    small_config(&cfg);
+    cfg.optim.lr = 1e-2; /* steps that move the weights */
+    cfg.optim.warmup = 2;
+    cfg.optim.lr_schedule = DM_LR_COSINE;
+    accum_case("MLP", &cfg, data, 2, 8, 1e-5);
+    accum_case("MLP", &cfg, data, 4, 8, 1e-5);
+    accum_case("MLP, one example a micro-batch", &cfg, data, 64, 8, 1e-5);
+    /* importance sampling (its weights per example and its loss history), a learned variance,
+     * class conditioning with label drops */
+    cfg.timesteps = DM_TIME_IMPORTANCE;
+    cfg.loss = DM_LOSS_HYBRID;
+    cfg.var = DM_VAR_LEARNED;
+    cfg.num_classes = labelled->num_classes;
+    cfg.p_uncond = 0.3;
+    accum_case("MLP, importance / hybrid / conditional", &cfg, labelled, 4, 24, 1e-5);
+
+    /* the UNet with flips (no dropout: its masks are drawn per micro-batch) */
+    dm_error err = {0};
+    dm_train_config_default(&cfg);
+    cfg.arch = DM_ARCH_UNET;
+    CHECK(dm_unet_preset(&cfg.unet, "tiny", &err) == DM_OK, "preset: %s", err.msg);
+    cfg.hflip = 1;
+    cfg.batch = 8;
+    cfg.schedule.T = 50;
+    cfg.seed = 7;
+    cfg.optim.lr = 1e-3;
+    cfg.optim.warmup = 0;
+    dm_image_set images;
+    CHECK(dm_image_set_init(&images, 12, 1, 8, 8, 0, &err) == DM_OK, "%s", err.msg);
+    dm_rng rng;
+    dm_rng_init(&rng, 4, 0);
+    dm_rng_uniform(&rng, images.data.x, 12 * 64);
+    for (int i = 0; i < 12 * 64; i++) images.data.x[i] = 2 * images.data.x[i] - 1;
+    accum_case("UNet", &cfg, &images.data, 4, 5, 1e-5);
+    dm_image_set_free(&images);
+
+    /* refused: accumulation that does not divide the batch, and with vdm-continuous */
+    small_config(&cfg);
+    cfg.grad_accum = 3;
+    dm_trainer *tr = NULL;
+    CHECK(dm_trainer_create(&tr, &cfg, data, &err) == DM_ERR_ARG &&
+              strstr(err.msg, "does not divide the batch 64"),
+          "accumulation 3 of batch 64: %s", err.msg);
+    cfg.grad_accum = 0;
+    CHECK(dm_trainer_create(&tr, &cfg, data, &err) == DM_ERR_ARG && strstr(err.msg, ">= 1"),
+          "accumulation 0: %s", err.msg);
+    cfg.grad_accum = 128;
+    CHECK(dm_trainer_create(&tr, &cfg, data, &err) == DM_ERR_ARG && strstr(err.msg, "accumulation"),
+          "accumulation 128 of batch 64: %s", err.msg);
+    cfg.grad_accum = 2;
+    cfg.loss = DM_LOSS_VDM_CONTINUOUS;
+    cfg.schedule.kind = DM_SCHEDULE_LOGSNR;
+    CHECK(dm_trainer_create(&tr, &cfg, data, &err) == DM_ERR_ARG && strstr(err.msg, "vdm-continuous"),
+          "accumulation with vdm-continuous: %s", err.msg);
+    dm_trainer_free(tr);
+}
+
 static void test_epoch_order(void) {
     enum { N = 10, EPOCHS = 4000 };
     int32_t perm[N], again[N], first[N];
@@ -521,10 +701,13 @@ int main(void) {
     }
     for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++)
         test_resume_is_exact(variants[k].conditional ? &labelled : &data, &variants[k]);
+    test_grad_accum_equals_batch(&data, &labelled);
     dm_dataset_free(&labelled);
     test_bad_checkpoints(&data);
     test_nonfinite(&data);
-    test_unet_resume_is_exact();
+    test_unet_resume_is_exact(DM_LR_CONSTANT_WITH_WARMUP, 1);
+    /* dropout and flips drawn through micro-batches, the decay resumed mid-way */
+    test_unet_resume_is_exact(DM_LR_LINEAR, 2);
     test_epoch_order();
     test_learns();
     dm_dataset_free(&data);

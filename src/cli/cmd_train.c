@@ -112,6 +112,7 @@ int cmd_train(int argc, char **argv) {
     const char *data = "swissroll", *out = NULL, *schedule = "linear", *model = NULL;
     const char *prediction = "epsilon", *loss_name = "simple", *var = "beta";
     const char *t_sampling = "uniform", *init_from = NULL, *variant = NULL;
+    const char *lr_scheduler = "constant_with_warmup";
     int64_t n_data = 100000, every = 1000, log_every = 50;
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     int skip_nonfinite = 0, conditional = 0;
@@ -125,9 +126,14 @@ int cmd_train(int argc, char **argv) {
         {"--n-data", OPT_I64, &n_data, "N", "points drawn for a built-in set"},
         {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint/, loss.png, log.jsonl (default: runs/<data>)"},
         {"--steps", OPT_I64, &cfg.steps, "N", "optimiser steps"},
-        {"--batch", OPT_I64, &cfg.batch, "N", "examples per step"},
+        {"--batch", OPT_I64, &cfg.batch, "N", "examples per optimiser step (with --grad-accum, the effective batch)"},
+        {"--grad-accum", OPT_I64, &cfg.grad_accum, "N", "gradient accumulation: run each step's batch as N micro-batches of batch/N (less memory, the same step); diffusers' --train_batch_size b --gradient_accumulation_steps N is --batch b*N --grad-accum N"},
         {"--lr", OPT_DOUBLE, &cfg.optim.lr, "X", "peak learning rate (Adam)"},
         {"--warmup", OPT_I64, &cfg.optim.warmup, "N", "linear learning-rate warm-up steps"},
+        {"--lr-scheduler", OPT_STRING, &lr_scheduler, "NAME", "learning rate after the warm-up, diffusers' names: constant_with_warmup (lr), constant (lr, no warm-up), linear, cosine (decay to 0 at --steps), cosine_with_restarts, polynomial"},
+        {"--lr-num-cycles", OPT_INT, &cfg.optim.lr_num_cycles, "N", "cosine_with_restarts: number of cosine cycles (hard restarts)"},
+        {"--lr-power", OPT_DOUBLE, &cfg.optim.lr_power, "X", "polynomial: power of the decay"},
+        {"--lr-end", OPT_DOUBLE, &cfg.optim.lr_end, "X", "polynomial: learning rate at the last step (< --lr)"},
         {"--weight-decay", OPT_DOUBLE, &cfg.optim.weight_decay, "X", "decoupled weight decay (AdamW); 0 = Adam"},
         {"--clip", OPT_DOUBLE, &cfg.optim.grad_clip, "X", "clip the global gradient norm; 0 = off"},
         {"--ema", OPT_DOUBLE, &cfg.optim.ema_decay, "X", "EMA decay of the weights used for sampling; 0 = off"},
@@ -186,8 +192,32 @@ int cmd_train(int argc, char **argv) {
         dm_prediction_parse(prediction, &cfg.prediction, &err) ||
         dm_loss_kind_parse(loss_name, &cfg.loss, &err) ||
         dm_reverse_var_parse(var, &cfg.var, &err) ||
-        dm_time_sampling_parse(t_sampling, &cfg.timesteps, &err))
+        dm_time_sampling_parse(t_sampling, &cfg.timesteps, &err) ||
+        dm_lr_schedule_parse(lr_scheduler, &cfg.optim.lr_schedule, &err))
         return cli_fail(&err);
+    /* a schedule's own flags with another schedule would be ignored (diffusers ignores them):
+     * refused instead */
+    static const struct {
+        const char *flag;
+        dm_lr_schedule only;
+    } lr_flags[] = {{"--lr-num-cycles", DM_LR_COSINE_WITH_RESTARTS},
+                    {"--lr-power", DM_LR_POLYNOMIAL},
+                    {"--lr-end", DM_LR_POLYNOMIAL}};
+    for (size_t i = 0; i < sizeof lr_flags / sizeof lr_flags[0]; i++)
+        if (cli_given(argc, argv, lr_flags[i].flag) && cfg.optim.lr_schedule != lr_flags[i].only) {
+            fprintf(stderr, "error: %s applies to --lr-scheduler %s only (got %s)\n",
+                    lr_flags[i].flag, dm_lr_schedule_name(lr_flags[i].only),
+                    dm_lr_schedule_name(cfg.optim.lr_schedule));
+            return 2;
+        }
+    if (cfg.optim.lr_schedule == DM_LR_CONSTANT) {
+        if (cli_given(argc, argv, "--warmup")) {
+            fprintf(stderr, "error: --lr-scheduler constant has no warm-up (as diffusers'); for "
+                            "a warm-up use constant_with_warmup\n");
+            return 2;
+        }
+        cfg.optim.warmup = 0; /* recorded as what the run does */
+    }
     if (n_data < 1) {
         fprintf(stderr, "error: --n-data must be >= 1\n");
         return 2;
@@ -228,7 +258,8 @@ int cmd_train(int argc, char **argv) {
         /* the MLP's defaults do not suit a UNet; keep what the user gave */
         if (!cli_given(argc, argv, "--batch")) cfg.batch = CLI_IMAGE_BATCH;
         if (!cli_given(argc, argv, "--lr")) cfg.optim.lr = CLI_IMAGE_LR;
-        if (!cli_given(argc, argv, "--warmup")) cfg.optim.warmup = CLI_IMAGE_WARMUP;
+        if (!cli_given(argc, argv, "--warmup") && cfg.optim.lr_schedule != DM_LR_CONSTANT)
+            cfg.optim.warmup = CLI_IMAGE_WARMUP;
         dm_image_set set;
         if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size, &err)) {
             dm_pipeline_free(init);
@@ -258,6 +289,13 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     cfg.num_classes = conditional ? ds.num_classes : 0;
+    /* bad options (a schedule shorter than its warm-up, accumulation that does not divide the
+     * batch) are refused before the run folder is made or touched */
+    if (!resume && dm_train_config_check(&cfg, &err)) {
+        dm_dataset_free(&ds);
+        dm_pipeline_free(init);
+        return cli_fail(&err);
+    }
     if (cli_make_dirs(out, &err)) {
         dm_dataset_free(&ds);
         dm_pipeline_free(init);

@@ -97,6 +97,12 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
     cJSON_AddNumberToObject(tr, "eps", t->optim.eps);
     cJSON_AddNumberToObject(tr, "weight_decay", t->optim.weight_decay);
     cJSON_AddNumberToObject(tr, "warmup", (double)t->optim.warmup);
+    /* the learning-rate schedule by diffusers' names (lr_scheduler, lr_num_cycles, lr_power) */
+    cJSON_AddStringToObject(tr, "lr_scheduler", dm_lr_schedule_name(t->optim.lr_schedule));
+    cJSON_AddNumberToObject(tr, "lr_num_cycles", t->optim.lr_num_cycles);
+    cJSON_AddNumberToObject(tr, "lr_power", t->optim.lr_power);
+    cJSON_AddNumberToObject(tr, "lr_end", t->optim.lr_end);
+    cJSON_AddNumberToObject(tr, "gradient_accumulation_steps", (double)t->grad_accum);
     cJSON_AddNumberToObject(tr, "grad_clip", t->optim.grad_clip);
     cJSON_AddNumberToObject(tr, "ema_decay", t->optim.ema_decay);
     cJSON_AddNumberToObject(tr, "data_rows", (double)c->data_n);
@@ -236,6 +242,48 @@ static dm_status parse_objective(const cJSON *obj, dm_train_config *t, const cha
     return DM_OK;
 }
 
+/* The learning-rate schedule and gradient accumulation: absent in checkpoints written before
+ * them (constant_with_warmup, no accumulation: what those runs did). Values out of range are
+ * refused here, naming the file; dm_trainer_resume checks the rest (lr_end < lr, a decay
+ * longer than the warm-up) as it checks a new run's. */
+static dm_status parse_lr_schedule(const cJSON *tr, dm_train_config *t, const char *path,
+                                   dm_error *err) {
+    dm_status st;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(tr, "lr_scheduler");
+    if (name) {
+        if (!cJSON_IsString(name))
+            return dm_error_set(err, DM_ERR_FORMAT, "%s: field \"training.lr_scheduler\" is not "
+                                "a string", path);
+        if (dm_lr_schedule_parse(name->valuestring, &t->optim.lr_schedule, err)) {
+            dm_error_prefix(err, "%s: training.lr_scheduler", path);
+            if (err) err->status = DM_ERR_FORMAT; /* a damaged file, not a bad argument */
+            return DM_ERR_FORMAT;
+        }
+    }
+    int64_t cycles = t->optim.lr_num_cycles, accum = t->grad_accum;
+    if ((cJSON_GetObjectItemCaseSensitive(tr, "lr_num_cycles") &&
+         (st = get_int(tr, "training", "lr_num_cycles", &cycles, path, err))) ||
+        (cJSON_GetObjectItemCaseSensitive(tr, "lr_power") &&
+         (st = get_number(tr, "training", "lr_power", &t->optim.lr_power, path, err))) ||
+        (cJSON_GetObjectItemCaseSensitive(tr, "lr_end") &&
+         (st = get_number(tr, "training", "lr_end", &t->optim.lr_end, path, err))) ||
+        (cJSON_GetObjectItemCaseSensitive(tr, "gradient_accumulation_steps") &&
+         (st = get_int(tr, "training", "gradient_accumulation_steps", &accum, path, err))))
+        return st;
+    if (cycles < 1 || cycles > INT32_MAX)
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: training.lr_num_cycles = %lld: must be "
+                            "1..%d", path, (long long)cycles, INT32_MAX);
+    if (!(t->optim.lr_power > 0 && t->optim.lr_power <= 1e6) || !(t->optim.lr_end >= 0))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: training.lr_power = %g or lr_end = %g out "
+                            "of range", path, t->optim.lr_power, t->optim.lr_end);
+    if (accum < 1 || accum > (1 << 24))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: training.gradient_accumulation_steps = "
+                            "%lld: must be 1..16777216", path, (long long)accum);
+    t->optim.lr_num_cycles = (int32_t)cycles;
+    t->grad_accum = accum;
+    return DM_OK;
+}
+
 static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const char *path,
                               dm_error *err) {
     dm_train_config *t = &c->train;
@@ -319,6 +367,7 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
         return st;
     if (seed < 0) return dm_error_set(err, DM_ERR_FORMAT, "%s: training.seed < 0", path);
     t->seed = (uint64_t)seed;
+    if ((st = parse_lr_schedule(tr, t, path, err))) return st;
     const cJSON *nf = cJSON_GetObjectItemCaseSensitive(tr, "normalize");
     if (cJSON_IsBool(nf)) normalize_flag = cJSON_IsTrue(nf);
     t->normalize = (int)normalize_flag;

@@ -1,8 +1,11 @@
 /* The training loop (Ho et al. Algorithm 1 and its design space): shuffled mini-batches, one
  * pass over the data per epoch, t uniform or importance-sampled, the objective of
  * diffusion/objective.c for the chosen prediction, loss and reverse variance, Adam with
- * warm-up, gradient clipping, EMA of the weights. Every buffer is sized at creation;
- * dm_trainer_step allocates nothing. Random streams of the seed: 1 model init, 2 horizontal
+ * warm-up and a learning-rate schedule, gradient clipping, EMA of the weights, optionally the
+ * batch run as grad_accum micro-batches whose gradients add up to the batch's (every random
+ * draw is made for the whole batch first, so the examples, timesteps and noise are the same
+ * with and without accumulation). Every buffer is sized at creation; dm_trainer_step allocates
+ * nothing. Random streams of the seed: 1 model init, 2 horizontal
  * flips, 3 timesteps (and continuous t), 4 noise, 5 dropout (in the model), 6 the epochs'
  * shuffles, 7 the learned schedule's init, 8 the null-label drops. */
 #include "diffusion/checkpoint.h"
@@ -57,8 +60,8 @@ struct dm_trainer {
     float *x0;         /* (batch, dim) */
     float *eps;        /* (batch, dim) */
     float *xt;         /* (batch, dim) */
-    float *out;        /* (batch, out_dim) the model's output */
-    float *dout;       /* (batch, out_dim) */
+    float *out;        /* (micro-batch, out_dim) the model's output */
+    float *dout;       /* (micro-batch, out_dim) */
 };
 
 void dm_train_config_default(dm_train_config *cfg) {
@@ -70,6 +73,7 @@ void dm_train_config_default(dm_train_config *cfg) {
     dm_optim_config_default(&cfg->optim);
     cfg->steps = 8000;
     cfg->batch = 512;
+    cfg->grad_accum = 1;
     cfg->seed = 0;
     cfg->normalize = 1;
     cfg->prediction = DM_PRED_EPS;
@@ -86,12 +90,25 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
     if (c->steps < 0) return dm_error_set(err, DM_ERR_ARG, "steps must be >= 0");
     if (c->batch < 1 || c->batch > (1 << 24))
         return dm_error_set(err, DM_ERR_ARG, "batch must be in 1..16777216");
+    if (c->grad_accum < 1)
+        return dm_error_set(err, DM_ERR_ARG, "gradient accumulation must be >= 1 (got %lld)",
+                            (long long)c->grad_accum);
+    if (c->grad_accum > c->batch || c->batch % c->grad_accum != 0)
+        return dm_error_set(err, DM_ERR_ARG, "gradient accumulation %lld does not divide the "
+                            "batch %lld: the batch (examples per optimiser step) is run as "
+                            "grad_accum micro-batches of batch / grad_accum",
+                            (long long)c->grad_accum, (long long)c->batch);
+    if (c->grad_accum > 1 && c->loss == DM_LOSS_VDM_CONTINUOUS)
+        return dm_error_set(err, DM_ERR_ARG, "gradient accumulation is not supported with loss "
+                            "vdm-continuous (its timesteps are spread over the whole batch)");
     if (!(o->lr > 0 && o->lr < 1)) return dm_error_set(err, DM_ERR_ARG, "lr must be in (0, 1)");
     if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
         return dm_error_set(err, DM_ERR_ARG, "Adam betas must be in [0, 1)");
     if (!(o->eps > 0)) return dm_error_set(err, DM_ERR_ARG, "Adam eps must be > 0");
     if (!(o->weight_decay >= 0)) return dm_error_set(err, DM_ERR_ARG, "weight decay must be >= 0");
     if (o->warmup < 0) return dm_error_set(err, DM_ERR_ARG, "warmup must be >= 0");
+    dm_status st = dm_lr_schedule_check(o, c->steps, err);
+    if (st) return st;
     if (!(o->grad_clip >= 0)) return dm_error_set(err, DM_ERR_ARG, "grad clip must be >= 0");
     if (!(o->ema_decay >= 0 && o->ema_decay < 1))
         return dm_error_set(err, DM_ERR_ARG, "EMA decay must be in [0, 1)");
@@ -116,6 +133,11 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
         return dm_error_set(err, DM_ERR_ARG, "unknown timestep sampling %d (allowed: uniform, "
                             "importance)", (int)c->timesteps);
     return DM_OK;
+}
+
+dm_status dm_train_config_check(const dm_train_config *cfg, dm_error *err) {
+    if (!cfg) return dm_error_set(err, DM_ERR_ARG, "train config: NULL");
+    return validate_config(cfg, err);
 }
 
 /* A learned variance doubles the network's outputs, and class conditioning gives the model K + 1
@@ -225,7 +247,7 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     if (!tr) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     tr->cfg = *cfg;
     cfg = &tr->cfg;
-    const int64_t B = cfg->batch;
+    const int64_t B = cfg->batch, MB = cfg->batch / cfg->grad_accum; /* micro-batch */
     tr->perm_epoch = -1;
     tr->obj = (dm_objective){.s = &tr->sched, .pred = cfg->prediction, .loss = cfg->loss,
                              .var = cfg->var, .hybrid_lambda = cfg->hybrid_lambda};
@@ -240,6 +262,9 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         (st = dm_dataset_init(&tr->data, data->n, D, err)) ||
         (cfg->num_classes && (st = dm_dataset_add_labels(&tr->data, cfg->num_classes, err))))
         goto fail;
+    /* the schedule's num_training_steps: the run's steps (raised on resume, the decay with it) */
+    tr->opt.total_steps = cfg->steps;
+    if (tr->continuous && tr->vdm.learned) tr->vdm.opt.total_steps = cfg->steps;
     tr->data_hash = dm_train_data_hash(data, cfg);
     memcpy(tr->data.x, data->x, (size_t)(data->n * D) * sizeof(float));
     if (cfg->num_classes)
@@ -261,7 +286,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     const int64_t OD = dm_model_out_dim(tr->model);
     /* the EMA and the per-step buffers (the model and its Adam moments were checked as they
      * were allocated) */
-    if ((st = dm_memory_check((P + (uint64_t)B * (uint64_t)(3 * D + 2 * OD + 8)) * sizeof(float),
+    if ((st = dm_memory_check((P + (uint64_t)B * (uint64_t)(3 * D + 8) +
+                               (uint64_t)MB * (uint64_t)(2 * OD)) * sizeof(float),
                               err))) {
         dm_error_prefix(err, "training at batch %lld", (long long)B);
         goto fail;
@@ -280,8 +306,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     tr->x0 = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->eps = dm_alloc((size_t)(B * D) * sizeof(float));
     tr->xt = dm_alloc((size_t)(B * D) * sizeof(float));
-    tr->out = dm_alloc((size_t)(B * OD) * sizeof(float));
-    tr->dout = dm_alloc((size_t)(B * OD) * sizeof(float));
+    tr->out = dm_alloc((size_t)(MB * OD) * sizeof(float));
+    tr->dout = dm_alloc((size_t)(MB * OD) * sizeof(float));
     if (!tr->ema || !tr->weights || !tr->perm || !tr->coins || !tr->drops ||
         (cfg->num_classes && !tr->y) || !tr->tdraw || !tr->tidx ||
         !tr->tscale ||
@@ -294,11 +320,11 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         goto fail;
     tr->obj.w = tr->weights;
     if ((st = grow_loss_history(tr, cfg->steps > 0 ? cfg->steps : 1, err))) goto fail;
-    /* Size the activations once, now, rather than inside the first step. */
+    /* Size the activations once, now, rather than inside the first step: for one micro-batch. */
     memset(tr->xt, 0, (size_t)(B * D) * sizeof(float));
     memset(tr->t, 0, (size_t)B * sizeof(float));
     for (int64_t b = 0; tr->y && b < B; b++) tr->y[b] = cfg->num_classes; /* the null label */
-    if ((st = dm_model_forward_cond(tr->model, tr->out, tr->xt, tr->t, tr->y, B, 1, err)))
+    if ((st = dm_model_forward_cond(tr->model, tr->out, tr->xt, tr->t, tr->y, MB, 1, err)))
         goto fail;
     dm_rng_init(&tr->batch_rng, cfg->seed, STREAM_BATCH);
     dm_rng_init(&tr->drop_rng, cfg->seed, STREAM_DROP);
@@ -401,31 +427,52 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     }
     const bool weighted = tr->cfg.timesteps == DM_TIME_IMPORTANCE;
     const bool poison = tr->step + 1 == tr->inject_nan_step;
+    size_t P = dm_model_num_params(m);
+    float *g = dm_model_grads(m);
+    const bool schedule_grads = tr->continuous && tr->vdm.learned;
     double loss;
-    if (tr->continuous) {
+    if (tr->continuous) { /* never accumulated (validate_config) */
         dm_vdm_prepare(&tr->vdm, &tr->time_rng, tr->x0, tr->eps, tr->xt, tr->t, B, D);
         if (poison) tr->xt[0] = NAN;
         if ((st = dm_model_forward_cond(m, tr->out, tr->xt, tr->t, tr->y, B, 1, err))) return st;
         loss = dm_vdm_loss(&tr->vdm, tr->out, tr->x0, tr->eps, tr->dout, B, D);
+        if (!isfinite(loss)) return nonfinite_step(tr, "loss", loss_out, err);
+        memset(g, 0, P * sizeof(float));
+        if (schedule_grads) {
+            /* the learned schedule also needs d loss / d z_t */
+            memset(tr->vdm.gx, 0, (size_t)n * sizeof(float));
+            dm_model_backward_input(m, tr->dout, tr->vdm.gx, B);
+        } else {
+            dm_model_backward(m, tr->dout, B);
+        }
     } else {
+        /* The batch as K micro-batches of MB: each one's objective is its mean over MB
+         * examples, so its output gradient is scaled by 1 / K and the backward passes add up
+         * (nn.h: every backward adds into the gradients) to the gradient of the batch's mean,
+         * and the loss recorded is the batch's mean. With K = 1 this is the plain step. */
+        const int64_t K = tr->cfg.grad_accum, MB = B / K, OD = dm_model_out_dim(m);
+        const float inv_k = (float)(1.0 / (double)K);
         dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
         if (poison) tr->xt[0] = NAN;
-        if ((st = dm_model_forward_cond(m, tr->out, tr->xt, tr->t, tr->y, B, 1, err))) return st;
-        loss = dm_objective_batch(&tr->obj, tr->out, tr->xt, tr->eps, tr->tidx,
-                                  weighted ? tr->tscale : NULL, tr->dout, tr->ex_loss, B, D);
-    }
-    if (!isfinite(loss)) return nonfinite_step(tr, "loss", loss_out, err);
-
-    size_t P = dm_model_num_params(m);
-    float *g = dm_model_grads(m);
-    memset(g, 0, P * sizeof(float));
-    const bool schedule_grads = tr->continuous && tr->vdm.learned;
-    if (schedule_grads) {
-        /* the learned schedule also needs d loss / d z_t */
-        memset(tr->vdm.gx, 0, (size_t)n * sizeof(float));
-        dm_model_backward_input(m, tr->dout, tr->vdm.gx, B);
-    } else {
-        dm_model_backward(m, tr->dout, B);
+        loss = 0.0;
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t o = k * MB;
+            if ((st = dm_model_forward_cond(m, tr->out, tr->xt + o * D, tr->t + o,
+                                            tr->y ? tr->y + o : NULL, MB, 1, err)))
+                return st;
+            const double part = dm_objective_batch(
+                &tr->obj, tr->out, tr->xt + o * D, tr->eps + o * D, tr->tidx + o,
+                weighted ? tr->tscale + o : NULL, tr->dout, tr->ex_loss + o, MB, D);
+            if (!isfinite(part)) return nonfinite_step(tr, "loss", loss_out, err);
+            if (K == 1) {
+                loss = part;
+            } else {
+                loss += part / (double)K;
+                for (int64_t i = 0; i < MB * OD; i++) tr->dout[i] *= inv_k;
+            }
+            if (k == 0) memset(g, 0, P * sizeof(float));
+            dm_model_backward(m, tr->dout, MB);
+        }
     }
     double norm = dm_grad_clip(g, P, tr->cfg.optim.grad_clip);
     if (!isfinite(norm)) return nonfinite_step(tr, "gradient", loss_out, err);
@@ -451,6 +498,7 @@ int64_t dm_trainer_skipped_steps(const dm_trainer *tr) { return tr->skipped; }
 void dm_trainer_inject_nan(dm_trainer *tr, int64_t step) { tr->inject_nan_step = step; }
 
 int64_t dm_trainer_step_count(const dm_trainer *tr) { return tr->step; }
+double dm_trainer_lr(const dm_trainer *tr) { return dm_adam_lr(&tr->opt); }
 dm_model *dm_trainer_model(dm_trainer *tr) { return tr->model; }
 const dm_train_config *dm_trainer_config(const dm_trainer *tr) { return &tr->cfg; }
 const float *dm_trainer_loss_history(const dm_trainer *tr) { return tr->loss_hist; }

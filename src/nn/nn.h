@@ -38,22 +38,29 @@ void dm_silu_backward_inplace(float *d, const float *x, size_t n);
 void dm_timestep_embedding(float *out, const float *t, int64_t B, int64_t dim,
                            bool flip_sin_to_cos, double downscale_freq_shift, double max_period);
 
-/* ---- optimiser: Adam / AdamW with linear warm-up */
+/* ---- optimiser: Adam / AdamW with a learning-rate schedule */
 typedef struct {
     dm_optim_config cfg;
     size_t n;
     float *m;     /* (n) first moment */
     float *v;     /* (n) second moment */
     int64_t step; /* steps taken */
+    int64_t total_steps; /* the schedule's num_training_steps (the decaying schedules): 0 */
 } dm_adam;
 
 dm_status dm_adam_init(dm_adam *opt, const dm_optim_config *cfg, size_t n, dm_error *err);
 void dm_adam_free(dm_adam *opt);
-/* Learning rate of the next step: cfg.lr * min(1, (step + 1) / warmup). */
+/* Learning rate of the next step: dm_lr_at(&cfg, step + 1, total_steps); with the default
+ * constant_with_warmup, cfg.lr * min(1, (step + 1) / warmup). */
 double dm_adam_lr(const dm_adam *opt);
 /* One update with bias correction; weight decay decoupled (AdamW) when cfg.weight_decay > 0.
  * Increments opt->step. */
 void dm_adam_step(dm_adam *opt, float *params, const float *grads);
+
+/* The refusals of a schedule in a config of total_steps optimiser steps: an unknown schedule,
+ * warmup < 0, num_cycles < 1, power outside (0, 1e6], lr_end < 0, polynomial with lr_end >= lr
+ * (diffusers' ValueError), a decaying schedule with total_steps <= warmup. */
+dm_status dm_lr_schedule_check(const dm_optim_config *cfg, int64_t total_steps, dm_error *err);
 
 /* Global L2 norm (accumulated in double). */
 double dm_grad_norm(const float *g, size_t n);

@@ -1,8 +1,12 @@
-/* Adam / AdamW with linear warm-up, gradient clipping and an EMA of the weights. The update
- * follows torch.optim.Adam / AdamW (single-tensor path) operation for operation. */
+/* Adam / AdamW with a learning-rate schedule (diffusers' get_scheduler: linear warm-up, then
+ * constant, linear, cosine, cosine with hard restarts or polynomial decay), gradient clipping and
+ * an EMA of the weights. The update follows torch.optim.Adam / AdamW (single-tensor path)
+ * operation for operation. */
 #include "nn.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -17,12 +21,117 @@ void dm_optim_config_default(dm_optim_config *cfg) {
     cfg->warmup = 100;
     cfg->grad_clip = 1.0;
     cfg->ema_decay = 0.999;
+    cfg->lr_schedule = DM_LR_CONSTANT_WITH_WARMUP;
+    cfg->lr_num_cycles = 1;
+    cfg->lr_power = 1.0;
+    cfg->lr_end = 1e-7;
+}
+
+/* ---- learning-rate schedules: diffusers' optimization.py (v0.31), lr_lambda for lr_lambda */
+
+static const char *const lr_names[] = {"constant_with_warmup", "constant", "linear", "cosine",
+                                       "cosine_with_restarts", "polynomial"};
+enum { LR_COUNT = (int)(sizeof lr_names / sizeof lr_names[0]) };
+
+const char *dm_lr_schedule_name(dm_lr_schedule s) {
+    return (int)s >= 0 && (int)s < LR_COUNT ? lr_names[s] : "unknown";
+}
+
+dm_status dm_lr_schedule_parse(const char *name, dm_lr_schedule *out, dm_error *err) {
+    for (int k = 0; name && k < LR_COUNT; k++) {
+        /* diffusers' names; a hyphen is taken for an underscore (cosine-with-restarts) */
+        size_t i = 0;
+        for (; name[i] && lr_names[k][i]; i++)
+            if (name[i] != lr_names[k][i] && !(name[i] == '-' && lr_names[k][i] == '_')) break;
+        if (!name[i] && !lr_names[k][i]) {
+            *out = (dm_lr_schedule)k;
+            return DM_OK;
+        }
+    }
+    if (name && strcmp(name, "piecewise_constant") == 0)
+        return dm_error_set(err, DM_ERR_ARG, "lr scheduler 'piecewise_constant' is not supported "
+                            "(allowed: constant_with_warmup, constant, linear, cosine, "
+                            "cosine_with_restarts, polynomial)");
+    return dm_error_set(err, DM_ERR_ARG, "unknown lr scheduler '%s' (allowed: "
+                        "constant_with_warmup, constant, linear, cosine, cosine_with_restarts, "
+                        "polynomial)", name ? name : "(null)");
+}
+
+dm_status dm_lr_schedule_check(const dm_optim_config *c, int64_t total_steps, dm_error *err) {
+    const char *name = dm_lr_schedule_name(c->lr_schedule);
+    if ((int)c->lr_schedule < 0 || (int)c->lr_schedule >= LR_COUNT)
+        return dm_error_set(err, DM_ERR_ARG, "unknown lr scheduler %d (allowed: "
+                            "constant_with_warmup, constant, linear, cosine, "
+                            "cosine_with_restarts, polynomial)", (int)c->lr_schedule);
+    if (c->warmup < 0)
+        return dm_error_set(err, DM_ERR_ARG, "warmup must be >= 0 (got %lld)",
+                            (long long)c->warmup);
+    if (c->lr_num_cycles < 1)
+        return dm_error_set(err, DM_ERR_ARG, "lr num_cycles must be an integer >= 1 (got %d)",
+                            (int)c->lr_num_cycles);
+    if (!(c->lr_power > 0 && c->lr_power <= 1e6))
+        return dm_error_set(err, DM_ERR_ARG, "lr power must be in (0, 1e6] (got %g)", c->lr_power);
+    if (!(c->lr_end >= 0 && isfinite(c->lr_end)))
+        return dm_error_set(err, DM_ERR_ARG, "lr_end must be >= 0 (got %g)", c->lr_end);
+    if (c->lr_schedule == DM_LR_POLYNOMIAL && !(c->lr > c->lr_end))
+        /* diffusers' ValueError */
+        return dm_error_set(err, DM_ERR_ARG, "lr_end (%g) must be smaller than the initial lr "
+                            "(%g) for the polynomial lr scheduler", c->lr_end, c->lr);
+    const bool decays = c->lr_schedule == DM_LR_LINEAR || c->lr_schedule == DM_LR_COSINE ||
+                        c->lr_schedule == DM_LR_COSINE_WITH_RESTARTS ||
+                        c->lr_schedule == DM_LR_POLYNOMIAL;
+    if (decays && total_steps - c->warmup < 1)
+        return dm_error_set(err, DM_ERR_ARG, "lr scheduler %s decays over steps - warmup = %lld "
+                            "- %lld = %lld steps: it needs more steps than warm-up steps", name,
+                            (long long)total_steps, (long long)c->warmup,
+                            (long long)(total_steps - c->warmup));
+    return DM_OK;
+}
+
+double dm_lr_schedule_factor(const dm_optim_config *c, int64_t step, int64_t total_steps) {
+    const double s = (double)step, W = (double)c->warmup, N = (double)total_steps;
+    const double pi = 3.14159265358979323846;
+    if (c->lr_schedule == DM_LR_CONSTANT) return 1.0;
+    /* the warm-up every other schedule starts with; none when warmup <= 0 */
+    if (step < c->warmup) return s / (W > 1.0 ? W : 1.0);
+    const double decay = N - W > 1.0 ? N - W : 1.0; /* max(1, N - W) */
+    const double progress = (s - W) / decay;
+    switch (c->lr_schedule) {
+    case DM_LR_LINEAR: {
+        const double f = (N - s) / decay;
+        return f > 0.0 ? f : 0.0;
+    }
+    case DM_LR_COSINE: { /* get_scheduler passes no num_cycles: 0.5, one half cosine */
+        const double f = 0.5 * (1.0 + cos(pi * 0.5 * 2.0 * progress));
+        return f > 0.0 ? f : 0.0;
+    }
+    case DM_LR_COSINE_WITH_RESTARTS: {
+        if (progress >= 1.0) return 0.0;
+        const double f = 0.5 * (1.0 + cos(pi * fmod((double)c->lr_num_cycles * progress, 1.0)));
+        return f > 0.0 ? f : 0.0;
+    }
+    case DM_LR_POLYNOMIAL: {
+        const double lr_init = c->lr;
+        /* s > N, and N <= W (a zero-length decay dm_lr_schedule_check refuses; diffusers would
+         * divide by zero) */
+        if (s > N || N - W <= 0.0) return c->lr_end / lr_init; /* LambdaLR multiplies by lr */
+        const double pct_remaining = 1.0 - (s - W) / (N - W);
+        return ((lr_init - c->lr_end) * pow(pct_remaining, c->lr_power) + c->lr_end) / lr_init;
+    }
+    default: /* DM_LR_CONSTANT_WITH_WARMUP */
+        return 1.0;
+    }
+}
+
+double dm_lr_at(const dm_optim_config *c, int64_t step, int64_t total_steps) {
+    return c->lr * dm_lr_schedule_factor(c, step, total_steps);
 }
 
 dm_status dm_adam_init(dm_adam *opt, const dm_optim_config *cfg, size_t n, dm_error *err) {
     opt->cfg = *cfg;
     opt->n = n;
     opt->step = 0;
+    opt->total_steps = 0;
     opt->m = opt->v = NULL;
     dm_status st = dm_memory_check(2 * (uint64_t)n * sizeof(float), err);
     if (st) {
@@ -46,10 +155,7 @@ void dm_adam_free(dm_adam *opt) {
 }
 
 double dm_adam_lr(const dm_adam *opt) {
-    const double warmup = (double)opt->cfg.warmup;
-    if (warmup <= 0) return opt->cfg.lr;
-    double frac = (double)(opt->step + 1) / warmup;
-    return opt->cfg.lr * (frac < 1.0 ? frac : 1.0);
+    return dm_lr_at(&opt->cfg, opt->step + 1, opt->total_steps);
 }
 
 /* The per-step constants of the update, computed in double as PyTorch computes them in Python
