@@ -130,7 +130,7 @@ static dm_status json_read(cJSON **root, const char *path, size_t max_bytes, int
                            dm_error *err) {
     *root = NULL;
     char *text, *json = NULL; /* json: the text rewritten as JSON (python) */
-    size_t len;
+    size_t len = 0;
     dm_status st = read_text(path, max_bytes, &text, &len, err);
     if (st) return st;
     if (python) {
