@@ -42,7 +42,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             float *dst = malloc(numel ? (size_t)numel * sizeof(float) : 1);
             if (!dst) abort();
             status = dm_safetensors_read_f32(st, t->name, dst, t->shape, t->ndim, &err);
-            bool is_float = t->dtype == DM_DTYPE_F32 || t->dtype == DM_DTYPE_F64;
+            /* every floating dtype converts to float32 (F16 and BF16 since diffusers' half
+             * weights are read), integers are refused */
+            bool is_float = t->dtype == DM_DTYPE_F32 || t->dtype == DM_DTYPE_F64 ||
+                            t->dtype == DM_DTYPE_F16 || t->dtype == DM_DTYPE_BF16;
             if ((status == DM_OK) != is_float) abort();
             if (t->ndim < DM_ST_MAX_DIMS) { /* one more dimension: a mismatch, nothing copied */
                 int64_t wrong[DM_ST_MAX_DIMS];
