@@ -35,6 +35,10 @@ cat > "$tmp/ddim.json" <<'JSON'
 JSON
 "$bin" sample --model "$folder" --scheduler-config "$tmp/ddim.json" --steps $steps --n $batch \
     --grid "$tmp/ours.png" --threads "$threads" --json > "$tmp/ours.json"
+# PyTorch with OpenBLAS, whatever the system's BLAS alternative points at (as ../shared/bench's
+# blas_env.py does: the reference BLAS would make PyTorch's linear layers crawl)
+openblas=$(ls -d /usr/lib/*/openblas-openmp 2>/dev/null | head -n 1 || true)
+LD_LIBRARY_PATH=${openblas}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
 /usr/bin/python3 - "$folder" "$tmp/ours.json" "$threads" $steps $batch "$here/tests/reference" <<'PY' | tee "$out/pipeline.md"
 import json, os, struct, sys, time
 folder, ours_path, threads, steps, batch, refdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
