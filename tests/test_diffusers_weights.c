@@ -24,9 +24,8 @@
  *     the folder, and the parameter count summed over shards before the model is allocated.
  * A missing fixture fails the test. */
 #include "diffusion/checkpoint.h"
-#include "io/npy.h"
+#include "fixture_npy.h"
 #include "io/safetensors.h"
-#include "test_util.h"
 
 #include <omp.h>
 #include <sys/stat.h>
@@ -38,33 +37,6 @@
 #define SINGLE "diffusion_pytorch_model.safetensors"
 
 enum { B = 2, DIM = 1 * 8 * 8 };
-
-static double *read_npy(const char *path, int64_t n) {
-    dm_npy a;
-    dm_error err = {0};
-    if (dm_npy_read(&a, path, &err)) {
-        fprintf(stderr, "FAIL reference fixture missing or unreadable: %s (tests/fixtures/ is "
-                "part of the repository; restore it with git checkout -- tests/fixtures)\n",
-                err.msg);
-        exit(1);
-    }
-    if (dm_npy_numel(&a) != n) {
-        fprintf(stderr, "FAIL %s: %lld values, expected %lld\n", path,
-                (long long)dm_npy_numel(&a), (long long)n);
-        exit(1);
-    }
-    double *out = malloc((size_t)n * sizeof *out);
-    for (int64_t i = 0; i < n; i++) {
-        switch (a.dtype) {
-        case DM_DTYPE_F64: out[i] = ((const double *)a.data)[i]; break;
-        case DM_DTYPE_F32: out[i] = ((const float *)a.data)[i]; break;
-        case DM_DTYPE_I64: out[i] = (double)((const int64_t *)a.data)[i]; break;
-        default: fprintf(stderr, "FAIL %s: unexpected dtype\n", path); exit(1);
-        }
-    }
-    dm_npy_free(&a);
-    return out;
-}
 
 /* a fixture file that must exist (not a skip: a failure) */
 static void need(const char *path) {
@@ -115,12 +87,6 @@ static size_t bits_differ(dm_model *a, dm_model *b) {
                   dm_model_num_params(a) * sizeof(float))
                ? 1
                : 0;
-}
-
-static double max_abs(const double *x, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
-    return m;
 }
 
 /* Loads dir (variant may be NULL) and returns its output on the reference input, largest
