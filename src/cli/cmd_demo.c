@@ -63,7 +63,7 @@ int cmd_demo(int argc, char **argv) {
                 dm_get_num_threads());
     double train_s;
     if (dm_trainer_create(&tr, &cfg, &train, &err) ||
-        cli_run_training(tr, ckpt, 0, quiet, NULL, 0, &train_s, &err))
+        cli_run_training(tr, ckpt, 0, quiet, NULL, 0, 0, &train_s, &err))
         goto done;
     snprintf(path, sizeof path, "%s/loss.png", out);
     if (dm_plot_loss(path, dm_trainer_loss_history(tr), dm_trainer_step_count(tr), &err)) goto done;

@@ -52,7 +52,8 @@ static void log_line(FILE *log, const dm_trainer *tr, int64_t step, int64_t step
 }
 
 dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, int quiet,
-                           FILE *log, int64_t log_every, double *seconds, dm_error *err) {
+                           FILE *log, int64_t log_every, double time_limit_s, double *seconds,
+                           dm_error *err) {
     const int64_t total = dm_trainer_config(tr)->steps;
     cli_progress bar;
     cli_progress_start(&bar, "train", "steps", total, quiet);
@@ -95,6 +96,7 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
                                 "--resume)",
                                 (long long)step, ckpt_dir);
         }
+        if (time_limit_s > 0 && cli_now() - bar.t0 >= time_limit_s) break; /* saved below */
         if (every > 0 && step % every == 0 && step < total) {
             if ((st = dm_trainer_save(tr, ckpt_dir, err))) break;
             saved_step = step;
@@ -117,6 +119,7 @@ int cmd_train(int argc, char **argv) {
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     int skip_nonfinite = 0, conditional = 0;
     int64_t inject_nan_step = 0;
+    double time_limit = 0;
     const char *precision = "fp32";
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
@@ -161,6 +164,7 @@ int cmd_train(int argc, char **argv) {
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
         {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its checkpoint"},
+        {"--time-limit", OPT_DOUBLE, &time_limit, "MINUTES", "train for this wall-clock time at most, then save and stop (resume with --resume); 0 = no limit"},
         {"--skip-nonfinite", OPT_FLAG, &skip_nonfinite, NULL, "skip a step whose loss or gradient is NaN or Inf (weights unchanged) instead of stopping"},
         {"--inject-nan-step", OPT_I64, &inject_nan_step, "N", "testing: poison step N's input with a NaN (0 = never)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
@@ -224,6 +228,10 @@ int cmd_train(int argc, char **argv) {
     }
     if (log_every < 0) {
         fprintf(stderr, "error: --log-every must be >= 0\n");
+        return 2;
+    }
+    if (!(time_limit >= 0 && time_limit <= 1e7)) {
+        fprintf(stderr, "error: --time-limit must be 0 (no limit) .. 10000000 minutes\n");
         return 2;
     }
     if (cli_set_precision(precision)) return 2;
@@ -329,12 +337,22 @@ int cmd_train(int argc, char **argv) {
             return cli_fail(&err);
         }
     }
-    st = cli_run_training(tr, ckpt, every, quiet || json, log, log_every, &seconds, &err);
+    st = cli_run_training(tr, ckpt, every, quiet || json, log, log_every, 60.0 * time_limit,
+                          &seconds, &err);
     if (log) fclose(log);
     if (st) {
         dm_trainer_free(tr);
+        if (cli_interrupted()) {
+            /* Ctrl-C: the checkpoint is saved; the shell's convention for SIGINT */
+            fprintf(stderr, "%s\n", cli_safe(err.msg));
+            return 130;
+        }
         return cli_fail(&err);
     }
+    if (dm_trainer_step_count(tr) < dm_trainer_config(tr)->steps && !json)
+        printf("stopped at the time limit (%g minutes) at step %lld of %lld; checkpoint saved "
+               "(continue with --resume)\n", time_limit, (long long)dm_trainer_step_count(tr),
+               (long long)dm_trainer_config(tr)->steps);
     int64_t steps = dm_trainer_step_count(tr);
     snprintf(path, sizeof path, "%s/loss.png", out);
     if (dm_plot_loss(path, dm_trainer_loss_history(tr), steps, &err)) {

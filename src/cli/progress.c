@@ -2,6 +2,7 @@
 #include "progress.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,8 +18,12 @@ void cli_progress_start(cli_progress *p, const char *label, const char *unit, in
     p->unit = unit;
     p->total = total;
     p->t0 = cli_now();
-    p->last_draw = 0;
+    p->last_draw = p->t0;
     p->enabled = !quiet && isatty(STDERR_FILENO);
+    p->plain = !quiet && !p->enabled;
+    /* DIFFUSION_PROGRESS_SECONDS sets the plain lines' interval (tests use a short one) */
+    const char *every = getenv("DIFFUSION_PROGRESS_SECONDS");
+    p->plain_every = every && atof(every) > 0 ? atof(every) : CLI_PROGRESS_PLAIN_S;
 }
 
 static void format_duration(char *buf, size_t cap, double s) {
@@ -29,8 +34,21 @@ static void format_duration(char *buf, size_t cap, double s) {
 }
 
 void cli_progress_update(cli_progress *p, int64_t done, const char *extra) {
-    if (!p->enabled) return;
+    if (!p->enabled && !p->plain) return;
     double now = cli_now();
+    if (p->plain) {
+        if (now - p->last_draw < p->plain_every) return;
+        p->last_draw = now;
+        const double elapsed = now - p->t0, rate = elapsed > 0 ? (double)done / elapsed : 0;
+        char eta[16], el[16];
+        format_duration(el, sizeof el, elapsed);
+        format_duration(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : -1);
+        fprintf(stderr, "%s: %lld/%lld %s, %.1f %s/s%s%s, elapsed %s, ETA %s\n", p->label,
+                (long long)done, (long long)p->total, p->unit, rate, p->unit, extra ? ", " : "",
+                extra ? extra : "", el, eta);
+        fflush(stderr);
+        return;
+    }
     if (done < p->total && now - p->last_draw < 0.1) return;
     p->last_draw = now;
     double elapsed = now - p->t0, rate = elapsed > 0 ? (double)done / elapsed : 0;

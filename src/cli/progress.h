@@ -1,4 +1,7 @@
-/* A one-line progress bar with rate and ETA on stderr, drawn only when stderr is a terminal. */
+/* Progress on stderr: a one-line bar with rate and ETA redrawn in place when stderr is a
+ * terminal; otherwise (nohup, batch jobs, logs) one plain line every CLI_PROGRESS_PLAIN_S
+ * seconds (the environment's DIFFUSION_PROGRESS_SECONDS, when set), so a long run is never
+ * silent. */
 #pragma once
 
 #include <stdint.h>
@@ -8,8 +11,12 @@ typedef struct {
     const char *unit; /* "steps", "it" */
     int64_t total;
     double t0, last_draw;
-    int enabled;
+    int enabled; /* a bar on a terminal */
+    int plain;   /* plain lines: stderr is not a terminal */
+    double plain_every; /* seconds between plain lines */
 } cli_progress;
+
+#define CLI_PROGRESS_PLAIN_S 10.0
 
 double cli_now(void); /* monotonic seconds */
 void cli_progress_start(cli_progress *p, const char *label, const char *unit, int64_t total,
