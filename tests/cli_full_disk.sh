@@ -46,7 +46,9 @@ for f in model.safetensors train_state.safetensors; do
     cmp -s "$dir/ref20/checkpoint/$f" "$disk/run/checkpoint/$f" ||
         fail "$f of step 20 is not intact after the failed write"
 done
-leftovers=$(ls -A "$disk/run" | grep -v -x checkpoint || true)
+# the run folder's empty lock file (a second trainer is refused while one runs) is no leftover
+[ -f "$disk/run/.lock" ] && [ ! -s "$disk/run/.lock" ] || fail "the run folder's lock file is missing or not empty"
+leftovers=$(ls -A "$disk/run" | grep -v -x -e checkpoint -e .lock || true)
 [ -z "$leftovers" ] || fail "partial files left on the full disk: $leftovers"
 "$bin" sample --model "$disk/run" --n 4 --out "$dir/s.csv" --quiet > /dev/null ||
     fail "the step-20 checkpoint does not load"

@@ -2,7 +2,8 @@
 # Controlling a long training run from outside: --time-limit stops it on time with a checkpoint
 # that resumes; Ctrl-C (SIGINT) saves, says "interrupted" and exits with 130; with stderr not a
 # terminal (nohup, batch jobs) progress comes as plain lines (every 10 s; here every 0.3 s
-# through DIFFUSION_PROGRESS_SECONDS) instead of nothing.
+# through DIFFUSION_PROGRESS_SECONDS) instead of nothing; a second trainer on a run folder in use
+# is refused.
 set -u
 bin=$1
 name=cli_train_control
@@ -43,6 +44,14 @@ check "Ctrl-C: exit 130 (got $rc)" test $rc -eq 130
 check "Ctrl-C: says interrupted ($(cat "$dir/err"))" grep -q "interrupted" "$dir/err"
 check "Ctrl-C: the checkpoint samples" "$bin" sample --model "$dir/c" --n 10 --out "$dir/s.csv" --quiet \
     > /dev/null
+# a run folder in use is refused to a second trainer, and free again once the first has ended
+"$bin" train "${mlp[@]}" --out "$dir/l" --quiet > /dev/null 2>&1 &
+pid=$!
+sleep 1
+expect_error "in use by another training run" "$bin" train "${mlp[@]}" --out "$dir/l" --steps 10
+kill -INT $pid; wait $pid
+check "the folder is free after the first run ended" "$bin" train "${mlp[@]}" --out "$dir/l" \
+    --resume --time-limit 0.005 --quiet > /dev/null
 # plain progress lines when stderr is a file
 DIFFUSION_PROGRESS_SECONDS=0.3 "$bin" train "${mlp[@]}" --out "$dir/p" --time-limit 0.03 \
     > /dev/null 2> "$dir/err"

@@ -5,10 +5,14 @@
 #include "init_from.h"
 #include "progress.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 /* Mean of the finite values (a skipped step's loss is NaN); NaN when there are none. */
 static double cli_finite_mean(const float *v, int64_t n) {
@@ -106,6 +110,26 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
     *seconds = cli_now() - bar.t0;
     if (st) return st;
     return dm_trainer_save(tr, ckpt_dir, err);
+}
+
+/* Holds an exclusive lock on DIR/.lock for the life of the process (released by the kernel
+ * when it ends, however it ends), so a second trainer on the same run folder is refused before
+ * it touches the checkpoint. */
+static dm_status lock_run_folder(const char *dir, dm_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return dm_error_set(err, DM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return dm_error_set(err, DM_ERR_IO, "%s is in use by another training run (its "
+                                "lock %s is held); wait for it to end or choose another --out",
+                                dir, path);
+        return dm_error_set(err, DM_ERR_IO, "%s: cannot lock: %s", path, strerror(e));
+    }
+    return DM_OK; /* fd stays open: the lock lasts until exit */
 }
 
 int cmd_train(int argc, char **argv) {
@@ -304,7 +328,7 @@ int cmd_train(int argc, char **argv) {
         dm_pipeline_free(init);
         return cli_fail(&err);
     }
-    if (cli_make_dirs(out, &err)) {
+    if (cli_make_dirs(out, &err) || lock_run_folder(out, &err)) {
         dm_dataset_free(&ds);
         dm_pipeline_free(init);
         return cli_fail(&err);
