@@ -58,7 +58,8 @@ kill_loop() {
             fail "$name: $f of the interrupted run differs from the uninterrupted run's"
     done
     local leftovers
-    leftovers=$(ls -A "$dir/$name" | grep -v -x -e checkpoint -e loss.png || true)
+    # .lock: the run folder's empty lock file (a second trainer is refused while one runs)
+    leftovers=$(ls -A "$dir/$name" | grep -v -x -e checkpoint -e loss.png -e .lock || true)
     [ -z "$leftovers" ] || fail "$name: temporary files left beside the checkpoint: $leftovers"
 }
 
