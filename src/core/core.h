@@ -8,6 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Loops the compiler vectorises run several times faster with AVX2 or AVX-512 than with the SSE2
+ * of the x86-64 baseline that a portable build targets, so such functions are built for three
+ * levels and the dynamic loader picks the one the CPU runs (function multiversioning; CMake
+ * defines DM_MULTIVERSION where the compiler supports it). A -DDM_NATIVE=ON build targets the
+ * build machine's CPU instead and needs none of it. */
+#ifdef DM_MULTIVERSION
+#define DM_VECTOR_KERNEL \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DM_VECTOR_KERNEL
+#endif
+
 /* ---- arena: one allocation carved into aligned pieces; the training step allocates nothing */
 typedef struct {
     char *base;

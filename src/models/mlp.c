@@ -115,6 +115,7 @@ static dm_status ensure_capacity(mlp_impl *im, int64_t B, dm_error *err) {
 /* y (B, H) = bias (H) + x (B, D) v (D, H) for the small D, row by row along contiguous rows of v;
  * bias NULL means zero. Used for the x piece of net.0 (v = W0[:, :D] transposed) and for the
  * output layer's input gradient (v = W_L). */
+DM_VECTOR_KERNEL
 static void small_d_product(float *y, const float *x, const float *v, const float *bias,
                             int64_t B, int64_t D, int64_t H) {
 #pragma omp parallel for schedule(static) if (B * H >= DM_PARALLEL_MIN)

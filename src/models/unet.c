@@ -705,6 +705,7 @@ static void norm_forward(const float *p, float *y, float *mean, float *rstd, con
     dm_groupnorm_forward(y, mean, rstd, x, p + n->w, p + n->b, B, n->C, HW, n->G, eps);
 }
 
+DM_VECTOR_KERNEL
 static void resnet_forward(unet_impl *im, const float *p, resnet_block *r, float *out,
                            const float *x, int64_t B, bool train, dm_rng *rng) {
     const float eps = (float)im->cfg.norm_eps;
@@ -736,6 +737,7 @@ static void resnet_forward(unet_impl *im, const float *p, resnet_block *r, float
 }
 
 /* (B, C, N) <-> (B, N, C) */
+DM_VECTOR_KERNEL
 static void to_tokens(float *t, const float *x, int64_t B, int64_t C, int64_t N) {
 #pragma omp parallel for schedule(static) if (B * C * N >= DM_PARALLEL_MIN)
     for (int64_t b = 0; b < B; b++)
@@ -744,6 +746,7 @@ static void to_tokens(float *t, const float *x, int64_t B, int64_t C, int64_t N)
 }
 
 /* x (B, C, N) op= t (B, N, C) transposed: assigns, or adds with accumulate */
+DM_VECTOR_KERNEL
 static void from_tokens(float *x, const float *t, int64_t B, int64_t C, int64_t N,
                         bool accumulate) {
 #pragma omp parallel for schedule(static) if (B * C * N >= DM_PARALLEL_MIN)

@@ -47,13 +47,15 @@ static inline float sigmoid_f(float x) {
 
 /* The `parallel :` modifier matters: an unqualified if on `parallel for simd` applies to the simd
  * part too, and when false it turns vectorisation off (small calls ran 10x slower). */
+DM_VECTOR_KERNEL
 static void dm_silu_forward_impl(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_f(x[i]);
 }
 
 /* silu'(x) = s + x s (1 - s), s = sigmoid(x) */
-void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
+DM_VECTOR_KERNEL
+static void dm_silu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float s = sigmoid_f(x[i]);
@@ -61,6 +63,12 @@ void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
     }
 }
 
+/* not multiversioned itself: GCC 12 makes the resolver of a non-static clone public */
+void dm_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
+    dm_silu_backward_kernel(dx, dy, x, n);
+}
+
+DM_VECTOR_KERNEL
 static void dm_silu_backward_inplace_impl(float *d, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= SILU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {

@@ -131,6 +131,7 @@ static inline void softmax_row_backward(float *restrict ds, const float *restric
     for (int64_t j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - t);
 }
 
+DM_VECTOR_KERNEL
 static void transpose_slice(float *restrict xt, const float *restrict x, int64_t N, int64_t Np,
                             int64_t C, int64_t d) {
     for (int64_t j = 0; j < N; j++)
@@ -318,6 +319,7 @@ static inline __attribute__((always_inline)) void backward_head_small(
 
 /* ---- larger head size: dm_sgemm on blocks of query rows */
 
+DM_VECTOR_KERNEL
 static void forward_head_gemm(float *o, float *probs, const float *q, const float *k,
                               const float *v, int64_t N, int64_t C, int64_t d, float scale,
                               float *scratch) {
@@ -331,6 +333,7 @@ static void forward_head_gemm(float *o, float *probs, const float *q, const floa
     }
 }
 
+DM_VECTOR_KERNEL
 static void backward_head_gemm(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                const float *k, const float *v, const float *probs, int64_t N,
                                int64_t C, int64_t d, float scale, float *scratch) {
@@ -349,6 +352,7 @@ static void backward_head_gemm(float *dq, float *dk, float *dv, const float *dou
 
 /* The small-d kernels with d fixed at compile time for the common head sizes, so the inner loops
  * over d unroll; other sizes take the generic instance. */
+DM_VECTOR_KERNEL
 static void forward_small(float *o, float *probs, const float *q, const float *k, const float *v,
                           int64_t N, int64_t C, int64_t d, float scale, float *scratch) {
     switch (d) {
@@ -359,6 +363,7 @@ static void forward_small(float *o, float *probs, const float *q, const float *k
     }
 }
 
+DM_VECTOR_KERNEL
 static void backward_small(float *dq, float *dk, float *dv, const float *dout, const float *q,
                            const float *k, const float *v, const float *probs, int64_t N,
                            int64_t C, int64_t d, float scale, float *scratch) {
@@ -372,6 +377,7 @@ static void backward_small(float *dq, float *dk, float *dv, const float *dout, c
     }
 }
 
+DM_VECTOR_KERNEL
 static void dm_attention_forward_impl(float *o, float *probs, const float *q, const float *k, const float *v,
                           int64_t B, int64_t N, int64_t heads, int64_t d, float scale,
                           float *work) {
@@ -394,6 +400,7 @@ static void dm_attention_forward_impl(float *o, float *probs, const float *q, co
     }
 }
 
+DM_VECTOR_KERNEL
 static void dm_attention_backward_impl(float *dq, float *dk, float *dv, const float *do_, const float *q,
                            const float *k, const float *v, const float *probs, int64_t B, int64_t N,
                            int64_t heads, int64_t d, float scale, float *work) {

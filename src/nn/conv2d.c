@@ -236,6 +236,7 @@ static inline same_tap same_tap_at(const dm_conv2d_shape *s, int64_t ky, int64_t
     return t;
 }
 
+DM_VECTOR_KERNEL
 static void im2col_same(float *col, int64_t ldc, const float *x, const dm_conv2d_shape *s) {
     const int64_t H = s->H, W = s->W, k = s->k;
     for (int64_t ci = 0; ci < s->cin; ci++) {
@@ -255,6 +256,7 @@ static void im2col_same(float *col, int64_t ldc, const float *x, const dm_conv2d
 }
 
 /* dxc[p] += rows[t][p - shift[t]] for p in [p0, p1), tap by tap, where the row holds it. */
+DM_VECTOR_KERNEL
 static void add_taps_clipped(float *dxc, const float *rows, int64_t ldc, const int64_t *shift,
                              int64_t HW, int64_t p0, int64_t p1) {
     for (int64_t t = 0; t < 9; t++) {
@@ -270,6 +272,7 @@ static void add_taps_clipped(float *dxc, const float *rows, int64_t ldc, const i
  * may be added whole, and the nine taps of a 3x3 kernel are summed in one pass over the plane
  * (nine shifted adds in turn would load and store dx nine times, and stall on each other's
  * misaligned stores: measured 2x slower). */
+DM_VECTOR_KERNEL
 static void col2im_same_add(float *dx, float *col, int64_t ldc, const dm_conv2d_shape *s) {
     const int64_t H = s->H, W = s->W, HW = H * W;
     if (s->k == 1) {
@@ -317,6 +320,7 @@ static void col2im_same_add(float *dx, float *col, int64_t ldc, const dm_conv2d_
 }
 
 /* col rows (ci, ky, kx), each HWo long at stride ldc, from one image x (cin, H, W). */
+DM_VECTOR_KERNEL
 static void im2col(float *col, int64_t ldc, const float *x, const dm_conv2d_shape *s,
                    int64_t Ho, int64_t Wo) {
     const int64_t H = s->H, W = s->W, k = s->k;
@@ -360,6 +364,7 @@ static void im2col(float *col, int64_t ldc, const float *x, const dm_conv2d_shap
 
 /* dx (cin, H, W) += the col rows scattered back to the inputs they were copied from. col is
  * scratch and may be overwritten. */
+DM_VECTOR_KERNEL
 static void col2im_add(float *dx, float *col, int64_t ldc, const dm_conv2d_shape *s, int64_t Ho,
                        int64_t Wo) {
     const int64_t H = s->H, W = s->W, k = s->k;
@@ -400,6 +405,7 @@ static void col2im_add(float *dx, float *col, int64_t ldc, const dm_conv2d_shape
  * must read zero) or of dy (backward, where the edge output must contribute nothing). */
 
 /* first_zero: src with column 0 zeroed; last_zero: with column W - 1 zeroed. */
+DM_VECTOR_KERNEL
 static void masked_copies(float *first_zero, float *last_zero, const float *src, int64_t planes,
                           int64_t H, int64_t W) {
     memcpy(first_zero, src, (size_t)(planes * H * W) * sizeof *src);
@@ -410,6 +416,7 @@ static void masked_copies(float *first_zero, float *last_zero, const float *src,
     }
 }
 
+DM_VECTOR_KERNEL
 static void forward_few_out(float *yn, const float *xn, const float *w, const float *b,
                             const dm_conv2d_shape *s, float *scratch) {
     const int64_t cin = s->cin, HW = s->H * s->W;
@@ -434,6 +441,7 @@ static void forward_few_out(float *yn, const float *xn, const float *w, const fl
 }
 
 /* dwT (K, cout) += taps' dot products, db += sums, dx += shifted multiply-adds of dy. */
+DM_VECTOR_KERNEL
 static void backward_few_out(float *dxn, float *dwT, float *db, const float *dyn,
                              const float *xn, const float *w, const dm_conv2d_shape *s,
                              float *scratch) {
@@ -477,6 +485,7 @@ static inline void group_range(const conv_plan *p, int64_t g, int64_t B, int64_t
     *count = B - *first < p->G ? B - *first : p->G;
 }
 
+DM_VECTOR_KERNEL
 static void forward_group(float *y, const float *x, const float *w, const float *b,
                           const dm_conv2d_shape *s, const conv_plan *p, int64_t n0, int64_t cnt,
                           float *col, float *buf) {
@@ -533,6 +542,7 @@ static inline float *phase_plane(float *planes, const conv_plan *p, int64_t ci, 
  * (r + pad) / 2 of the planes with a = (r + pad) % 2: its even columns 2j in column j of phase
  * b = pad, its odd columns 2j + 1 in column j + pad of phase 1 - pad. Everything else (the
  * padding) is zero. */
+DM_VECTOR_KERNEL
 static void split_phases(float *planes, const float *x, const dm_conv2d_shape *s,
                          const conv_plan *p) {
     const int64_t H = s->H, W = s->W, Wh = p->Wh, pad = s->pad, half = W / 2;
@@ -553,6 +563,7 @@ static void split_phases(float *planes, const float *x, const dm_conv2d_shape *s
 }
 
 /* col rows (ci, ky, kx), Ho Wh long at stride ldc, from the phases of one image. */
+DM_VECTOR_KERNEL
 static void im2col_phased(float *col, int64_t ldc, float *planes, const dm_conv2d_shape *s,
                           const conv_plan *p) {
     const int64_t k = s->k, len = p->Ho * p->Wh;
@@ -567,6 +578,7 @@ static void im2col_phased(float *col, int64_t ldc, float *planes, const dm_conv2
 
 /* dx (cin, H, W) of one image += col2im of dcol: each row added whole to its phase plane, the
  * planes then interleaved back into dx (their padding dropped). */
+DM_VECTOR_KERNEL
 static void col2im_phased_add(float *dx, const float *col, int64_t ldc, float *planes,
                               const dm_conv2d_shape *s, const conv_plan *p) {
     const int64_t k = s->k, len = p->Ho * p->Wh, H = s->H, W = s->W, Wh = p->Wh, pad = s->pad;
@@ -597,6 +609,7 @@ static void col2im_phased_add(float *dx, const float *col, int64_t ldc, float *p
         }
 }
 
+DM_VECTOR_KERNEL
 static void forward_group_phased(float *y, const float *x, const float *w, const float *b,
                                  const dm_conv2d_shape *s, const conv_plan *p, int64_t n0,
                                  int64_t cnt, float *col, float *buf, float *planes) {
@@ -618,6 +631,7 @@ static void forward_group_phased(float *y, const float *x, const float *w, const
         }
 }
 
+DM_VECTOR_KERNEL
 static void backward_group_phased(float *dx, float *dwT, float *db, const float *dy,
                                   const float *x, const float *w, const dm_conv2d_shape *s,
                                   const conv_plan *p, int64_t n0, int64_t cnt, float *col,
@@ -650,6 +664,7 @@ static void backward_group_phased(float *dx, float *dwT, float *db, const float 
         col2im_phased_add(dx + (n0 + i) * cin * HW, col + i * C, p->N, planes, s, p);
 }
 
+DM_VECTOR_KERNEL
 static void dm_conv2d_forward_impl(float *y, const float *x, const float *w, const float *b,
                        const dm_conv2d_shape *s, int64_t B, float *work) {
     const conv_plan p = make_plan(s, B);
@@ -673,6 +688,7 @@ static void dm_conv2d_forward_impl(float *y, const float *x, const float *w, con
 /* dwT (K, cout) += col dy_g^T, db += row sums of dy, dx += col2im(W^T dy) for one group.
  * The weight gradient is accumulated transposed: with K >> cout, OpenBLAS runs col dy^T
  * 10-30% faster than dy col^T (measured at cout 32 and 64, K 288-1152, N 784). */
+DM_VECTOR_KERNEL
 static void backward_group(float *dx, float *dwT, float *db, const float *dy, const float *x,
                            const float *w, const float *w_flipped, const dm_conv2d_shape *s,
                            const conv_plan *p, int64_t n0, int64_t cnt, float *col, float *buf) {
@@ -744,6 +760,7 @@ static void backward_group(float *dx, float *dwT, float *db, const float *dy, co
         col2im_add(dx + (n0 + i) * cin * HW, col + i * HWo, p->N, s, p->Ho, p->Wo);
 }
 
+DM_VECTOR_KERNEL
 static void dm_conv2d_backward_impl(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, const dm_conv2d_shape *s, int64_t B, float *work) {
     const conv_plan p = make_plan(s, B);

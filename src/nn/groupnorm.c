@@ -16,6 +16,7 @@
 #define GN_PARTIAL_MAX 8192
 
 /* mean and 1/sqrt(var + eps) of n values, both passes in double */
+DM_VECTOR_KERNEL
 static void group_stats(const float *x, int64_t n, float eps, float *mean_out, float *rstd_out) {
     double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
@@ -31,6 +32,7 @@ static void group_stats(const float *x, int64_t n, float eps, float *mean_out, f
     *rstd_out = (float)(1.0 / sqrt(sq / (double)n + (double)eps));
 }
 
+DM_VECTOR_KERNEL
 static void dm_groupnorm_forward_impl(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                           const float *beta, int64_t B, int64_t C, int64_t HW, int64_t G,
                           float eps) {
@@ -59,6 +61,7 @@ static void dm_groupnorm_forward_impl(float *y, float *mean, float *rstd, const 
  *   sdy[c] = sum dy,  sdxh[c] = sum dy * xhat,
  * dbeta[c] += sdy[c], dgamma[c] += sdxh[c], and with n = cpg * HW,
  *   dx = rstd * (gamma[c] dy - (sum_c gamma sdy) / n - xhat (sum_c gamma sdxh) / n). */
+DM_VECTOR_KERNEL
 static void dm_groupnorm_backward_impl(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                            const float *mean, const float *rstd, const float *gamma, int64_t B,
                            int64_t C, int64_t HW, int64_t G) {

@@ -11,6 +11,7 @@
 #define COL_BLOCK 64
 
 /* y (B, out) = x W^T + b for a small out: one dot product per output. */
+DM_VECTOR_KERNEL
 static void forward_skinny(float *y, const float *x, const float *w, const float *b, int64_t B,
                            int64_t in, int64_t out) {
 #pragma omp parallel for schedule(static) if (B * in >= DM_PARALLEL_MIN)
@@ -26,6 +27,7 @@ static void forward_skinny(float *y, const float *x, const float *w, const float
     }
 }
 
+DM_VECTOR_KERNEL
 static void dm_linear_forward_impl(float *y, const float *x, const float *w, const float *b, int64_t B,
                        int64_t in, int64_t out) {
     if (out <= SKINNY_OUT) {
@@ -41,8 +43,10 @@ static void dm_linear_forward_impl(float *y, const float *x, const float *w, con
     dm_sgemm(false, true, B, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, out);
 }
 
-void dm_gemm_tn_skinny(float *C, int64_t csp, int64_t csq, const float *A, int64_t lda,
-                       const float *Bm, int64_t ldb, int64_t R, int64_t P, int64_t Q) {
+DM_VECTOR_KERNEL
+static void dm_gemm_tn_skinny_kernel(float *C, int64_t csp, int64_t csq, const float *A,
+                                     int64_t lda, const float *Bm, int64_t ldb, int64_t R,
+                                     int64_t P, int64_t Q) {
     assert(P <= DM_SKINNY_MAX);
     const int64_t blocks = (Q + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static) if (R * Q >= DM_PARALLEL_MIN)
@@ -63,7 +67,14 @@ void dm_gemm_tn_skinny(float *C, int64_t csp, int64_t csq, const float *A, int64
     }
 }
 
-void dm_bias_backward(float *db, const float *dy, int64_t B, int64_t out) {
+/* not multiversioned itself: GCC 12 makes the resolver of a non-static clone public */
+void dm_gemm_tn_skinny(float *C, int64_t csp, int64_t csq, const float *A, int64_t lda,
+                       const float *Bm, int64_t ldb, int64_t R, int64_t P, int64_t Q) {
+    dm_gemm_tn_skinny_kernel(C, csp, csq, A, lda, Bm, ldb, R, P, Q);
+}
+
+DM_VECTOR_KERNEL
+static void dm_bias_backward_kernel(float *db, const float *dy, int64_t B, int64_t out) {
     const int64_t blocks = (out + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static) if (B * out >= DM_PARALLEL_MIN)
     for (int64_t blk = 0; blk < blocks; blk++) {
@@ -77,7 +88,13 @@ void dm_bias_backward(float *db, const float *dy, int64_t B, int64_t out) {
     }
 }
 
+/* not multiversioned itself: GCC 12 makes the resolver of a non-static clone public */
+void dm_bias_backward(float *db, const float *dy, int64_t B, int64_t out) {
+    dm_bias_backward_kernel(db, dy, B, out);
+}
+
 /* dx (B, in) += dy W for a small out: out row updates of each dx row. */
+DM_VECTOR_KERNEL
 static void backward_dx_skinny(float *dx, const float *dy, const float *w, int64_t B, int64_t in,
                                int64_t out) {
 #pragma omp parallel for schedule(static) if (B * in >= DM_PARALLEL_MIN)
@@ -91,6 +108,7 @@ static void backward_dx_skinny(float *dx, const float *dy, const float *w, int64
     }
 }
 
+DM_VECTOR_KERNEL
 static void dm_linear_backward_impl(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int64_t B, int64_t in, int64_t out) {
     if (out <= SKINNY_OUT) {

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+DM_VECTOR_KERNEL
 static void dm_upsample2x_forward_impl(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W) {
     const int64_t W2 = 2 * W;
 #pragma omp parallel for schedule(static) if (B * C * H * W >= DM_PARALLEL_MIN)
@@ -18,6 +19,7 @@ static void dm_upsample2x_forward_impl(float *y, const float *x, int64_t B, int6
     }
 }
 
+DM_VECTOR_KERNEL
 static void dm_upsample2x_backward_impl(float *dx, const float *dy, int64_t B, int64_t C, int64_t H,
                             int64_t W) {
     const int64_t W2 = 2 * W;
@@ -34,6 +36,7 @@ static void dm_upsample2x_backward_impl(float *dx, const float *dy, int64_t B, i
     }
 }
 
+DM_VECTOR_KERNEL
 static void dm_concat_channels_impl(float *y, const float *a, int64_t Ca, const float *b, int64_t Cb,
                         int64_t B, int64_t HW) {
     const size_t na = (size_t)(Ca * HW), nb = (size_t)(Cb * HW);
@@ -51,6 +54,7 @@ static inline void add_into(float *restrict dst, const float *restrict src, size
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+DM_VECTOR_KERNEL
 static void dm_concat_channels_backward_impl(float *da, float *db, const float *dy, int64_t Ca, int64_t Cb,
                                  int64_t B, int64_t HW) {
     const size_t na = (size_t)(Ca * HW), nb = (size_t)(Cb * HW);
