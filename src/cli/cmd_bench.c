@@ -38,10 +38,10 @@ static dm_status denoise(void *ctx, float *eps, float *var_frac, const float *x,
 }
 
 int cmd_bench(int argc, char **argv) {
-    int threads = 2, json = 0, sample_steps = 1000;
+    int threads = 0, json = 0, sample_steps = 1000;
     int64_t sgemm_n = 4096, sample_points = 10000;
     cli_option opts[] = {
-        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--sgemm-n", OPT_I64, &sgemm_n, "N", "matrix size of the sgemm ceiling measurement"},
         {"--sample-points", OPT_I64, &sample_points, "N", "points sampled in the sampling case"},
         {"--sample-steps", OPT_INT, &sample_steps, "N", "diffusion steps of the sampling case"},

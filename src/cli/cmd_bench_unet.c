@@ -34,7 +34,7 @@ static void profile_json(cJSON *o, const char *key, const double *seconds, doubl
 
 int cmd_bench_unet(int argc, char **argv) {
     const char *preset = "unet-28", *conv = "auto";
-    int threads = 2, json = 0, iters = 5, warmup = 2, profile = 0;
+    int threads = 0, json = 0, iters = 5, warmup = 2, profile = 0;
     int64_t batch = 128, infer_batch = 64, sgemm_n = 2048;
     const char *precision = "fp32";
     cli_option opts[] = {
@@ -43,7 +43,7 @@ int cmd_bench_unet(int argc, char **argv) {
         {"--infer-batch", OPT_I64, &infer_batch, "N", "batch of the sampling (forward) case"},
         {"--iters", OPT_INT, &iters, "N", "timed iterations of each case"},
         {"--warmup", OPT_INT, &warmup, "N", "untimed iterations first"},
-        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--sgemm-n", OPT_I64, &sgemm_n, "N", "matrix size of the sgemm ceiling measurement"},
         {"--conv", OPT_STRING, &conv, "auto|im2col", "convolutions: oneDNN where built with it (auto), or always im2col + sgemm"},

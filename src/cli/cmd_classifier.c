@@ -27,7 +27,7 @@ int cmd_train_classifier(int argc, char **argv) {
     dm_classifier_config_default(&cfg);
     const char *data = "fashion-mnist", *test = NULL, *out = "runs/classifier";
     const char *model = "classifier-28", *like = NULL, *schedule = "linear";
-    int threads = 2, quiet = 0, json = 0, T = cfg.schedule.T;
+    int threads = 0, quiet = 0, json = 0, T = cfg.schedule.T;
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "labelled images: fashion-mnist, a folder with one subfolder per class, an IDX file with labels"},
         {"--test-data", OPT_STRING, &test, "NAME|PATH", "labelled images for the test accuracy (default: fashion-mnist-test for fashion-mnist; none otherwise)"},
@@ -42,7 +42,7 @@ int cmd_train_classifier(int argc, char **argv) {
         {"--lr", OPT_DOUBLE, &cfg.optim.lr, "X", "peak learning rate (Adam)"},
         {"--hflip", OPT_FLAG, &cfg.hflip, NULL, "mirror each drawn image with probability 1/2"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw"},
-        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };

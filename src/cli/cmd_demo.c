@@ -14,7 +14,7 @@ int cmd_demo(int argc, char **argv) {
     dm_train_config_default(&cfg);
     const char *out = "out/demo", *data = "swissroll";
     int64_t n_samples = 10000, n_data = 100000;
-    int threads = 2, json = 0, quiet = 0;
+    int threads = 0, json = 0, quiet = 0;
     cli_option opts[] = {
         {"--out", OPT_STRING, &out, "DIR", "folder for the checkpoint, samples and pictures"},
         {"--data", OPT_STRING, &data, "NAME", "built-in 2-D set"},
@@ -22,7 +22,7 @@ int cmd_demo(int argc, char **argv) {
         {"--batch", OPT_I64, &cfg.batch, "N", "examples per step"},
         {"--n", OPT_I64, &n_samples, "N", "samples drawn and compared with held-out data"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw"},
-        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bars"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},
     };

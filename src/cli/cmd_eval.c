@@ -35,7 +35,7 @@ int cmd_eval(int argc, char **argv) {
     const char *steps_list = "5,10,20,50,100,200,1000";
     int64_t n = 10000, batch = 256;
     uint64_t seed = 0;
-    int threads = 2, json = 0, exact = 0, t_draws = 1, quiet = 0;
+    int threads = 0, json = 0, exact = 0, t_draws = 1, quiet = 0;
     cli_image_eval_args img = {.sampler = "dpmpp-2m", .steps = 20, .k = 3, .classifier_scale = 1,
                                .scales = "0,0.5,1,2,3,5", .gammas = "0,1,3,10"};
     const char *precision = "fp32";
@@ -64,7 +64,7 @@ int cmd_eval(int argc, char **argv) {
         {"--steps", OPT_INT, &img.steps, "N", "images: its steps (0 = all T)"},
         {"--k", OPT_INT, &img.k, "N", "prec-recall: nearest neighbours of the manifold balls"},
         {"--real-data", OPT_STRING, &img.real, "NAME|PATH", "images: real images judged as the samples are, for the floor (default fashion-mnist, the training split)"},
-        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},

@@ -18,7 +18,7 @@ int cmd_sample(int argc, char **argv) {
     const char *sampler = NULL, *scheduler_config = NULL, *variant = NULL;
     int glide_clip = 0;
     int64_t n = 10000, n_data = 10000;
-    int threads = 2, json = 0, quiet = 0, no_clip = 0, scale = 2;
+    int threads = 0, json = 0, quiet = 0, no_clip = 0, scale = 2;
     const char *class_arg = NULL, *guide_classifier = NULL;
     dm_guidance guide;
     dm_guidance_default(&guide);
@@ -51,7 +51,7 @@ int cmd_sample(int argc, char **argv) {
         {"--data", OPT_STRING, &data, "NAME|FILE", "data drawn under the samples in --plot"},
         {"--n-data", OPT_I64, &n_data, "N", "points of a built-in --data set to draw"},
         {"--strip", OPT_STRING, &strip, "PNG", "snapshots of the reverse process from x_T to x_0 (images: 8 samples)"},
-        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
         {"--json", OPT_FLAG, &json, NULL, "print the result as one JSON line"},

@@ -140,7 +140,7 @@ int cmd_train(int argc, char **argv) {
     const char *t_sampling = "uniform", *init_from = NULL, *variant = NULL;
     const char *lr_scheduler = "constant_with_warmup";
     int64_t n_data = 100000, every = 1000, log_every = 50;
-    int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
+    int threads = 0, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     int skip_nonfinite = 0, conditional = 0;
     int64_t inject_nan_step = 0;
     double time_limit = 0;
@@ -183,7 +183,7 @@ int cmd_train(int argc, char **argv) {
         {"--conditional", OPT_FLAG, &conditional, NULL, "class-conditional model on labelled data (fashion-mnist, class subfolders, moons, 8gaussians, rings, spiral), for --class and --guidance when sampling"},
         {"--p-uncond", OPT_DOUBLE, &cfg.p_uncond, "P", "with --conditional: probability that a label is dropped to the null label (classifier-free guidance)"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
-        {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)"},
+        {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},

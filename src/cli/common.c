@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <omp.h>
 #include <pthread.h>
 #include <sched.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int cli_given(int argc, char **argv, const char *flag) {
     const size_t k = strlen(flag);
@@ -144,13 +146,39 @@ int cli_set_precision(const char *name) {
     return 2;
 }
 
+/* ranks of this job on this node, from the launcher's environment (OpenMPI, MPICH) */
+static int local_ranks(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return 1;
+}
+
+int cli_thread_count(int threads) {
+    if (threads > 0) return threads;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && atoi(env) > 0) return omp_get_max_threads(); /* the runtime parsed it */
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return omp_get_num_procs();
+    int n = CPU_COUNT(&allowed);
+    const int ranks = local_ranks();
+    /* every rank sees the whole machine: the launcher bound none of them, so share it out */
+    if (ranks > 1 && n == (int)sysconf(_SC_NPROCESSORS_ONLN)) n /= ranks;
+    return n > 0 ? n : 1;
+}
+
 void cli_set_threads(int threads) {
-    dm_set_num_threads(threads);
+    const int n = cli_thread_count(threads);
+    dm_set_num_threads(n);
     if (getenv("OMP_PROC_BIND") || getenv("GOMP_CPU_AFFINITY")) return;
+    const char *pin = getenv("DIFFUSION_PIN_THREADS");
+    if (pin && strcmp(pin, "0") == 0) return;
     cpu_set_t allowed;
     if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
-    const int n = dm_get_num_threads();
-    if (n < 2 || n > CPU_COUNT(&allowed)) return;
+    const bool fills = n == CPU_COUNT(&allowed), asked = pin && strcmp(pin, "1") == 0;
+    if (n < 2 || n > CPU_COUNT(&allowed) || !(fills || asked)) return;
     int cpus[CPU_SETSIZE], count = 0;
     for (int c = 0; c < CPU_SETSIZE && count < n; c++)
         if (CPU_ISSET(c, &allowed)) cpus[count++] = c;

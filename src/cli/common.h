@@ -46,10 +46,17 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
 /* 1 if the flag was given on the command line (as "--flag" or "--flag=..."). */
 int cli_given(int argc, char **argv, const char *flag);
 
-/* dm_set_num_threads(threads), then, unless OMP_PROC_BIND or GOMP_CPU_AFFINITY says otherwise,
- * each OpenMP thread pinned to its own CPU of the process's set (when there are enough): unpinned,
- * two threads can land on one CPU for a while, which halves the speed of the short parallel
- * regions of small models (the 2-D MLP at batch 64: 1550 against 2550 steps/s). */
+/* The thread count: `threads` when > 0; else OMP_NUM_THREADS when set; else every CPU of the
+ * process's affinity mask (what taskset, a batch system or mpirun's binding gave it), shared out
+ * among the node's MPI ranks when the launcher left each rank the whole machine. */
+int cli_thread_count(int threads);
+/* dm_set_num_threads(cli_thread_count(threads)), then the threads are pinned one per CPU when
+ * they fill the process's CPUs exactly (unpinned, two threads can land on one CPU for a while,
+ * which halves the speed of the short parallel regions of small models: the 2-D MLP at batch 64
+ * ran 1550 against 2550 steps/s). Fewer threads than CPUs are left to the kernel to place, so two
+ * jobs on one machine never crowd onto the same first CPUs. DIFFUSION_PIN_THREADS=1 pins anyway
+ * (onto the first CPUs of the mask), =0 never pins; OMP_PROC_BIND or GOMP_CPU_AFFINITY leave
+ * placement to the OpenMP runtime. */
 void cli_set_threads(int threads);
 
 /* --precision: "fp32" or "bf16" sets the convolutions' arithmetic (dm_set_conv_precision);
