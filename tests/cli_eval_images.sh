@@ -132,6 +132,16 @@ expect "blurred images: recall below the real images' by 0.066" "s < r - 0.066" 
 small=$(dirname "$0")/sanitizers/small-unet-28.json
 ok "a conditional UNet" "$bin" train --data fashion-mnist-test --model "$small" --conditional \
     --steps 2 --batch 4 --out "$dir/unet" --quiet
+# --class all at n = 250: columns in groups of the 10 classes around a square grid (sqrt(250) =
+# 15.8 -> 2 groups, 20 columns, 13 rows), not 10 columns of 25 rows; width / height from the PNG
+ok "a grid of every class" "$bin" sample --model "$dir/unet" --class all --n 250 --steps 2 \
+    --grid "$dir/all.png" --json --quiet
+png_size() { # width / height from the PNG's IHDR (two big-endian 32-bit numbers at byte 16)
+    od -An -tu1 -j16 -N8 "$1" |
+        awk '{print ($1*2^24 + $2*2^16 + $3*2^8 + $4) / ($5*2^24 + $6*2^16 + $7*2^8 + $8)}'
+}
+expect "--class all: 20 columns, the grid about square" "c == 20 && r > 1.3 && r < 1.8" \
+    c="$(val .grid_columns)" r="$(png_size "$dir/all.png")"
 ok "a noisy classifier" "$bin" train-classifier --data fashion-mnist-test --noisy \
     --like "$dir/unet" --steps 2 --batch 4 --out "$dir/noisy" --quiet
 # two steps of training leave the label embedding at its random start: the samples ignore their

@@ -107,6 +107,22 @@ for f in grid.png strip.png s.npy each/sample_00000.png each/sample_00004.png; d
     checks=$((checks + 1))
     [ -s "$dir/$f" ] || { echo "FAIL: sample did not write $f"; fails=$((fails + 1)); }
 done
+# the strip's frames: x_T, then evenly spaced in log-SNR (each the largest step i whose log-SNR
+# reaches its target, recomputed here from the scheduler's linear betas), then x_0
+"$bin" sample --model "$dir/run" --n 2 --grid "$dir/g_strip.png" --strip "$dir/strip2.png" \
+    --json --quiet > "$dir/strip.json" 2> "$dir/err"
+jq -s '.[0] * {sched: .[1]}' "$dir/strip.json" "$dir/run/checkpoint/scheduler/scheduler_config.json" \
+    > "$dir/strip_sched.json"
+holds "the strip's frames are evenly spaced in log-SNR" "$dir/strip_sched.json" \
+    '.sched as $c | $c.num_train_timesteps as $T | .strip_steps as $st | ($st | length) as $F |
+     [range(0; $T) | $c.beta_start + ($c.beta_end - $c.beta_start) * . / ($T - 1)] as $b |
+     (reduce range(0; $T) as $k ([]; . + [(if $k == 0 then 1 else .[$k - 1] end) * (1 - $b[$k])]))
+     as $ab |
+     def lsnr($i): $ab[$i - 1] as $a | $a / (1 - $a) | log;
+     lsnr($T) as $first | lsnr(1) as $last |
+     $c.beta_schedule == "linear" and $F == 10 and $st[0] == $T and $st[$F - 1] == 0 and
+     all(range(1; $F - 1); . as $k | ($first + ($last - $first) * $k / ($F - 1)) as $target |
+         (lsnr($st[$k]) >= $target or $st[$k] == 1) and lsnr($st[$k] + 1) < $target)'
 # the PNGs just written are a folder of images: train on them too (resized to the model's size)
 check "train on a folder" "${train[@]}" --data "$dir/each" --steps 2 --out "$dir/run_folder" --hflip
 check "train on an NPY of images" "${train[@]}" --data "$dir/s.npy" --steps 2 --out "$dir/run_npy"

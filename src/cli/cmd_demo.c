@@ -72,7 +72,7 @@ int cmd_demo(int argc, char **argv) {
     if (dm_pipeline_load(&p, ckpt, &err) || dm_dataset_init(&samples, n_samples, train.dim, &err))
         goto done;
     const int32_t T = dm_pipeline_schedule(p)->T;
-    if (!cli_snapshots_init(&snaps, T, n_samples < 2000 ? n_samples : 2000, train.dim,
+    if (!cli_snapshots_init(&snaps, dm_pipeline_schedule(p), n_samples < 2000 ? n_samples : 2000, train.dim,
                             dm_pipeline_normalizer(p))) {
         dm_error_set(&err, DM_ERR_NOMEM, "out of memory");
         goto done;

@@ -123,7 +123,7 @@ int cmd_sample(int argc, char **argv) {
     if (image_model) {
         so.clip_x0 = !no_clip;
         cli_image_sample_args a = {.n = n, .options = so, .guidance = &guide,
-                                   .cols = class_arg && strcmp(class_arg, "all") == 0 ? classes : 0,
+                                   .classes = class_arg && strcmp(class_arg, "all") == 0 ? classes : 0,
                                    .grid = grid, .each = each, .npy = npy, .strip = strip,
                                    .scale = scale, .quiet = quiet || json, .json = json};
         int status = cli_sample_images(p, &a, &err);
@@ -141,7 +141,7 @@ int cmd_sample(int argc, char **argv) {
     if (plot && data && cli_load_data(&background, data, n_data, CLI_HELDOUT_SEED_A(0), &err))
         goto done;
     const int32_t T = dm_pipeline_schedule(p)->T;
-    if (!cli_snapshots_init(&snaps, T, n < 2000 ? n : 2000, D, dm_pipeline_normalizer(p))) {
+    if (!cli_snapshots_init(&snaps, dm_pipeline_schedule(p), n < 2000 ? n : 2000, D, dm_pipeline_normalizer(p))) {
         dm_error_set(&err, DM_ERR_NOMEM, "out of memory");
         goto done;
     }

@@ -3,7 +3,9 @@
 #include "common.h"
 #include "progress.h"
 #include "sample_images.h"
+#include "snapshots.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,18 @@ static void observe(void *ctx, int32_t i, const float *x, int64_t B, int64_t dim
         }
 }
 
+/* Columns of a near-square grid; with samples cycling through `classes` labels, a multiple of
+ * it, so each column holds one class and the classes run in order across each group of
+ * columns (1,000 samples of 10 classes: 30 columns, 34 rows, not 10 columns of 100). */
+static int grid_columns(int64_t n, int classes) {
+    int cols = 1;
+    while ((int64_t)cols * cols < n) cols++;
+    if (classes < 1) return cols;
+    int64_t groups = (int64_t)llround((double)cols / classes);
+    if (groups < 1) groups = 1;
+    return (int)(groups * classes);
+}
+
 /* Writes each sample as DIR/sample_00000.png, ... */
 static dm_status write_each(const char *dir, const float *x, int64_t n, int64_t c, int64_t h,
                             int64_t w, dm_error *err) {
@@ -65,8 +79,7 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
     if (a->strip) {
         o.strip_n = n < 8 ? n : 8;
         o.frames = calloc((size_t)(o.strip_n * STRIP_FRAMES * dim), sizeof(float));
-        for (int f = 0; f < STRIP_FRAMES; f++)
-            o.steps[f] = (int32_t)((int64_t)T * (STRIP_FRAMES - 1 - f) / (STRIP_FRAMES - 1));
+        cli_frame_steps(o.steps, STRIP_FRAMES, dm_pipeline_schedule(p));
     }
     dm_sample_options so = a->options;
     so.observe = observe;
@@ -77,10 +90,8 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
     const double seconds = cli_now() - t0;
     cli_progress_finish(&bar);
     if (!st) {
-        int cols = a->cols;
-        if (cols < 1)
-            while ((int64_t)cols * cols < n) cols++;
-        st = dm_image_write_grid(a->grid, x, n, c, h, w, cols, 2, a->scale, err);
+        st = dm_image_write_grid(a->grid, x, n, c, h, w, grid_columns(n, a->classes), 2,
+                                 a->scale, err);
     }
     if (!st && a->each) st = write_each(a->each, x, n, c, h, w, err);
     if (!st && a->npy) st = dm_image_npy_save(a->npy, x, n, c, h, w, err);
@@ -103,6 +114,14 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
         cJSON_AddNumberToObject(j, "seconds", seconds);
         cJSON_AddNumberToObject(j, "image_evaluations_per_s", evals_per_s);
         cJSON_AddStringToObject(j, "grid", a->grid);
+        cJSON_AddNumberToObject(j, "grid_columns", grid_columns(n, a->classes));
+        if (a->strip) {
+            /* the steps i of the strip's frames (x_i; T is pure noise, 0 the sample) */
+            cJSON *steps = cJSON_AddArrayToObject(j, "strip_steps");
+            for (int f = 0; f < STRIP_FRAMES; f++)
+                cJSON_AddItemToArray(steps, cJSON_CreateNumber(f == STRIP_FRAMES - 1 ? 0
+                                                                : o.steps[f]));
+        }
         cli_print_json(j);
     } else {
         printf("drew %lld images (%lld network evaluations each) in %.1f s (%.1f image "

@@ -7,7 +7,7 @@ typedef struct {
     int64_t n;
     dm_sample_options options;
     const dm_guidance *guidance; /* classes and guidance, or NULL */
-    int cols;          /* grid columns; 0 = a square grid */
+    int classes;       /* labels cycle through this many classes (--class all), else 0 */
     const char *grid;  /* PNG grid of all samples */
     const char *each;  /* folder for one PNG per sample, or NULL */
     const char *npy;   /* NPY file of all samples (uint8, n x c x h x w), or NULL */

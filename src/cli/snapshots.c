@@ -1,19 +1,38 @@
 #include "snapshots.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int cli_snapshots_init(cli_snapshots *s, int32_t T, int64_t n, int64_t dim,
+/* log(alpha_bar / (1 - alpha_bar)) of x_i, i >= 1 */
+static double log_snr(const dm_schedule *s, int32_t i) {
+    const double ab = s->alpha_bar[i - 1];
+    return log(ab) - log1p(-ab);
+}
+
+void cli_frame_steps(int32_t *steps, int frames, const dm_schedule *s) {
+    const int32_t T = s->T;
+    const double first = log_snr(s, T), last = log_snr(s, 1);
+    steps[0] = T;
+    int32_t i = T;
+    for (int k = 1; k < frames - 1; k++) {
+        const double target = first + (last - first) * k / (frames - 1);
+        /* log-SNR rises as i falls: the largest i at or above the target */
+        while (i > 1 && log_snr(s, i) < target) i--;
+        steps[k] = i;
+    }
+    steps[frames - 1] = 0;
+}
+
+int cli_snapshots_init(cli_snapshots *s, const dm_schedule *sched, int64_t n, int64_t dim,
                        const dm_normalizer *norm) {
     memset(s, 0, sizeof *s);
-    s->T = T;
+    s->T = sched->T;
     s->n = n;
     s->dim = dim;
     s->norm = norm;
-    /* i = T is x_T; then T - T/6 k, ending at 0 (x_0) */
-    for (int k = 0; k < CLI_SNAPSHOTS; k++)
-        s->steps[k] = (int32_t)((int64_t)T * (CLI_SNAPSHOTS - 1 - k) / (CLI_SNAPSHOTS - 1));
+    cli_frame_steps(s->steps, CLI_SNAPSHOTS, sched);
     s->frames = calloc((size_t)(CLI_SNAPSHOTS * n * dim), sizeof(float));
     return s->frames != NULL;
 }
