@@ -22,7 +22,10 @@
  * return a dm_status and fill a dm_error (which may be NULL) with a message naming the file, field
  * or option; the library never prints and never exits. Whoever calls _create/_init calls _free.
  * Every random draw comes from a seeded counter-based generator (Philox4x32-10): a run is
- * reproducible from its seed and does not depend on the thread count.
+ * reproducible from its seed and does not depend on the thread count. Different objects
+ * (pipelines, trainers, models) may be used from different threads at the same time, each
+ * keeping its own buffers and convolution primitives; one object, from one thread at a time.
+ * The process-wide settings (threads, convolution backend and precision) are set beforehand.
  */
 #pragma once
 

@@ -6,6 +6,9 @@
 
 #include <omp.h>
 
+/* the oneDNN primitives of every fast call here, as a model keeps its own */
+static dm_conv_cache *cache;
+
 static void fill_normal(float *v, size_t n, uint64_t seed, float scale) {
     dm_rng rng;
     dm_rng_init(&rng, seed, 5);
@@ -216,19 +219,19 @@ static void test_fast(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
                  threads > 1 ? "s" : "");
 
         fill_const(y, z.ny, 1e30f); /* the forward overwrites */
-        dm_conv2d_forward(y, x, w, b, &s, B, work);
+        dm_conv2d_forward(y, x, w, b, &s, B, work, cache);
         snprintf(ctx + strlen(ctx), sizeof ctx - strlen(ctx), " y:");
         shape_name(what, sizeof what, ctx, &s, B);
         tu_check_array(what, y, want_y, z.ny, tol_y, tol_y);
         fill_const(y, z.ny, 1e30f);
-        dm_conv2d_forward(y, x, w, NULL, &s, B, work);
+        dm_conv2d_forward(y, x, w, NULL, &s, B, work, cache);
         shape_name(what, sizeof what, "  ... without bias, y:", &s, B);
         tu_check_array(what, y, want_y_nobias, z.ny, tol_y, tol_y);
 
         fill_const(dx, z.nx, start_x);
         fill_const(dw, z.nw, start_w);
         fill_const(db, (size_t)cout, start_b);
-        dm_conv2d_backward(dx, dw, db, dy, x, w, &s, B, work);
+        dm_conv2d_backward(dx, dw, db, dy, x, w, &s, B, work, cache);
         shape_name(what, sizeof what, "  ... added dx:", &s, B);
         tu_check_array(what, dx, want_dx, z.nx, tol_dx, 1e-5);
         shape_name(what, sizeof what, "  ... added dw:", &s, B);
@@ -239,13 +242,13 @@ static void test_fast(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
         /* without dx (and then without db): the weight gradients alone, dx untouched */
         fill_const(dw, z.nw, start_w);
         fill_const(db, (size_t)cout, start_b);
-        dm_conv2d_backward(NULL, dw, db, dy, x, w, &s, B, work);
+        dm_conv2d_backward(NULL, dw, db, dy, x, w, &s, B, work, cache);
         shape_name(what, sizeof what, "  ... dx NULL, dw:", &s, B);
         tu_check_array(what, dw, want_dw, z.nw, tol_dw, 1e-5);
         shape_name(what, sizeof what, "  ... dx NULL, db:", &s, B);
         tu_check_array(what, db, want_db, (size_t)cout, tol_dw, 1e-5);
         fill_const(dw, z.nw, start_w);
-        dm_conv2d_backward(NULL, dw, NULL, dy, x, w, &s, B, work);
+        dm_conv2d_backward(NULL, dw, NULL, dy, x, w, &s, B, work, cache);
         shape_name(what, sizeof what, "  ... dx and db NULL, dw:", &s, B);
         tu_check_array(what, dw, want_dw, z.nw, tol_dw, 1e-5);
         free(work);
@@ -272,8 +275,8 @@ static void test_fast_repeatable(void) {
         dm_set_conv_backend((dm_conv_backend)backend);
         memset(dw1, 0, z.nw * sizeof *dw1);
         memset(dw2, 0, z.nw * sizeof *dw2);
-        dm_conv2d_backward(NULL, dw1, NULL, dy, x, w, &s, B, work);
-        dm_conv2d_backward(NULL, dw2, NULL, dy, x, w, &s, B, work);
+        dm_conv2d_backward(NULL, dw1, NULL, dy, x, w, &s, B, work, cache);
+        dm_conv2d_backward(NULL, dw2, NULL, dy, x, w, &s, B, work, cache);
         CHECK(memcmp(dw1, dw2, z.nw * sizeof *dw1) == 0, "%s: two identical backward calls differ",
               dm_conv2d_impl(&s, B));
     }
@@ -382,11 +385,11 @@ static void test_bf16(int64_t cin, int64_t cout, int64_t H, int64_t W, int k, in
     dm_set_conv_precision(DM_PRECISION_BF16);
     const char *impl = dm_conv2d_impl(&s, B);
     float *work = make_work(&s, B);
-    dm_conv2d_forward(y, x, w, b, &s, B, work);
+    dm_conv2d_forward(y, x, w, b, &s, B, work, cache);
     memset(dx, 0, z.nx * sizeof *dx);
     memset(dw, 0, z.nw * sizeof *dw);
     memset(db, 0, (size_t)cout * sizeof *db);
-    dm_conv2d_backward(dx, dw, db, dy, x, w, &s, B, work);
+    dm_conv2d_backward(dx, dw, db, dy, x, w, &s, B, work, cache);
     dm_set_conv_precision(DM_PRECISION_FP32);
     char what[256];
     const struct {
@@ -432,6 +435,7 @@ static void test_dnnl_taken(void) {
 }
 
 int main(void) {
+    CHECK(dm_conv_cache_create(&cache, NULL) == DM_OK, "a convolution cache");
     test_forward_by_hand();
 
     /* cin, cout, H, W, k, stride, pad: odd H != W, cin != cout, every k/stride/pad mix */
@@ -498,5 +502,6 @@ int main(void) {
     test_bf16(24, 40, 9, 7, 3, 2, 1, 3);
     test_bf16(64, 32, 7, 7, 1, 1, 0, 5);
 
+    dm_conv_cache_free(cache);
     return tu_finish("test_conv2d");
 }

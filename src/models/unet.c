@@ -125,6 +125,7 @@ typedef struct {
     float *dsemb, *dtmp;      /* (cap, temb) */
     float **dskip;            /* n_skips x (cap, skip_size) */
     float *conv_work, *attn_work;
+    dm_conv_cache *conv_cache; /* this model's oneDNN primitives: two models never share one */
     float *infer_v;           /* inference: the attention's values (cap * max_act) */
     float *rc_g, *rc_a;       /* training: a resnet's normalised activations and their SiLU
                                * (cap * max_act each), made in the forward and made again in the
@@ -383,6 +384,7 @@ static void unet_counts(const dm_unet_config *c, int *steps, int *resnets, int *
 static void unet_free_impl(void *p) {
     unet_impl *im = p;
     if (!im) return;
+    dm_conv_cache_free(im->conv_cache);
     dm_arena_free(&im->arena);
     free(im->steps);
     free(im->resnets);
@@ -409,7 +411,7 @@ static unet_impl *unet_impl_new(const dm_unet_config *cfg) {
     im->skip_step = calloc((size_t)nk, sizeof *im->skip_step);
     im->dskip = calloc((size_t)nk, sizeof *im->dskip);
     if (!im->steps || !im->resnets || !im->attentions || !im->convs || !im->skip_size ||
-        !im->skip_step || !im->dskip) {
+        !im->skip_step || !im->dskip || dm_conv_cache_create(&im->conv_cache, NULL)) {
         unet_free_impl(im);
         return NULL;
     }
@@ -697,7 +699,7 @@ static dm_status ensure_capacity(unet_impl *im, int64_t B, bool train, dm_error 
 
 static void conv_forward(unet_impl *im, const float *p, float *y, const float *x,
                          const conv_layer *c, int64_t B) {
-    dm_conv2d_forward(y, x, p + c->w, p + c->b, &c->s, B, im->conv_work);
+    dm_conv2d_forward(y, x, p + c->w, p + c->b, &c->s, B, im->conv_work, im->conv_cache);
 }
 
 static void norm_forward(const float *p, float *y, float *mean, float *rstd, const float *x,
@@ -889,7 +891,8 @@ static void zero(float *x, int64_t n) { memset(x, 0, (size_t)n * sizeof *x); }
 
 static void conv_backward(unet_impl *im, const float *p, float *g, float *dx, const float *dy,
                           const float *x, const conv_layer *c, int64_t B) {
-    dm_conv2d_backward(dx, g + c->w, g + c->b, dy, x, p + c->w, &c->s, B, im->conv_work);
+    dm_conv2d_backward(dx, g + c->w, g + c->b, dy, x, p + c->w, &c->s, B, im->conv_work,
+                       im->conv_cache);
 }
 
 static void norm_backward(const float *p, float *g, float *dx, const float *dy, const float *x,

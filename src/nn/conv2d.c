@@ -23,6 +23,7 @@
 #include "conv2d_dnnl.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Columns per GEMM that small images are batched up to (G Ho Wo >= this, G a power of two). */
@@ -832,9 +833,15 @@ void dm_set_conv_precision(dm_precision which) { precision = which; }
 dm_precision dm_get_conv_precision(void) { return precision; }
 
 const char *dm_conv2d_impl(const dm_conv2d_shape *s, int64_t B) {
+    static char name[64]; /* oneDNN's names are constant; the copy outlives the cache */
     const bool bf16 = precision == DM_PRECISION_BF16;
-    const char *name = backend == DM_CONV_AUTO ? dm_conv2d_dnnl_impl(s, B, bf16) : NULL;
-    return name ? name : "im2col+sgemm";
+    dm_conv_cache *cache = NULL;
+    const char *impl = NULL;
+    if (backend == DM_CONV_AUTO && !dm_conv_cache_create(&cache, NULL))
+        impl = dm_conv2d_dnnl_impl(cache, s, B, bf16);
+    snprintf(name, sizeof name, "%s", impl ? impl : "im2col+sgemm");
+    dm_conv_cache_free(cache);
+    return name;
 }
 
 const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B) {
@@ -843,19 +850,21 @@ const char *dm_conv_impl_name(int64_t C, int64_t H, int64_t W, int64_t B) {
 }
 
 void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                       const dm_conv2d_shape *s, int64_t B, float *work) {
+                       const dm_conv2d_shape *s, int64_t B, float *work, dm_conv_cache *cache) {
     const double t0 = dm_profile_begin();
     const bool bf16 = precision == DM_PRECISION_BF16;
-    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_forward(y, x, w, b, s, B, bf16))
+    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_forward(cache, y, x, w, b, s, B, bf16))
         dm_conv2d_forward_impl(y, x, w, b, s, B, work);
     dm_profile_end(DM_PROFILE_CONV_FWD, t0);
 }
 
 void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, const dm_conv2d_shape *s, int64_t B, float *work) {
+                        const float *w, const dm_conv2d_shape *s, int64_t B, float *work,
+                        dm_conv_cache *cache) {
     const double t0 = dm_profile_begin();
     const bool bf16 = precision == DM_PRECISION_BF16;
-    if (backend != DM_CONV_AUTO || !dm_conv2d_dnnl_backward(dx, dw, db, dy, x, w, s, B, bf16))
+    if (backend != DM_CONV_AUTO ||
+        !dm_conv2d_dnnl_backward(cache, dx, dw, db, dy, x, w, s, B, bf16))
         dm_conv2d_backward_impl(dx, dw, db, dy, x, w, s, B, work);
     dm_profile_end(DM_PROFILE_CONV_BWD, t0);
 }

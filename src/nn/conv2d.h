@@ -24,6 +24,14 @@ static inline int64_t dm_conv2d_out_w(const dm_conv2d_shape *s) {
     return (s->W + 2 * s->pad - s->k) / s->stride + 1;
 }
 
+/* The oneDNN primitives of one owner (a model), with their blocked buffers and scratchpads:
+ * calls with different caches may run at the same time in different threads, calls with one
+ * cache may not. A NULL cache runs every call on the im2col path, as does a build without
+ * oneDNN (where create gives NULL). */
+typedef struct dm_conv_cache dm_conv_cache;
+dm_status dm_conv_cache_create(dm_conv_cache **out, dm_error *err);
+void dm_conv_cache_free(dm_conv_cache *c);
+
 /* Which fast path the calls take: dm_set_conv_backend (diffusion.h). This is oneDNN's name for
  * the implementation a call of this shape and batch runs ("jit:avx512_core", ...), or
  * "im2col+sgemm". */
@@ -35,13 +43,15 @@ const char *dm_conv2d_impl(const dm_conv2d_shape *s, int64_t B);
  * its blocked copies in a workspace of its own. */
 size_t dm_conv2d_work_floats(const dm_conv2d_shape *s, int64_t B);
 
-/* y (B, cout, Ho, Wo) = conv(x (B, cin, H, W), w) + b; b may be NULL. work: see above. */
+/* y (B, cout, Ho, Wo) = conv(x (B, cin, H, W), w) + b; b may be NULL. work: see above;
+ * cache: the caller's oneDNN primitives (NULL: im2col). */
 void dm_conv2d_forward(float *y, const float *x, const float *w, const float *b,
-                       const dm_conv2d_shape *s, int64_t B, float *work);
+                       const dm_conv2d_shape *s, int64_t B, float *work, dm_conv_cache *cache);
 /* dx (B, cin, H, W) += d/dx, skipped if dx is NULL; dw += d/dw; db += d/db (skipped if NULL).
  * x is the forward input. */
 void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, const dm_conv2d_shape *s, int64_t B, float *work);
+                        const float *w, const dm_conv2d_shape *s, int64_t B, float *work,
+                        dm_conv_cache *cache);
 
 /* Naive references: direct loops in double accumulation, for tests. */
 void dm_conv2d_forward_ref(float *y, const float *x, const float *w, const float *b,

@@ -3,17 +3,26 @@
 
 #ifndef DM_HAVE_DNNL
 
-bool dm_conv2d_dnnl_forward(float *y, const float *x, const float *w, const float *b,
-                            const dm_conv2d_shape *s, int64_t B, bool bf16) {
+dm_status dm_conv_cache_create(dm_conv_cache **out, dm_error *err) {
+    *out = NULL; /* every call takes the im2col path */
+    return DM_OK;
+}
+
+void dm_conv_cache_free(dm_conv_cache *c) {}
+
+bool dm_conv2d_dnnl_forward(dm_conv_cache *c, float *y, const float *x, const float *w,
+                            const float *b, const dm_conv2d_shape *s, int64_t B, bool bf16) {
     return false;
 }
 
-bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, const dm_conv2d_shape *s, int64_t B, bool bf16) {
+bool dm_conv2d_dnnl_backward(dm_conv_cache *c, float *dx, float *dw, float *db, const float *dy,
+                             const float *x, const float *w, const dm_conv2d_shape *s, int64_t B,
+                             bool bf16) {
     return false;
 }
 
-const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B, bool bf16) {
+const char *dm_conv2d_dnnl_impl(dm_conv_cache *c, const dm_conv2d_shape *s, int64_t B,
+                                bool bf16) {
     return NULL;
 }
 
@@ -69,13 +78,20 @@ typedef struct {
         off_w_diff_bias, off_b_scratch, bwd_bytes;
 } entry;
 
+/* The CPU engine, made once for the process and never changed: oneDNN's engines and
+ * primitives may be used from several threads at once. What may not be shared (the memory
+ * objects whose buffers each call points at its tensors, the stream, the workspace) lives in
+ * a dm_conv_cache, one per owner. */
 static dnnl_engine_t engine;
-static dnnl_stream_t stream;
 static bool broken; /* the engine could not be made: everything stays on the im2col path */
-static entry *cache[CACHE_CAPACITY];
-static int cache_count, cache_next;
-static void *workspace;
-static size_t workspace_bytes;
+
+struct dm_conv_cache {
+    dnnl_stream_t stream; /* NULL until the first call oneDNN takes */
+    entry *cache[CACHE_CAPACITY];
+    int cache_count, cache_next;
+    void *workspace; /* the blocked buffers and scratchpads of every entry, one at a time */
+    size_t workspace_bytes;
+};
 
 /* A failed execution is a bug or an exhausted machine, and half a result must not be used. */
 static void must(dnnl_status_t st, const char *what) {
@@ -287,15 +303,29 @@ static bool build_entry(entry *e) {
     return true;
 }
 
-/* Grows the shared workspace; only a new cache entry can ask for more. */
-static bool reserve_workspace(size_t bytes) {
-    if (bytes <= workspace_bytes) return true;
+/* Grows the cache's workspace; only a new cache entry can ask for more. */
+static bool reserve_workspace(dm_conv_cache *c, size_t bytes) {
+    if (bytes <= c->workspace_bytes) return true;
     void *bigger = aligned_alloc(64, align64(bytes));
     if (!bigger) return false;
-    free(workspace);
-    workspace = bigger;
-    workspace_bytes = align64(bytes);
+    free(c->workspace);
+    c->workspace = bigger;
+    c->workspace_bytes = align64(bytes);
     return true;
+}
+
+dm_status dm_conv_cache_create(dm_conv_cache **out, dm_error *err) {
+    *out = calloc(1, sizeof **out);
+    if (!*out) return dm_error_set(err, DM_ERR_NOMEM, "out of memory for a convolution cache");
+    return DM_OK;
+}
+
+void dm_conv_cache_free(dm_conv_cache *c) {
+    if (!c) return;
+    for (int i = 0; i < c->cache_count; i++) destroy_entry(c->cache[i]);
+    if (c->stream) dnnl_stream_destroy(c->stream);
+    free(c->workspace);
+    free(c);
 }
 
 static bool same_key(const entry *e, const dm_conv2d_shape *s, int64_t B, int threads,
@@ -306,49 +336,48 @@ static bool same_key(const entry *e, const dm_conv2d_shape *s, int64_t B, int th
 }
 
 /* The cached entry of a call, made on first use; NULL when the call stays on the im2col path. */
-static entry *lookup(const dm_conv2d_shape *s, int64_t B, bool bf16) {
-    if (s->cin < MIN_CHANNELS || s->cout < MIN_CHANNELS || B < 1) return NULL;
+static entry *lookup(dm_conv_cache *c, const dm_conv2d_shape *s, int64_t B, bool bf16) {
+    if (!c || s->cin < MIN_CHANNELS || s->cout < MIN_CHANNELS || B < 1) return NULL;
     const int threads = omp_get_max_threads();
-    entry *found = NULL;
-#pragma omp critical(dm_conv2d_dnnl_cache)
+#pragma omp critical(dm_conv2d_dnnl_engine)
     {
-        if (!engine && !broken)
-            broken = dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success ||
-                     dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) !=
-                         dnnl_success;
-        for (int i = 0; !broken && i < cache_count && !found; i++)
-            if (same_key(cache[i], s, B, threads, bf16)) found = cache[i];
-        if (!broken && !found) {
-            entry *e = calloc(1, sizeof *e);
-            if (e) {
-                e->s = *s;
-                e->B = B;
-                e->threads = threads;
-                e->bf16 = bf16;
-                e->usable = build_entry(e) &&
-                            reserve_workspace(e->fwd_bytes > e->bwd_bytes ? e->fwd_bytes
-                                                                          : e->bwd_bytes);
-                if (cache_count < CACHE_CAPACITY) {
-                    cache[cache_count++] = e;
-                } else { /* full: replace the oldest */
-                    destroy_entry(cache[cache_next]);
-                    cache[cache_next] = e;
-                    cache_next = (cache_next + 1) % CACHE_CAPACITY;
-                }
-                found = e;
-            }
-        }
+        if (!engine && !broken) broken = dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success;
     }
-    return found && found->usable ? found : NULL;
+    if (broken) return NULL;
+    if (!c->stream &&
+        dnnl_stream_create(&c->stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+        c->stream = NULL;
+        return NULL;
+    }
+    for (int i = 0; i < c->cache_count; i++)
+        if (same_key(c->cache[i], s, B, threads, bf16))
+            return c->cache[i]->usable ? c->cache[i] : NULL;
+    entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->s = *s;
+    e->B = B;
+    e->threads = threads;
+    e->bf16 = bf16;
+    e->usable = build_entry(e) &&
+                reserve_workspace(c, e->fwd_bytes > e->bwd_bytes ? e->fwd_bytes : e->bwd_bytes);
+    if (c->cache_count < CACHE_CAPACITY) {
+        c->cache[c->cache_count++] = e;
+    } else { /* full: replace the oldest */
+        destroy_entry(c->cache[c->cache_next]);
+        c->cache[c->cache_next] = e;
+        c->cache_next = (c->cache_next + 1) % CACHE_CAPACITY;
+    }
+    return e->usable ? e : NULL;
 }
 
 static void set(dnnl_memory_t m, const void *p) {
     must(dnnl_memory_set_data_handle(m, (void *)p), "memory handle");
 }
 
-static void *ws(size_t offset) { return (char *)workspace + offset; }
+static void *ws(const dm_conv_cache *c, size_t offset) { return (char *)c->workspace + offset; }
 
-static void run(const op *o, dnnl_exec_arg_t *args, int nargs, void *scratch) {
+static void run(dnnl_stream_t stream, const op *o, dnnl_exec_arg_t *args, int nargs,
+                void *scratch) {
     if (o->scratch) {
         set(o->scratch, scratch);
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, o->scratch};
@@ -357,8 +386,8 @@ static void run(const op *o, dnnl_exec_arg_t *args, int nargs, void *scratch) {
 }
 
 /* from -> to through r, or, for an alias, `to` pointed at from's buffer. */
-static void move(const reorder *r, dnnl_memory_t from, const void *from_buf, dnnl_memory_t to,
-                 void *to_buf, void *scratch) {
+static void move(dnnl_stream_t stream, const reorder *r, dnnl_memory_t from,
+                 const void *from_buf, dnnl_memory_t to, void *to_buf, void *scratch) {
     if (r->alias) {
         set(to, from_buf);
         return;
@@ -366,74 +395,76 @@ static void move(const reorder *r, dnnl_memory_t from, const void *from_buf, dnn
     set(from, from_buf);
     set(to, to_buf);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-    run(&r->op, args, 2, scratch);
+    run(stream, &r->op, args, 2, scratch);
 }
 
-bool dm_conv2d_dnnl_forward(float *y, const float *x, const float *w, const float *b,
-                            const dm_conv2d_shape *s, int64_t B, bool bf16) {
-    entry *e = lookup(s, B, bf16);
+bool dm_conv2d_dnnl_forward(dm_conv_cache *c, float *y, const float *x, const float *w,
+                            const float *b, const dm_conv2d_shape *s, int64_t B, bool bf16) {
+    entry *e = lookup(c, s, B, bf16);
     if (!e) return false;
-    void *scratch = ws(e->off_f_scratch);
-    move(&e->x_to_f, e->plain_x, x, e->f_src, ws(e->off_f_src), scratch);
-    move(&e->w_to_f, e->plain_w, w, e->f_wei, ws(e->off_f_wei), scratch);
+    dnnl_stream_t st = c->stream;
+    void *scratch = ws(c, e->off_f_scratch);
+    move(st, &e->x_to_f, e->plain_x, x, e->f_src, ws(c, e->off_f_src), scratch);
+    move(st, &e->w_to_f, e->plain_w, w, e->f_wei, ws(c, e->off_f_wei), scratch);
     if (!b) {
-        memset(ws(e->off_zero_bias), 0, (size_t)s->cout * sizeof(float));
-        b = ws(e->off_zero_bias);
+        memset(ws(c, e->off_zero_bias), 0, (size_t)s->cout * sizeof(float));
+        b = ws(c, e->off_zero_bias);
     }
     set(e->plain_b, b);
     /* an aliased output layout is y itself */
-    set(e->f_dst, e->f_to_y.alias ? (void *)y : ws(e->off_f_dst));
+    set(e->f_dst, e->f_to_y.alias ? (void *)y : ws(c, e->off_f_dst));
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->f_src},
                                {DNNL_ARG_WEIGHTS, e->f_wei},
                                {DNNL_ARG_BIAS, e->plain_b},
                                {DNNL_ARG_DST, e->f_dst}};
-    run(&e->fwd, args, 4, scratch);
-    if (!e->f_to_y.alias) move(&e->f_to_y, e->f_dst, ws(e->off_f_dst), e->plain_y, y, scratch);
-    must(dnnl_stream_wait(stream), "wait");
+    run(st, &e->fwd, args, 4, scratch);
+    if (!e->f_to_y.alias)
+        move(st, &e->f_to_y, e->f_dst, ws(c, e->off_f_dst), e->plain_y, y, scratch);
+    must(dnnl_stream_wait(st), "wait");
     return true;
 }
 
-bool dm_conv2d_dnnl_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                             const float *w, const dm_conv2d_shape *s, int64_t B, bool bf16) {
-    entry *e = lookup(s, B, bf16);
+bool dm_conv2d_dnnl_backward(dm_conv_cache *c, float *dx, float *dw, float *db, const float *dy,
+                             const float *x, const float *w, const dm_conv2d_shape *s, int64_t B,
+                             bool bf16) {
+    entry *e = lookup(c, s, B, bf16);
     if (!e) return false;
-    void *scratch = ws(e->off_b_scratch);
+    dnnl_stream_t st = c->stream;
+    void *scratch = ws(c, e->off_b_scratch);
     if (dx) {
-        move(&e->dy_to_d, e->plain_y, dy, e->d_diff_dst, ws(e->off_d_diff_dst), scratch);
-        move(&e->w_to_d, e->plain_w, w, e->d_wei, ws(e->off_d_wei), scratch);
-        set(e->d_diff_src, ws(e->off_d_diff_src));
+        move(st, &e->dy_to_d, e->plain_y, dy, e->d_diff_dst, ws(c, e->off_d_diff_dst), scratch);
+        move(st, &e->w_to_d, e->plain_w, w, e->d_wei, ws(c, e->off_d_wei), scratch);
+        set(e->d_diff_src, ws(c, e->off_d_diff_src));
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, e->d_diff_dst},
                                    {DNNL_ARG_WEIGHTS, e->d_wei},
                                    {DNNL_ARG_DIFF_SRC, e->d_diff_src}};
-        run(&e->bwd_data, args, 3, scratch);
-        move(&e->d_to_dx, e->d_diff_src, ws(e->off_d_diff_src), e->plain_x, dx, scratch);
+        run(st, &e->bwd_data, args, 3, scratch);
+        move(st, &e->d_to_dx, e->d_diff_src, ws(c, e->off_d_diff_src), e->plain_x, dx, scratch);
     }
-    move(&e->x_to_w, e->plain_x, x, e->w_src, ws(e->off_w_src), scratch);
+    move(st, &e->x_to_w, e->plain_x, x, e->w_src, ws(c, e->off_w_src), scratch);
     if (e->share_dy && dx)
-        set(e->w_diff_dst, ws(e->off_w_diff_dst)); /* made above */
+        set(e->w_diff_dst, ws(c, e->off_w_diff_dst)); /* made above */
     else
-        move(&e->dy_to_w, e->plain_y, dy, e->w_diff_dst, ws(e->off_w_diff_dst), scratch);
-    set(e->w_diff_wei, ws(e->off_w_diff_wei));
-    float *bias_grad = ws(e->off_w_diff_bias);
+        move(st, &e->dy_to_w, e->plain_y, dy, e->w_diff_dst, ws(c, e->off_w_diff_dst), scratch);
+    set(e->w_diff_wei, ws(c, e->off_w_diff_wei));
+    float *bias_grad = ws(c, e->off_w_diff_bias);
     set(e->w_diff_bias, bias_grad);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, e->w_src},
                                {DNNL_ARG_DIFF_DST, e->w_diff_dst},
                                {DNNL_ARG_DIFF_WEIGHTS, e->w_diff_wei},
                                {DNNL_ARG_DIFF_BIAS, e->w_diff_bias}};
-    run(&e->bwd_weights, args, 4, scratch);
-    move(&e->w_to_dw, e->w_diff_wei, ws(e->off_w_diff_wei), e->plain_w, dw, scratch);
-    must(dnnl_stream_wait(stream), "wait");
+    run(st, &e->bwd_weights, args, 4, scratch);
+    move(st, &e->w_to_dw, e->w_diff_wei, ws(c, e->off_w_diff_wei), e->plain_w, dw, scratch);
+    must(dnnl_stream_wait(st), "wait");
     if (db)
         for (int64_t co = 0; co < s->cout; co++) db[co] += bias_grad[co];
     return true;
 }
 
-const char *dm_conv2d_dnnl_impl(const dm_conv2d_shape *s, int64_t B, bool bf16) {
-    static char name[64];
-    const entry *e = lookup(s, B, bf16);
-    if (!e) return NULL;
-    snprintf(name, sizeof name, "%s", e->impl);
-    return name;
+const char *dm_conv2d_dnnl_impl(dm_conv_cache *c, const dm_conv2d_shape *s, int64_t B,
+                                bool bf16) {
+    const entry *e = lookup(c, s, B, bf16);
+    return e ? e->impl : NULL;
 }
 
 #endif
