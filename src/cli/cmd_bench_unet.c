@@ -124,6 +124,7 @@ int cmd_bench_unet(int argc, char **argv) {
     /* sampling: network evaluations at one shared timestep, as a sampler makes them */
     dm_model *m;
     if (dm_unet_create(&m, &cfg.unet, 0, &err)) return cli_fail(&err);
+    const double params = (double)dm_model_num_params(m); /* float32 gradients: 4 bytes each */
     float *x = malloc((size_t)(infer_batch * dim) * sizeof *x);
     float *eps = malloc((size_t)(infer_batch * dim) * sizeof *eps);
     float *ts = malloc((size_t)infer_batch * sizeof *ts);
@@ -158,6 +159,7 @@ int cmd_bench_unet(int argc, char **argv) {
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", preset);
+        cJSON_AddNumberToObject(o, "params", params);
         cJSON_AddNumberToObject(o, "threads", dm_get_num_threads());
         cJSON_AddStringToObject(o, "conv", conv_impl);
         cJSON_AddStringToObject(o, "precision", precision);
