@@ -863,8 +863,9 @@ void dm_conv2d_backward(float *dx, float *dw, float *db, const float *dy, const 
                         dm_conv_cache *cache) {
     const double t0 = dm_profile_begin();
     const bool bf16 = precision == DM_PRECISION_BF16;
+    bool dx_done = false;
     if (backend != DM_CONV_AUTO ||
-        !dm_conv2d_dnnl_backward(cache, dx, dw, db, dy, x, w, s, B, bf16))
-        dm_conv2d_backward_impl(dx, dw, db, dy, x, w, s, B, work);
+        !dm_conv2d_dnnl_backward(cache, dx, dw, db, dy, x, w, s, B, bf16, &dx_done))
+        dm_conv2d_backward_impl(dx_done ? NULL : dx, dw, db, dy, x, w, s, B, work);
     dm_profile_end(DM_PROFILE_CONV_BWD, t0);
 }
