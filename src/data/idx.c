@@ -2,7 +2,7 @@
  * Layout: a big-endian magic 0x0000TTDD (TT = 0x08 for uint8, DD = number of dimensions), DD
  * big-endian uint32 sizes, then the uint8 data in C order. zlib's gzread passes files that are
  * not gzip through unchanged, so one reader serves both. */
-#include "data/image_util.h"
+#include "io/image_util.h"
 #include "io/open_file.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
  * subfolder per class. Each image is centre-cropped to a square and resized (stb_image_resize)
  * when a size is given; with hflip the mirrored copies follow all the originals (image i's
  * mirror is at index n + i), so original indices keep the sorted file order. */
-#include "data/image_util.h"
+#include "io/image_util.h"
 
 #include <dirent.h>
 #include <errno.h>

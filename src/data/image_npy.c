@@ -1,6 +1,6 @@
 /* Image sets as NPY arrays: uint8 (scaled to [-1, 1]) or float (taken as it is) on reading,
  * uint8 (n, c, h, w) on writing. */
-#include "data/image_util.h"
+#include "io/image_util.h"
 #include "io/npy.h"
 
 #include <math.h>

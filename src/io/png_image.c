@@ -1,6 +1,6 @@
 /* PNG output of images in [-1, 1] (one image, or a grid of them) through libpng, written to a
  * temporary name and renamed into place. */
-#include "data/image_util.h"
+#include "io/image_util.h"
 #include "io/atomic_file.h"
 
 #include <png.h>
