@@ -493,6 +493,18 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     return DM_OK;
 }
 
+dm_status dm_trainer_set_lr(dm_trainer *tr, double lr, dm_error *err) {
+    dm_optim_config o = tr->cfg.optim;
+    o.lr = lr;
+    if (!(lr > 0 && lr < 1)) return dm_error_set(err, DM_ERR_ARG, "lr must be in (0, 1)");
+    dm_status st = dm_lr_schedule_check(&o, tr->cfg.steps, err);
+    if (st) return st;
+    tr->cfg.optim.lr = lr;
+    tr->opt.cfg.lr = lr;
+    if (tr->continuous && tr->vdm.learned) tr->vdm.opt.cfg.lr = lr; /* its Adam follows the run's */
+    return DM_OK;
+}
+
 void dm_trainer_set_skip_nonfinite(dm_trainer *tr, int skip) { tr->skip_nonfinite = skip != 0; }
 int64_t dm_trainer_skipped_steps(const dm_trainer *tr) { return tr->skipped; }
 void dm_trainer_inject_nan(dm_trainer *tr, int64_t step) { tr->inject_nan_step = step; }
