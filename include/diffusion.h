@@ -614,6 +614,11 @@ DM_API const float *dm_trainer_loss_history(const dm_trainer *tr);
  * train_state.safetensors); the previous checkpoint survives any crash during the write, and a
  * failed write (a full disk) removes its partial files. Refuses non-finite weights. */
 DM_API dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err);
+typedef struct dm_pipeline dm_pipeline;
+/* A pipeline of the trainer's EMA weights as they are now (what dm_pipeline_load gives from a
+ * checkpoint saved at this step), for samples during training; the trainer goes on unchanged.
+ * Not for a learned schedule (DM_SCHEDULE_LEARNED): sample its saved checkpoint. */
+DM_API dm_status dm_trainer_pipeline(const dm_trainer *tr, dm_pipeline **p, dm_error *err);
 /* Another peak learning rate from the next step on (a resumed run given a new --lr): the
  * schedule's shape and position stay, its values scale to the new lr; saved in the config by the
  * next dm_trainer_save. Refuses lr outside (0, 1) and, for polynomial, lr <= lr_end. */

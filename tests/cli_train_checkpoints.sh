@@ -163,6 +163,47 @@ expect_error "$dir/runs/b: no checkpoint here" "$bin" "${mlp[@]}" --steps 100 --
 expect_error "$dir/runs/a/checkpoint: no checkpoint here" "$bin" sample --model "$dir/runs/a/checkpoint" --out "$dir/x.csv"
 check "runs/ as it was (runs/b not made, runs/a.old untouched)" test "$before" = "$(snapshot "$dir/runs")"
 
+# --- 4. previews: DIR/previews/step-N.png every N steps from the EMA weights, from the same
+# noise each time: a run resumed from checkpoint-100 draws step 200's and 300's bytes for bytes
+# as the run never stopped; previews change nothing in the training
+pv=(--steps 300 --checkpoint-every 100 --log-every 0)
+"$bin" "${mlp[@]}" "${pv[@]}" --preview-every 100 --preview-steps 20 --out "$dir/pv" > /dev/null
+"$bin" "${mlp[@]}" "${pv[@]}" --out "$dir/pv0" > /dev/null
+check "previews step-100, -200, -300 ($(ls "$dir/pv/previews" 2> /dev/null | tr '\n' ' '))" \
+    test "$(ls "$dir/pv/previews" 2> /dev/null | tr '\n' ' ')" = "step-100.png step-200.png step-300.png "
+check "previews leave the training as it was (checkpoint-300 = a run without previews)" \
+    same_files "$dir/pv0/checkpoint-300" "$dir/pv/checkpoint-300"
+check "the preview of step 100 differs from step 300's" bash -c "! cmp -s '$dir/pv/previews/step-100.png' '$dir/pv/previews/step-300.png'"
+cp -r "$dir/pv/previews" "$dir/pv_first"
+"$bin" "${mlp[@]}" "${pv[@]}" --preview-every 100 --preview-steps 20 --out "$dir/pv" --resume-from checkpoint-100 2> /dev/null > /dev/null
+for n in 200 300; do
+    check "the resumed run's preview of step $n = the first run's (the same noise)" \
+        cmp -s "$dir/pv_first/step-$n.png" "$dir/pv/previews/step-$n.png"
+done
+# an image run: a grid of 64 samples, 8 x 8 cells of 28 x 28 pixels at scale 2 with a 2-pixel
+# border: 8 x 56 + 9 x 2 = 466 pixels square
+png_size() { od -An -tu1 -j16 -N8 "$1" | awk '{ printf "%dx%d", $3 * 256 + $4, $7 * 256 + $8 }'; }
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+    "$bin" train --data fashion-mnist-test --model "$(dirname "$0")/sanitizers/small-unet-28.json" \
+        --batch 4 --steps 2 --preview-every 2 --preview-steps 3 --log-every 0 --quiet \
+        --out "$dir/img" > /dev/null
+    check "image preview: a 466x466 grid (got $(png_size "$dir/img/previews/step-2.png" 2> /dev/null))" \
+        test "$(png_size "$dir/img/previews/step-2.png" 2> /dev/null)" = 466x466
+else
+    check "/usr/share/datasets/fashion-mnist is missing: install dataset-fashion-mnist" false
+fi
+# refused before the run folder is made
+printf '0.5\n1.5\n-0.3\n2.0\n0.1\n' > "$dir/one.csv"
+for bad in "--preview-steps goes with --preview-every|--preview-steps 10" \
+           "--preview-steps must be in 1..100000 (got 0)|--preview-every 10 --preview-steps 0" \
+           "--preview-steps 2000 is more than the schedule's T = 1000|--preview-every 10 --preview-steps 2000" \
+           "a learned schedule is sampled from a saved checkpoint|--preview-every 10 --schedule learned --loss vdm-continuous" \
+           "these data have 1 dimension|--preview-every 10 --data $dir/one.csv"; do
+    # shellcheck disable=SC2086
+    expect_error "^error: .*${bad%%|*}" "$bin" "${mlp[@]}" --steps 20 ${bad#*|} --out "$dir/pnew"
+    check "${bad#*|}: no run folder made" test ! -e "$dir/pnew"
+done
+
 # --- 5. bad values: one "error:" line, a non-zero exit, no run folder made, an existing one
 # untouched
 refused() { # refused NEEDLE ARGS...

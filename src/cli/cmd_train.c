@@ -3,6 +3,7 @@
 #include "common.h"
 #include "images.h"
 #include "init_from.h"
+#include "previews.h"
 #include "progress.h"
 #include "resume_flags.h"
 #include "run_folder.h"
@@ -95,6 +96,9 @@ dm_status cli_run_training(dm_trainer *tr, cli_run_folder *rf, int64_t every, in
             logged_step = step;
             logged_t = now;
         }
+        if (rf->preview_every > 0 && step % rf->preview_every == 0 &&
+            (st = cli_preview_write(tr, rf->dir, rf->preview_steps, err)))
+            break;
         char extra[64];
         snprintf(extra, sizeof extra, "loss %.4f", cli_recent_loss(tr, 100));
         cli_progress_update(&bar, step, extra);
@@ -139,6 +143,25 @@ static dm_status lock_run_folder(const char *dir, dm_error *err) {
     return DM_OK; /* fd stays open: the lock lasts until exit */
 }
 
+/* Previews sample the trainer's own schedule and draw 2-D points or images: 1 (after the
+ * message) when this run cannot have them. */
+static int preview_refused(const dm_train_config *c, int steps) {
+    const char *why = NULL;
+    char buf[160];
+    if (c->schedule.kind == DM_SCHEDULE_LEARNED)
+        why = "a learned schedule is sampled from a saved checkpoint (diffusion sample --model "
+              "DIR/checkpoint-N)";
+    else if (c->arch == DM_ARCH_MLP && c->mlp.dim < 2)
+        why = "previews draw images or 2-D points; these data have 1 dimension";
+    else if (steps > c->schedule.T) {
+        snprintf(buf, sizeof buf, "--preview-steps %d is more than the schedule's T = %d", steps,
+                 (int)c->schedule.T);
+        why = buf;
+    }
+    if (why) fprintf(stderr, "error: --preview-every: %s\n", why);
+    return why != NULL;
+}
+
 int cmd_train(int argc, char **argv) {
     dm_train_config cfg;
     dm_train_config_default(&cfg);
@@ -146,7 +169,8 @@ int cmd_train(int argc, char **argv) {
     const char *prediction = "epsilon", *loss_name = "simple", *var = "beta";
     const char *t_sampling = "uniform", *init_from = NULL, *variant = NULL;
     const char *lr_scheduler = "constant_with_warmup", *resume_from = NULL;
-    int64_t n_data = 100000, every = 1000, log_every = 50, total_limit = 0;
+    int64_t n_data = 100000, every = 1000, log_every = 50, total_limit = 0, preview_every = 0;
+    int preview_steps = CLI_PREVIEW_STEPS;
     int threads = 2, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     int skip_nonfinite = 0, conditional = 0;
     int64_t inject_nan_step = 0;
@@ -194,6 +218,8 @@ int cmd_train(int argc, char **argv) {
         {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints DIR/checkpoint-N (0 = only at the end)"},
         {"--checkpoints-total-limit", OPT_I64, &total_limit, "K", "keep only the newest K checkpoint-N folders (the oldest goes once the new one is complete; default: all)"},
+        {"--preview-every", OPT_I64, &preview_every, "N", "every N steps a picture of samples from the EMA weights with the same starting noise each time: DIR/previews/step-N.png (images: a grid; points: a scatter plot); 0 = none"},
+        {"--preview-steps", OPT_INT, &preview_steps, "S", "network evaluations (DDIM, eta 0) per preview"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
         {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its newest checkpoint (--lr and --steps may change; the flags that fix the model, data, schedule and objective may only repeat the run's values)"},
         {"--resume-from", OPT_STRING, &resume_from, "NAME", "continue the run in --out from checkpoint-N (NAME: checkpoint-N, N or a path to it); log.jsonl drops the lines after step N"},
@@ -274,6 +300,14 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (resume_from) resume = 1; /* --resume-from names the checkpoint --resume starts from */
+    if (cli_given(argc, argv, "--preview-steps") && !preview_every) {
+        fprintf(stderr, "error: --preview-steps goes with --preview-every N\n");
+        return 2;
+    }
+    if (preview_steps < 1 || preview_steps > 100000) {
+        fprintf(stderr, "error: --preview-steps must be in 1..100000 (got %d)\n", preview_steps);
+        return 2;
+    }
     if (cli_set_precision(precision)) return 2;
     cli_set_threads(threads);
 
@@ -344,6 +378,11 @@ int cmd_train(int argc, char **argv) {
         dm_pipeline_free(init);
         return cli_fail(&err);
     }
+    if (preview_every && !resume && preview_refused(&cfg, preview_steps)) {
+        dm_dataset_free(&ds);
+        dm_pipeline_free(init);
+        return 2;
+    }
     /* a resume finds its checkpoint before the run folder is made or locked (a missing one
      * leaves nothing behind), and again under the lock */
     if ((resume && cli_run_folder_find(out, resume_from, ckpt, sizeof ckpt, &err)) ||
@@ -378,6 +417,10 @@ int cmd_train(int argc, char **argv) {
             dm_trainer_free(tr);
             return rc;
         }
+        if (preview_every && preview_refused(dm_trainer_config(tr), preview_steps)) {
+            dm_trainer_free(tr);
+            return 2;
+        }
         if (cli_given(argc, argv, "--lr")) st = dm_trainer_set_lr(tr, cfg.optim.lr, &err);
         /* the log goes on from the step resumed from: later lines (of a checkpoint further on,
          * or written after the last checkpoint before a kill) go */
@@ -394,7 +437,8 @@ int cmd_train(int argc, char **argv) {
     }
     cli_run_folder rf = {.dir = out, .limit = total_limit, .fresh = !resume,
                          .resumed_from = resume ? ckpt : NULL,
-                         .start_step = dm_trainer_step_count(tr)};
+                         .start_step = dm_trainer_step_count(tr),
+                         .preview_every = preview_every, .preview_steps = preview_steps};
     dm_trainer_set_skip_nonfinite(tr, skip_nonfinite);
     dm_trainer_inject_nan(tr, inject_nan_step);
     int64_t start = dm_trainer_step_count(tr);

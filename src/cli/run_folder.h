@@ -15,6 +15,8 @@ struct cli_run_folder_s {
                                * save (after it is complete), as the single checkpoint always did */
     const char *resumed_from; /* the checkpoint folder resumed from; NULL for a new run */
     int64_t start_step;       /* the trainer's step when this process began */
+    int64_t preview_every;    /* DIR/previews/step-N.png every that many steps; 0 = none */
+    int preview_steps;        /* the previews' DDIM network levels */
     int saved;                /* a checkpoint was written by this process */
     char last[4200];          /* the checkpoint folder written last (for messages) */
 };
