@@ -62,6 +62,13 @@ _diffusion() {
         --precision) values="fp32 bf16" ;;
         --conv) values="auto im2col" ;;
         --class) values="all" ;;
+        --resume-from) # the numbered checkpoints of the --out folder given on the line
+            local i out=""
+            for ((i = 1; i < ${#words[@]} - 1; i++)); do
+                [ "${words[i]}" = --out ] && out=${words[i + 1]}
+            done
+            [ -n "$out" ] && values=$(cd "$out" 2> /dev/null && ls -d checkpoint-* 2> /dev/null | grep -E '^checkpoint-[0-9]+$')
+            closed=0 ;;
         *) closed=0 ;;
     esac
     case "$prev" in --data|--real-data|--test-data|--model) closed=0 ;; esac

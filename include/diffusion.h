@@ -617,7 +617,35 @@ DM_API const float *dm_trainer_loss_history(const dm_trainer *tr);
  * train_state.safetensors); the previous checkpoint survives any crash during the write, and a
  * failed write (a full disk) removes its partial files. Refuses non-finite weights. */
 DM_API dm_status dm_trainer_save(dm_trainer *tr, const char *dir, dm_error *err);
+typedef struct dm_pipeline dm_pipeline;
+/* A pipeline of the trainer's EMA weights as they are now (what dm_pipeline_load gives from a
+ * checkpoint saved at this step), for samples during training; the trainer goes on unchanged.
+ * Not for a learned schedule (DM_SCHEDULE_LEARNED): sample its saved checkpoint. */
+DM_API dm_status dm_trainer_pipeline(const dm_trainer *tr, dm_pipeline **p, dm_error *err);
+/* Another peak learning rate from the next step on (a resumed run given a new --lr): the
+ * schedule's shape and position stay, its values scale to the new lr; saved in the config by the
+ * next dm_trainer_save. Refuses lr outside (0, 1) and, for polynomial, lr <= lr_end. */
+DM_API dm_status dm_trainer_set_lr(dm_trainer *tr, double lr, dm_error *err);
 DM_API void dm_trainer_free(dm_trainer *tr);
+
+/* Checkpoint folders of a training run. A run folder holds step-numbered checkpoints
+ * DIR/checkpoint-N and DIR/checkpoint, the newest (the same files under a second name). */
+/* The checkpoint folder a path names, into out (cap bytes): PATH itself when it holds a
+ * config.json, else PATH/checkpoint, else PATH.old when PATH is a checkpoint folder's own name
+ * (checkpoint, checkpoint-N) and is gone (a crash between the renames of a save), else
+ * PATH/checkpoint.old, else the newest complete PATH/checkpoint-N. Never a sibling: runs/a.old
+ * does not stand in for runs/a. dm_pipeline_load and dm_trainer_resume look up the same way. */
+DM_API dm_status dm_checkpoint_find(const char *path, char *out, size_t cap, dm_error *err);
+/* N for a folder name "checkpoint-N" (digits, no leading zero); -1 for any other name. */
+DM_API int64_t dm_checkpoint_name_step(const char *name);
+/* Removes a checkpoint folder as dm_trainer_save writes it: only its files (and temporaries of
+ * a killed write), then the folder; a symbolic link is removed, never followed. A folder that
+ * also holds other files is left with them and reported. */
+DM_API dm_status dm_checkpoint_remove(const char *dir, dm_error *err);
+/* Makes the checkpoint folder `to` hold the checkpoint files of `from` (hard links where the
+ * file system allows, else copies), swapped in as dm_trainer_save swaps: a crash at any moment
+ * leaves the old `to` or the new one complete. */
+DM_API dm_status dm_checkpoint_copy(const char *from, const char *to, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sampling                                                                                   */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SIGKILL at random moments of training runs (an MLP, a small UNet) that checkpoint every few
-# steps: after every kill the latest complete checkpoint must load and sample, and the run
+# steps, keeping the newest two checkpoint-N folders: after every kill the latest complete checkpoint must load and sample, and the run
 # resumed again and again must end with the same bytes (weights, optimiser state, EMA, loss
 # history) as a run never interrupted (same thread count).
 set -u
@@ -58,16 +58,20 @@ kill_loop() {
             fail "$name: $f of the interrupted run differs from the uninterrupted run's"
     done
     local leftovers
-    # .lock: the run folder's empty lock file (a second trainer is refused while one runs)
-    leftovers=$(ls -A "$dir/$name" | grep -v -x -e checkpoint -e loss.png -e .lock || true)
-    [ -z "$leftovers" ] || fail "$name: temporary files left beside the checkpoint: $leftovers"
+    # .lock: the run folder's empty lock file (a second trainer is refused while one runs);
+    # checkpoint: the link to the newest checkpoint-N; --checkpoints-total-limit 2 keeps two
+    leftovers=$(ls -A "$dir/$name" | grep -v -x -E -e 'checkpoint(-[0-9]+)?' -e loss.png -e .lock || true)
+    [ -z "$leftovers" ] || fail "$name: temporary files left beside the checkpoints: $leftovers"
+    local kept
+    kept=$(ls "$dir/$name" | grep -c -x -E 'checkpoint-[0-9]+')
+    [ "$kept" -le 2 ] || fail "$name: $kept numbered checkpoints kept; the limit is 2: $(ls "$dir/$name")"
 }
 
 # Kill delays from fixed seeds, so a failure can be replayed (DM_TEST_VERBOSE=1 lists them).
 RANDOM=7
 kill_loop mlp 20 480 "model.safetensors train_state.safetensors" -- \
     train --data moons --n-data 2000 --steps 3000 --batch 64 --hidden 64 --seed 3 \
-    --checkpoint-every 10 --log-every 0 --quiet
+    --checkpoint-every 10 --checkpoints-total-limit 2 --log-every 0 --quiet
 # A UNet checkpoint also holds a diffusers folder (unet/, scheduler/): its files too must
 # survive, and its stale temporaries be cleared.
 if [ -d /usr/share/datasets/fashion-mnist ]; then
@@ -75,7 +79,8 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
     kill_loop unet 300 1700 \
         "unet/diffusion_pytorch_model.safetensors train_state.safetensors" -- \
         train --data fashion-mnist-test --model "$(dirname "$0")/sanitizers/small-unet-28.json" \
-        --batch 8 --steps 250 --seed 3 --checkpoint-every 5 --log-every 0 --quiet
+        --batch 8 --steps 250 --seed 3 --checkpoint-every 5 --checkpoints-total-limit 2 \
+        --log-every 0 --quiet
 else
     fail "unet: /usr/share/datasets/fashion-mnist is missing: install the Debian package" \
          "dataset-fashion-mnist (scripts/install-deps.sh does)"

@@ -532,13 +532,20 @@ static void test_bad_checkpoints(const dm_dataset *data) {
     st = dm_pipeline_load(&p, root, &err);
     CHECK(st == DM_ERR_IO && strstr(err.msg, "no checkpoint"), "empty folder: %d %s", st, err.msg);
 
-    /* a crash between the two renames leaves DIR.old: it still loads */
-    char moved[600];
+    /* a crash between the two renames leaves DIR.old and DIR.tmp: it still loads */
+    char moved[600], tmp[600];
     snprintf(moved, sizeof moved, "%s.old", good);
+    snprintf(tmp, sizeof tmp, "%s.tmp", good);
     CHECK(rename(good, moved) == 0, "rename %s", good);
+    /* without DIR.tmp, DIR.old is a sibling folder (runs/a.old beside runs/a): never taken */
+    st = dm_pipeline_load(&p, good, &err);
+    CHECK(st == DM_ERR_IO && strstr(err.msg, "no checkpoint"), "a sibling DIR.old: %d %s", st,
+          err.msg);
+    CHECK(mkdir(tmp, 0755) == 0, "mkdir %s", tmp);
     st = dm_pipeline_load(&p, good, &err);
     CHECK(st == DM_OK, "DIR.old fallback: %s", err.msg);
     dm_pipeline_free(p);
+    CHECK(rmdir(tmp) == 0, "rmdir %s", tmp);
     CHECK(rename(moved, good) == 0, "rename %s", moved);
 }
 

@@ -1,6 +1,7 @@
 /* diffusion demo: the whole loop on a built-in 2-D set in about a minute: train, sample, draw
  * the three pictures, and report sample quality against held-out data. */
 #include "common.h"
+#include "run_folder.h"
 #include "progress.h"
 #include "snapshots.h"
 
@@ -63,7 +64,8 @@ int cmd_demo(int argc, char **argv) {
                 dm_get_num_threads());
     double train_s;
     if (dm_trainer_create(&tr, &cfg, &train, &err) ||
-        cli_run_training(tr, ckpt, 0, quiet, NULL, 0, 0, &train_s, &err))
+        cli_run_training(tr, &(cli_run_folder){.dir = out, .fresh = 1}, 0, quiet, NULL, 0, 0,
+                         &train_s, &err))
         goto done;
     snprintf(path, sizeof path, "%s/loss.png", out);
     if (dm_plot_loss(path, dm_trainer_loss_history(tr), dm_trainer_step_count(tr), &err)) goto done;

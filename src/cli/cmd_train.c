@@ -3,7 +3,10 @@
 #include "common.h"
 #include "images.h"
 #include "init_from.h"
+#include "previews.h"
 #include "progress.h"
+#include "resume_flags.h"
+#include "run_folder.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,9 +42,10 @@ static void append_message(dm_error *err, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* One JSON line: the mean loss since the last line, throughput, time. */
+/* One JSON line: the mean loss since the last line, throughput, time, and the learning rate
+ * of the step named. */
 static void log_line(FILE *log, const dm_trainer *tr, int64_t step, int64_t steps_since,
-                     double seconds_since, double elapsed) {
+                     double seconds_since, double elapsed, double lr) {
     const double mean = cli_finite_mean(dm_trainer_loss_history(tr) + step - steps_since,
                                         steps_since);
     const double batch = (double)dm_trainer_config(tr)->batch;
@@ -49,13 +53,13 @@ static void log_line(FILE *log, const dm_trainer *tr, int64_t step, int64_t step
     if (isfinite(mean)) snprintf(loss, sizeof loss, "%.6g", mean);
     fprintf(log,
             "{\"step\": %lld, \"loss\": %s, \"steps_per_s\": %.4g, \"examples_per_s\": %.4g, "
-            "\"elapsed_s\": %.2f}\n",
+            "\"elapsed_s\": %.2f, \"lr\": %.17g}\n",
             (long long)step, loss, (double)steps_since / seconds_since,
-            batch * (double)steps_since / seconds_since, elapsed);
+            batch * (double)steps_since / seconds_since, elapsed, lr);
     fflush(log);
 }
 
-dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, int quiet,
+dm_status cli_run_training(dm_trainer *tr, cli_run_folder *rf, int64_t every, int quiet,
                            FILE *log, int64_t log_every, double time_limit_s, double *seconds,
                            dm_error *err) {
     const int64_t total = dm_trainer_config(tr)->steps;
@@ -66,13 +70,16 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
     int64_t logged_step = dm_trainer_step_count(tr);
     double logged_t = cli_now();
     int64_t saved_step = dm_trainer_step_count(tr); /* of the checkpoint on disk, if any */
+    char saved_dir[4200];
+    if (rf->resumed_from) snprintf(saved_dir, sizeof saved_dir, "%s", rf->resumed_from);
     while (dm_trainer_step_count(tr) < total) {
         double loss;
+        const double lr = dm_trainer_lr(tr); /* the one this step uses */
         if ((st = dm_trainer_step(tr, &loss, err))) {
             if (st == DM_ERR_NUMERIC && saved_step > 0)
                 append_message(err, "; the checkpoint of step %lld in %s is intact (resume "
                                 "with --resume; --skip-nonfinite skips such steps)",
-                                (long long)saved_step, ckpt_dir);
+                                (long long)saved_step, saved_dir);
             else if (st == DM_ERR_NUMERIC)
                 append_message(err, "; nothing was saved (--skip-nonfinite skips such steps)");
             break;
@@ -85,31 +92,35 @@ dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, 
         }
         if (log && log_every > 0 && (step % log_every == 0 || step == total)) {
             const double now = cli_now();
-            log_line(log, tr, step, step - logged_step, now - logged_t, now - bar.t0);
+            log_line(log, tr, step, step - logged_step, now - logged_t, now - bar.t0, lr);
             logged_step = step;
             logged_t = now;
         }
+        if (rf->preview_every > 0 && step % rf->preview_every == 0 &&
+            (st = cli_preview_write(tr, rf->dir, rf->preview_steps, err)))
+            break;
         char extra[64];
         snprintf(extra, sizeof extra, "loss %.4f", cli_recent_loss(tr, 100));
         cli_progress_update(&bar, step, extra);
         if (cli_interrupted()) {
             cli_progress_finish(&bar);
-            if ((st = dm_trainer_save(tr, ckpt_dir, err))) return st;
+            if ((st = cli_run_folder_save(rf, tr, err))) return st;
             return dm_error_set(err, DM_ERR_IO,
                                 "interrupted at step %lld; checkpoint saved in %s (resume with "
                                 "--resume)",
-                                (long long)step, ckpt_dir);
+                                (long long)step, rf->last);
         }
         if (time_limit_s > 0 && cli_now() - bar.t0 >= time_limit_s) break; /* saved below */
         if (every > 0 && step % every == 0 && step < total) {
-            if ((st = dm_trainer_save(tr, ckpt_dir, err))) break;
+            if ((st = cli_run_folder_save(rf, tr, err))) break;
             saved_step = step;
+            snprintf(saved_dir, sizeof saved_dir, "%s", rf->last);
         }
     }
     cli_progress_finish(&bar);
     *seconds = cli_now() - bar.t0;
     if (st) return st;
-    return dm_trainer_save(tr, ckpt_dir, err);
+    return cli_run_folder_save(rf, tr, err);
 }
 
 /* Holds an exclusive lock on DIR/.lock for the life of the process (released by the kernel
@@ -132,14 +143,34 @@ static dm_status lock_run_folder(const char *dir, dm_error *err) {
     return DM_OK; /* fd stays open: the lock lasts until exit */
 }
 
+/* Previews sample the trainer's own schedule and draw 2-D points or images: 1 (after the
+ * message) when this run cannot have them. */
+static int preview_refused(const dm_train_config *c, int steps) {
+    const char *why = NULL;
+    char buf[160];
+    if (c->schedule.kind == DM_SCHEDULE_LEARNED)
+        why = "a learned schedule is sampled from a saved checkpoint (diffusion sample --model "
+              "DIR/checkpoint-N)";
+    else if (c->arch == DM_ARCH_MLP && c->mlp.dim < 2)
+        why = "previews draw images or 2-D points; these data have 1 dimension";
+    else if (steps > c->schedule.T) {
+        snprintf(buf, sizeof buf, "--preview-steps %d is more than the schedule's T = %d", steps,
+                 (int)c->schedule.T);
+        why = buf;
+    }
+    if (why) fprintf(stderr, "error: --preview-every: %s\n", why);
+    return why != NULL;
+}
+
 int cmd_train(int argc, char **argv) {
     dm_train_config cfg;
     dm_train_config_default(&cfg);
     const char *data = "swissroll", *out = NULL, *schedule = "linear", *model = NULL;
     const char *prediction = "epsilon", *loss_name = "simple", *var = "beta";
     const char *t_sampling = "uniform", *init_from = NULL, *variant = NULL;
-    const char *lr_scheduler = "constant_with_warmup";
-    int64_t n_data = 100000, every = 1000, log_every = 50;
+    const char *lr_scheduler = "constant_with_warmup", *resume_from = NULL;
+    int64_t n_data = 100000, every = 1000, log_every = 50, total_limit = 0, preview_every = 0;
+    int preview_steps = CLI_PREVIEW_STEPS;
     int threads = 0, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
     int skip_nonfinite = 0, conditional = 0;
     int64_t inject_nan_step = 0;
@@ -151,7 +182,7 @@ int cmd_train(int argc, char **argv) {
         {"--init-from", OPT_STRING, &init_from, "DIR", "fine-tune a diffusers pipeline or UNet2DModel folder: its UNet (architecture and weights) and its scheduler's schedule, prediction and variance"},
         {"--variant", OPT_STRING, &variant, "NAME", "with --init-from: load diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
         {"--n-data", OPT_I64, &n_data, "N", "points drawn for a built-in set"},
-        {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint/, loss.png, log.jsonl (default: runs/<data>)"},
+        {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint-N/ (every --checkpoint-every steps and at the end), checkpoint (the newest), loss.png, log.jsonl (default: runs/<data>)"},
         {"--steps", OPT_I64, &cfg.steps, "N", "optimiser steps"},
         {"--batch", OPT_I64, &cfg.batch, "N", "examples per optimiser step (with --grad-accum, the effective batch)"},
         {"--grad-accum", OPT_I64, &cfg.grad_accum, "N", "gradient accumulation: run each step's batch as N micro-batches of batch/N (less memory, the same step); diffusers' --train_batch_size b --gradient_accumulation_steps N is --batch b*N --grad-accum N"},
@@ -185,10 +216,14 @@ int cmd_train(int argc, char **argv) {
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = every CPU this process may use, or OMP_NUM_THREADS)"},
         {"--precision", OPT_STRING, &precision, "fp32|bf16", CLI_PRECISION_HELP},
-        {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints (0 = only at the end)"},
+        {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints DIR/checkpoint-N (0 = only at the end)"},
+        {"--checkpoints-total-limit", OPT_I64, &total_limit, "K", "keep only the newest K checkpoint-N folders (the oldest goes once the new one is complete; default: all)"},
+        {"--preview-every", OPT_I64, &preview_every, "N", "every N steps a picture of samples from the EMA weights with the same starting noise each time: DIR/previews/step-N.png (images: a grid; points: a scatter plot); 0 = none"},
+        {"--preview-steps", OPT_INT, &preview_steps, "S", "network evaluations (DDIM, eta 0) per preview"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
-        {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its checkpoint"},
-        {"--time-limit", OPT_DOUBLE, &time_limit, "MINUTES", "train for this wall-clock time at most, then save and stop (resume with --resume); 0 = no limit"},
+        {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its newest checkpoint (--lr and --steps may change; the flags that fix the model, data, schedule and objective may only repeat the run's values)"},
+        {"--resume-from", OPT_STRING, &resume_from, "NAME", "continue the run in --out from checkpoint-N (NAME: checkpoint-N, N or a path to it); log.jsonl drops the lines after step N"},
+        {"--time-limit", OPT_DOUBLE, &time_limit, "MINUTES", "train for this wall-clock time at most, then save and stop (resume with --resume); default: no limit"},
         {"--skip-nonfinite", OPT_FLAG, &skip_nonfinite, NULL, "skip a step whose loss or gradient is NaN or Inf (weights unchanged) instead of stopping"},
         {"--inject-nan-step", OPT_I64, &inject_nan_step, "N", "testing: poison step N's input with a NaN (0 = never)"},
         {"--quiet", OPT_FLAG, &quiet, NULL, "no progress bar"},
@@ -196,10 +231,10 @@ int cmd_train(int argc, char **argv) {
     };
     cli_command cmd = {"diffusion train [options]",
                        "Trains a DDPM (by default epsilon-prediction with L_simple; Adam, EMA): "
-                       "the MLP on low-dimensional points,\na UNet on images. The checkpoint goes "
+                       "the MLP on low-dimensional points,\na UNet on images. Checkpoints go "
                        "to "
-                       "DIR/checkpoint (for a UNet also a diffusers folder: unet/, scheduler/, "
-                       "model_index.json),\nthe loss curve to DIR/loss.png, loss and throughput "
+                       "DIR/checkpoint-N, DIR/checkpoint the newest (for a UNet also a diffusers "
+                       "folder: unet/, scheduler/,\nmodel_index.json), the loss curve to DIR/loss.png, loss and throughput "
                        "to DIR/log.jsonl. For images the defaults become\nbatch " 
                        CLI_STR(CLI_IMAGE_BATCH) ", lr " CLI_STR(CLI_IMAGE_LR) " and warm-up "
                        CLI_STR(CLI_IMAGE_WARMUP) " unless given.",
@@ -254,8 +289,23 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "error: --log-every must be >= 0\n");
         return 2;
     }
-    if (!(time_limit >= 0 && time_limit <= 1e7)) {
-        fprintf(stderr, "error: --time-limit must be 0 (no limit) .. 10000000 minutes\n");
+    if (cli_given(argc, argv, "--time-limit") && !(time_limit > 0 && time_limit <= 1e7)) {
+        fprintf(stderr, "error: --time-limit must be more than 0 and at most 10000000 minutes "
+                        "(leave it out for no limit)\n");
+        return 2;
+    }
+    if (cli_given(argc, argv, "--checkpoints-total-limit") && total_limit < 1) {
+        fprintf(stderr, "error: --checkpoints-total-limit must be at least 1 (got %lld; leave it "
+                        "out to keep every checkpoint)\n", (long long)total_limit);
+        return 2;
+    }
+    if (resume_from) resume = 1; /* --resume-from names the checkpoint --resume starts from */
+    if (cli_given(argc, argv, "--preview-steps") && !preview_every) {
+        fprintf(stderr, "error: --preview-steps goes with --preview-every N\n");
+        return 2;
+    }
+    if (preview_steps < 1 || preview_steps > 100000) {
+        fprintf(stderr, "error: --preview-steps must be in 1..100000 (got %d)\n", preview_steps);
         return 2;
     }
     if (cli_set_precision(precision)) return 2;
@@ -267,7 +317,7 @@ int cmd_train(int argc, char **argv) {
         static const char *const fixed[] = {"--model", "--schedule", "--T", "--beta-start",
                                             "--beta-end", "--gamma-min", "--gamma-max",
                                             "--prediction", "--var", "--conditional",
-                                            "--resume"};
+                                            "--resume", "--resume-from"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (cli_given(argc, argv, fixed[i])) {
                 fprintf(stderr, "error: %s with --init-from: the diffusers folder sets the "
@@ -328,12 +378,28 @@ int cmd_train(int argc, char **argv) {
         dm_pipeline_free(init);
         return cli_fail(&err);
     }
-    if (cli_make_dirs(out, &err) || lock_run_folder(out, &err)) {
+    if (preview_every && !resume && preview_refused(&cfg, preview_steps)) {
+        dm_dataset_free(&ds);
+        dm_pipeline_free(init);
+        return 2;
+    }
+    /* a resume finds its checkpoint before the run folder is made or locked (a missing one
+     * leaves nothing behind), and again under the lock */
+    if ((resume && cli_run_folder_find(out, resume_from, ckpt, sizeof ckpt, &err)) ||
+        cli_make_dirs(out, &err) || lock_run_folder(out, &err) ||
+        (resume && cli_run_folder_find(out, resume_from, ckpt, sizeof ckpt, &err))) {
         dm_dataset_free(&ds);
         dm_pipeline_free(init);
         return cli_fail(&err);
     }
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint", out);
+    if (!resume) {
+        char listing[512];
+        cli_checkpoint_list_text(out, listing, sizeof listing);
+        if (strcmp(listing, "no checkpoints") != 0 && !json)
+            fprintf(stderr, "note: %s holds an earlier run's checkpoints (%s); this new run "
+                    "replaces them at its first checkpoint (--resume continues that run)\n",
+                    cli_safe(out), listing);
+    }
 
     dm_trainer *tr = NULL;
     /* on resume the checkpoint's step target stands unless --steps was given */
@@ -343,10 +409,36 @@ int cmd_train(int argc, char **argv) {
     dm_dataset_free(&ds);
     if (!st && init) st = dm_trainer_init_weights(tr, dm_pipeline_model(init), &err);
     dm_pipeline_free(init);
+    if (st == DM_ERR_MISMATCH && resume && strstr(err.msg, "these data differ"))
+        append_message(&err, "; give the run's --data, --n-data and --seed");
+    if (!st && resume) {
+        /* the flags that fix the run must hold its values; a new --lr applies from here on */
+        if ((rc = cli_resume_check_flags(argc, argv, &cfg, dm_trainer_config(tr)))) {
+            dm_trainer_free(tr);
+            return rc;
+        }
+        if (preview_every && preview_refused(dm_trainer_config(tr), preview_steps)) {
+            dm_trainer_free(tr);
+            return 2;
+        }
+        if (cli_given(argc, argv, "--lr")) st = dm_trainer_set_lr(tr, cfg.optim.lr, &err);
+        /* the log goes on from the step resumed from: later lines (of a checkpoint further on,
+         * or written after the last checkpoint before a kill) go */
+        snprintf(path, sizeof path, "%s/log.jsonl", out);
+        if (!st) st = cli_log_truncate(path, dm_trainer_step_count(tr), &err);
+        if (!st && !json)
+            fprintf(stderr, "resuming from %s at step %lld of %lld\n", cli_safe(ckpt),
+                    (long long)dm_trainer_step_count(tr),
+                    (long long)dm_trainer_config(tr)->steps);
+    }
     if (st) {
         dm_trainer_free(tr);
         return cli_fail(&err);
     }
+    cli_run_folder rf = {.dir = out, .limit = total_limit, .fresh = !resume,
+                         .resumed_from = resume ? ckpt : NULL,
+                         .start_step = dm_trainer_step_count(tr),
+                         .preview_every = preview_every, .preview_steps = preview_steps};
     dm_trainer_set_skip_nonfinite(tr, skip_nonfinite);
     dm_trainer_inject_nan(tr, inject_nan_step);
     int64_t start = dm_trainer_step_count(tr);
@@ -361,7 +453,7 @@ int cmd_train(int argc, char **argv) {
             return cli_fail(&err);
         }
     }
-    st = cli_run_training(tr, ckpt, every, quiet || json, log, log_every, 60.0 * time_limit,
+    st = cli_run_training(tr, &rf, every, quiet || json, log, log_every, 60.0 * time_limit,
                           &seconds, &err);
     if (log) fclose(log);
     if (st) {
@@ -387,7 +479,7 @@ int cmd_train(int argc, char **argv) {
     double loss = cli_recent_loss(tr, 100);
     if (json) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "checkpoint", ckpt);
+        cJSON_AddStringToObject(o, "checkpoint", rf.last);
         cJSON_AddNumberToObject(o, "steps", (double)steps);
         cJSON_AddNumberToObject(o, "steps_this_run", (double)(steps - start));
         cJSON_AddNumberToObject(o, "seconds", seconds);
@@ -398,7 +490,7 @@ int cmd_train(int argc, char **argv) {
     } else {
         printf("trained %lld steps in %.1f s (%.1f steps/s); loss %.4f (mean of the last 100); "
                "checkpoint %s; loss curve %s\n",
-               (long long)(steps - start), seconds, rate, loss, cli_safe(ckpt), cli_safe(path));
+               (long long)(steps - start), seconds, rate, loss, cli_safe(rf.last), cli_safe(path));
     }
     if (dm_trainer_skipped_steps(tr) > 0 && !json)
         printf("skipped %lld steps whose loss or gradient was not finite\n",

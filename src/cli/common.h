@@ -35,12 +35,14 @@ int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_unet(int argc, char **argv);
 
-/* Runs tr to its configured step count with a progress bar, a checkpoint into ckpt_dir every
- * `every` steps (0: only at the end) and on Ctrl-C. With time_limit_s > 0 it stops after the
+/* Runs tr to its configured step count with a progress bar, a checkpoint into the run folder
+ * (run_folder.h: DIR/checkpoint-N, DIR/checkpoint the newest) every `every` steps (0: only at
+ * the end) and on Ctrl-C; each log line carries the learning rate of its step. With time_limit_s > 0 it stops after the
  * first step that ends past that many seconds and saves (DM_OK, fewer steps than configured).
  * *seconds receives the wall time. Returns DM_OK, or the error (also after an interrupt, as
  * DM_ERR_IO with a message saying so; cli_interrupted() tells it apart). */
-dm_status cli_run_training(dm_trainer *tr, const char *ckpt_dir, int64_t every, int quiet,
+typedef struct cli_run_folder_s cli_run_folder;
+dm_status cli_run_training(dm_trainer *tr, cli_run_folder *rf, int64_t every, int quiet,
                            FILE *log, int64_t log_every, double time_limit_s, double *seconds,
                            dm_error *err);
 /* 1 if the flag was given on the command line (as "--flag" or "--flag=..."). */

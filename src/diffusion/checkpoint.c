@@ -433,12 +433,61 @@ static dm_status strip_slashes(const char *path, char *out, size_t cap, dm_error
     return DM_OK;
 }
 
+/* The step of a training run's numbered checkpoint folder name "checkpoint-N"; -1 for any other
+ * name (a leading zero, a sign or a suffix such as ".tmp" or ".old" included). */
+int64_t dm_checkpoint_name_step(const char *name) {
+    static const char prefix[] = "checkpoint-";
+    if (strncmp(name, prefix, sizeof prefix - 1) != 0) return -1;
+    const char *d = name + sizeof prefix - 1;
+    if (!*d || (d[0] == '0' && d[1]) || strlen(d) > 15) return -1;
+    int64_t n = 0;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9') return -1;
+        n = 10 * n + (*d - '0');
+    }
+    return n;
+}
+
+/* The newest complete numbered checkpoint of a run folder (base/checkpoint-N with the largest N
+ * holding a config.json) into out; 0 when there is none. */
+static int newest_numbered(const char *base, char *out, size_t cap) {
+    DIR *d = opendir(base);
+    if (!d) return 0;
+    int64_t best = -1;
+    char probe[4400];
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const int64_t n = dm_checkpoint_name_step(e->d_name);
+        if (n <= best) continue;
+        snprintf(probe, sizeof probe, "%s/%s/" DM_CKPT_CONFIG, base, e->d_name);
+        if (is_file(probe)) best = n;
+    }
+    closedir(d);
+    return best >= 0 && (size_t)snprintf(out, cap, "%s/checkpoint-%lld", base, (long long)best) < cap;
+}
+
+/* Whether PATH.old may be the complete copy a crash between the two renames of a save left:
+ * PATH is gone, and PATH.tmp (the new copy, not yet renamed) is there or PATH is named as a
+ * run's checkpoints are (checkpoint, checkpoint-N). Any other PATH.old is a sibling (runs/a.old
+ * beside runs/a), never a stand-in for PATH. */
+static bool cut_swap(const char *base) {
+    char probe[4200];
+    struct stat sb;
+    if (lstat(base, &sb) == 0 && stat(base, &sb) == 0) return false;
+    snprintf(probe, sizeof probe, "%s.tmp", base);
+    if (is_dir(probe)) return true;
+    const char *slash = strrchr(base, '/'), *name = slash ? slash + 1 : base;
+    return strcmp(name, "checkpoint") == 0 || dm_checkpoint_name_step(name) >= 0;
+}
+
 dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_error *err) {
     char base[4096], probe[4200];
     dm_status st = strip_slashes(path, base, sizeof base, err);
     if (st) return st;
+    const bool old_ok = cut_swap(base);
     const char *candidates[] = {"", "/checkpoint", ".old", "/checkpoint.old"};
     for (int i = 0; i < 4; i++) {
+        if (i == 2 && !old_ok) continue;
         snprintf(probe, sizeof probe, "%s%s/" DM_CKPT_CONFIG, base, candidates[i]);
         if (is_file(probe)) {
             if ((size_t)snprintf(out, cap, "%s%s", base, candidates[i]) >= cap)
@@ -446,8 +495,15 @@ dm_status dm_checkpoint_resolve(const char *path, char *out, size_t cap, dm_erro
             return DM_OK;
         }
     }
-    return dm_error_set(err, DM_ERR_IO, "%s: no checkpoint here (no %s in it or in %s/checkpoint)",
-                        path, DM_CKPT_CONFIG, path);
+    /* a run folder whose checkpoint link is missing (a crash before it was made) */
+    if (newest_numbered(base, out, cap)) return DM_OK;
+    return dm_error_set(err, DM_ERR_IO, "%s: no checkpoint here (no %s in it, in %s/checkpoint "
+                        "or in a %s/checkpoint-N)", path, DM_CKPT_CONFIG, path, path);
+}
+
+dm_status dm_checkpoint_find(const char *path, char *out, size_t cap, dm_error *err) {
+    if (!path || !out || cap == 0) return dm_error_set(err, DM_ERR_ARG, "checkpoint: NULL path");
+    return dm_checkpoint_resolve(path, out, cap, err);
 }
 
 /* Whether a file name is one of a checkpoint's or the temporary dm_atomic_open makes for one
@@ -499,6 +555,13 @@ static void remove_checkpoint_subdir(int dfd, const char *sub, const char *const
     unlinkat(dfd, sub, AT_REMOVEDIR);
 }
 
+/* The files a checkpoint folder may hold: at its top, in unet/ and in scheduler/. */
+static const char *const ckpt_top[] = {DM_CKPT_CONFIG,   DM_CKPT_MODEL,          DM_CKPT_STATE,
+                                       DM_CKPT_SCHEDULE, DM_CKPT_SCHEDULE_STATE,
+                                       DM_CKPT_MODEL_INDEX};
+static const char *const ckpt_unet[] = {DM_DIFFUSERS_CONFIG, DM_DIFFUSERS_WEIGHTS};
+static const char *const ckpt_scheduler[] = {"scheduler_config.json"};
+
 /* Removes a checkpoint folder: only the files a checkpoint holds (and the temporaries of a
  * write that was killed), then the folder, so a mistyped path can never delete anything else.
  * Symbolic links are never followed: when dir (or its unet/ or scheduler/) is a link, the link
@@ -517,13 +580,9 @@ static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
     if (fd < 0)
         return dm_error_set(err, DM_ERR_IO, "%s: cannot open the stale folder: %s", dir,
                             strerror(errno));
-    const char *top[] = {DM_CKPT_CONFIG,   DM_CKPT_MODEL,          DM_CKPT_STATE,
-                         DM_CKPT_SCHEDULE, DM_CKPT_SCHEDULE_STATE, DM_CKPT_MODEL_INDEX};
-    const char *unet[] = {DM_DIFFUSERS_CONFIG, DM_DIFFUSERS_WEIGHTS};
-    const char *scheduler[] = {"scheduler_config.json"};
-    remove_checkpoint_files(fd, top, sizeof top / sizeof top[0]);
-    remove_checkpoint_subdir(fd, DM_CKPT_UNET_DIR, unet, 2);
-    remove_checkpoint_subdir(fd, "scheduler", scheduler, 1);
+    remove_checkpoint_files(fd, ckpt_top, sizeof ckpt_top / sizeof ckpt_top[0]);
+    remove_checkpoint_subdir(fd, DM_CKPT_UNET_DIR, ckpt_unet, 2);
+    remove_checkpoint_subdir(fd, "scheduler", ckpt_scheduler, 1);
     close(fd);
     if (rmdir(dir) != 0)
         return dm_error_set(err, DM_ERR_IO,
@@ -531,6 +590,13 @@ static dm_status remove_checkpoint_dir(const char *dir, dm_error *err) {
                             "not a checkpoint's: move them away",
                             dir, strerror(errno));
     return DM_OK;
+}
+
+dm_status dm_checkpoint_remove(const char *dir, dm_error *err) {
+    if (!dir || !*dir) return dm_error_set(err, DM_ERR_ARG, "checkpoint: NULL path");
+    char base[4096];
+    dm_status st = strip_slashes(dir, base, sizeof base, err);
+    return st ? st : remove_checkpoint_dir(base, err);
 }
 
 static void fsync_dir(const char *dir) {
@@ -579,6 +645,71 @@ dm_status dm_checkpoint_commit(const char *dir, const char *tmp, dm_error *err) 
     if (slash) *slash = '\0'; else snprintf(parent, sizeof parent, ".");
     fsync_dir(parent[0] ? parent : "/");
     return remove_checkpoint_dir(old, err);
+}
+
+/* dst as a second name of src (a hard link: no bytes copied, and safe because a checkpoint's
+ * files are only ever replaced whole, never written in place), else a copy. */
+static dm_status link_or_copy(const char *src, const char *dst, dm_error *err) {
+    if (link(src, dst) == 0) return DM_OK;
+    FILE *in = fopen(src, "rb");
+    if (!in) return dm_error_set(err, DM_ERR_IO, "%s: cannot read: %s", src, strerror(errno));
+    dm_atomic_file af;
+    dm_status st = dm_atomic_open(&af, dst, err);
+    if (st) {
+        fclose(in);
+        return st;
+    }
+    char buf[65536];
+    size_t k;
+    while (!st && (k = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, k, af.f) != k)
+            st = dm_error_set(err, DM_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
+    if (!st && ferror(in)) st = dm_error_set(err, DM_ERR_IO, "%s: cannot read", src);
+    fclose(in);
+    if (st) {
+        dm_atomic_abort(&af);
+        return st;
+    }
+    return dm_atomic_commit(&af, err);
+}
+
+/* The files among names in from/sub into to/sub (sub "" for the top). */
+static dm_status copy_files(const char *from, const char *to, const char *sub,
+                            const char *const *names, size_t n, dm_error *err) {
+    char src[4400], dst[4400];
+    snprintf(src, sizeof src, "%s/%s", from, sub);
+    if (*sub) {
+        if (!is_dir(src)) return DM_OK;
+        snprintf(dst, sizeof dst, "%s/%s", to, sub);
+        if (mkdir(dst, 0755) != 0)
+            return dm_error_set(err, DM_ERR_IO, "%s: cannot create folder: %s", dst,
+                                strerror(errno));
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(src, sizeof src, "%s/%s%s%s", from, sub, *sub ? "/" : "", names[i]);
+        snprintf(dst, sizeof dst, "%s/%s%s%s", to, sub, *sub ? "/" : "", names[i]);
+        struct stat sb;
+        if (lstat(src, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        dm_status st = link_or_copy(src, dst, err);
+        if (st) return st;
+    }
+    return DM_OK;
+}
+
+dm_status dm_checkpoint_copy(const char *from, const char *to, dm_error *err) {
+    if (!from || !to) return dm_error_set(err, DM_ERR_ARG, "checkpoint: NULL path");
+    char probe[4200], tmp[4200];
+    snprintf(probe, sizeof probe, "%s/" DM_CKPT_CONFIG, from);
+    if (!is_file(probe)) return dm_error_set(err, DM_ERR_IO, "%s: not a checkpoint", from);
+    dm_status st = dm_checkpoint_begin(to, tmp, sizeof tmp, err);
+    if (st) return st;
+    if ((st = copy_files(from, tmp, "", ckpt_top, sizeof ckpt_top / sizeof ckpt_top[0], err)) ||
+        (st = copy_files(from, tmp, DM_CKPT_UNET_DIR, ckpt_unet, 2, err)) ||
+        (st = copy_files(from, tmp, "scheduler", ckpt_scheduler, 1, err))) {
+        dm_checkpoint_abort(tmp);
+        return st;
+    }
+    return dm_checkpoint_commit(to, tmp, err);
 }
 
 /* ---------------------------------------------------------------------------------------- */

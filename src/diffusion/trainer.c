@@ -10,6 +10,7 @@
  * shuffles, 7 the learned schedule's init, 8 the null-label drops. */
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
+#include "diffusion/pipeline_impl.h"
 #include "diffusion/vdm.h"
 #include "io/safetensors.h"
 #include "models/model.h"
@@ -490,6 +491,39 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     tr->loss_hist[tr->step++] = (float)loss;
     tr->skipped_in_a_row = 0;
     if (loss_out) *loss_out = loss;
+    return DM_OK;
+}
+
+dm_status dm_trainer_pipeline(const dm_trainer *tr, dm_pipeline **out, dm_error *err) {
+    *out = NULL;
+    if (tr->cfg.schedule.kind == DM_SCHEDULE_LEARNED)
+        return dm_error_set(err, DM_ERR_ARG, "a learned schedule is sampled from a saved "
+                            "checkpoint (dm_pipeline_load), not from the trainer");
+    dm_pipeline *p = calloc(1, sizeof *p);
+    if (!p) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+    p->cfg = (dm_checkpoint_config){.train = tr->cfg, .norm = tr->norm, .step = tr->step,
+                                    .data_n = tr->data.n, .data_hash = tr->data_hash};
+    dm_status st;
+    if ((st = dm_checkpoint_model_create(&p->model, &p->cfg, err)) ||
+        (st = dm_schedule_init(&p->sched, &tr->cfg.schedule, err))) {
+        dm_pipeline_free(p);
+        return st;
+    }
+    /* the EMA weights, as a checkpoint saved now holds them */
+    memcpy(dm_model_params(p->model), tr->ema, dm_model_num_params(tr->model) * sizeof(float));
+    *out = p;
+    return DM_OK;
+}
+
+dm_status dm_trainer_set_lr(dm_trainer *tr, double lr, dm_error *err) {
+    dm_optim_config o = tr->cfg.optim;
+    o.lr = lr;
+    if (!(lr > 0 && lr < 1)) return dm_error_set(err, DM_ERR_ARG, "lr must be in (0, 1)");
+    dm_status st = dm_lr_schedule_check(&o, tr->cfg.steps, err);
+    if (st) return st;
+    tr->cfg.optim.lr = lr;
+    tr->opt.cfg.lr = lr;
+    if (tr->continuous && tr->vdm.learned) tr->vdm.opt.cfg.lr = lr; /* its Adam follows the run's */
     return DM_OK;
 }
 
