@@ -16,17 +16,6 @@ check() { # check DESCRIPTION COMMAND...: exit 0
     fi
 }
 
-# jq's own filters, and finite: a number that is neither infinite nor NaN (the CLI writes those as
-# null, which is no number either)
-jq_defs='def finite: type == "number" and (isinfinite or isnan | not);'
-holds() { # holds DESCRIPTION FILE JQ-FILTER: FILE is one JSON value and the filter gives true on it
-    local what=$1 file=$2 filter=$3
-    checks=$((checks + 1))
-    if ! jq -e -s "$jq_defs length == 1 and (.[0] | $filter)" "$file" > /dev/null 2>&1; then
-        echo "FAIL: $what: $filter does not hold for $file: $(head -c 1500 "$file")"
-        fails=$((fails + 1))
-    fi
-}
 
 small=(--data 8gaussians --n-data 2000 --steps 30 --batch 64 --hidden 32 --layers 2 --T 100
        --quiet)

@@ -14,27 +14,6 @@ check() { # check DESCRIPTION COMMAND...: the command succeeds
         echo "FAIL: $what: '$*': $(cat "$dir/err")"; fails=$((fails + 1))
     fi
 }
-# jq's own filters, and finite: a number that is neither infinite nor NaN (the CLI writes those as
-# null, which is no number either)
-jq_defs='def finite: type == "number" and (isinfinite or isnan | not);'
-holds() { # holds DESCRIPTION FILE JQ-FILTER: FILE is one JSON value and the filter gives true on it
-    local what=$1 file=$2 filter=$3
-    checks=$((checks + 1))
-    if ! jq -e -s "$jq_defs length == 1 and (.[0] | $filter)" "$file" > /dev/null 2>&1; then
-        echo "FAIL: $what: $filter does not hold for $file: $(head -c 1500 "$file")"
-        fails=$((fails + 1))
-    fi
-}
-lines_hold() { # lines_hold DESCRIPTION FILE JQ-FILTER: every line of FILE parses as JSON, and the
-               # filter gives true on the array of them
-    local what=$1 file=$2 filter=$3
-    checks=$((checks + 1))
-    if ! jq -e -R -s "$jq_defs rtrimstr(\"\n\") | split(\"\n\") | map(fromjson) | $filter" "$file" \
-           > /dev/null 2>&1; then
-        echo "FAIL: $what: $filter does not hold for $file: $(head -c 1500 "$file")"
-        fails=$((fails + 1))
-    fi
-}
 if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
     echo "FAIL: cli_images: $fmnist is missing: install the Debian package" \
          "dataset-fashion-mnist (scripts/install-deps.sh does)"
