@@ -341,26 +341,129 @@ static void test_trained(const char *set) {
     dm_nll_options bo;
     dm_nll_options_default(&bo);
     bo.exact = 1, bo.seed = 2, bo.batch = H;
-    dm_nll_report bound;
-    CHECK(dm_pipeline_nll(p, &held, &bo, &bound, &err) == DM_OK, "%s", err.msg);
+    /* each of its T terms draws one x_t: the mean of 4 runs (seeds) per example halves that
+     * noise */
+    enum { R = 4 };
+    dm_nll_report bound = {0}, br;
+    static double per_bound[H], pb[H];
+    memset(per_bound, 0, sizeof per_bound);
+    bo.per_example = pb;
+    for (int k = 0; k < R; k++) {
+        bo.seed = 2 + (uint64_t)k;
+        CHECK(dm_pipeline_nll(p, &held, &bo, &br, &err) == DM_OK, "%s", err.msg);
+        for (int b = 0; b < H; b++) per_bound[b] += pb[b] / R;
+        bound.total += br.total / R;
+        bound.total_se += br.total_se / R; /* a mean of the runs' SEs: shown only */
+        bound.log_det = br.log_det;
+    }
     if (verbose) printf("  bound in %.1f s\n", now() - t0);
     printf("%-12s ODE nll %.4f +- %.4f nats (%lld evaluations, %.4f bits/dim), discrete bound "
            "%.4f +- %.4f, fd vs vjp %.2e\n",
            set, ode.nll, ode.nll_se, (long long)ode.score_evals, ode.bpd, bound.total,
            bound.total_se, worst);
-    /* the issue's claim: the exact likelihood is tighter than the bound of the same model. Per
-     * example the difference has a spread; the means are compared with the paired SE. */
+    /* the issue's claim: the exact likelihood is tighter than the bound of the same model. The
+     * bound's per-example values are in the model's units (dm_nll_options), the ODE's in data
+     * units. Measured (this seed, 600 steps): the ODE's mean is below the bound's, but the
+     * paired difference is within about one standard error of 0 (printed below), its spread
+     * mostly the bound's draws of x_t: at this size the test shows the two agree closely and
+     * the ODE's is not above; bench/likelihood.sh measures the gap on 1,000 points a set. */
     double dm = 0, d2 = 0;
-    static double bpe[H];
-    (void)bpe;
-    for (int b = 0; b < H; b++) dm += per[b] / H;
-    (void)d2;
+    for (int b = 0; b < H; b++) {
+        const double dd = per[b] - (per_bound[b] + bound.log_det);
+        dm += dd / H, d2 += dd * dd;
+    }
+    const double dse = sqrt(fmax(0, d2 / H - dm * dm) / (H - 1));
+    printf("%-12s ODE - bound, paired: %.4f +- %.4f nats\n", set, dm, dse);
+    CHECK_CLOSE(dm, ode.nll - bound.total, 1e-9, 0, "paired mean = difference of the means");
     CHECK(ode.nll < bound.total, "%s: ODE nll %.4f is not below the bound %.4f", set, ode.nll,
           bound.total);
     dm_pipeline_free(p);
     dm_dataset_free(&z);
     dm_dataset_free(&data);
     dm_dataset_free(&held);
+}
+
+/* Images: score_sde's dequantisation, pixel values in [0, 256): log_det = D log 128, so the bits
+ * per dimension are the model's plus 7; the UNet's products come from its backward pass; a
+ * value outside [-1, 1], an SDE other than VP and a schedule other than linear are refused. */
+static void test_images(void) {
+    enum { N = 4, D = 64 };
+    dm_error err = {0};
+    dm_dataset img;
+    CHECK(dm_dataset_init(&img, N, D, &err) == DM_OK, "%s", err.msg);
+    for (int j = 0; j < N * D; j++) {
+        const int r = (j % D) / 8, c = j % 8, k = (r >= 2 && r < 6 && c >= 2 && c < 6) ? 220 : 30;
+        img.x[j] = (float)((k + j % 7) / 127.5 - 1.0);
+    }
+    dm_train_config cfg;
+    dm_train_config_default(&cfg);
+    cfg.arch = DM_ARCH_UNET;
+    CHECK(dm_unet_preset(&cfg.unet, "tiny", &err) == DM_OK, "%s", err.msg);
+    cfg.schedule.T = 30, cfg.batch = 4, cfg.steps = 2, cfg.seed = 4;
+    dm_trainer *tr = NULL;
+    CHECK(dm_trainer_create(&tr, &cfg, &img, &err) == DM_OK, "%s", err.msg);
+    if (!tr) return;
+    while (dm_trainer_step_count(tr) < cfg.steps)
+        if (dm_trainer_step(tr, NULL, &err)) break;
+    const char *dir = tu_tmp_path("unet");
+    CHECK(dm_trainer_save(tr, dir, &err) == DM_OK, "%s", err.msg);
+    dm_trainer_free(tr);
+    dm_pipeline *p = NULL;
+    CHECK(dm_pipeline_load(&p, dir, &err) == DM_OK, "%s", err.msg);
+    if (!p) return;
+    dm_ode_nll_options o;
+    dm_ode_nll_options_default(&o);
+    o.trace = DM_TRACE_RADEMACHER, o.probes = 1, o.rtol = o.atol = 1e-3;
+    dm_ode_nll_report r, r2;
+    CHECK(dm_pipeline_ode_nll(p, NULL, &img, &o, &r, &err) == DM_OK, "%s", err.msg);
+    CHECK(r.vjp == 1, "the UNet (no dropout) uses its backward pass");
+    CHECK_CLOSE(r.log_det, D * log(128.0), 1e-9, 0, "images: log_det = D log 128");
+    CHECK_CLOSE(r.bpd, (r.nll - r.log_det) / (D * log(2.0)) + 7, 1e-9, 0,
+                "bits/dim = the model's + 7");
+    CHECK(isfinite(r.nll) && r.score_evals > 0, "finite: %g", r.nll);
+    o.seed = 1; /* other dequantisation noise and probes: another value */
+    CHECK(dm_pipeline_ode_nll(p, NULL, &img, &o, &r2, &err) == DM_OK, "%s", err.msg);
+    CHECK(r2.nll != r.nll, "the seed draws the dequantisation noise");
+    printf("images: ODE %.4f nats, %.4f bits/dim (seed 1: %.4f), %lld evaluations\n", r.nll,
+           r.bpd, r2.bpd, (long long)r.score_evals);
+    dm_sde ve;
+    dm_sde_default(&ve, DM_SDE_VE);
+    CHECK(dm_pipeline_ode_nll(p, &ve, &img, &o, &r, &err) == DM_ERR_ARG &&
+              strstr(err.msg, "allowed: vp"), "VE: %s", err.msg);
+    img.x[3] = 1.5f;
+    CHECK(dm_pipeline_ode_nll(p, NULL, &img, &o, &r, &err) == DM_ERR_ARG &&
+              strstr(err.msg, "[-1, 1]"), "1.5: %s", err.msg);
+    dm_pipeline_free(p);
+    dm_dataset_free(&img);
+}
+
+/* A cosine schedule discretises no VP SDE of linear beta: refused. */
+static void test_cosine_refused(void) {
+    dm_error err = {0};
+    dm_dataset data;
+    CHECK(dm_toy2d_generate(&data, "moons", 500, 5, &err) == DM_OK, "%s", err.msg);
+    dm_train_config cfg;
+    dm_train_config_default(&cfg);
+    cfg.mlp.hidden = 16, cfg.steps = 2, cfg.batch = 16, cfg.schedule.kind = DM_SCHEDULE_COSINE;
+    dm_trainer *tr = NULL;
+    CHECK(dm_trainer_create(&tr, &cfg, &data, &err) == DM_OK, "%s", err.msg);
+    if (!tr) return;
+    while (dm_trainer_step_count(tr) < cfg.steps)
+        if (dm_trainer_step(tr, NULL, &err)) break;
+    const char *dir = tu_tmp_path("cosine");
+    CHECK(dm_trainer_save(tr, dir, &err) == DM_OK, "%s", err.msg);
+    dm_trainer_free(tr);
+    dm_pipeline *p = NULL;
+    CHECK(dm_pipeline_load(&p, dir, &err) == DM_OK, "%s", err.msg);
+    dm_ode_nll_options o;
+    dm_ode_nll_options_default(&o);
+    dm_ode_nll_report r;
+    data.n = 4;
+    CHECK(p && dm_pipeline_ode_nll(p, NULL, &data, &o, &r, &err) == DM_ERR_ARG &&
+              strstr(err.msg, "linear"), "cosine: %s", err.msg);
+    dm_pipeline_free(p);
+    data.n = 500;
+    dm_dataset_free(&data);
 }
 
 int main(void) {
@@ -372,6 +475,9 @@ int main(void) {
     if (verbose) printf("exact: %.1f s\n", now() - t0);
     test_hutchinson();
     if (verbose) printf("hutchinson: %.1f s\n", now() - t0);
+    test_images();
+    test_cosine_refused();
+    if (verbose) printf("images: %.1f s\n", now() - t0);
     test_trained("swissroll");
     if (verbose) printf("swissroll: %.1f s\n", now() - t0);
 
