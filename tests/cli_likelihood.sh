@@ -54,7 +54,8 @@ check "both" "$bin" "${nll[@]}" --likelihood both
 cp "$dir/out" "$dir/both.json"
 bound_nats=$(jq .nats "$dir/bound.json"); ode_nats=$(jq .ode_nats "$dir/ode.json")
 holds "both: the bound's and the ODE's figures" "$dir/both.json" \
-    ".likelihood == \"both\" and .nats == $bound_nats and .ode_nats == $ode_nats"
+    ".likelihood == \"both\" and .nats == $bound_nats and .ode_nats == $ode_nats and
+     (.ode_minus_bound_nats - (.ode_nats - .nats) | fabs) < 1e-9 and .ode_minus_bound_nats_se > 0"
 
 # a tighter tolerance: more evaluations, a value within 0.01 nats (the error at 1e-5 is a few 1e-5)
 check "ode, tighter" "$bin" "${nll[@]}" --likelihood ode --ode-rtol 1e-7 --ode-atol 1e-7
@@ -75,7 +76,8 @@ done
 check "text" "$bin" eval --metric nll --model "$dir/m" --data swissroll --n 20 --threads 2 \
     --quiet --likelihood both
 checks=$((checks + 1))
-grep -q "bound" "$dir/out" && grep -q "probability-flow ODE" "$dir/out" ||
+grep -q "bound" "$dir/out" && grep -q "probability-flow ODE" "$dir/out" &&
+    grep -q "ODE - bound on the same examples" "$dir/out" ||
     { echo "FAIL: text output: $(cat "$dir/out")"; fails=$((fails + 1)); }
 
 # bad input: one clear message, non-zero exit
