@@ -80,6 +80,29 @@ grep -q "bound" "$dir/out" && grep -q "probability-flow ODE" "$dir/out" &&
     grep -q "ODE - bound on the same examples" "$dir/out" ||
     { echo "FAIL: text output: $(cat "$dir/out")"; fails=$((fails + 1)); }
 
+# images (Fashion-MNIST's test split): Hutchinson with 1 probe by default, score_sde's
+# dequantisation: log-det 784 log 128 and the bits per dimension the model's plus 7
+fmnist=/usr/share/datasets/fashion-mnist
+if [ ! -f "$fmnist/t10k-images-idx3-ubyte.gz" ]; then
+    echo "FAIL: $fmnist is missing: install the Debian package dataset-fashion-mnist"
+    fails=$((fails + 1))
+else
+    cat > "$dir/small.json" <<'JSON'
+{"sample_size": 28, "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
+ "layers_per_block": 1, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+ "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "norm_num_groups": 4, "attention_head_dim": 8}
+JSON
+    check "train an image model" "$bin" train --model "$dir/small.json" --T 1000 --batch 4 \
+        --threads 2 --quiet --data fashion-mnist --steps 2 --out "$dir/img"
+    check "image ode" "$bin" eval --metric nll --model "$dir/img" --n 2 --likelihood ode \
+        --ode-rtol 1e-3 --ode-atol 1e-3 --threads 2 --quiet --json
+    holds "image ode: dequantised bits per dimension" "$dir/out" \
+        '.dim == 784 and .ode_trace == "rademacher" and .ode_probes == 1 and
+         (.ode_log_det_nats - 784 * (128 | log) | fabs) < 1e-6 and (.ode_nats | finite) and
+         (.ode_bits_per_dim - ((.ode_nats - .ode_log_det_nats) / (784 * (2 | log)) + 7) | fabs)
+         < 1e-9'
+fi
+
 # bad input: one clear message, non-zero exit
 m=(eval --metric nll --model "$dir/m" --n 5 --quiet)
 expect_error "allowed bound, ode, both" "$bin" "${m[@]}" --likelihood exact
