@@ -204,6 +204,7 @@ static void test_hutchinson(void) {
         dm_error err = {0};
         CHECK(dm_sde_ode_nll(&sde, g_score, g_vjp, &g, x, 1, 2, &o, &ref, &err) == DM_OK, "%s",
               err.msg);
+        double se_rad = 0;
         for (int ki = 0; ki < 2; ki++) {
             o.trace = kinds[ki];
             o.probes = 1;
@@ -225,16 +226,39 @@ static void test_hutchinson(void) {
                   dm_sde_kind_name(sdes[si]), dm_trace_kind_name(kinds[ki]), r.nll, z, ref.nll);
             CHECK(hi - lo > 1e-3, "the probes vary the estimate (range %.3g)", hi - lo);
             CHECK(r.probes == 1 && r.trace == kinds[ki], "report's method");
+            if (kinds[ki] == DM_TRACE_RADEMACHER) se_rad = r.nll_se;
         }
         /* more probes per example: a smaller spread around the same value */
         o.trace = DM_TRACE_RADEMACHER;
         o.probes = 16;
-        double se1 = r.nll_se;
         CHECK(dm_sde_ode_nll(&sde, g_score, g_vjp, &g, x, 400, 2, &o, &r, &err) == DM_OK, "%s",
               err.msg);
         CHECK(fabs(r.nll - ref.nll) < 4 * r.nll_se + 1e-9, "16 probes: %.5f vs exact %.5f",
               r.nll, ref.nll);
-        CHECK(r.nll_se * sqrt(400.0 / M) < se1, "16 probes spread less per example");
+        /* per example, 16 Rademacher probes spread less than one */
+        CHECK(r.nll_se * sqrt(400.0 / M) < se_rad, "16 probes: SE %.3g on 400, one: %.3g on %d",
+              r.nll_se, se_rad, M);
+        /* the same probes (seed) through finite differences: the same estimates per example */
+        {
+            static double nll_fd[400];
+            o.trace = DM_TRACE_RADEMACHER, o.probes = 2, o.per_example = nll;
+            CHECK(dm_sde_ode_nll(&sde, g_score, g_vjp, &g, x, 400, 2, &o, &r, &err) == DM_OK, "%s",
+                  err.msg);
+            o.per_example = nll_fd;
+            dm_ode_nll_report rf;
+            CHECK(dm_sde_ode_nll(&sde, g_score, NULL, &g, x, 400, 2, &o, &rf, &err) == DM_OK,
+                  "%s", err.msg);
+            double worst = 0;
+            for (int b = 0; b < 400; b++) worst = fmax(worst, fabs(nll[b] - nll_fd[b]));
+            if (verbose)
+                printf("  %-5s hutchinson: differences against vjp, same probes: %.2e nats\n",
+                       dm_sde_kind_name(sdes[si]), worst);
+            /* a linear score: the differences are exact but for float rounding (1e-3 as the
+             * exact trace's) */
+            CHECK(worst < 1e-3 && rf.vjp == 0, "%s hutchinson by differences: %.3g nats off",
+                  dm_sde_kind_name(sdes[si]), worst);
+            o.per_example = NULL;
+        }
     }
 }
 
