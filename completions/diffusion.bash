@@ -60,6 +60,9 @@ _diffusion() {
         --samplers) values="ancestral,ddim,dpmpp-2m" ;;
         --metric) values="mmd nll steps accuracy fid prec-recall guidance" ;;
         --precision) values="fp32 bf16" ;;
+        --likelihood) values="bound ode both" ;;
+        --probe) values="rademacher gaussian" ;;
+        --sde) values="vp" ;;
         --conv) values="auto im2col" ;;
         --class) values="all" ;;
         --resume-from) # the numbered checkpoints of the --out folder given on the line

@@ -1210,6 +1210,104 @@ DM_API dm_status dm_sde_sample(const dm_sde *sde, dm_score_fn score, void *ctx, 
  * count depends on the problem. */
 DM_API int64_t dm_sde_sample_evaluations(const dm_sde_sample_options *opt);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Likelihood through the probability-flow ODE                                                */
+
+/* The exact log-likelihood of the probability-flow ODE's model (Song et al. 2021, appendix D;
+ * score_sde's likelihood.py): the instantaneous change of variables integrates
+ *   d/dt [x, delta] = [u(x, t), div u(x, t)],  u = f(t) x - g(t)^2 s(x, t) / 2,
+ *   div u = dim f(t) - g(t)^2 div s(x, t) / 2,
+ * from t = eps to 1 with RK45 (x and delta as one system per batch, as score_sde's solve_ivp
+ * call), then log p_eps(x) = log p_1(x(1)) + delta(1) with p_1 the prior N(0, prior_std^2 I).
+ * div s is the trace of the score's Jacobian:
+ *   DM_TRACE_EXACT:      sum over the dim basis vectors e_d of e_d^T J e_d (dim products a point:
+ *                        for low dimensions);
+ *   DM_TRACE_RADEMACHER, DM_TRACE_GAUSSIAN: Hutchinson's estimate, the mean over `probes`
+ *                        vectors v (entries +-1, or standard normals) of v^T J v, the probes
+ *                        drawn once per example and kept for the whole integration (score_sde),
+ *                        so the result is an unbiased estimate of a smooth function's value.
+ * Each product v^T J comes from the vjp callback when given (one forward and backward pass per
+ * probe: a network's backward pass with respect to its input), else from central finite
+ * differences of the score along v (two evaluations per probe, step fd_step * std(t): see
+ * dm_ode_nll_options). */
+
+/* score (B, dim) at x (B, dim) and t, and vjp (B, dim) with row b = v_b^T (d score / d x)(x_b)
+ * for probes v (B, dim). */
+typedef dm_status (*dm_score_vjp_fn)(void *ctx, float *score, float *vjp, const float *x,
+                                     const float *v, double t, int64_t B, int64_t dim,
+                                     dm_error *err);
+
+typedef enum {
+    DM_TRACE_EXACT = 0,
+    DM_TRACE_RADEMACHER,
+    DM_TRACE_GAUSSIAN,
+} dm_trace_kind;
+
+DM_API const char *dm_trace_kind_name(dm_trace_kind k); /* exact, rademacher, gaussian */
+DM_API dm_status dm_trace_kind_parse(const char *name, dm_trace_kind *k, dm_error *err);
+
+typedef struct {
+    dm_trace_kind trace; /* DM_TRACE_EXACT */
+    int32_t probes;      /* Hutchinson: probes per example, >= 1: 1 (score_sde) */
+    double rtol, atol;   /* RK45 tolerances, > 0: 1e-5 each (score_sde) */
+    double eps;          /* the start time: 0 = the SDE's eps; else in (0, 1) */
+    int64_t max_evals;   /* RK45 right-hand sides per batch before giving up: 100000; 0 = none */
+    double fd_step;      /* finite differences (no vjp): the step along a probe relative to
+                          * std(t), the scale on which the perturbed data's score can vary:
+                          * 1e-2 (truncation about 1e-4 relative; float rounding of the score
+                          * about 1e-5 relative at that step); > 0 */
+    uint64_t seed;       /* the probes (and dm_pipeline_ode_nll's dequantisation): 0 */
+    int64_t batch;       /* examples integrated as one system: 256 */
+    double *per_example; /* optional (n): each example's -log p in nats (the units of x) */
+    double *delta;       /* optional (n): each example's delta(1) */
+    float *z;            /* optional (n, dim): each example's x(1) */
+    /* optional: called after each batch with the examples done and n */
+    void (*progress)(void *ctx, int64_t done, int64_t total);
+    void *progress_ctx;
+} dm_ode_nll_options;
+
+DM_API void dm_ode_nll_options_default(dm_ode_nll_options *o);
+
+/* Means over the examples, in nats per example. */
+typedef struct {
+    int64_t n, dim;
+    dm_trace_kind trace;
+    int32_t probes;       /* 0 for the exact trace */
+    int vjp;              /* 1: products by the vjp callback; 0: by finite differences */
+    double prior_logp;    /* mean log p_1(x(1)) */
+    double delta;         /* mean delta(1) */
+    double log_det;       /* added for data units (dm_pipeline_ode_nll: points standardised by the
+                           * model, sum log std; images, dim log 128 for pixel values in [0, 256)) */
+    double nll;           /* -(prior_logp + delta) + log_det */
+    double nll_se;        /* its standard error over the examples */
+    double bpd, bpd_se;   /* nll / (dim ln 2) */
+    int64_t score_evals;  /* RK45 right-hand sides, summed over the batches */
+    int32_t steps, rejected; /* RK45 steps, summed over the batches */
+} dm_ode_nll_report;
+
+/* -log p_eps(x) for x (n, dim) through sde's probability-flow ODE with score (vjp may be NULL:
+ * finite differences). DM_ERR_ARG for options out of range (tolerances <= 0, probes < 1, ...),
+ * naming what is allowed. */
+DM_API dm_status dm_sde_ode_nll(const dm_sde *sde, dm_score_fn score, dm_score_vjp_fn vjp,
+                                void *ctx, const float *x, int64_t n, int64_t dim,
+                                const dm_ode_nll_options *o, dm_ode_nll_report *r, dm_error *err);
+
+/* The ODE likelihood of a trained discrete eps (or x0, v) model as the VP SDE's score
+ * (dm_sde_denoiser_score's mapping, t (T - 1) and alpha_bar[floor(t (T - 1))]), on data in data
+ * units. sde NULL: the VP SDE the model's schedule discretises, beta_min = T beta_1 and
+ * beta_max = T beta_T (the schedule must be linear in beta, else DM_ERR_ARG); else it must be
+ * DM_SDE_VP (sub-VP and VE: DM_ERR_ARG, naming vp) and is used as given. per_example is in data
+ * units (log_det included).
+ * Points are standardised as the model was (log_det = sum log std). Images (values on 256
+ * levels in [-1, 1]) are dequantised as score_sde does: pixel k in 0..255 becomes
+ * (k + u) / 256, u ~ U(0, 1) from o->seed, mapped to [-1, 1); the result is a density of pixel
+ * values in [0, 256) (log_det = dim log 128), so bpd = the model's bits per dimension + 7
+ * (score_sde's offset for centred data). The products v^T J use the network's backward pass
+ * (an MLP, or a UNet without dropout); a UNet with dropout uses finite differences. */
+DM_API dm_status dm_pipeline_ode_nll(dm_pipeline *p, const dm_sde *sde, const dm_dataset *data,
+                                     const dm_ode_nll_options *o, dm_ode_nll_report *r,
+                                     dm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

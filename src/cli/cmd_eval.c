@@ -5,6 +5,7 @@
 #include "eval_nll.h"
 #include "eval_steps.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,9 @@ int cmd_eval(int argc, char **argv) {
     cli_image_eval_args img = {.sampler = "dpmpp-2m", .steps = 20, .k = 3, .classifier_scale = 1,
                                .scales = "0,0.5,1,2,3,5", .gammas = "0,1,3,10"};
     const char *precision = "fp32";
+    const char *likelihood = "bound", *probe = "rademacher", *sde = "vp";
+    int hutchinson = 0;
+    double ode_rtol = 1e-5, ode_atol = 1e-5;
     cli_option opts[] = {
         {"--metric", OPT_STRING, &metric, "NAME", "mmd (points against data: MMD and sliced Wasserstein), nll (the variational bound), steps (mmd against sampling steps, per sampler); images with --classifier: accuracy, fid (FID-FMNIST), prec-recall, guidance (all three against guidance scales)"},
         {"--samples", OPT_STRING, &samples_path, "FILE", "samples to judge (.csv or .npy)"},
@@ -49,7 +53,13 @@ int cmd_eval(int argc, char **argv) {
         {"--exact", OPT_FLAG, &exact, NULL, "nll: sum all T terms per example (T network calls) instead of the unbiased estimate"},
         {"--t-draws", OPT_INT, &t_draws, "N", "nll estimate: timesteps drawn per example"},
         {"--var", OPT_STRING, &var, "NAME", "nll: reverse variance beta, beta-tilde or learned (default: the one the model was trained with)"},
-        {"--batch", OPT_I64, &batch, "N", "nll: examples per network call"},
+        {"--batch", OPT_I64, &batch, "N", "nll: examples per network call (ode: per RK45 system)"},
+        {"--likelihood", OPT_STRING, &likelihood, "bound|ode|both", "nll: the variational bound, the exact likelihood through the probability-flow ODE, or both"},
+        {"--hutchinson", OPT_INT, &hutchinson, "N", "nll ode: Hutchinson's trace estimate with N probes per example (default: the exact trace for points, 1 probe for images)"},
+        {"--probe", OPT_STRING, &probe, "NAME", "nll ode: Hutchinson's probes, rademacher or gaussian"},
+        {"--ode-rtol", OPT_DOUBLE, &ode_rtol, "TOL", "nll ode: RK45 relative tolerance (> 0)"},
+        {"--ode-atol", OPT_DOUBLE, &ode_atol, "TOL", "nll ode: RK45 absolute tolerance (> 0)"},
+        {"--sde", OPT_STRING, &sde, "NAME", "nll ode: the SDE whose score the model is: vp (the one its linear schedule discretises; a discrete model is no sub-VP or VE score)"},
         {"--samplers", OPT_STRING, &samplers, "LIST", "steps: comma-separated samplers"},
         {"--steps-list", OPT_STRING, &steps_list, "LIST", "steps: comma-separated step counts"},
         {"--plot", OPT_STRING, &plot, "FILE", "steps: PNG of the MMD ratio against steps; guidance: accuracy and FID against the scale"},
@@ -75,7 +85,11 @@ int cmd_eval(int argc, char **argv) {
         "held-out data (images: the Fashion-MNIST test split unless --data names images; points:\n"
         "fresh draws of a built-in set or a file), in nats per example (data units) and bits per\n"
         "dimension, with its standard error and breakdown. By default an unbiased estimate (t\n"
-        "drawn uniformly); --exact sums all T terms.\n"
+        "drawn uniformly); --exact sums all T terms. --likelihood ode (or both): the exact\n"
+        "likelihood through the probability-flow ODE of the VP SDE the model's linear schedule\n"
+        "discretises (score_sde's likelihood: RK45 from t = 1e-3 to 1, the exact trace or\n"
+        "--hutchinson N probes; images dequantised, bits per dimension of pixel values in\n"
+        "[0, 256)).\n"
         "--metric steps: --metric mmd of --model's samples for each sampler of --samplers at each\n"
         "step count of --steps-list (a table, --plot draws it).\n"
         "--metric mmd (default): compares samples with held-out data. MMD: Gaussian kernel, bandwidth = median pairwise\n"
@@ -120,11 +134,41 @@ int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "error: --batch, --t-draws and --n must be >= 1\n");
             return 2;
         }
+        const int want_bound = strcmp(likelihood, "bound") == 0 || strcmp(likelihood, "both") == 0;
+        const int want_ode = strcmp(likelihood, "ode") == 0 || strcmp(likelihood, "both") == 0;
+        if (!want_bound && !want_ode) {
+            fprintf(stderr, "error: --likelihood %s: allowed bound, ode, both\n",
+                    cli_safe(likelihood));
+            return 2;
+        }
+        const char *ode_opts[] = {"--hutchinson", "--probe", "--ode-rtol", "--ode-atol", "--sde"};
+        for (int k = 0; k < 5 && !want_ode; k++)
+            if (cli_given(argc, argv, ode_opts[k])) {
+                fprintf(stderr, "error: %s applies to the ODE likelihood: add --likelihood ode "
+                                "or both\n", ode_opts[k]);
+                return 2;
+            }
+        if (cli_given(argc, argv, "--hutchinson") && hutchinson < 1) {
+            fprintf(stderr, "error: --hutchinson %d: the Hutchinson estimator needs N >= 1 "
+                            "probes per example (leave it out for the exact trace)\n", hutchinson);
+            return 2;
+        }
+        if (!(ode_rtol > 0 && isfinite(ode_rtol)) || !(ode_atol > 0 && isfinite(ode_atol))) {
+            fprintf(stderr, "error: --ode-rtol %g, --ode-atol %g: both ODE tolerances must be "
+                            "> 0 and finite (default 1e-5)\n", ode_rtol, ode_atol);
+            return 2;
+        }
+        if (strcmp(probe, "rademacher") != 0 && strcmp(probe, "gaussian") != 0) {
+            fprintf(stderr, "error: --probe %s: allowed rademacher, gaussian\n", cli_safe(probe));
+            return 2;
+        }
         cli_set_threads(threads);
         cli_nll_args a = {.model = model, .data = cli_given(argc, argv, "--data") ? data : NULL,
                           .n = cli_given(argc, argv, "--n") ? n : 0, .exact = exact,
                           .t_draws = t_draws, .var = var, .batch = batch, .seed = seed,
-                          .quiet = quiet, .json = json};
+                          .bound = want_bound, .ode = want_ode, .hutchinson = hutchinson,
+                          .probe = probe, .sde = sde, .ode_rtol = ode_rtol,
+                          .ode_atol = ode_atol, .quiet = quiet, .json = json};
         return cli_eval_nll(&a);
     }
     const int sweep = strcmp(metric, "steps") == 0;

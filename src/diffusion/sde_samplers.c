@@ -4,6 +4,7 @@
  * Euler, Heun and RK4 and by adaptive Dormand-Prince 5(4). The formulas are in sde.h; the state
  * is kept in double and handed to the score function in float. The samplers see only a score
  * callback and the process, never a network. */
+#include "diffusion/rk45.h"
 #include "diffusion/sde.h"
 
 #include "core/core.h"
@@ -323,129 +324,30 @@ static dm_status run_ode_fixed(run *r, int32_t N, double *work) {
     return DM_OK;
 }
 
-/* Dormand-Prince 5(4) as scipy.integrate.RK45 (its C, A, B and E): 6 stages a step, the 7th
- * (the derivative at the new point) reused as the next step's first (FSAL). */
-static const double DP_C[6] = {0, 1.0 / 5, 3.0 / 10, 4.0 / 5, 8.0 / 9, 1};
-static const double DP_A[6][5] = {
-    {0, 0, 0, 0, 0},
-    {1.0 / 5, 0, 0, 0, 0},
-    {3.0 / 40, 9.0 / 40, 0, 0, 0},
-    {44.0 / 45, -56.0 / 15, 32.0 / 9, 0, 0},
-    {19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729, 0},
-    {9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656},
-};
-static const double DP_B[6] = {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784,
-                               11.0 / 84};
-static const double DP_E[7] = {-71.0 / 57600, 0, 71.0 / 16695, -71.0 / 1920,
-                               17253.0 / 339200, -22.0 / 525, 1.0 / 40};
-#define RK45_SAFETY 0.9
-#define RK45_MIN_FACTOR 0.2
-#define RK45_MAX_FACTOR 10.0
-
-/* RMS over n of v[j] / scale[j], summed in index order (thread-count independent). */
-static double rms_scaled(const double *v, const double *scale, size_t n) {
-    double acc = 0;
-    for (size_t j = 0; j < n; j++) {
-        const double q = v[j] / scale[j];
-        acc += q * q;
-    }
-    return sqrt(acc / (double)n);
+/* The probability-flow ODE's right-hand side for the shared RK45 solver (rk45.c). */
+static dm_status rk45_velocity(void *ctx, double t, const double *y, double *dy) {
+    return velocity(ctx, t, y, dy);
 }
 
-static dm_status eval_budget(run *r, int64_t more) {
-    const int64_t cap = r->opt->max_evals;
-    if (cap > 0 && r->st.score_evals + more > cap)
-        return dm_error_set(r->err, DM_ERR_NUMERIC,
-                            "sde sample ode-rk45: more than max_evals = %lld score evaluations "
-                            "(rtol %g, atol %g); loosen the tolerances or raise max_evals",
-                            (long long)cap, r->opt->rtol, r->opt->atol);
-    return DM_OK;
+static void rk45_observe(void *ctx, double t, const double *y) {
+    (void)y; /* y is r->y */
+    observe(ctx, t);
 }
 
-/* work holds 11 vectors of n doubles: K[0..6], y_new, scale, err, tmp. */
+/* work holds 11 vectors of n doubles. */
 static dm_status run_ode_rk45(run *r, double *work) {
-    const size_t n = r->n;
-    const double rtol = r->opt->rtol, atol = r->opt->atol;
-    double *K[7];
-    for (int i = 0; i < 7; i++) K[i] = work + (size_t)i * n;
-    double *y_new = work + 7 * n, *scale = work + 8 * n, *e = work + 9 * n, *tmp = work + 10 * n;
-    double t = 1.0;
-    const double t_end = r->sde->eps;
-    dm_status st;
-    if ((st = eval_budget(r, 2)) != DM_OK) return st;
-    if ((st = velocity(r, t, r->y, K[0])) != DM_OK) return st;
-    /* scipy's select_initial_step (Hairer, Norsett & Wanner II.4), error order 4 */
-    double h;
-    {
-        for (size_t j = 0; j < n; j++) scale[j] = atol + fabs(r->y[j]) * rtol;
-        const double d0 = rms_scaled(r->y, scale, n), d1 = rms_scaled(K[0], scale, n);
-        const double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
-        for (size_t j = 0; j < n; j++) tmp[j] = r->y[j] - h0 * K[0][j];
-        if ((st = velocity(r, t - h0, tmp, K[1])) != DM_OK) return st;
-        for (size_t j = 0; j < n; j++) e[j] = K[1][j] - K[0][j];
-        const double d2 = rms_scaled(e, scale, n) / h0;
-        const double dmax = d1 > d2 ? d1 : d2;
-        const double h1 = dmax <= 1e-15 ? fmax(1e-6, h0 * 1e-3) : pow(0.01 / dmax, 1.0 / 5.0);
-        h = fmin(100 * h0, h1);
-    }
-    int rejected_last = 0;
-    while (t > t_end) {
-        const double min_step = 10.0 * fabs(nextafter(t, -INFINITY) - t);
-        const int last = h >= t - t_end;
-        if (last) h = t - t_end;
-        if (!(h >= min_step) && t - t_end > min_step)
-            return dm_error_set(r->err, DM_ERR_NUMERIC,
-                                "sde sample ode-rk45: step size %g fell below %g at t = %g "
-                                "(the score may be non-finite or the problem too stiff)",
-                                h, min_step, t);
-        if ((st = eval_budget(r, 6)) != DM_OK) return st;
-        const double dt = -h; /* backwards in time */
-        for (int i = 1; i < 6; i++) {
-            double c[5];
-            for (int q = 0; q < i; q++) c[q] = dt * DP_A[i][q];
-            combine(tmp, r->y, K, c, i, n);
-            if ((st = velocity(r, t + DP_C[i] * dt, tmp, K[i])) != DM_OK) return st;
-        }
-        {
-            double c[6];
-            for (int q = 0; q < 6; q++) c[q] = dt * DP_B[q];
-            combine(y_new, r->y, K, c, 6, n);
-        }
-        const double t_new = last ? t_end : t - h;
-        if ((st = velocity(r, t_new, y_new, K[6])) != DM_OK) return st;
-        for (size_t j = 0; j < n; j++) {
-            double v = 0;
-            for (int i = 0; i < 7; i++) v += DP_E[i] * K[i][j];
-            e[j] = dt * v;
-            scale[j] = atol + fmax(fabs(r->y[j]), fabs(y_new[j])) * rtol;
-        }
-        const double err_norm = rms_scaled(e, scale, n);
-        if (!isfinite(err_norm))
-            return dm_error_set(r->err, DM_ERR_NUMERIC,
-                                "sde sample ode-rk45: non-finite values at t = %g (the score "
-                                "returned NaN or Inf)",
-                                t_new);
-        if (err_norm < 1.0) {
-            double factor = err_norm == 0.0 ? RK45_MAX_FACTOR
-                                            : fmin(RK45_MAX_FACTOR,
-                                                   RK45_SAFETY * pow(err_norm, -1.0 / 5.0));
-            if (rejected_last) factor = fmin(1.0, factor);
-            memcpy(r->y, y_new, n * sizeof(double));
-            double *tk = K[0];
-            K[0] = K[6];
-            K[6] = tk;
-            t = t_new;
-            h *= factor;
-            rejected_last = 0;
-            r->st.steps++;
-            observe(r, t);
-        } else {
-            h *= fmax(RK45_MIN_FACTOR, RK45_SAFETY * pow(err_norm, -1.0 / 5.0));
-            rejected_last = 1;
-            r->st.rejected++;
-        }
-    }
-    return DM_OK;
+    const dm_rk45_options o = {.rtol = r->opt->rtol,
+                               .atol = r->opt->atol,
+                               .max_evals = r->opt->max_evals,
+                               .what = "sde sample ode-rk45",
+                               .accepted = rk45_observe,
+                               .accepted_ctx = r};
+    dm_rk45_stats rs;
+    const dm_status st =
+        dm_rk45_solve(rk45_velocity, r, r->y, r->n, 1.0, r->sde->eps, &o, work, &rs, r->err);
+    r->st.steps += rs.steps;
+    r->st.rejected += rs.rejected;
+    return st;
 }
 
 /* ---- validation and dispatch */
