@@ -17,15 +17,6 @@ check() { # check DESCRIPTION COMMAND...: exit 0, stdout in $dir/out
         fails=$((fails + 1))
     fi
 }
-jq_defs='def finite: type == "number" and (isinfinite or isnan | not);'
-holds() { # holds DESCRIPTION FILE JQ-FILTER
-    local what=$1 file=$2 filter=$3
-    checks=$((checks + 1))
-    if ! jq -e -s "$jq_defs length == 1 and (.[0] | $filter)" "$file" > /dev/null 2>&1; then
-        echo "FAIL: $what: $filter does not hold for $file: $(head -c 1500 "$file")"
-        fails=$((fails + 1))
-    fi
-}
 
 check "train" "$bin" train --data swissroll --n-data 4000 --steps 300 --batch 128 --hidden 32 \
     --layers 2 --out "$dir/m" --quiet --threads 2
