@@ -61,6 +61,7 @@ _diffusion() {
         --metric) values="mmd nll steps accuracy fid prec-recall guidance" ;;
         --precision) values="fp32 bf16" ;;
         --likelihood) values="bound ode both" ;;
+        --sde-sampler) values="euler-maruyama reverse-diffusion pc ode-euler ode-heun ode-rk4 ode-rk45" ;;
         --probe) values="rademacher gaussian" ;;
         --sde) values="vp" ;;
         --conv) values="auto im2col" ;;

@@ -1292,6 +1292,15 @@ DM_API dm_status dm_sde_ode_nll(const dm_sde *sde, dm_score_fn score, dm_score_v
                                 void *ctx, const float *x, int64_t n, int64_t dim,
                                 const dm_ode_nll_options *o, dm_ode_nll_report *r, dm_error *err);
 
+/* Samples of a trained discrete eps (or x0, v) model with a continuous-time sampler of the VP SDE
+ * its linear schedule discretises (score_sde's: beta(t) = T beta_i; dm_sde_denoiser_score's
+ * mapping, the null label for a class-conditional model trained with label drops): x (n, dim) in
+ * data units for points, in [-1, 1] for images, as dm_pipeline_sample. Refused for other
+ * schedules, with a message. */
+DM_API dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
+                                        const dm_sde_sample_options *opt,
+                                        dm_sde_sample_stats *stats, dm_error *err);
+
 /* The ODE likelihood of a trained discrete eps (or x0, v) model as the VP SDE's score
  * (dm_sde_denoiser_score's mapping, t (T - 1) and alpha_bar[floor(t (T - 1))]), on data in data
  * units. sde NULL: the VP SDE the model's schedule discretises, beta_min = T beta_1 and

@@ -2,6 +2,7 @@
 #include "common.h"
 #include "progress.h"
 #include "sample_images.h"
+#include "sample_sde.h"
 #include "snapshots.h"
 
 #include <stdio.h>
@@ -15,7 +16,9 @@ int cmd_sample(int argc, char **argv) {
     dm_sample_options_default(&so);
     const char *model = NULL, *out = "samples.csv", *plot = NULL, *strip = NULL, *data = NULL;
     const char *var = "model", *grid = "samples.png", *each = NULL, *npy = NULL;
-    const char *sampler = NULL, *scheduler_config = NULL, *variant = NULL;
+    const char *sampler = NULL, *scheduler_config = NULL, *variant = NULL, *sde_sampler = NULL;
+    dm_sde_sample_options sde_opt;
+    dm_sde_sample_options_default(&sde_opt);
     int glide_clip = 0;
     int64_t n = 10000, n_data = 10000;
     int threads = 0, json = 0, quiet = 0, no_clip = 0, scale = 2;
@@ -35,6 +38,9 @@ int cmd_sample(int argc, char **argv) {
         {"--scale", OPT_INT, &scale, "N", "images: pixels per image pixel in the PNGs"},
         {"--no-clip", OPT_FLAG, &no_clip, NULL, "images: do not clip the predicted x_0 to [-1, 1] at each step"},
         {"--sampler", OPT_STRING, &sampler, "NAME", "scheduler (a diffusers folder's own scheduler, its default there), ancestral (the default otherwise), ddim, langevin (annealed Langevin on the score), pc (predictor-corrector) or dpmpp-2m (DPM-Solver++(2M), an ODE solver for 10-50 steps)"},
+        {"--sde-sampler", OPT_STRING, &sde_sampler, "NAME", "a continuous-time sampler of the VP SDE the model's linear schedule discretises (score_sde): euler-maruyama, reverse-diffusion, pc, ode-euler, ode-heun, ode-rk4 or ode-rk45 (the probability-flow ODE, adaptive); --steps is its grid (0 = its default)"},
+        {"--ode-rtol", OPT_DOUBLE, &sde_opt.rtol, "X", "--sde-sampler ode-rk45: relative tolerance (> 0)"},
+        {"--ode-atol", OPT_DOUBLE, &sde_opt.atol, "X", "--sde-sampler ode-rk45: absolute tolerance (> 0)"},
         {"--steps", OPT_INT, &so.steps, "N", "network levels: a strided subset of the T steps (0 = all)"},
         {"--eta", OPT_DOUBLE, &so.eta, "X", "ddim (and a DDIM scheduler): noise, 0 (deterministic) to 1"},
         {"--glide-clip", OPT_FLAG, &glide_clip, NULL, "ddim with clipping: recompute eps from the clipped x_0 (GLIDE; diffusers' use_clipped_model_output) instead of keeping the network's"},
@@ -68,6 +74,25 @@ int cmd_sample(int argc, char **argv) {
         return 2;
     }
     dm_error err = {0};
+    if (sde_sampler) {
+        /* the discrete samplers' options have no meaning for the SDE's */
+        static const char *const discrete[] = {"--sampler", "--scheduler-config", "--eta",
+                                               "--glide-clip", "--var", "--langevin-delta",
+                                               "--no-clip", "--class", "--guidance",
+                                               "--guide-classifier", "--classifier-scale",
+                                               "--strip", "--each"};
+        for (size_t i = 0; i < sizeof discrete / sizeof discrete[0]; i++)
+            if (cli_given(argc, argv, discrete[i])) {
+                fprintf(stderr, "error: %s does not apply to --sde-sampler (which takes --steps, "
+                        "--corrector-steps, --pc-snr, --ode-rtol, --ode-atol and --seed)\n",
+                        discrete[i]);
+                return 2;
+            }
+        if (dm_sde_sampler_parse(sde_sampler, &sde_opt.sampler, &err)) return cli_fail(&err);
+    } else if (cli_given(argc, argv, "--ode-rtol") || cli_given(argc, argv, "--ode-atol")) {
+        fprintf(stderr, "error: --ode-rtol and --ode-atol go with --sde-sampler ode-rk45\n");
+        return 2;
+    }
     const int use_scheduler = sampler ? strcmp(sampler, "scheduler") == 0 : -1; /* -1: default */
     if ((use_scheduler == 0 && dm_sampler_parse(sampler, &so.sampler, &err)) ||
         (strcmp(var, "model") != 0 && dm_reverse_var_parse(var, &so.var, &err)))
@@ -108,6 +133,27 @@ int cmd_sample(int argc, char **argv) {
     }
     const int image_model = dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL);
     if (image_model && !cli_given(argc, argv, "--n")) n = 64;
+    if (sde_sampler) {
+        sde_opt.steps = so.steps;
+        sde_opt.seed = so.seed;
+        if (cli_given(argc, argv, "--corrector-steps")) sde_opt.corrector_steps = so.corrector_steps;
+        if (cli_given(argc, argv, "--pc-snr")) sde_opt.snr = so.pc_snr;
+        dm_dataset background = {0};
+        int status = 1;
+        if (!image_model && plot && data &&
+            cli_load_data(&background, data, n_data, CLI_HELDOUT_SEED_A(0), &err)) {
+            cli_fail(&err);
+        } else {
+            cli_sde_sample_args a = {.n = n, .options = sde_opt, .out = out, .plot = plot,
+                                     .background = background.x ? &background : NULL,
+                                     .grid = grid, .npy = npy, .scale = scale,
+                                     .quiet = quiet || json, .json = json};
+            status = cli_sample_sde(p, &a, &err);
+        }
+        dm_dataset_free(&background);
+        dm_pipeline_free(p);
+        return status;
+    }
     int32_t *labels = NULL;
     int classes = 0;
     if (guide_classifier && !cli_given(argc, argv, "--classifier-scale"))

@@ -1,6 +1,6 @@
-/* A trained pipeline's ODE likelihood: the network as the VP SDE's score with its
- * vector-Jacobian products (the backward pass with respect to the input), and the data's
- * standardisation or dequantisation around dm_sde_ode_nll. */
+/* A trained pipeline as the VP SDE's score: its continuous-time samplers (dm_sde_sample) and its
+ * ODE likelihood (the network's vector-Jacobian products from the backward pass with respect to
+ * the input, and the data's standardisation or dequantisation around dm_sde_ode_nll). */
 #include "diffusion/pipeline_impl.h"
 #include "diffusion/sde.h"
 
@@ -103,17 +103,18 @@ static dm_status pipe_vjp_fn(void *vc, float *score, float *vjp, const float *x,
 }
 
 /* The VP SDE a linear schedule discretises (score_sde's DDPM: beta_i = beta(t) / T). */
-static dm_status vp_of_schedule(const dm_schedule *s, dm_sde *sde, dm_error *err) {
+static dm_status vp_of_schedule(const dm_schedule *s, dm_sde *sde, const char *what,
+                                dm_error *err) {
     const int32_t T = s->T;
     const double b0 = s->beta[0], b1 = s->beta[T - 1];
     for (int32_t i = 0; i < T; i++) {
         const double want = T > 1 ? b0 + (b1 - b0) * i / (T - 1) : b0;
         if (fabs(s->beta[i] - want) > 1e-9 * fabs(want) + 1e-15)
             return dm_error_set(err, DM_ERR_ARG,
-                                "ode nll: the model's schedule is not linear in beta (step %d: "
-                                "%g, linear would be %g); the ODE likelihood of a discrete "
-                                "model needs the linear schedule the VP SDE discretises",
-                                (int)i, s->beta[i], want);
+                                "%s: the model's schedule is not linear in beta (step %d: %g, "
+                                "linear would be %g); a discrete model is the VP SDE's score "
+                                "only on the linear schedule that SDE discretises",
+                                what, (int)i, s->beta[i], want);
     }
     dm_sde_default(sde, DM_SDE_VP);
     sde->beta_min = b0 * T;
@@ -136,7 +137,7 @@ dm_status dm_pipeline_ode_nll(dm_pipeline *p, const dm_sde *sde_in, const dm_dat
                                 "ode nll: a discrete eps model is the score of the VP SDE only "
                                 "(asked: %s; allowed: vp)", dm_sde_kind_name(sde_in->kind));
         sde = *sde_in;
-    } else if ((st = vp_of_schedule(&p->sched, &sde, err))) {
+    } else if ((st = vp_of_schedule(&p->sched, &sde, "ode nll", err))) {
         return st;
     }
     if (p->cfg.train.num_classes > 0 && p->cfg.train.p_uncond <= 0)
@@ -185,5 +186,28 @@ dm_status dm_pipeline_ode_nll(dm_pipeline *p, const dm_sde *sde_in, const dm_dat
     if (o->per_example)
         for (int64_t j = 0; j < data->n; j++) o->per_example[j] += log_det;
     r->bpd = r->nll / ((double)D * log(2.0));
+    return DM_OK;
+}
+
+dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
+                                 const dm_sde_sample_options *opt, dm_sde_sample_stats *stats,
+                                 dm_error *err) {
+    if (n < 1) return dm_error_set(err, DM_ERR_ARG, "sde sample: n must be >= 1 (got %lld)",
+                                   (long long)n);
+    dm_sde sde;
+    dm_status st = vp_of_schedule(&p->sched, &sde, "sde sample", err);
+    if (st) return st;
+    if (p->cfg.train.num_classes > 0 && p->cfg.train.p_uncond <= 0)
+        return dm_pipeline_null_labels(p, NULL, 0, err); /* its message: no null label */
+    const int64_t D = dm_pipeline_dim(p);
+    pipe_score c = {.p = p, .sde = &sde};
+    st = dm_sde_sample(&sde, pipe_score_fn, &c, x, n, D, opt, stats, err);
+    dm_free(c.out), dm_free(c.dout), dm_free(c.gx), dm_free(c.tb), dm_free(c.labels);
+    if (st) return st;
+    /* in data units as dm_pipeline_sample gives them (images: the identity); checked after,
+     * as there: a finite standard sample can overflow float32 when de-normalised */
+    dm_normalizer_invert(dm_pipeline_normalizer(p), x, n);
+    if (!dm_all_finite(x, (size_t)(n * D)))
+        return dm_error_set(err, DM_ERR_NUMERIC, "sde sample: sampling produced NaN or Inf");
     return DM_OK;
 }
