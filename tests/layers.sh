@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The layers of docs/architecture.md, checked on the sources: each folder under src/ includes
 # only the internal headers of the layers below it (and its own); the CLI includes only the
-# public diffusion.h and its own headers, with the two exceptions the architecture doc lists as
-# open (issue 17). A new upward include fails here until the build enforces the layers itself.
+# public diffusion.h and its own headers. A new upward include fails here until the build
+# enforces the layers itself (issue 17).
 # Usage: tests/layers.sh SOURCE_DIR
 set -u
 src=${1:?usage: layers.sh SOURCE_DIR}/src
@@ -16,8 +16,6 @@ declare -A allowed=(
     [diffusion]="core io data nn eval models diffusion"
     [cli]=""
 )
-# open exceptions, by file and header (docs/architecture.md, "Not yet enforced")
-exceptions=" cli/eval_images.c:eval/feature_metrics.h cli/images.c:io/npy.h "
 fails=0 checked=0
 for layer in "${!allowed[@]}"; do
     [ -d "$src/$layer" ] || { echo "FAIL: no folder src/$layer"; fails=$((fails + 1)); continue; }
@@ -28,7 +26,6 @@ for layer in "${!allowed[@]}"; do
             dir=${header%%/*}
             [ "$dir" = "$header" ] && continue # a header of the same folder, or diffusion.h
             case " ${allowed[$layer]} " in *" $dir "*) continue ;; esac
-            case "$exceptions" in *" $rel:$header "*) continue ;; esac
             echo "FAIL: $rel includes $header: $layer may include only ${allowed[$layer]:-diffusion.h and its own headers}"
             fails=$((fails + 1))
         done < <(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$f")

@@ -1,6 +1,6 @@
 /* Feature-space metrics (Gaussian fits, Frechet distance, precision and recall) against naive
  * double-precision twins, closed forms and an independent matrix square root. */
-#include "eval/feature_metrics.h"
+#include "diffusion.h"
 #include "test_util.h"
 
 #include <omp.h>

@@ -10,7 +10,6 @@
 #include "eval_images.h"
 
 #include "common.h"
-#include "eval/feature_metrics.h"
 #include "images.h"
 #include "progress.h"
 

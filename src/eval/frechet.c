@@ -1,6 +1,6 @@
 /* Gaussian fits of feature sets and the Frechet distance between two fits (FID-style). All in
  * double; the eigendecompositions are LAPACK's dsyevd from OpenBLAS. */
-#include "eval/feature_metrics.h"
+#include "core/core.h"
 
 #include <math.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * Distances come tile by tile from one sgemm each (|a|^2 + |b|^2 - 2 a.b), so no n x m matrix is
  * ever held; each query row is handled by one thread from start to end, so the result does not
  * depend on the thread count. */
-#include "eval/feature_metrics.h"
+#include "core/core.h"
 
 #include <float.h>
 #include <limits.h>

@@ -352,3 +352,12 @@ dm_status dm_npy_write(const char *path, dm_dtype dtype, const void *data, const
     }
     return dm_atomic_commit(&af, err);
 }
+
+dm_status dm_npy_shape(const char *path, int *ndim, int64_t shape[8], dm_error *err) {
+    dm_npy arr;
+    dm_status st = dm_npy_read_header(&arr, path, err);
+    if (st) return st;
+    *ndim = arr.ndim;
+    for (int d = 0; d < arr.ndim && d < 8; d++) shape[d] = arr.shape[d];
+    return DM_OK;
+}
