@@ -607,6 +607,29 @@ DM_API dm_status dm_trainer_step(dm_trainer *tr, double *loss, dm_error *err);
  * more than 100 such steps in a row still stop with DM_ERR_NUMERIC. Off by default. */
 DM_API void dm_trainer_set_skip_nonfinite(dm_trainer *tr, int skip);
 DM_API int64_t dm_trainer_skipped_steps(const dm_trainer *tr);
+/* Data parallelism: a sum over the processes (ranks) of a job, in place: buf (n) receives the
+ * element-wise sum of every rank's buf, identical on every rank (e.g. MPI_Allreduce with MPI_SUM
+ * over MPI_FLOAT and MPI_IN_PLACE). Returns 0 on success. */
+typedef int (*dm_allreduce_fn)(float *buf, size_t n, void *ctx);
+/* Whether a run of cfg can be split over nranks ranks: nranks <= batch, and the batch a multiple
+ * of nranks x grad_accum (each rank runs batch / nranks examples as grad_accum micro-batches);
+ * not loss vdm-continuous when nranks > 1. One message naming the values. */
+DM_API dm_status dm_train_config_check_parallel(const dm_train_config *cfg, int nranks,
+                                                dm_error *err);
+/* Makes tr rank `rank` of `nranks` identical trainers (the same config, data, seed and state, one
+ * per process): each step every rank draws the whole batch's examples, timesteps and noise as
+ * one process would, runs forward and backward on its own batch / nranks examples only (as
+ * grad_accum micro-batches), and fn sums the gradient, the loss and (importance sampling) the
+ * examples' losses over the ranks, so every rank takes the same optimiser step and keeps the
+ * same weights, EMA, loss and timestep histories. Every rank calls dm_trainer_step the same
+ * number of times (fn is collective); a step's non-finite loss or gradient is decided after the
+ * sums, so every rank takes the same branch. The result equals one process with the same batch
+ * to float rounding (the sums' order differs); with dropout, masks are drawn per micro-batch, so
+ * nranks x grad_accum K equals one process with grad_accum nranks x K. nranks = 1 (fn may be
+ * NULL) is the single-process step. Call before the first step of this process (after create or
+ * resume: the saved state is global, so a run may resume with another rank count). */
+DM_API dm_status dm_trainer_set_data_parallel(dm_trainer *tr, int rank, int nranks,
+                                              dm_allreduce_fn fn, void *ctx, dm_error *err);
 /* Testing only: poisons one input value of the given step (1-based) with NaN, to exercise the
  * non-finite path end to end. 0 = none. */
 DM_API void dm_trainer_inject_nan(dm_trainer *tr, int64_t step);
@@ -614,6 +637,8 @@ DM_API int64_t dm_trainer_step_count(const dm_trainer *tr);
 /* The learning rate the next step uses: dm_lr_at(&cfg->optim, optimiser steps + 1, cfg->steps). */
 DM_API double dm_trainer_lr(const dm_trainer *tr);
 DM_API const dm_train_config *dm_trainer_config(const dm_trainer *tr);
+/* The model being trained (its current weights, not the EMA), owned by the trainer. */
+DM_API dm_model *dm_trainer_model(dm_trainer *tr);
 /* Loss of every step so far (dm_trainer_step_count values). */
 DM_API const float *dm_trainer_loss_history(const dm_trainer *tr);
 /* Writes a checkpoint folder (config.json, model.safetensors with the EMA weights,

@@ -6,7 +6,8 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev
           libcairo2-dev libpng-dev zlib1g-dev libstb-dev libjpeg62-turbo-dev libdnnl-dev dataset-fashion-mnist jq
-          python3-torch python3-numpy)  # the last two: test_export_pytorch's outside check
+          python3-torch python3-numpy  # these two: test_export_pytorch's outside check
+          libopenmpi-dev openmpi-bin)  # data-parallel training (mpirun); cli_mpi_train
 if [ "${1:-}" = checks ]; then
   packages+=(clang libclang-rt-dev libomp-dev valgrind)
 fi

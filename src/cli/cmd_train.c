@@ -3,6 +3,7 @@
 #include "common.h"
 #include "images.h"
 #include "init_from.h"
+#include "parallel.h"
 #include "previews.h"
 #include "progress.h"
 #include "resume_flags.h"
@@ -59,12 +60,25 @@ static void log_line(FILE *log, const dm_trainer *tr, int64_t step, int64_t step
     fflush(log);
 }
 
+/* Over MPI (parallel.h) rank 0 alone writes the checkpoint, and every rank learns whether it
+ * could, so that all stop together. */
+static int train_interrupted; /* the run stopped on Ctrl-C (rank 0's, on every rank) */
+static dm_status save_checkpoint(dm_trainer *tr, cli_run_folder *rf, dm_error *err) {
+    dm_status st = cli_parallel_is_root() ? cli_run_folder_save(rf, tr, err) : DM_OK;
+    if (cli_parallel_size() > 1 && (st = (dm_status)cli_parallel_bcast_int((int)st)) &&
+        !cli_parallel_is_root())
+        dm_error_set(err, st, "rank 0 could not write the checkpoint");
+    return st;
+}
+
 dm_status cli_run_training(dm_trainer *tr, cli_run_folder *rf, int64_t every, int quiet,
                            FILE *log, int64_t log_every, double time_limit_s, double *seconds,
                            dm_error *err) {
     const int64_t total = dm_trainer_config(tr)->steps;
+    const int root = cli_parallel_is_root(), ranks = cli_parallel_size();
+    const int64_t check_every = ranks > 1 ? cli_parallel_check_every() : 0;
     cli_progress bar;
-    cli_progress_start(&bar, "train", "steps", total, quiet);
+    cli_progress_start(&bar, "train", "steps", total, quiet || !root);
     cli_catch_interrupt();
     dm_status st = DM_OK;
     int64_t logged_step = dm_trainer_step_count(tr);
@@ -85,7 +99,7 @@ dm_status cli_run_training(dm_trainer *tr, cli_run_folder *rf, int64_t every, in
             break;
         }
         int64_t step = dm_trainer_step_count(tr);
-        if (isnan(loss)) {
+        if (isnan(loss) && root) {
             cli_progress_clear(&bar);
             fprintf(stderr, "warning: step %lld: the loss or gradient is not finite; step "
                     "skipped, weights unchanged\n", (long long)step);
@@ -96,23 +110,37 @@ dm_status cli_run_training(dm_trainer *tr, cli_run_folder *rf, int64_t every, in
             logged_step = step;
             logged_t = now;
         }
-        if (rf->preview_every > 0 && step % rf->preview_every == 0 &&
-            (st = cli_preview_write(tr, rf->dir, rf->preview_steps, err)))
-            break;
+        if (rf->preview_every > 0 && step % rf->preview_every == 0) {
+            /* rank 0 draws it; every rank learns whether that worked, to stop together */
+            if (root) st = cli_preview_write(tr, rf->dir, rf->preview_steps, err);
+            if (ranks > 1 && (st = (dm_status)cli_parallel_bcast_int((int)st)) && !root)
+                dm_error_set(err, st, "rank 0 could not write the preview");
+            if (st) break;
+        }
         char extra[64];
         snprintf(extra, sizeof extra, "loss %.4f", cli_recent_loss(tr, 100));
         cli_progress_update(&bar, step, extra);
-        if (cli_interrupted()) {
+        if (check_every > 0 && step % check_every == 0 && !cli_parallel_same_weights(tr)) {
+            st = dm_error_set(err, DM_ERR_NUMERIC, "step %lld: the weights differ between the "
+                              "ranks (DIFFUSION_MPI_CHECK)", (long long)step);
+            break;
+        }
+        /* 1: Ctrl-C, 2: the time limit; over MPI rank 0 decides for every rank */
+        int stop = cli_interrupted() ? 1
+                   : time_limit_s > 0 && cli_now() - bar.t0 >= time_limit_s ? 2 : 0;
+        if (ranks > 1) stop = cli_parallel_bcast_int(stop);
+        if (stop == 1) {
             cli_progress_finish(&bar);
-            if ((st = cli_run_folder_save(rf, tr, err))) return st;
+            train_interrupted = 1;
+            if ((st = save_checkpoint(tr, rf, err))) return st;
             return dm_error_set(err, DM_ERR_IO,
                                 "interrupted at step %lld; checkpoint saved in %s (resume with "
                                 "--resume)",
                                 (long long)step, rf->last);
         }
-        if (time_limit_s > 0 && cli_now() - bar.t0 >= time_limit_s) break; /* saved below */
+        if (stop == 2) break; /* saved below */
         if (every > 0 && step % every == 0 && step < total) {
-            if ((st = cli_run_folder_save(rf, tr, err))) break;
+            if ((st = save_checkpoint(tr, rf, err))) break;
             saved_step = step;
             snprintf(saved_dir, sizeof saved_dir, "%s", rf->last);
         }
@@ -120,7 +148,7 @@ dm_status cli_run_training(dm_trainer *tr, cli_run_folder *rf, int64_t every, in
     cli_progress_finish(&bar);
     *seconds = cli_now() - bar.t0;
     if (st) return st;
-    return cli_run_folder_save(rf, tr, err);
+    return save_checkpoint(tr, rf, err);
 }
 
 /* Holds an exclusive lock on DIR/.lock for the life of the process (released by the kernel
@@ -162,7 +190,7 @@ static int preview_refused(const dm_train_config *c, int steps) {
     return why != NULL;
 }
 
-int cmd_train(int argc, char **argv) {
+static int train_main(int argc, char **argv) {
     dm_train_config cfg;
     dm_train_config_default(&cfg);
     const char *data = "swissroll", *out = NULL, *schedule = "linear", *model = NULL;
@@ -373,7 +401,8 @@ int cmd_train(int argc, char **argv) {
     cfg.num_classes = conditional ? ds.num_classes : 0;
     /* bad options (a schedule shorter than its warm-up, accumulation that does not divide the
      * batch) are refused before the run folder is made or touched */
-    if (!resume && dm_train_config_check(&cfg, &err)) {
+    if (!resume && (dm_train_config_check(&cfg, &err) ||
+                    dm_train_config_check_parallel(&cfg, cli_parallel_size(), &err))) {
         dm_dataset_free(&ds);
         dm_pipeline_free(init);
         return cli_fail(&err);
@@ -384,15 +413,17 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     /* a resume finds its checkpoint before the run folder is made or locked (a missing one
-     * leaves nothing behind), and again under the lock */
+     * leaves nothing behind), and again under the lock; over MPI rank 0 alone writes: the run
+     * folder, its lock, the checkpoints, the log */
+    const int root = cli_parallel_is_root();
     if ((resume && cli_run_folder_find(out, resume_from, ckpt, sizeof ckpt, &err)) ||
-        cli_make_dirs(out, &err) || lock_run_folder(out, &err) ||
+        (root && (cli_make_dirs(out, &err) || lock_run_folder(out, &err))) ||
         (resume && cli_run_folder_find(out, resume_from, ckpt, sizeof ckpt, &err))) {
         dm_dataset_free(&ds);
         dm_pipeline_free(init);
         return cli_fail(&err);
     }
-    if (!resume) {
+    if (!resume && root) {
         char listing[512];
         cli_checkpoint_list_text(out, listing, sizeof listing);
         if (strcmp(listing, "no checkpoints") != 0 && !json)
@@ -406,8 +437,12 @@ int cmd_train(int argc, char **argv) {
     const int64_t resume_steps = cli_given(argc, argv, "--steps") ? cfg.steps : 0;
     dm_status st = resume ? dm_trainer_resume(&tr, ckpt, &ds, resume_steps, &err)
                           : dm_trainer_create(&tr, &cfg, &ds, &err);
+    const uint64_t data_fingerprint = cli_parallel_fingerprint(&ds);
     dm_dataset_free(&ds);
     if (!st && init) st = dm_trainer_init_weights(tr, dm_pipeline_model(init), &err);
+    if (!st)
+        st = dm_trainer_set_data_parallel(tr, cli_parallel_rank(), cli_parallel_size(),
+                                          cli_parallel_allreduce, NULL, &err);
     dm_pipeline_free(init);
     if (st == DM_ERR_MISMATCH && resume && strstr(err.msg, "these data differ"))
         append_message(&err, "; give the run's --data, --n-data and --seed");
@@ -425,8 +460,8 @@ int cmd_train(int argc, char **argv) {
         /* the log goes on from the step resumed from: later lines (of a checkpoint further on,
          * or written after the last checkpoint before a kill) go */
         snprintf(path, sizeof path, "%s/log.jsonl", out);
-        if (!st) st = cli_log_truncate(path, dm_trainer_step_count(tr), &err);
-        if (!st && !json)
+        if (!st && root) st = cli_log_truncate(path, dm_trainer_step_count(tr), &err);
+        if (!st && !json && root)
             fprintf(stderr, "resuming from %s at step %lld of %lld\n", cli_safe(ckpt),
                     (long long)dm_trainer_step_count(tr),
                     (long long)dm_trainer_config(tr)->steps);
@@ -444,7 +479,7 @@ int cmd_train(int argc, char **argv) {
     int64_t start = dm_trainer_step_count(tr);
     double seconds = 0;
     FILE *log = NULL;
-    if (log_every > 0) {
+    if (log_every > 0 && root) {
         snprintf(path, sizeof path, "%s/log.jsonl", out);
         /* a resumed run continues the log; a new run starts it afresh */
         if (!(log = fopen(path, resume ? "a" : "w"))) {
@@ -453,12 +488,21 @@ int cmd_train(int argc, char **argv) {
             return cli_fail(&err);
         }
     }
+    if (cli_parallel_setup_done(0, data_fingerprint)) { /* another rank failed */
+        if (log) fclose(log);
+        dm_trainer_free(tr);
+        return 1;
+    }
     st = cli_run_training(tr, &rf, every, quiet || json, log, log_every, 60.0 * time_limit,
                           &seconds, &err);
     if (log) fclose(log);
+    if (!cli_parallel_is_root()) { /* rank 0 reports for the job */
+        dm_trainer_free(tr);
+        return st ? (train_interrupted ? 130 : 1) : 0;
+    }
     if (st) {
         dm_trainer_free(tr);
-        if (cli_interrupted()) {
+        if (train_interrupted) {
             /* Ctrl-C: the checkpoint is saved; the shell's convention for SIGINT */
             fprintf(stderr, "%s\n", cli_safe(err.msg));
             return 130;
@@ -486,15 +530,38 @@ int cmd_train(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "steps_per_s", rate);
         cJSON_AddNumberToObject(o, "loss_last100", loss);
         cJSON_AddNumberToObject(o, "skipped_steps", (double)dm_trainer_skipped_steps(tr));
+        if (cli_parallel_size() > 1) {
+            cJSON_AddNumberToObject(o, "ranks", cli_parallel_size());
+            cJSON_AddNumberToObject(o, "allreduce_s", cli_parallel_allreduce_seconds());
+        }
         cli_print_json(o);
     } else {
         printf("trained %lld steps in %.1f s (%.1f steps/s); loss %.4f (mean of the last 100); "
                "checkpoint %s; loss curve %s\n",
-               (long long)(steps - start), seconds, rate, loss, cli_safe(rf.last), cli_safe(path));
+               (long long)(steps - start), seconds, rate, loss, cli_safe(rf.last),
+               cli_safe(path));
+        if (cli_parallel_size() > 1)
+            printf("data-parallel over %d ranks: %.2f s of it in the gradient allreduce\n",
+                   cli_parallel_size(), cli_parallel_allreduce_seconds());
     }
     if (dm_trainer_skipped_steps(tr) > 0 && !json)
         printf("skipped %lld steps whose loss or gradient was not finite\n",
                (long long)dm_trainer_skipped_steps(tr));
     dm_trainer_free(tr);
     return 0;
+}
+
+/* `mpirun -np N diffusion train ...`: every rank runs train_main (parallel.h); without a launcher
+ * or MPI, one process as ever. */
+int cmd_train(int argc, char **argv) {
+    int rc = cli_parallel_init(argc, argv);
+    if (rc) return cli_parallel_finalize(rc);
+    if (cli_parallel_check_every() < 0) {
+        fprintf(stderr, "error: DIFFUSION_MPI_CHECK must be a number of steps (0 = no check)\n");
+        rc = 2;
+    } else {
+        rc = train_main(argc, argv);
+    }
+    if (!cli_parallel_setup_reported()) cli_parallel_setup_done(rc != 0, 0); /* failed early */
+    return cli_parallel_finalize(rc);
 }

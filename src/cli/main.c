@@ -1,5 +1,6 @@
 /* diffusion: train, sample and evaluate denoising diffusion models. */
 #include "common.h"
+#include "parallel.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +35,14 @@ int main(int argc, char **argv) {
             printf("diffusion.c %s\n", dm_version());
             return 0;
         }
+    }
+    if (strcmp(cmd, "train") != 0 && cli_parallel_launched_size() > 1) {
+        /* N copies of a command that is not data-parallel would write the same files */
+        if (cli_parallel_launched_rank() == 0)
+            fprintf(stderr, "error: started as %d MPI ranks, but only 'diffusion train' runs "
+                    "over MPI; run '%s' as one process (without mpirun)\n",
+                    cli_parallel_launched_size(), cli_safe(cmd));
+        return 2;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "train-classifier") == 0) return cmd_train_classifier(argc - 2, argv + 2);

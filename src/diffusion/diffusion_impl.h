@@ -116,8 +116,6 @@ double dm_log_discretized_gaussian(double x, double mu, double sigma);
  * class-conditional run, the labels'. */
 uint64_t dm_train_data_hash(const dm_dataset *data, const dm_train_config *cfg);
 
-/* The network a trainer trains (its raw weights; tests reach in through this). */
-dm_model *dm_trainer_model(dm_trainer *tr);
 
 /* The pipeline's network as eps_hat (and its raw variance output when var_out is set) for
  * labels (B) of a class-conditional model; NULL labels: an unconditional model, or a

@@ -7,7 +7,10 @@
  * with and without accumulation). Every buffer is sized at creation; dm_trainer_step allocates
  * nothing. Random streams of the seed: 1 model init, 2 horizontal
  * flips, 3 timesteps (and continuous t), 4 noise, 5 dropout (in the model), 6 the epochs'
- * shuffles, 7 the learned schedule's init, 8 the null-label drops. */
+ * shuffles, 7 the learned schedule's init, 8 the null-label drops.
+ * Data parallelism (dm_trainer_set_data_parallel) is the accumulation spread over processes:
+ * every rank makes the whole batch's draws, runs its own slice of the batch as its micro-batches
+ * and the ranks' gradients are summed by the caller's allreduce. */
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
 #include "diffusion/pipeline_impl.h"
@@ -63,6 +66,12 @@ struct dm_trainer {
     float *xt;         /* (batch, dim) */
     float *out;        /* (micro-batch, out_dim) the model's output */
     float *dout;       /* (micro-batch, out_dim) */
+    /* data parallelism: this trainer is rank dp_rank of dp_size (1: a single process) */
+    int dp_rank, dp_size;
+    dm_allreduce_fn dp_fn;
+    void *dp_ctx;
+    float *dp_sums;    /* (1 + batch) the loss and the examples' losses, summed over the ranks */
+    uint64_t dp_drop_blocks; /* the model's dropout draws (rng blocks) per micro-batch */
 };
 
 void dm_train_config_default(dm_train_config *cfg) {
@@ -321,16 +330,21 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         goto fail;
     tr->obj.w = tr->weights;
     if ((st = grow_loss_history(tr, cfg->steps > 0 ? cfg->steps : 1, err))) goto fail;
-    /* Size the activations once, now, rather than inside the first step: for one micro-batch. */
+    /* Size the activations once, now, rather than inside the first step: for one micro-batch.
+     * Its dropout draws are put back, so the masks of the steps do not depend on the
+     * micro-batch size (2 ranks equal one process with accumulation 2). */
     memset(tr->xt, 0, (size_t)(B * D) * sizeof(float));
     memset(tr->t, 0, (size_t)B * sizeof(float));
     for (int64_t b = 0; tr->y && b < B; b++) tr->y[b] = cfg->num_classes; /* the null label */
+    const uint64_t drop0 = tr->model->rng.offset;
     if ((st = dm_model_forward_cond(tr->model, tr->out, tr->xt, tr->t, tr->y, MB, 1, err)))
         goto fail;
+    tr->model->rng.offset = drop0;
     dm_rng_init(&tr->batch_rng, cfg->seed, STREAM_BATCH);
     dm_rng_init(&tr->drop_rng, cfg->seed, STREAM_DROP);
     dm_rng_init(&tr->time_rng, cfg->seed, STREAM_TIME);
     dm_rng_init(&tr->noise_rng, cfg->seed, STREAM_NOISE);
+    tr->dp_size = 1;
     *out = tr;
     return DM_OK;
 fail:
@@ -394,6 +408,36 @@ static dm_status nonfinite_step(dm_trainer *tr, const char *what, double *loss_o
     return DM_OK;
 }
 
+/* The caller's allreduce over the ranks; a failure is this rank's own (its peers may be gone). */
+static dm_status dp_sum(dm_trainer *tr, float *buf, size_t n, const char *what, dm_error *err) {
+    if (tr->dp_fn(buf, n, tr->dp_ctx) != 0)
+        return dm_error_set(err, DM_ERR_IO, "step %lld: the sum of the %s over the %d ranks "
+                            "failed (rank %d); weights left unchanged", (long long)tr->step + 1,
+                            what, tr->dp_size, tr->dp_rank);
+    return DM_OK;
+}
+
+/* The loss (this rank's share of the batch mean) and, for importance sampling, the examples'
+ * losses (0 outside this rank's slice), summed over the ranks in one call: afterwards every rank
+ * holds the batch's loss and every example's loss. The history keeps each example's loss as a
+ * float, so the float sum (one non-zero term per example) changes nothing it records. */
+static dm_status dp_reduce(dm_trainer *tr, double *loss, bool weighted, dm_error *err) {
+    const int64_t B = tr->cfg.batch;
+    float *s = tr->dp_sums;
+    size_t n = 1;
+    s[0] = (float)*loss;
+    if (weighted) {
+        for (int64_t b = 0; b < B; b++) s[1 + b] = (float)tr->ex_loss[b];
+        n += (size_t)B;
+    }
+    dm_status st = dp_sum(tr, s, n, "loss", err);
+    if (st) return st;
+    *loss = s[0];
+    if (weighted)
+        for (int64_t b = 0; b < B; b++) tr->ex_loss[b] = s[1 + b];
+    return DM_OK;
+}
+
 dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     const int64_t B = tr->cfg.batch, D = tr->data.dim, N = tr->data.n, n = B * D;
     dm_model *m = tr->model;
@@ -450,29 +494,49 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         /* The batch as K micro-batches of MB: each one's objective is its mean over MB
          * examples, so its output gradient is scaled by 1 / K and the backward passes add up
          * (nn.h: every backward adds into the gradients) to the gradient of the batch's mean,
-         * and the loss recorded is the batch's mean. With K = 1 this is the plain step. */
-        const int64_t K = tr->cfg.grad_accum, MB = B / K, OD = dm_model_out_dim(m);
-        const float inv_k = (float)(1.0 / (double)K);
+         * and the loss recorded is the batch's mean. With K = 1 this is the plain step.
+         * Over R ranks, rank r runs the batch's r-th slice of B / R examples as its K
+         * micro-batches (the batch's micro-batches r K .. r K + K - 1 of R K in all), each
+         * scaled by 1 / (R K), and the sums over the ranks (dp_reduce) complete the step. */
+        const int64_t R = tr->dp_size, K = tr->cfg.grad_accum, MB = B / (R * K);
+        const int64_t OD = dm_model_out_dim(m), first = tr->dp_rank * (B / R);
+        const float inv_k = (float)(1.0 / (double)(R * K));
         dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
         if (poison) tr->xt[0] = NAN;
+        /* dropout: this rank's micro-batches draw the masks one process draws at their place */
+        const uint64_t drop0 = m->rng.offset;
+        if (R > 1) {
+            m->rng.offset = drop0 + (uint64_t)(tr->dp_rank * K) * tr->dp_drop_blocks;
+            if (weighted) memset(tr->ex_loss, 0, (size_t)B * sizeof *tr->ex_loss);
+        }
         loss = 0.0;
         for (int64_t k = 0; k < K; k++) {
-            const int64_t o = k * MB;
+            const int64_t o = first + k * MB;
             if ((st = dm_model_forward_cond(m, tr->out, tr->xt + o * D, tr->t + o,
                                             tr->y ? tr->y + o : NULL, MB, 1, err)))
                 return st;
             const double part = dm_objective_batch(
                 &tr->obj, tr->out, tr->xt + o * D, tr->eps + o * D, tr->tidx + o,
                 weighted ? tr->tscale + o : NULL, tr->dout, tr->ex_loss + o, MB, D);
-            if (!isfinite(part)) return nonfinite_step(tr, "loss", loss_out, err);
-            if (K == 1) {
+            if (!isfinite(part)) {
+                if (R == 1) return nonfinite_step(tr, "loss", loss_out, err);
+                loss = part; /* decided after the sum over the ranks, as every rank must */
+                break;
+            }
+            if (R * K == 1) {
                 loss = part;
             } else {
-                loss += part / (double)K;
+                loss += part / (double)(R * K);
                 for (int64_t i = 0; i < MB * OD; i++) tr->dout[i] *= inv_k;
             }
             if (k == 0) memset(g, 0, P * sizeof(float));
             dm_model_backward(m, tr->dout, MB);
+        }
+        if (R > 1) {
+            m->rng.offset = drop0 + (uint64_t)(R * K) * tr->dp_drop_blocks;
+            if ((st = dp_reduce(tr, &loss, weighted, err))) return st;
+            if (!isfinite(loss)) return nonfinite_step(tr, "loss", loss_out, err);
+            if ((st = dp_sum(tr, g, P, "gradient", err))) return st;
         }
     }
     double norm = dm_grad_clip(g, P, tr->cfg.optim.grad_clip);
@@ -527,6 +591,67 @@ dm_status dm_trainer_set_lr(dm_trainer *tr, double lr, dm_error *err) {
     return DM_OK;
 }
 
+dm_status dm_train_config_check_parallel(const dm_train_config *cfg, int nranks,
+                                         dm_error *err) {
+    if (!cfg) return dm_error_set(err, DM_ERR_ARG, "train config: NULL");
+    if (nranks < 1) return dm_error_set(err, DM_ERR_ARG, "%d ranks: need at least 1", nranks);
+    if (nranks == 1) return DM_OK;
+    const long long B = (long long)cfg->batch, K = (long long)cfg->grad_accum;
+    if (cfg->loss == DM_LOSS_VDM_CONTINUOUS)
+        return dm_error_set(err, DM_ERR_ARG, "loss vdm-continuous trains on one process only "
+                            "(its timesteps are spread over the whole batch); got %d ranks",
+                            nranks);
+    if (nranks > B)
+        return dm_error_set(err, DM_ERR_ARG, "%d ranks for a batch of %lld: each rank needs at "
+                            "least one example of the batch; use at most %lld ranks or a larger "
+                            "batch", nranks, B, B);
+    if (K < 1 || B % ((long long)nranks * K) != 0) {
+        if (K > 1)
+            return dm_error_set(err, DM_ERR_ARG, "batch %lld does not split over %d ranks with "
+                                "gradient accumulation %lld: each rank runs batch / ranks "
+                                "examples as %lld micro-batches, so the batch must be a "
+                                "multiple of ranks x accumulation = %lld",
+                                B, nranks, K, K, (long long)nranks * K);
+        return dm_error_set(err, DM_ERR_ARG, "batch %lld does not split over %d ranks: each "
+                            "rank runs batch / ranks examples, so the batch must be a multiple "
+                            "of %d", B, nranks, nranks);
+    }
+    return DM_OK;
+}
+
+dm_status dm_trainer_set_data_parallel(dm_trainer *tr, int rank, int nranks, dm_allreduce_fn fn,
+                                       void *ctx, dm_error *err) {
+    if (!tr) return dm_error_set(err, DM_ERR_ARG, "data parallel: NULL trainer");
+    if (nranks < 1 || rank < 0 || rank >= nranks)
+        return dm_error_set(err, DM_ERR_ARG, "data parallel: rank %d of %d ranks: need "
+                            "0 <= rank < ranks", rank, nranks);
+    if (nranks > 1 && !fn)
+        return dm_error_set(err, DM_ERR_ARG, "data parallel: %d ranks need an allreduce "
+                            "function", nranks);
+    dm_status st = dm_train_config_check_parallel(&tr->cfg, nranks, err);
+    if (st) return st;
+    dm_model *m = tr->model;
+    uint64_t blocks = 0;
+    if (nranks > 1) {
+        const int64_t B = tr->cfg.batch, MB = B / ((int64_t)nranks * tr->cfg.grad_accum);
+        if (!tr->dp_sums && !(tr->dp_sums = dm_alloc((size_t)(1 + B) * sizeof(float))))
+            return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+        /* the dropout draws of one micro-batch: a forward pass at its size, the stream put back
+         * (the count depends on the shapes alone) */
+        const uint64_t off = m->rng.offset;
+        st = dm_model_forward_cond(m, tr->out, tr->xt, tr->t, tr->y, MB, 1, err);
+        blocks = m->rng.offset - off;
+        m->rng.offset = off;
+        if (st) return st;
+    }
+    tr->dp_rank = rank;
+    tr->dp_size = nranks;
+    tr->dp_fn = fn;
+    tr->dp_ctx = ctx;
+    tr->dp_drop_blocks = blocks;
+    return DM_OK;
+}
+
 void dm_trainer_set_skip_nonfinite(dm_trainer *tr, int skip) { tr->skip_nonfinite = skip != 0; }
 int64_t dm_trainer_skipped_steps(const dm_trainer *tr) { return tr->skipped; }
 void dm_trainer_inject_nan(dm_trainer *tr, int64_t step) { tr->inject_nan_step = step; }
@@ -562,6 +687,7 @@ void dm_trainer_free(dm_trainer *tr) {
     dm_free(tr->xt);
     dm_free(tr->out);
     dm_free(tr->dout);
+    dm_free(tr->dp_sums);
     free(tr);
 }
 
