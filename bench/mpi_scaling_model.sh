@@ -84,13 +84,17 @@ for name, grad, rate, _ in presets:
             print(f"| {n} | {g} Gb/s | {b:.0f} | {t_cs:.4f} | {t_a:.4f} | "
                   f"{t_cs / (t_cs + t_a):.1%} |")
     # where the allreduce equals the compute (efficiency 50% without overlap), per-rank batch
-    print("\nPer-rank batch at which the allreduce costs as much as the compute (below it, "
-          "communication dominates):\n")
-    print("| ranks | 25 Gb/s | 100 Gb/s |")
-    print("| ---: | ---: | ---: |")
+    print("\nWhere scaling stops: the per-rank batch at which the allreduce costs as much as the "
+          "compute (below it, communication dominates), and how many times faster than the "
+          f"measured one a rank with the weak-scaling batch of {per_rank} would have to be for "
+          "the same (a many-core node or a GPU is):\n")
+    print("| ranks | batch, 25 Gb/s | batch, 100 Gb/s | rank speed-up, 25 Gb/s | "
+          "rank speed-up, 100 Gb/s |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
     for n in ranks:
         cells = [f"{allreduce(n, grad, g) * rate:.1f}" for g in nets]
-        print(f"| {n} | {cells[0]} | {cells[1]} |")
+        ups = [f"{t_c / allreduce(n, grad, g):.0f}x" for g in nets]
+        print(f"| {n} | {cells[0]} | {cells[1]} | {ups[0]} | {ups[1]} |")
     print()
 print("## What pushes scaling further\n")
 print("- Gradient accumulation (`--grad-accum K`): K micro-batches per allreduce divide its share "
