@@ -36,9 +36,8 @@ static double rms_scaled(const double *v, const double *scale, size_t n) {
     return sqrt(acc / (double)n);
 }
 
-/* out = y + sum_i c[i] k[i] over m stages. */
-static void combine(double *out, const double *y, double *const *k, const double *c, int m,
-                    size_t n) {
+void dm_rk_combine(double *out, const double *y, double *const *k, const double *c, int m,
+                   size_t n) {
 #pragma omp parallel for schedule(static) if (n >= DM_PARALLEL_MIN)
     for (size_t j = 0; j < n; j++) {
         double v = y[j];
@@ -111,13 +110,13 @@ static dm_status solve(solver *s, double *y, size_t n, double t0, double t1, dou
         for (int i = 1; i < 6; i++) {
             double c[5];
             for (int q = 0; q < i; q++) c[q] = dt * DP_A[i][q];
-            combine(tmp, y, K, c, i, n);
+            dm_rk_combine(tmp, y, K, c, i, n);
             if ((st = rhs(s, t + DP_C[i] * dt, tmp, K[i])) != DM_OK) return st;
         }
         {
             double c[6];
             for (int q = 0; q < 6; q++) c[q] = dt * DP_B[q];
-            combine(y_new, y, K, c, 6, n);
+            dm_rk_combine(y_new, y, K, c, 6, n);
         }
         const double t_new = last ? t1 : t + dt;
         if ((st = rhs(s, t_new, y_new, K[6])) != DM_OK) return st;

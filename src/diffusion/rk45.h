@@ -24,6 +24,11 @@ typedef struct {
     int32_t steps, rejected;
 } dm_rk45_stats;
 
+/* out = y + sum_i c[i] k[i] over m stages (a stage with c[i] = 0 is skipped); out may be y. The
+ * explicit Runge-Kutta steps of the fixed-step ODE samplers use it too. */
+void dm_rk_combine(double *out, const double *y, double *const *k, const double *c, int m,
+                   size_t n);
+
 /* Integrates y (n) in place from t0 to t1 (either direction): error norm the RMS over all n
  * values of err / (atol + rtol max(|y|, |y_new|)), summed in index order; scipy's first step,
  * safety 0.9, step factors in [0.2, 10], no growth right after a rejection; the 7th stage

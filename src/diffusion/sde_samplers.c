@@ -273,18 +273,6 @@ static dm_status velocity(run *r, double t, const double *ystate, double *k) {
     return DM_OK;
 }
 
-/* out = y + sum_i c[i] k[i] over m stages. */
-static void combine(double *out, const double *y, double *const *k, const double *c, int m,
-                    size_t n) {
-#pragma omp parallel for schedule(static) if (n >= DM_PARALLEL_MIN)
-    for (size_t j = 0; j < n; j++) {
-        double v = y[j];
-        for (int i = 0; i < m; i++)
-            if (c[i] != 0.0) v += c[i] * k[i][j];
-        out[j] = v;
-    }
-}
-
 /* Euler, Heun or RK4 on the uniform grid; work holds 5 vectors of n doubles. */
 static dm_status run_ode_fixed(run *r, int32_t N, double *work) {
     const size_t n = r->n;
@@ -298,25 +286,25 @@ static dm_status run_ode_fixed(run *r, int32_t N, double *work) {
         if ((st = velocity(r, t0, r->y, k[0])) != DM_OK) return st;
         if (kind == DM_SDE_ODE_EULER) {
             const double c[1] = {dt};
-            combine(r->y, r->y, k, c, 1, n);
+            dm_rk_combine(r->y, r->y, k, c, 1, n);
         } else if (kind == DM_SDE_ODE_HEUN) {
             const double c1[1] = {dt};
-            combine(tmp, r->y, k, c1, 1, n);
+            dm_rk_combine(tmp, r->y, k, c1, 1, n);
             if ((st = velocity(r, t1, tmp, k[1])) != DM_OK) return st;
             const double c[2] = {0.5 * dt, 0.5 * dt};
-            combine(r->y, r->y, k, c, 2, n);
+            dm_rk_combine(r->y, r->y, k, c, 2, n);
         } else {
             const double c1[1] = {0.5 * dt};
-            combine(tmp, r->y, k, c1, 1, n);
+            dm_rk_combine(tmp, r->y, k, c1, 1, n);
             if ((st = velocity(r, t0 + 0.5 * dt, tmp, k[1])) != DM_OK) return st;
             const double c2[2] = {0, 0.5 * dt};
-            combine(tmp, r->y, k, c2, 2, n);
+            dm_rk_combine(tmp, r->y, k, c2, 2, n);
             if ((st = velocity(r, t0 + 0.5 * dt, tmp, k[2])) != DM_OK) return st;
             const double c3[3] = {0, 0, dt};
-            combine(tmp, r->y, k, c3, 3, n);
+            dm_rk_combine(tmp, r->y, k, c3, 3, n);
             if ((st = velocity(r, t1, tmp, k[3])) != DM_OK) return st;
             const double c[4] = {dt / 6, dt / 3, dt / 3, dt / 6};
-            combine(r->y, r->y, k, c, 4, n);
+            dm_rk_combine(r->y, r->y, k, c, 4, n);
         }
         r->st.steps++;
         observe(r, t1);
