@@ -28,7 +28,8 @@ double cli_parallel_allreduce_seconds(void) { return g_allreduce_s; }
 int64_t cli_parallel_allreduce_calls(void) { return g_allreduce_calls; }
 
 /* The job's size and this process's rank as the launchers export them (Open MPI, MPICH and
- * Intel MPI's Hydra, Slurm's srun). */
+ * Intel MPI's Hydra, PMIx; Slurm's srun through its PMI or PMIx plugin). Not SLURM_NTASKS: a
+ * batch script of an allocation with several tasks has it even for a plain process. */
 static int env_int(const char *const *names, int fallback) {
     for (int i = 0; names[i]; i++) {
         const char *v = getenv(names[i]);
@@ -41,15 +42,13 @@ static int env_int(const char *const *names, int fallback) {
 }
 
 int cli_parallel_launched_size(void) {
-    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
-                                        "SLURM_NTASKS", NULL};
+    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", NULL};
     const int n = env_int(names, 1);
     return n >= 1 ? n : 1;
 }
 
 int cli_parallel_launched_rank(void) {
-    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK",
-                                        "SLURM_PROCID", NULL};
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", NULL};
     return env_int(names, 0);
 }
 
