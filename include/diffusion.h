@@ -26,6 +26,11 @@
  * (pipelines, trainers, models) may be used from different threads at the same time, each
  * keeping its own buffers and convolution primitives; one object, from one thread at a time.
  * The process-wide settings (threads, convolution backend and precision) are set beforehand.
+ * Signals: with oneDNN before 3.11 (Debian's 2.6 among them), a signal handler that runs on a
+ * thread inside the library's GEMM corrupts the heap (oneDNN issue #4845). A program that
+ * installs handlers (Ctrl-C, profilers) blocks those signals in the threads that call the
+ * library, before its first call (threads inherit the mask), and takes them on a thread of its
+ * own with sigwait(), as the diffusion CLI does (src/cli/interrupt.c).
  */
 #pragma once
 

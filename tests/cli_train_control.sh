@@ -33,10 +33,34 @@ check "--resume continues after the time limit ($s1 -> $s2)" \
     awk -v a="$s1" -v b="$s2" 'BEGIN { exit !(b ~ /^[0-9]+$/ && b > a) }'
 expect_error "--time-limit" "$bin" train "${mlp[@]}" --out "$dir/bad" --time-limit -1
 
-# Ctrl-C: SIGINT after 1.5 s
-"$bin" train "${mlp[@]}" --out "$dir/c" > "$dir/out" 2> "$dir/err" &
+# Ctrl-C: SIGINT once training runs (a background job of a script starts with SIGINT ignored,
+# so one sent before the trainer catches it would be lost)
+started() { # started FILE PID: waits up to 60 s for a progress line in FILE
+    for _ in $(seq 600); do
+        grep -q '^train: ' "$1" 2> /dev/null && return 0
+        kill -0 "$2" 2> /dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+DIFFUSION_PROGRESS_SECONDS=0.2 "$bin" train "${mlp[@]}" --out "$dir/c" > "$dir/out" 2> "$dir/err" &
 pid=$!
-sleep 1.5
+check "Ctrl-C: the run started ($(head -c 300 "$dir/err"))" started "$dir/err" $pid
+# No signal handler may run on a computing thread (oneDNN's JIT GEMM before 3.11 corrupts the
+# heap then, oneDNN issue #4845): every thread of the trainer blocks SIGINT (bit 2 of SigBlk)
+# but the one that waits for it in sigwait (system call 128, rt_sigtimedwait)
+threads=0 open=0 waiting=0
+for task in /proc/$pid/task/*; do
+    mask=$(awk '/^SigBlk:/ { print $2 }' "$task/status" 2> /dev/null)
+    [ -n "$mask" ] || continue
+    threads=$((threads + 1))
+    if (( (16#$mask & 2) == 0 )); then
+        open=$((open + 1))
+        [ "$(cut -d' ' -f1 "$task/syscall" 2> /dev/null)" = 128 ] && waiting=$((waiting + 1))
+    fi
+done
+check "Ctrl-C: SIGINT reaches only the thread waiting for it ($open of $threads threads take it, $waiting of them in sigwait)" \
+    test "$threads" -ge 3 -a "$open" -eq 1 -a "$waiting" -eq 1
 kill -INT $pid
 wait $pid
 rc=$?

@@ -5,7 +5,6 @@
 #include <omp.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,17 +76,6 @@ void cli_print_json(cJSON *obj) {
     cJSON_free(s);
     cJSON_Delete(obj);
 }
-
-static volatile sig_atomic_t interrupted = 0;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-    signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
-}
-
-void cli_catch_interrupt(void) { signal(SIGINT, on_sigint); }
-int cli_interrupted(void) { return interrupted; }
 
 dm_status cli_class_labels(int32_t **labels, int *classes, const char *arg, int64_t n,
                            const dm_pipeline *p, const dm_classifier *clf, dm_error *err) {

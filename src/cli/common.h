@@ -23,7 +23,10 @@ int cli_fail(const dm_error *err);
 void cli_print_json(cJSON *obj);
 /* Comma-separated list of the built-in set names. */
 const char *cli_builtin_list(void);
-/* Installs a SIGINT handler that only sets a flag; cli_interrupted() reads it. */
+/* Ctrl-C (interrupt.c). cli_signals_init, first thing in main: until a command calls
+ * cli_catch_interrupt, Ctrl-C ends the process at once; after it, the first Ctrl-C only sets
+ * the flag cli_interrupted() reads and the second ends the process. */
+void cli_signals_init(void);
 void cli_catch_interrupt(void);
 int cli_interrupted(void);
 

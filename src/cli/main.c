@@ -20,6 +20,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    cli_signals_init(); /* before any thread starts: they inherit its signal mask */
     if (argc < 2) {
         usage(stderr);
         return 2;
