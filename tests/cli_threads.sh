@@ -32,7 +32,8 @@ if [ "$cpus" -ge 2 ]; then
           "$(threads OMPI_COMM_WORLD_LOCAL_SIZE=2 -- )"
 fi
 
-# Placement, read from /proc while a training run works: Cpus_allowed_list of each thread.
+# Placement, read from /proc while a training run works: Cpus_allowed_list of each computing
+# thread.
 placement() { # placement [ENV=V...] -- ARGS...: each thread's allowed CPUs, sorted, one per line
     local envs=()
     while [ "$1" != -- ]; do envs+=("$1"); shift; done
@@ -40,11 +41,19 @@ placement() { # placement [ENV=V...] -- ARGS...: each thread's allowed CPUs, sor
     env "${envs[@]}" "$bin" train --data moons --n-data 2000 --hidden 256 --batch 256 \
         --steps 1000000 --checkpoint-every 0 --out "$dir/run" --quiet "$@" > /dev/null 2>&1 &
     local pid=$!
-    sleep 1.5
+    # the threads are placed before training starts, which writes the log's first line
+    for _ in $(seq 600); do
+        [ -s "$dir/run/log.jsonl" ] && break
+        kill -0 $pid 2> /dev/null || break
+        sleep 0.1
+    done
     local list
-    list=$(for s in /proc/$pid/task/*/status; do
-               sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$s"; done | sort)
-    kill -INT $pid; wait $pid 2> /dev/null
+    # the computing threads: not the CLI's own that sleeps in sigwait for Ctrl-C (system call
+    # 128, rt_sigtimedwait; interrupt.c), which is not pinned
+    list=$(for t in /proc/$pid/task/*; do
+               [ "$(cut -d' ' -f1 "$t/syscall" 2> /dev/null)" = 128 ] && continue
+               sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status"; done | sort)
+    kill -KILL $pid; wait $pid 2> /dev/null
     rm -rf "$dir/run"
     echo "$list"
 }
@@ -52,6 +61,7 @@ all=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
 if [ "$cpus" -ge 2 ]; then
     # threads filling the mask: one CPU each, so no thread is allowed the whole mask
     pinned=$(placement -- --threads "$cpus")
+    check "threads filling the mask: one computing thread per CPU" "$cpus" "$(grep -c . <<< "$pinned")"
     check "threads filling the mask are pinned one per CPU" 0 "$(grep -cx -- "$all" <<< "$pinned")"
     unpinned=$(placement DIFFUSION_PIN_THREADS=0 -- --threads "$cpus")
     check "DIFFUSION_PIN_THREADS=0 leaves every thread the whole mask" \

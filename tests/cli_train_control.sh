@@ -69,9 +69,9 @@ check "Ctrl-C: says interrupted ($(cat "$dir/err"))" grep -q "interrupted" "$dir
 check "Ctrl-C: the checkpoint samples" "$bin" sample --model "$dir/c" --n 10 --out "$dir/s.csv" --quiet \
     > /dev/null
 # a run folder in use is refused to a second trainer, and free again once the first has ended
-"$bin" train "${mlp[@]}" --out "$dir/l" --quiet > /dev/null 2>&1 &
+DIFFUSION_PROGRESS_SECONDS=0.2 "$bin" train "${mlp[@]}" --out "$dir/l" > /dev/null 2> "$dir/err" &
 pid=$!
-sleep 1
+check "the first run started ($(head -c 300 "$dir/err"))" started "$dir/err" $pid
 expect_error "in use by another training run" "$bin" train "${mlp[@]}" --out "$dir/l" --steps 10
 kill -INT $pid; wait $pid
 check "the folder is free after the first run ended" "$bin" train "${mlp[@]}" --out "$dir/l" \
