@@ -70,18 +70,24 @@ static inline double gauss_oracle_mse(const gauss_oracle *g, double ab) {
     return 2.0 - (1 - ab) * (P[0][0] + P[1][1]);
 }
 
-/* n draws of x0 from N(mu, S) (Cholesky factor times normals from seed). */
-static inline void gauss_oracle_data(const gauss_oracle *g, float *x0, int64_t n, uint64_t seed) {
-    const double l00 = sqrt(g->S[0][0]), l10 = g->S[1][0] / l00;
-    const double l11 = sqrt(g->S[1][1] - l10 * l10);
+/* n 2-D draws from N(mu, S): its Cholesky factor times normals from (seed, stream). */
+static inline void gauss_draw(const double mu[2], const double S[2][2], float *x, int64_t n,
+                              uint64_t seed, uint64_t stream) {
+    const double l00 = sqrt(S[0][0]), l10 = S[1][0] / l00;
+    const double l11 = sqrt(S[1][1] - l10 * l10);
     dm_rng r;
-    dm_rng_init(&r, seed, 99);
-    dm_rng_normal(&r, x0, (size_t)(2 * n));
+    dm_rng_init(&r, seed, stream);
+    dm_rng_normal(&r, x, (size_t)(2 * n));
     for (int64_t b = 0; b < n; b++) {
-        const double z0 = x0[2 * b], z1 = x0[2 * b + 1];
-        x0[2 * b] = (float)(g->mu[0] + l00 * z0);
-        x0[2 * b + 1] = (float)(g->mu[1] + l10 * z0 + l11 * z1);
+        const double z0 = x[2 * b], z1 = x[2 * b + 1];
+        x[2 * b] = (float)(mu[0] + l00 * z0);
+        x[2 * b + 1] = (float)(mu[1] + l10 * z0 + l11 * z1);
     }
+}
+
+/* n draws of x0 from the oracle's N(mu, S). */
+static inline void gauss_oracle_data(const gauss_oracle *g, float *x0, int64_t n, uint64_t seed) {
+    gauss_draw(g->mu, g->S, x0, n, seed, 99);
 }
 
 /* The data's differential entropy, 0.5 log((2 pi e)^2 det S), in nats. */

@@ -79,19 +79,6 @@ static dm_status g_vjp(void *ctx, float *score, float *vjp, const float *x, cons
     return DM_OK;
 }
 
-static void draw(const gauss *g, float *x, int64_t n, uint64_t seed) {
-    const double l00 = sqrt(g->S[0][0]), l10 = g->S[1][0] / l00;
-    const double l11 = sqrt(g->S[1][1] - l10 * l10);
-    dm_rng r;
-    dm_rng_init(&r, seed, 7);
-    dm_rng_normal(&r, x, (size_t)(2 * n));
-    for (int64_t b = 0; b < n; b++) {
-        const double z0 = x[2 * b], z1 = x[2 * b + 1];
-        x[2 * b] = (float)(g->mu[0] + l00 * z0);
-        x[2 * b + 1] = (float)(g->mu[1] + l10 * z0 + l11 * z1);
-    }
-}
-
 static dm_sde make_sde(dm_sde_kind k) {
     dm_sde s;
     dm_sde_default(&s, k);
@@ -108,7 +95,7 @@ static double exact_error(dm_sde_kind k, double tol, int use_vjp, int64_t *evals
     gauss g = gauss_make(&sde);
     float x[2 * N], z[2 * N];
     double nll[N], delta[N];
-    draw(&g, x, N, 11);
+    gauss_draw(g.mu, g.S, x, N, 11, 7);
     dm_ode_nll_options o;
     dm_ode_nll_options_default(&o);
     o.rtol = o.atol = tol;
