@@ -3,6 +3,7 @@
  * annealed Langevin dynamics (Song & Ermon 2019) and predictor-corrector sampling (Song et al.
  * 2021: Langevin corrector steps, then an ancestral predictor step, at every level). Annealed
  * Langevin sets its own noise, so the reverse variance option applies only to PC's predictor. */
+#include "diffusion/langevin.h"
 #include "diffusion/sampler_impl.h"
 
 #include <math.h>
@@ -61,6 +62,27 @@ dm_status dm_sample_langevin_on(dm_sample_run *r, const int32_t *levels, int32_t
     return DM_OK;
 }
 
+void dm_langevin_norm_sums(const float *s, const float *z, int64_t B, int64_t dim, double *nrm,
+                           double *s_sum, double *z_sum) {
+#pragma omp parallel for schedule(static) if (B * dim >= DM_PARALLEL_MIN)
+    for (int64_t b = 0; b < B; b++) {
+        const float *sb = s + b * dim, *zb = z + b * dim;
+        double ss = 0, zz = 0;
+        for (int64_t d = 0; d < dim; d++) {
+            ss += (double)sb[d] * sb[d];
+            zz += (double)zb[d] * zb[d];
+        }
+        nrm[2 * b] = sqrt(ss);
+        nrm[2 * b + 1] = sqrt(zz);
+    }
+    *s_sum = 0;
+    *z_sum = 0;
+    for (int64_t b = 0; b < B; b++) {
+        *s_sum += nrm[2 * b];
+        *z_sum += nrm[2 * b + 1];
+    }
+}
+
 /* Song et al.'s Langevin corrector at index k of sched (model index t): step size
  * e = 2 alpha_k (snr ||z|| / ||s_hat||)^2, then x += (e / 2) s_hat + sqrt(e) z.
  * The norms are over each sample's dim values, averaged over the batch as in Song et al.'s code
@@ -76,25 +98,8 @@ static dm_status corrector_step(dm_sample_run *r, const dm_schedule *sched, int3
     dm_status st = dm_sample_denoise(r, t, 0);
     if (st != DM_OK) return st;
     dm_rng_normal(&r->rng, r->z, r->n);
-    const int64_t B = r->B, dim = r->dim;
-    const float *eps = r->eps, *z = r->z;
-    double *norm = r->norm; /* (2 B): ||eps_b||, ||z_b|| */
-#pragma omp parallel for schedule(static) if (r->n >= DM_PARALLEL_MIN)
-    for (int64_t b = 0; b < B; b++) {
-        const float *eb = eps + b * dim, *zb = z + b * dim;
-        double ee = 0, zz = 0;
-        for (int64_t d = 0; d < dim; d++) {
-            ee += (double)eb[d] * eb[d];
-            zz += (double)zb[d] * zb[d];
-        }
-        norm[2 * b] = sqrt(ee);
-        norm[2 * b + 1] = sqrt(zz);
-    }
-    double eps_norm = 0, z_norm = 0;
-    for (int64_t b = 0; b < B; b++) {
-        eps_norm += norm[2 * b];
-        z_norm += norm[2 * b + 1];
-    }
+    double eps_norm, z_norm;
+    dm_langevin_norm_sums(r->eps, r->z, r->B, r->dim, r->norm, &eps_norm, &z_norm);
     if (!(eps_norm > 0)) return DM_OK;
     /* with ||s_hat|| = ||eps|| / sqrt(1 - ab) (the batch means' 1/B cancels in the ratio) */
     const double ab = sched->alpha_bar[k];

@@ -4,6 +4,7 @@
  * Euler, Heun and RK4 and by adaptive Dormand-Prince 5(4). The formulas are in sde.h; the state
  * is kept in double and handed to the score function in float. The samplers see only a score
  * callback and the process, never a network. */
+#include "diffusion/langevin.h"
 #include "diffusion/rk45.h"
 #include "diffusion/sde.h"
 
@@ -210,24 +211,8 @@ static dm_status corrector_step(run *r, double t0, double t1) {
     dm_status st = eval_score(r, r->y, t0);
     if (st != DM_OK) return st;
     next_noise(r);
-    const int64_t B = r->B, dim = r->dim;
-    const float *s = r->s, *z = r->z;
-    double *nrm = r->nrm;
-#pragma omp parallel for schedule(static) if (r->n >= DM_PARALLEL_MIN)
-    for (int64_t b = 0; b < B; b++) {
-        double ss = 0, zz = 0;
-        for (int64_t d = 0; d < dim; d++) {
-            ss += (double)s[b * dim + d] * s[b * dim + d];
-            zz += (double)z[b * dim + d] * z[b * dim + d];
-        }
-        nrm[2 * b] = sqrt(ss);
-        nrm[2 * b + 1] = sqrt(zz);
-    }
-    double s_norm = 0, z_norm = 0;
-    for (int64_t b = 0; b < B; b++) {
-        s_norm += nrm[2 * b];
-        z_norm += nrm[2 * b + 1];
-    }
+    double s_norm, z_norm;
+    dm_langevin_norm_sums(r->s, r->z, r->B, r->dim, r->nrm, &s_norm, &z_norm);
     if (!(s_norm > 0)) return DM_OK;
     double alpha = 1.0;
     if (r->sde->kind != DM_SDE_VE) {
