@@ -71,6 +71,7 @@ typedef enum {
     DM_ERR_NOMEM,    /* an allocation failed */
     DM_ERR_NUMERIC,  /* NaN or Inf where a finite number is needed */
     DM_ERR_MISMATCH, /* a file does not match what it is loaded into (shape, name, architecture) */
+    DM_ERR_UNSUPPORTED, /* this build lacks the optional component asked for (plots: DM_PLOT) */
 } dm_status;
 
 typedef struct {
@@ -1062,7 +1063,8 @@ DM_API dm_status dm_precision_recall(const float *real, int64_t n_real, const fl
                                      double *recall, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Pictures (PNG, drawn with cairo)                                                           */
+/* Pictures (PNG, drawn with cairo): the optional plot component. A library built without it
+ * (cmake -DDM_PLOT=OFF: no cairo) keeps these functions, which then return DM_ERR_UNSUPPORTED. */
 
 /* Scatter plot of samples (dim >= 2, first two coordinates) over data points in grey. */
 DM_API dm_status dm_plot_scatter(const char *path, const float *data, int64_t n_data,

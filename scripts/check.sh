@@ -3,13 +3,15 @@
 #   sanitize  the whole test suite built with AddressSanitizer + UndefinedBehaviorSanitizer
 #   valgrind  a train / resume / sample / eval round trip under memcheck (MLP and UNet)
 #   fuzz      every parser's libFuzzer harness for a short bounded time (scripts/fuzz.sh)
-# Usage: scripts/check.sh [sanitize|valgrind|fuzz]...   (default: all three)
+#   noplot    the library built without its plot component (-DDM_PLOT=OFF): no cairo linked,
+#             plots refused with a message, training and sampling as before
+# Usage: scripts/check.sh [sanitize|valgrind|fuzz|noplot]...   (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 bash scripts/install-deps.sh checks
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(sanitize valgrind fuzz)
+[ ${#parts[@]} -eq 0 ] && parts=(sanitize valgrind fuzz noplot)
 jobs=$(nproc)
 
 sanitize() {
@@ -100,13 +102,52 @@ valgrind_round_trip() {
     return $status
 }
 
+without_plots() {
+    echo "== the library without plots (-DDM_PLOT=OFF)"
+    cmake -S . -B build-noplot -DDM_PLOT=OFF -DCMAKE_BUILD_TYPE=Release > /dev/null
+    cmake --build build-noplot -j"$jobs" --target diffusion diffusion_shared > /dev/null
+    local bin=$root/build-noplot/diffusion dir status=0
+    dir=$(mktemp -d /tmp/dm_noplot_XXXXXX)
+    ok() { echo "ok: $1"; }
+    bad() { echo "FAIL: $1"; status=1; }
+    if readelf -d build-noplot/libdiffusion.so | grep -q 'NEEDED.*cairo'; then
+        bad "libdiffusion.so still needs cairo"
+    else
+        ok "libdiffusion.so needs no cairo"
+    fi
+    if "$bin" train --data moons --n-data 2000 --hidden 32 --steps 200 --out "$dir/run" \
+           > "$dir/out" 2> "$dir/err" && [ ! -e "$dir/run/loss.png" ] &&
+       grep -q "built without plots" "$dir/err"; then
+        ok "train runs and says why there is no loss.png"
+    else
+        bad "train without plots: $(cat "$dir/out" "$dir/err" | tail -3)"
+    fi
+    if "$bin" sample --model "$dir/run" --n 100 --out "$dir/s.csv" --quiet &&
+       [ "$(wc -l < "$dir/s.csv")" -ge 100 ]; then
+        ok "sample writes its CSV"
+    else
+        bad "sample without plots"
+    fi
+    if "$bin" sample --model "$dir/run" --n 100 --out "$dir/s.csv" --plot "$dir/s.png" \
+           --quiet 2> "$dir/err"; then
+        bad "--plot succeeded without plots"
+    elif grep -q "built without plots" "$dir/err"; then
+        ok "--plot is refused with the reason"
+    else
+        bad "--plot failed without the reason: $(cat "$dir/err")"
+    fi
+    rm -rf "$dir"
+    return $status
+}
+
 status=0
 for part in "${parts[@]}"; do
     case $part in
         sanitize) sanitize || status=1 ;;
         valgrind) valgrind_round_trip || status=1 ;;
         fuzz) bash scripts/fuzz.sh || status=1 ;;
-        *) echo "unknown part: $part (sanitize, valgrind, fuzz)" >&2; exit 2 ;;
+        noplot) without_plots || status=1 ;;
+        *) echo "unknown part: $part (sanitize, valgrind, fuzz, noplot)" >&2; exit 2 ;;
     esac
 done
 [ $status -eq 0 ] && echo "check: all passed" || echo "check: FAILED"

@@ -515,7 +515,10 @@ static int train_main(int argc, char **argv) {
                (long long)dm_trainer_config(tr)->steps);
     int64_t steps = dm_trainer_step_count(tr);
     snprintf(path, sizeof path, "%s/loss.png", out);
-    if (dm_plot_loss(path, dm_trainer_loss_history(tr), steps, &err)) {
+    const dm_status plotted = dm_plot_loss(path, dm_trainer_loss_history(tr), steps, &err);
+    if (plotted == DM_ERR_UNSUPPORTED) { /* a build without plots: the run is still whole */
+        if (!quiet && !json) fprintf(stderr, "note: no loss.png (%s)\n", cli_safe(err.msg));
+    } else if (plotted) {
         dm_trainer_free(tr);
         return cli_fail(&err);
     }

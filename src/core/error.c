@@ -66,6 +66,7 @@ const char *dm_status_name(dm_status status) {
     case DM_ERR_NOMEM: return "out of memory";
     case DM_ERR_NUMERIC: return "non-finite number";
     case DM_ERR_MISMATCH: return "mismatch";
+    case DM_ERR_UNSUPPORTED: return "not in this build";
     }
     return "unknown status";
 }
