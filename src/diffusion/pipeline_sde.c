@@ -102,19 +102,23 @@ static dm_status pipe_vjp_fn(void *vc, float *score, float *vjp, const float *x,
     return DM_OK;
 }
 
-/* The VP SDE a linear schedule discretises (score_sde's DDPM: beta_i = beta(t) / T). */
-static dm_status vp_of_schedule(const dm_schedule *s, dm_sde *sde, const char *what,
+/* The VP SDE a linear schedule discretises (score_sde's DDPM: beta_i = beta(t) / T). A diffusers
+ * pipeline's betas are its scheduler's, linear to float32's precision (torch.linspace in
+ * float32); its schedule's come back from alpha_bar's float32 cumulative product, linear only to
+ * about 1e-3. */
+static dm_status vp_of_pipeline(const dm_pipeline *p, dm_sde *sde, const char *what,
                                 dm_error *err) {
-    const int32_t T = s->T;
-    const double b0 = s->beta[0], b1 = s->beta[T - 1];
+    const int32_t T = p->sched.T;
+    const double *beta = p->has_scheduler ? p->scheduler.betas : p->sched.beta;
+    const double b0 = beta[0], b1 = beta[T - 1];
     for (int32_t i = 0; i < T; i++) {
         const double want = T > 1 ? b0 + (b1 - b0) * i / (T - 1) : b0;
-        if (fabs(s->beta[i] - want) > 1e-9 * fabs(want) + 1e-15)
+        if (fabs(beta[i] - want) > 1e-6 * fabs(want) + 1e-15)
             return dm_error_set(err, DM_ERR_ARG,
                                 "%s: the model's schedule is not linear in beta (step %d: %g, "
                                 "linear would be %g); a discrete model is the VP SDE's score "
                                 "only on the linear schedule that SDE discretises",
-                                what, (int)i, s->beta[i], want);
+                                what, (int)i, beta[i], want);
     }
     dm_sde_default(sde, DM_SDE_VP);
     sde->beta_min = b0 * T;
@@ -137,7 +141,7 @@ dm_status dm_pipeline_ode_nll(dm_pipeline *p, const dm_sde *sde_in, const dm_dat
                                 "ode nll: a discrete eps model is the score of the VP SDE only "
                                 "(asked: %s; allowed: vp)", dm_sde_kind_name(sde_in->kind));
         sde = *sde_in;
-    } else if ((st = vp_of_schedule(&p->sched, &sde, "ode nll", err))) {
+    } else if ((st = vp_of_pipeline(p, &sde, "ode nll", err))) {
         return st;
     }
     if (p->cfg.train.num_classes > 0 && p->cfg.train.p_uncond <= 0)
@@ -195,13 +199,36 @@ dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
     if (n < 1) return dm_error_set(err, DM_ERR_ARG, "sde sample: n must be >= 1 (got %lld)",
                                    (long long)n);
     dm_sde sde;
-    dm_status st = vp_of_schedule(&p->sched, &sde, "sde sample", err);
+    dm_status st = vp_of_pipeline(p, &sde, "sde sample", err);
     if (st) return st;
     if (p->cfg.train.num_classes > 0 && p->cfg.train.p_uncond <= 0)
         return dm_pipeline_null_labels(p, NULL, 0, err); /* its message: no null label */
     const int64_t D = dm_pipeline_dim(p);
+    dm_sde_sample_options o;
+    if (opt) o = *opt; else dm_sde_sample_options_default(&o);
+    /* as dm_pipeline_sample: a UNet's activations grow with the batch, so images are drawn in
+     * chunks, chunk k from stream opt->stream + k */
+    const int64_t chunk = dm_model_image_shape(p->model, NULL, NULL, NULL)
+                              ? DM_PIPELINE_IMAGE_CHUNK
+                              : n;
+    if (o.noise && n > chunk) /* laid out (S, n, dim) for one call: not splittable */
+        return dm_error_set(err, DM_ERR_ARG, "sde sample: with given noise, at most %lld images "
+                            "a call (the chunk size)", (long long)chunk);
+    if (stats) *stats = (dm_sde_sample_stats){0};
     pipe_score c = {.p = p, .sde = &sde};
-    st = dm_sde_sample(&sde, pipe_score_fn, &c, x, n, D, opt, stats, err);
+    for (int64_t start = 0, k = 0; start < n && !st; start += chunk, k++) {
+        const int64_t B = n - start < chunk ? n - start : chunk;
+        dm_sde_sample_options ok = o;
+        ok.stream = o.stream + (uint64_t)k;
+        ok.x_T = o.x_T ? o.x_T + start * D : NULL;
+        dm_sde_sample_stats sk;
+        st = dm_sde_sample(&sde, pipe_score_fn, &c, x + start * D, B, D, &ok, &sk, err);
+        if (!st && stats) {
+            stats->score_evals += sk.score_evals;
+            stats->steps += sk.steps;
+            stats->rejected += sk.rejected;
+        }
+    }
     dm_free(c.out), dm_free(c.dout), dm_free(c.gx), dm_free(c.tb), dm_free(c.labels);
     if (st) return st;
     /* in data units as dm_pipeline_sample gives them (images: the identity); checked after,
