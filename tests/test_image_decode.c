@@ -189,7 +189,7 @@ static void to_chw(uint8_t *out, int c, const uint8_t *hwc, int stored, int h, i
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             const uint8_t *p = hwc + ((size_t)y * w + x) * stored;
-            for (int k = 0; k < c; k++) {
+            for (int k = 0; k < c && k < 3; k++) { /* c: 1 or 3 */
                 uint8_t v;
                 if (stored <= 2) v = p[0];
                 else if (c == 1) v = (uint8_t)((77 * p[0] + 150 * p[1] + 29 * p[2]) >> 8);
