@@ -1063,8 +1063,10 @@ DM_API dm_status dm_precision_recall(const float *real, int64_t n_real, const fl
                                      double *recall, dm_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Pictures (PNG, drawn with cairo): the optional plot component. A library built without it
- * (cmake -DDM_PLOT=OFF: no cairo) keeps these functions, which then return DM_ERR_UNSUPPORTED. */
+/* Pictures (PNG, drawn with cairo; optional)                                                */
+
+/* The optional plot component: a library built without it (cmake -DDM_PLOT=OFF: no cairo) keeps
+ * these functions, which then return DM_ERR_UNSUPPORTED. */
 
 /* Scatter plot of samples (dim >= 2, first two coordinates) over data points in grey. */
 DM_API dm_status dm_plot_scatter(const char *path, const float *data, int64_t n_data,
