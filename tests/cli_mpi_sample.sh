@@ -4,8 +4,9 @@
 # equal one process's byte for byte whatever N: points CSV and NPY of an MLP (ancestral and pc,
 # whose step size averages over its batch), and the grid, NPY and PNGs of a tiny UNet; more ranks
 # than chunks; rank 0 alone writes and prints; a rank that cannot load the model, or loads
-# another, stops the job with one message; eval stays one process. Needs mpirun (openmpi-bin)
-# and a build with MPI: a failure, not a skip, without them.
+# another, stops the job with one message. `eval --metric mmd --model` splits its sampling the
+# same way: the report of one process; its other metrics, and other commands, stay one process.
+# Needs mpirun (openmpi-bin) and a build with MPI: a failure, not a skip, without them.
 set -u
 bin=$(realpath "$1") # --wdir below: not relative to here
 name=cli_mpi_sample
@@ -124,7 +125,24 @@ expect_error "sampling produced NaN or Inf" mpi -np 2 "$bin" sample "${pts[@]}" 
     --sampler langevin --langevin-delta 1e30 --steps 5 --out "$dir/nan.csv"
 check "  ...said once" test "$(grep -c "NaN or Inf" "$dir/err")" -eq 1
 check "  ...nothing written" test ! -e "$dir/nan.csv"
-expect_error "only 'diffusion train' and 'diffusion sample' run over MPI" mpi -np 2 "$bin" eval \
-    --model "$dir/m" --n 10
+
+# ---- eval --metric mmd --model: the ranks draw, rank 0 judges -------------------------------
+ev=(--metric mmd --model "$dir/m" --data moons --n 5000 --seed 7 --threads 1 --json)
+check "eval: 1 process" "$bin" eval "${ev[@]}"
+cp "$dir/out" "$dir/ev1.json"
+holds "eval: a report" "$dir/ev1.json" '.n == 5000 and (.mmd | finite) and (.swd | finite)'
+check "eval: 2 ranks" mpi -np 2 "$bin" eval "${ev[@]}"
+cp "$dir/out" "$dir/ev2.json"
+same "eval: 2 ranks report what 1 process does" "$dir/ev1.json" "$dir/ev2.json"
+check "eval: 3 ranks" mpi -np 3 "$bin" eval "${ev[@]}"
+cp "$dir/out" "$dir/ev3.json"
+same "eval: 3 ranks too" "$dir/ev1.json" "$dir/ev3.json"
+expect_error "eval splits only the drawing of --model's samples for --metric mmd" \
+    mpi -np 2 "$bin" eval --metric nll --model "$dir/m" --n 10
+check "  ...said once" test "$(grep -c "splits only" "$dir/err")" -eq 1
+expect_error "eval splits only" mpi -np 2 "$bin" eval --samples "$dir/one.csv" --n 10
+expect_error "only 'diffusion train', 'diffusion sample' and 'diffusion eval --metric mmd --model' run over MPI" \
+    mpi -np 2 "$bin" demo --out "$dir/demo"
+check "  ...and no demo folder" test ! -e "$dir/demo"
 
 finish
