@@ -101,6 +101,9 @@ same "UNet: the grid" "$dir/g1.png" "$dir/g2.png"
 same "UNet: the strip" "$dir/s1.png" "$dir/s2.png"
 check "UNet: every PNG" diff -r "$dir/e1" "$dir/e2"
 check "UNet: 300 PNGs" test "$(ls "$dir/e2" | wc -l)" -eq 300
+check "UNet: 2 ranks of 2 threads" mpi -np 2 "$bin" sample "${img[@]}" --threads 2 \
+    --grid "$dir/g3.png" --npy "$dir/i3.npy"
+same "UNet: 2 ranks of 2 threads as 1 process of 1" "$dir/i1.npy" "$dir/i3.npy"
 
 # ---- failures: one message, nothing written ----------------------------------------------------
 mkdir -p "$dir/f0" "$dir/f1"
