@@ -113,8 +113,6 @@ expect_error "rank 1 runs another executable than rank 0" \
     mpi -np 1 "$bin" train "${mlp[@]}" --out "$dir/bad" : -np 1 "$dir/other_build" train \
     "${mlp[@]}" --out "$dir/bad"
 check "  ...and no run folder" test ! -e "$dir/bad"
-expect_error "only 'diffusion train' runs over MPI" mpi -np 2 "$bin" sample --model "$dir/one" \
-    --n 10 --out "$dir/bad.csv"
 
 # ---- the weights checked the same on every rank (a debugging aid) -----------------------------
 check "DIFFUSION_MPI_CHECK=10" env DIFFUSION_MPI_CHECK=10 ASAN_OPTIONS=$noleak mpirun \

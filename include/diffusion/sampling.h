@@ -172,10 +172,13 @@ DM_API const dm_model *dm_pipeline_model(const dm_pipeline *p);
 DM_API const dm_schedule *dm_pipeline_schedule(const dm_pipeline *p);
 DM_API const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
 /* Draws n samples into x (n, dim), in data units. The observer sees standardised values.
- * Images are drawn DM_PIPELINE_IMAGE_CHUNK at a time, chunk k with stream opt->stream + k
- * (and rows of opt->x_T, (n, dim), when given; given noise allows one chunk only).
- * opt NULL means the defaults. */
+ * Images are drawn DM_PIPELINE_IMAGE_CHUNK at a time, points DM_PIPELINE_POINT_CHUNK, chunk k
+ * with stream opt->stream + k (and rows of opt->x_T, (n, dim), when given; given noise allows
+ * one chunk only). So chunk k is the same whoever draws it: drawing rows k * chunk.. alone
+ * with stream opt->stream + k gives the same bits (how `mpirun diffusion sample` splits the
+ * work). opt NULL means the defaults. */
 #define DM_PIPELINE_IMAGE_CHUNK 256
+#define DM_PIPELINE_POINT_CHUNK 2048
 DM_API dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n,
                                     const dm_sample_options *opt, dm_error *err);
 /* The pipeline as a dm_denoise_fn (ctx = the pipeline): the model's prediction converted to

@@ -289,9 +289,9 @@ DM_API dm_status dm_sde_ode_nll(const dm_sde *sde, dm_score_fn score, dm_score_v
 /* Samples of a trained discrete eps (or x0, v) model with a continuous-time sampler of the VP SDE
  * its linear schedule discretises (score_sde's: beta(t) = T beta_i; dm_sde_denoiser_score's
  * mapping, the null label for a class-conditional model trained with label drops): x (n, dim) in
- * data units for points, in [-1, 1] for images, as dm_pipeline_sample, and like it in chunks of
- * DM_PIPELINE_IMAGE_CHUNK images, chunk k from stream opt->stream + k (stats: the chunks' sums;
- * given noise: at most one chunk). Refused for other schedules, with a message. */
+ * data units for points, in [-1, 1] for images, as dm_pipeline_sample, and like it in chunks
+ * (DM_PIPELINE_IMAGE_CHUNK images, DM_PIPELINE_POINT_CHUNK points), chunk k from stream
+ * opt->stream + k (stats: the chunks' sums; given noise: at most one chunk). Refused for other schedules, with a message. */
 DM_API dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
                                         const dm_sde_sample_options *opt,
                                         dm_sde_sample_stats *stats, dm_error *err);

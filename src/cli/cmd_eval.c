@@ -4,6 +4,8 @@
 #include "eval_images.h"
 #include "eval_nll.h"
 #include "eval_steps.h"
+#include "parallel.h"
+#include "sample_split.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,7 +32,7 @@ static dm_status two_draws(const dm_dataset *ds, int64_t n, uint64_t seed, dm_da
     return DM_OK;
 }
 
-int cmd_eval(int argc, char **argv) {
+static int eval_main(int argc, char **argv) {
     const char *samples_path = NULL, *model = NULL, *data = "swissroll", *metric = "mmd";
     const char *var = "model", *samplers = "ancestral,ddim,dpmpp-2m", *plot = NULL;
     const char *steps_list = "5,10,20,50,100,200,1000";
@@ -98,11 +100,20 @@ int cmd_eval(int argc, char **argv) {
         "is computed after standardising with the held-out draw's mean and std. Each figure is\n"
         "shown beside its floor: the same figure between two independent draws of the data.\n"
         "For a built-in set both draws are fresh (seeds apart from training's); for a file they\n"
-        "are two disjoint random subsets, so the file needs 2n rows (n is lowered otherwise).",
+        "are two disjoint random subsets, so the file needs 2n rows (n is lowered otherwise).\n"
+        "Under mpirun, --metric mmd --model draws the samples over the ranks (as diffusion\n"
+        "sample does) and rank 0 reports what one process would; the rest runs as one process.",
         opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;
     if (cli_set_precision(precision)) return 2;
+    if (cli_parallel_size() > 1 && (strcmp(metric, "mmd") != 0 || !model || samples_path)) {
+        /* the other metrics' work is not the pipeline's chunks of samples */
+        fprintf(stderr, "error: under mpirun, eval splits only the drawing of --model's samples "
+                "for --metric mmd; run --metric %s%s as one process (without mpirun)\n",
+                cli_safe(metric), samples_path ? " --samples" : "");
+        return 2;
+    }
     if (strcmp(metric, "accuracy") == 0 || strcmp(metric, "fid") == 0 ||
         strcmp(metric, "prec-recall") == 0 || strcmp(metric, "guidance") == 0) {
         if (!img.classifier) {
@@ -211,9 +222,20 @@ int cmd_eval(int argc, char **argv) {
                          model);
             goto done;
         }
-        if (dm_dataset_init(&samples, n, dm_pipeline_dim(p), &err) ||
-            (!sweep && dm_pipeline_sample(p, samples.x, n, &so, &err)))
+        if (dm_dataset_init(&samples, n, dm_pipeline_dim(p), &err)) goto done;
+        if (cli_parallel_size() > 1) {
+            /* over MPI the ranks draw their chunks (sample_split.h); rank 0 judges them */
+            if (cli_parallel_setup_done(0, cli_parallel_fingerprint_model(dm_pipeline_model(p)),
+                                        "model", "sampling"))
+                goto done_quietly; /* another rank failed, and said so */
+            if (cli_sample_split(p, samples.x, n, &so, NULL, &err)) goto done;
+            if (!cli_parallel_is_root()) {
+                status = 0;
+                goto done_quietly;
+            }
+        } else if (!sweep && dm_pipeline_sample(p, samples.x, n, &so, &err)) {
             goto done;
+        }
     }
     if (cli_is_builtin(data)) {
         if (dm_toy2d_generate(&a, data, n, CLI_HELDOUT_SEED_A(seed), &err) ||
@@ -269,7 +291,7 @@ int cmd_eval(int argc, char **argv) {
     }
     status = 0;
 done:
-    if (status) cli_fail(&err);
+    if (status) cli_sample_fail(&err);
 done_quietly:
     dm_dataset_free(&samples);
     dm_dataset_free(&a);
@@ -277,4 +299,15 @@ done_quietly:
     dm_dataset_free(&all);
     dm_pipeline_free(p);
     return status;
+}
+
+/* `mpirun -np N diffusion eval --metric mmd --model DIR`: the ranks draw the samples
+ * (sample_split.h) and rank 0 judges them; without a launcher or MPI, one process as ever. */
+int cmd_eval(int argc, char **argv) {
+    int rc = cli_parallel_init("eval", argc, argv);
+    if (rc) return cli_parallel_finalize(rc);
+    rc = eval_main(argc, argv);
+    if (!cli_parallel_setup_reported()) /* failed before sampling */
+        cli_parallel_setup_done(rc != 0, 0, "model", "sampling");
+    return cli_parallel_finalize(rc);
 }

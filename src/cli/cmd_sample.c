@@ -1,17 +1,29 @@
 /* diffusion sample: draw points from a trained model; optional scatter plot and reverse strip. */
 #include "common.h"
+#include "parallel.h"
 #include "progress.h"
 #include "sample_images.h"
 #include "sample_sde.h"
+#include "sample_split.h"
 #include "snapshots.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void show_progress(void *ctx, int64_t done) { cli_progress_update(ctx, done, NULL); }
+typedef struct {
+    cli_progress bar;
+    int64_t T, base, last; /* a chunk's steps done start again from 0: base counts the chunks */
+} point_progress;
 
-int cmd_sample(int argc, char **argv) {
+static void show_progress(void *ctx, int64_t done) {
+    point_progress *pp = ctx;
+    if (done < pp->last) pp->base += pp->T;
+    pp->last = done;
+    cli_progress_update(&pp->bar, pp->base + done, NULL);
+}
+
+static int sample_main(int argc, char **argv) {
     dm_sample_options so;
     dm_sample_options_default(&so);
     const char *model = NULL, *out = "samples.csv", *plot = NULL, *strip = NULL, *data = NULL;
@@ -65,7 +77,10 @@ int cmd_sample(int argc, char **argv) {
     cli_command cmd = {"diffusion sample --model DIR [options]",
                        "Draws samples from a trained model: ancestral sampling (Ho et al. "
                        "Algorithm 2) on all T steps\nor a strided subset, DDIM, annealed Langevin "
-                       "dynamics or predictor-corrector.",
+                       "dynamics or predictor-corrector.\nSamples are drawn in chunks (2048 "
+                       "points, 256 images), each from its own noise stream;\nunder mpirun the "
+                       "ranks draw whole chunks and rank 0 writes the files one process\nwould "
+                       "write, whatever the rank count.",
                        opts, (int)(sizeof opts / sizeof opts[0])};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc == CLI_HELP ? 0 : 2;
@@ -74,6 +89,12 @@ int cmd_sample(int argc, char **argv) {
         return 2;
     }
     dm_error err = {0};
+    if (sde_sampler && cli_parallel_size() > 1) {
+        /* ode-rk45's steps adapt to the whole batch: no split of it reproduces one process */
+        fprintf(stderr, "error: --sde-sampler runs as one process (without mpirun); over MPI "
+                "use --sampler (ancestral, ddim, langevin, pc, dpmpp-2m or scheduler)\n");
+        return 2;
+    }
     if (sde_sampler) {
         /* the discrete samplers' options have no meaning for the SDE's */
         static const char *const discrete[] = {"--sampler", "--scheduler-config", "--eta",
@@ -181,7 +202,7 @@ int cmd_sample(int argc, char **argv) {
     const int64_t D = dm_pipeline_dim(p);
     dm_dataset samples = {0}, background = {0};
     cli_snapshots snaps = {0};
-    cli_progress bar;
+    point_progress pp = {0};
     int status = 1;
     if (dm_dataset_init(&samples, n, D, &err)) goto done;
     if (plot && data && cli_load_data(&background, data, n_data, CLI_HELDOUT_SEED_A(0), &err))
@@ -191,16 +212,28 @@ int cmd_sample(int argc, char **argv) {
         dm_error_set(&err, DM_ERR_NOMEM, "out of memory");
         goto done;
     }
-    cli_progress_start(&bar, "sample", "steps", T, quiet || json);
+    if (cli_parallel_setup_done(0, cli_parallel_fingerprint_model(dm_pipeline_model(p)), "model",
+                                "sampling")) {
+        status = 1; /* another rank failed, and said so */
+        err.msg[0] = 0;
+        goto done;
+    }
+    pp.T = T;
+    cli_progress_start(&pp.bar, "sample", "steps", cli_sample_chunks_here(p, n) * T,
+                       quiet || json);
     snaps.progress = show_progress;
-    snaps.progress_ctx = &bar;
+    snaps.progress_ctx = &pp;
     so.observe = cli_snapshots_observe;
     so.observe_ctx = &snaps;
     double t0 = cli_now();
-    if (dm_pipeline_sample_guided(p, samples.x, n, &so, &guide, &err)) goto done;
+    if (cli_sample_split(p, samples.x, n, &so, &guide, &err)) goto done;
     double seconds = cli_now() - t0;
-    cli_progress_finish(&bar);
+    cli_progress_finish(&pp.bar);
     const int64_t evals = cli_guided_evaluations(p, &so, &guide);
+    if (!cli_parallel_is_root()) { /* rank 0 writes and reports */
+        status = 0;
+        goto done;
+    }
     if (dm_dataset_save(&samples, out, &err)) goto done;
     if (plot && dm_plot_scatter(plot, background.x, background.n, samples.x, n, D,
                                 "samples over data", &err))
@@ -212,16 +245,17 @@ int cmd_sample(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "network_evaluations", (double)evals);
         cJSON_AddNumberToObject(o, "seconds", seconds);
         cJSON_AddStringToObject(o, "out", out);
+        if (cli_parallel_size() > 1) cJSON_AddNumberToObject(o, "ranks", cli_parallel_size());
         cli_print_json(o);
     } else {
-        printf("drew %lld samples (%lld network evaluations each) in %.1f s; wrote %s%s%s%s%s\n",
-               (long long)n, (long long)evals,
-               seconds, cli_safe(out), plot ? ", " : "", plot ? cli_safe(plot) : "",
-               strip ? ", " : "", strip ? cli_safe(strip) : "");
+        printf("drew %lld samples (%lld network evaluations each) in %.1f s%s; wrote "
+               "%s%s%s%s%s\n", (long long)n, (long long)evals, seconds, cli_ranks_note(),
+               cli_safe(out), plot ? ", " : "", plot ? cli_safe(plot) : "", strip ? ", " : "",
+               strip ? cli_safe(strip) : "");
     }
     status = 0;
 done:
-    if (status) cli_fail(&err);
+    if (status && err.msg[0]) cli_sample_fail(&err);
     cli_snapshots_free(&snaps);
     dm_dataset_free(&samples);
     dm_dataset_free(&background);
@@ -229,4 +263,15 @@ done:
     dm_classifier_free(guide.classifier);
     dm_pipeline_free(p);
     return status;
+}
+
+/* `mpirun -np N diffusion sample ...`: every rank runs sample_main and draws its share of the
+ * chunks (sample_split.h); without a launcher or MPI, one process as ever. */
+int cmd_sample(int argc, char **argv) {
+    int rc = cli_parallel_init("sample", argc, argv);
+    if (rc) return cli_parallel_finalize(rc);
+    rc = sample_main(argc, argv);
+    if (!cli_parallel_setup_reported()) /* failed before sampling */
+        cli_parallel_setup_done(rc != 0, 0, "model", "sampling");
+    return cli_parallel_finalize(rc);
 }

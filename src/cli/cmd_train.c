@@ -488,7 +488,8 @@ static int train_main(int argc, char **argv) {
             return cli_fail(&err);
         }
     }
-    if (cli_parallel_setup_done(0, data_fingerprint)) { /* another rank failed */
+    /* another rank failed */
+    if (cli_parallel_setup_done(0, data_fingerprint, "training data", "training")) {
         if (log) fclose(log);
         dm_trainer_free(tr);
         return 1;
@@ -557,7 +558,7 @@ static int train_main(int argc, char **argv) {
 /* `mpirun -np N diffusion train ...`: every rank runs train_main (parallel.h); without a launcher
  * or MPI, one process as ever. */
 int cmd_train(int argc, char **argv) {
-    int rc = cli_parallel_init(argc, argv);
+    int rc = cli_parallel_init("train", argc, argv);
     if (rc) return cli_parallel_finalize(rc);
     if (cli_parallel_check_every() < 0) {
         fprintf(stderr, "error: DIFFUSION_MPI_CHECK must be a number of steps (0 = no check)\n");
@@ -565,6 +566,7 @@ int cmd_train(int argc, char **argv) {
     } else {
         rc = train_main(argc, argv);
     }
-    if (!cli_parallel_setup_reported()) cli_parallel_setup_done(rc != 0, 0); /* failed early */
+    if (!cli_parallel_setup_reported()) /* failed early */
+        cli_parallel_setup_done(rc != 0, 0, "training data", "training");
     return cli_parallel_finalize(rc);
 }

@@ -37,12 +37,14 @@ int main(int argc, char **argv) {
             return 0;
         }
     }
-    if (strcmp(cmd, "train") != 0 && cli_parallel_launched_size() > 1) {
-        /* N copies of a command that is not data-parallel would write the same files */
+    if (strcmp(cmd, "train") != 0 && strcmp(cmd, "sample") != 0 && strcmp(cmd, "eval") != 0 &&
+        cli_parallel_launched_size() > 1) {
+        /* N copies of a command that does not split its work would write the same files */
         if (cli_parallel_launched_rank() == 0)
-            fprintf(stderr, "error: started as %d MPI ranks, but only 'diffusion train' runs "
-                    "over MPI; run '%s' as one process (without mpirun)\n",
-                    cli_parallel_launched_size(), cli_safe(cmd));
+            fprintf(stderr, "error: started as %d MPI ranks, but only 'diffusion train', "
+                    "'diffusion sample' and 'diffusion eval --metric mmd --model' run over MPI; "
+                    "run '%s' as one process (without mpirun)\n", cli_parallel_launched_size(),
+                    cli_safe(cmd));
         return 2;
     }
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);

@@ -1,4 +1,4 @@
-/* MPI for `diffusion train` (parallel.h). Compiled always; the MPI calls only with
+/* MPI for `diffusion train` and `diffusion sample` (parallel.h). Compiled always; the MPI calls only with
  * DM_HAVE_MPI (CMake's DM_MPI, on when MPI is found). */
 #include "parallel.h"
 
@@ -15,6 +15,7 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_started = 0, g_setup_reported = 0;
+static const char *g_command = "train"; /* for messages */
 static int g_saved_stderr = -1; /* ranks > 0: the real standard error, while it is held back */
 static FILE *g_held = NULL;     /* ranks > 0: what they wrote to standard error meanwhile */
 static double g_allreduce_s = 0;
@@ -85,7 +86,7 @@ static int check_same_job(int argc, char **argv) {
     memset(&mine, 0, sizeof mine);
     snprintf(mine.version, sizeof mine.version, "%s", dm_version());
     mine.exe = executable_hash();
-    mine.args = FNV_START;
+    mine.args = fnv_add(FNV_START, g_command, strlen(g_command) + 1);
     for (int i = 0; i < argc; i++) mine.args = fnv_add(mine.args, argv[i], strlen(argv[i]) + 1);
     mine.argc = argc;
     root = mine;
@@ -106,8 +107,8 @@ static int check_same_job(int argc, char **argv) {
         for (int i = 0; i < argc && len + 2 < sizeof shown; i++)
             len += (size_t)snprintf(shown + len, sizeof shown - len, " %s", argv[i]);
         fprintf(stderr, "error: rank %d was given other arguments than rank 0 (rank %d: "
-                "\"train%s\"): every rank of the job must be given the same arguments\n",
-                g_rank, g_rank, shown);
+                "\"%s%s\"): every rank of the job must be given the same arguments\n",
+                g_rank, g_rank, g_command, shown);
         differs = 1;
     }
     int ndiffer = 0;
@@ -119,7 +120,8 @@ static int check_same_job(int argc, char **argv) {
 }
 #endif
 
-int cli_parallel_init(int argc, char **argv) {
+int cli_parallel_init(const char *command, int argc, char **argv) {
+    g_command = command;
     const int launched = cli_parallel_launched_size();
 #ifdef DM_HAVE_MPI
     if (launched <= 1) return 0; /* a plain process (or mpirun -np 1): no MPI at all */
@@ -148,7 +150,7 @@ int cli_parallel_init(int argc, char **argv) {
     }
     return 0;
 #else
-    (void)argc, (void)argv;
+    (void)command, (void)argc, (void)argv;
     if (launched > 1) {
         if (cli_parallel_launched_rank() == 0)
             fprintf(stderr, "error: started as %d ranks (mpirun -np %d), but this diffusion was "
@@ -189,7 +191,8 @@ static void release_stderr(int show) {
     g_held = NULL;
 }
 
-int cli_parallel_setup_done(int failed, uint64_t fingerprint) {
+int cli_parallel_setup_done(int failed, uint64_t fingerprint, const char *input,
+                            const char *task) {
     g_setup_reported = 1;
     failed = failed != 0;
     if (g_size == 1) return failed;
@@ -200,19 +203,18 @@ int cli_parallel_setup_done(int failed, uint64_t fingerprint) {
     MPI_Bcast(&root_fp, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
     release_stderr(failed && !root_failed);
     if (!failed && !root_failed && fingerprint != root_fp) {
-        fprintf(stderr, "error: rank %d loaded other training data than rank 0 (the files "
-                "differ between their machines?): every rank must train on the same data\n",
-                g_rank);
+        fprintf(stderr, "error: rank %d loaded another %s than rank 0 (the files differ "
+                "between their machines?): every rank must load the same\n", g_rank, input);
         failed = 1;
     }
     int nfailed = 0;
     MPI_Allreduce(&failed, &nfailed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (g_rank == 0 && nfailed && !root_failed)
-        fprintf(stderr, "error: %d of the job's %d ranks could not start training (their "
-                "messages above); nothing was trained\n", nfailed, g_size);
+        fprintf(stderr, "error: %d of the job's %d ranks could not start %s (their messages "
+                "above); nothing was done\n", nfailed, g_size, task);
     return nfailed;
 #else
-    (void)fingerprint;
+    (void)fingerprint, (void)input, (void)task;
     return failed;
 #endif
 }
@@ -277,4 +279,58 @@ uint64_t cli_parallel_fingerprint(const dm_dataset *ds) {
 int cli_parallel_same_weights(dm_trainer *tr) {
     dm_model *m = dm_trainer_model(tr);
     return cli_parallel_same_everywhere(dm_model_params(m), dm_model_num_params(m));
+}
+
+dm_status cli_parallel_agree(dm_status st, dm_error *err) {
+    if (g_size == 1) return st;
+#ifdef DM_HAVE_MPI
+    /* the lowest failing rank speaks for the job: one message, whoever failed */
+    int mine = st ? g_rank : g_size, first = g_size;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (first == g_size) return DM_OK;
+    dm_error shared = {0};
+    if (g_rank == first) {
+        shared = *err;
+        shared.status = st;
+        if (first != 0) dm_error_prefix(&shared, "rank %d", first);
+    }
+    MPI_Bcast(&shared, (int)sizeof shared, MPI_BYTE, first, MPI_COMM_WORLD);
+    *err = shared;
+    return shared.status;
+#else
+    (void)err;
+    return st;
+#endif
+}
+
+int cli_parallel_gather_chunks(float *x, int64_t n, int64_t dim, int64_t chunk) {
+    if (g_size == 1) return 0;
+#ifdef DM_HAVE_MPI
+    for (int64_t k = 0; k * chunk < n; k++) {
+        const int owner = (int)(k % g_size);
+        if (owner == 0 || (g_rank != 0 && g_rank != owner)) continue;
+        const int64_t rows = n - k * chunk < chunk ? n - k * chunk : chunk;
+        float *at = x + k * chunk * dim;
+        /* in pieces of at most INT_MAX floats, MPI's count */
+        for (int64_t done = 0, total = rows * dim; done < total;) {
+            const int piece = (int)(total - done < INT_MAX ? total - done : INT_MAX);
+            const int rc = g_rank == 0 ? MPI_Recv(at + done, piece, MPI_FLOAT, owner, 0,
+                                                  MPI_COMM_WORLD, MPI_STATUS_IGNORE)
+                                       : MPI_Send(at + done, piece, MPI_FLOAT, 0, 0,
+                                                  MPI_COMM_WORLD);
+            if (rc != MPI_SUCCESS) return 1;
+            done += piece;
+        }
+    }
+    return 0;
+#else
+    (void)x, (void)n, (void)dim, (void)chunk;
+    return 0;
+#endif
+}
+
+uint64_t cli_parallel_fingerprint_model(const dm_model *m) {
+    if (g_size == 1 || !m) return 0;
+    /* dm_model_params is not const, but only read here */
+    return fnv_add(FNV_START, dm_model_params((dm_model *)m), dm_model_num_params(m) * sizeof(float));
 }

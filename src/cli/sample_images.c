@@ -1,8 +1,10 @@
 /* diffusion sample for image models: a PNG grid, optionally every sample as its own PNG or all
  * of them in one NPY file, and a strip of the reverse process for a few samples. */
 #include "common.h"
+#include "parallel.h"
 #include "progress.h"
 #include "sample_images.h"
+#include "sample_split.h"
 #include "snapshots.h"
 
 #include <math.h>
@@ -74,21 +76,33 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
         return cli_fail(err);
     }
     cli_progress bar;
-    const int64_t chunks = (n + DM_PIPELINE_IMAGE_CHUNK - 1) / DM_PIPELINE_IMAGE_CHUNK;
+    /* this rank's chunks; over MPI rank 0's first is chunk 0, the strip's */
+    const int64_t chunks = cli_sample_chunks_here(p, n);
     observer o = {.bar = &bar, .T = T, .dim = dim};
     if (a->strip) {
         o.strip_n = n < 8 ? n : 8;
         o.frames = calloc((size_t)(o.strip_n * STRIP_FRAMES * dim), sizeof(float));
         cli_frame_steps(o.steps, STRIP_FRAMES, dm_pipeline_schedule(p));
     }
+    if (cli_parallel_setup_done(0, cli_parallel_fingerprint_model(dm_pipeline_model(p)), "model",
+                                "sampling")) {
+        free(o.frames);
+        free(x);
+        return 1; /* another rank failed, and said so */
+    }
     dm_sample_options so = a->options;
     so.observe = observe;
     so.observe_ctx = &o;
     cli_progress_start(&bar, "sample", "steps", chunks * T, a->quiet);
     const double t0 = cli_now();
-    dm_status st = dm_pipeline_sample_guided(p, x, n, &so, a->guidance, err);
+    dm_status st = cli_sample_split(p, x, n, &so, a->guidance, err);
     const double seconds = cli_now() - t0;
     cli_progress_finish(&bar);
+    if (!cli_parallel_is_root()) { /* rank 0 writes and reports */
+        free(o.frames);
+        free(x);
+        return st ? 1 : 0;
+    }
     if (!st) {
         st = dm_image_write_grid(a->grid, x, n, c, h, w, grid_columns(n, a->classes), 2,
                                  a->scale, err);
@@ -104,7 +118,7 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
                                  STRIP_FRAMES, 2, a->scale, err);
     free(o.frames);
     free(x);
-    if (st) return cli_fail(err);
+    if (st) return cli_sample_fail(err);
     const int64_t evals = cli_guided_evaluations(p, &a->options, a->guidance);
     const double evals_per_s = (double)n * (double)evals / seconds;
     if (a->json) {
@@ -115,6 +129,7 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
         cJSON_AddNumberToObject(j, "image_evaluations_per_s", evals_per_s);
         cJSON_AddStringToObject(j, "grid", a->grid);
         cJSON_AddNumberToObject(j, "grid_columns", grid_columns(n, a->classes));
+        if (cli_parallel_size() > 1) cJSON_AddNumberToObject(j, "ranks", cli_parallel_size());
         if (a->strip) {
             /* the steps i of the strip's frames (x_i; T is pure noise, 0 the sample) */
             cJSON *steps = cJSON_AddArrayToObject(j, "strip_steps");
@@ -124,9 +139,10 @@ int cli_sample_images(dm_pipeline *p, const cli_image_sample_args *a, dm_error *
         }
         cli_print_json(j);
     } else {
-        printf("drew %lld images (%lld network evaluations each) in %.1f s (%.1f image "
+        printf("drew %lld images (%lld network evaluations each) in %.1f s%s (%.1f image "
                "evaluations/s); wrote %s%s%s%s%s%s%s\n",
-               (long long)n, (long long)evals, seconds, evals_per_s, a->grid, a->each ? ", " : "",
+               (long long)n, (long long)evals, seconds, cli_ranks_note(), evals_per_s, a->grid,
+               a->each ? ", " : "",
                a->each ? a->each : "", a->npy ? ", " : "", a->npy ? a->npy : "",
                a->strip ? ", " : "", a->strip ? a->strip : "");
     }

@@ -165,14 +165,15 @@ dm_status dm_pipeline_sample_guided(dm_pipeline *p, float *x, int64_t n,
     const int64_t D = dm_pipeline_dim(p);
     dm_sample_options o;
     if (opt) o = *opt; else dm_sample_options_default(&o);
-    /* a UNet's activations grow with the batch: images are drawn in chunks, chunk k from
-     * stream k, so the samples depend on the seed and the chunk size */
+    /* a UNet's activations grow with the batch, and fixed chunks (chunk k from stream k) let
+     * any split of the work over processes reproduce the samples: they depend on the seed and
+     * the chunk size only */
     const int64_t chunk = dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL)
                               ? DM_PIPELINE_IMAGE_CHUNK
-                              : n;
+                              : DM_PIPELINE_POINT_CHUNK;
     /* given noise is laid out (steps, n, dim) for one call: it cannot be split into chunks */
     if (o.noise && n > chunk)
-        return dm_error_set(err, DM_ERR_ARG, "sample: with given noise, at most %lld images a "
+        return dm_error_set(err, DM_ERR_ARG, "sample: with given noise, at most %lld samples a "
                             "call (the chunk size)", (long long)chunk);
     guided ctx;
     if ((st = guided_init(&ctx, p, g, chunk < n ? chunk : n, err))) return st;

@@ -206,14 +206,13 @@ dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
     const int64_t D = dm_pipeline_dim(p);
     dm_sde_sample_options o;
     if (opt) o = *opt; else dm_sde_sample_options_default(&o);
-    /* as dm_pipeline_sample: a UNet's activations grow with the batch, so images are drawn in
-     * chunks, chunk k from stream opt->stream + k */
-    const int64_t chunk = dm_model_image_shape(p->model, NULL, NULL, NULL)
-                              ? DM_PIPELINE_IMAGE_CHUNK
-                              : n;
+    /* as dm_pipeline_sample: in chunks (a UNet's activations grow with the batch), chunk k
+     * from stream opt->stream + k */
+    const int images = dm_model_image_shape(p->model, NULL, NULL, NULL);
+    const int64_t chunk = images ? DM_PIPELINE_IMAGE_CHUNK : DM_PIPELINE_POINT_CHUNK;
     if (o.noise && n > chunk) /* laid out (S, n, dim) for one call: not splittable */
-        return dm_error_set(err, DM_ERR_ARG, "sde sample: with given noise, at most %lld images "
-                            "a call (the chunk size)", (long long)chunk);
+        return dm_error_set(err, DM_ERR_ARG, "sde sample: with given noise, at most %lld %s a "
+                            "call (the chunk size)", (long long)chunk, images ? "images" : "points");
     if (stats) *stats = (dm_sde_sample_stats){0};
     pipe_score c = {.p = p, .sde = &sde};
     for (int64_t start = 0, k = 0; start < n && !st; start += chunk, k++) {

@@ -1,0 +1,55 @@
+/* The pipeline draws chunk k of the samples from stream + k (dm_pipeline_sample), so a chunk
+ * drawn alone on any rank has the bits it has in one process's call: the ranks split whole
+ * chunks, never a chunk, and the split does not change the output. */
+#include "sample_split.h"
+#include "common.h"
+#include "parallel.h"
+
+#include <stdio.h>
+
+int64_t cli_sample_chunk(const dm_pipeline *p) {
+    return dm_model_image_shape(dm_pipeline_model(p), NULL, NULL, NULL) ? DM_PIPELINE_IMAGE_CHUNK
+                                                                        : DM_PIPELINE_POINT_CHUNK;
+}
+
+int64_t cli_sample_chunks_here(const dm_pipeline *p, int64_t n) {
+    const int64_t chunk = cli_sample_chunk(p), chunks = (n + chunk - 1) / chunk;
+    const int64_t r = cli_parallel_rank(), N = cli_parallel_size();
+    return chunks > r ? (chunks - r + N - 1) / N : 0;
+}
+
+dm_status cli_sample_split(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *so,
+                           const dm_guidance *g, dm_error *err) {
+    const int N = cli_parallel_size();
+    if (N == 1) return dm_pipeline_sample_guided(p, x, n, so, g, err);
+    const int64_t chunk = cli_sample_chunk(p), D = dm_pipeline_dim(p);
+    dm_guidance none;
+    dm_guidance_default(&none);
+    if (!g) g = &none;
+    dm_status st = DM_OK;
+    for (int64_t k = cli_parallel_rank(); k * chunk < n && !st; k += N) {
+        const int64_t start = k * chunk, B = n - start < chunk ? n - start : chunk;
+        dm_sample_options ok = *so;
+        ok.stream = so->stream + (uint64_t)k;
+        ok.x_T = so->x_T ? so->x_T + start * D : NULL;
+        dm_guidance gk = *g;
+        gk.labels = g->labels ? g->labels + start : NULL;
+        st = dm_pipeline_sample_guided(p, x + start * D, B, &ok, &gk, err);
+    }
+    st = cli_parallel_agree(st, err);
+    if (!st && cli_parallel_gather_chunks(x, n, D, chunk))
+        st = dm_error_set(err, DM_ERR_IO, "MPI could not gather the samples on rank 0");
+    return st;
+}
+
+int cli_sample_fail(const dm_error *err) {
+    if (cli_parallel_setup_reported() && !cli_parallel_is_root()) return 1;
+    return cli_fail(err);
+}
+
+const char *cli_ranks_note(void) {
+    static char note[48];
+    if (cli_parallel_size() == 1) return "";
+    snprintf(note, sizeof note, " over %d MPI ranks", cli_parallel_size());
+    return note;
+}
