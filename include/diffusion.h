@@ -245,6 +245,10 @@ DM_API dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
 /* An NPY array of images: uint8 (scaled to [-1, 1]) or float32/float64 (taken as already in
  * [-1, 1]), shaped (n, h, w) (grey) or (n, c, h, w) with c in {1, 3}. */
 DM_API dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err);
+/* Resizes every image so its shorter side is size, then keeps the centre size x size:
+ * torchvision's Resize(size, bilinear, antialias=True) then CenterCrop(size), as diffusers'
+ * train_unconditional.py does (PIL's bilinear filter, on the float pixels). Labels stay. */
+DM_API dm_status dm_image_set_resize(dm_image_set *s, int64_t size, dm_error *err);
 /* Writes images (n, c, h, w) in [-1, 1] as uint8 NPY (n, c, h, w), atomically. */
 DM_API dm_status dm_image_npy_save(const char *path, const float *x, int64_t n, int64_t c,
                                    int64_t h, int64_t w, dm_error *err);
