@@ -232,6 +232,8 @@ typedef struct {
     int64_t size;     /* output is size x size; 0 = the size of the first image (all must match) */
     int64_t channels; /* 1 (grey) or 3 (RGB); 0 = from the first image (all must match) */
     int hflip;        /* also add a horizontally mirrored copy of every image */
+    int bilinear;     /* 0: centre square, then area-averaged (box) or enlarged (triangle);
+                       * 1: as dm_image_set_resize (torchvision's Resize + CenterCrop) */
 } dm_image_folder_options;
 
 DM_API void dm_image_folder_options_default(dm_image_folder_options *o);

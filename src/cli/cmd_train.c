@@ -461,7 +461,7 @@ static int train_main(int argc, char **argv) {
             cfg.optim.warmup = CLI_IMAGE_WARMUP;
         dm_image_set set;
         if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size,
-                            resolution > 0 || resume, &err)) {
+                            resolution > 0 ? 2 : resume, &err)) {
             dm_pipeline_free(init);
             return cli_fail(&err);
         }

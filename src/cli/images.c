@@ -42,6 +42,7 @@ dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_
         dm_image_folder_options_default(&o);
         o.size = size;
         o.channels = c;
+        o.bilinear = resize == 2; /* --resolution: torchvision's resize, as the other sources */
         st = dm_image_folder_load(set, name, &o, err);
     } else if (is_idx(name)) {
         st = dm_idx_load(set, name, NULL, err);

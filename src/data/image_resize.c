@@ -3,6 +3,7 @@
  * PIL's bilinear (torchvision's antialias=True): a triangle widened by the shrink factor when
  * shrinking, plain bilinear with half-pixel centres when enlarging; weights cut at the edges are
  * renormalised. It works on the float pixels, where PIL rounds to uint8 after each pass. */
+#include "data/image_resize.h"
 #include "io/image_util.h"
 
 #include <math.h>
@@ -72,38 +73,25 @@ static void resize_crop_size(int64_t h, int64_t w, int64_t size, int64_t *rh, in
     *left = o[1];
 }
 
-dm_status dm_image_set_resize(dm_image_set *s, int64_t size, dm_error *err) {
-    if (size < 1 || size > 4096)
-        return dm_error_set(err, DM_ERR_ARG, "resize: size %lld must be in 1..4096",
-                            (long long)size);
-    const int64_t n = s->data.n, c = s->c, h = s->h, w = s->w;
-    if (h == size && w == size) return DM_OK;
+dm_status dm_resize_crop_planes(const float *in, int64_t planes, int64_t h, int64_t w,
+                                int64_t size, float *out, dm_error *err) {
     int64_t rh, rw, top, left;
     resize_crop_size(h, w, size, &rh, &rw, &top, &left);
-    dm_image_set out;
-    dm_status st = dm_image_set_init(&out, n, c, size, size, 0, err);
-    if (st) return st;
     filter fy = {0}, fx = {0};
+    dm_status st = DM_OK;
     float *tmp = malloc((size_t)(h * size) * sizeof *tmp); /* (h, size): one plane, rows done */
     if (!tmp) st = dm_error_set(err, DM_ERR_NOMEM, "resize: out of memory");
     if (!st) st = filter_init(&fy, h, rh, err);
     if (!st) st = filter_init(&fx, w, rw, err);
-    if (st) {
-        free(tmp);
-        filter_free(&fy);
-        filter_free(&fx);
-        dm_image_set_free(&out);
-        return st;
-    }
-    for (int64_t p = 0; p < n * c; p++) { /* one plane at a time: only the kept columns/rows */
-        const float *in = s->data.x + p * h * w;
-        float *o = out.data.x + p * size * size;
+    for (int64_t p = 0; !st && p < planes; p++) { /* only the kept columns, then rows */
+        const float *src = in + p * h * w;
+        float *o = out + p * size * size;
         for (int64_t y = 0; y < h; y++)
             for (int64_t x = 0; x < size; x++) {
                 const int64_t i = x + left;
                 const double *wt = fx.w + i * fx.max;
                 double acc = 0;
-                for (int64_t k = 0; k < fx.count[i]; k++) acc += wt[k] * in[y * w + fx.first[i] + k];
+                for (int64_t k = 0; k < fx.count[i]; k++) acc += wt[k] * src[y * w + fx.first[i] + k];
                 tmp[y * size + x] = (float)acc;
             }
         for (int64_t y = 0; y < size; y++) {
@@ -120,6 +108,21 @@ dm_status dm_image_set_resize(dm_image_set *s, int64_t size, dm_error *err) {
     free(tmp);
     filter_free(&fy);
     filter_free(&fx);
+    return st;
+}
+
+dm_status dm_image_set_resize(dm_image_set *s, int64_t size, dm_error *err) {
+    if (size < 1 || size > 4096)
+        return dm_error_set(err, DM_ERR_ARG, "resize: size %lld must be in 1..4096",
+                            (long long)size);
+    if (s->h == size && s->w == size) return DM_OK;
+    dm_image_set out;
+    dm_status st = dm_image_set_init(&out, s->data.n, s->c, size, size, 0, err);
+    if (!st) st = dm_resize_crop_planes(s->data.x, s->data.n * s->c, s->h, s->w, size, out.data.x, err);
+    if (st) {
+        dm_image_set_free(&out);
+        return st;
+    }
     /* the labels move over unchanged */
     out.data.labels = s->data.labels;
     out.data.num_classes = s->data.num_classes;
