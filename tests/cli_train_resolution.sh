@@ -55,6 +55,15 @@ check "--resume with --resolution 8" "${train[@]}" --data "$dir/pngs" --resoluti
 expect_error "these data differ; give the run's --data, --model and --resolution" \
     "${train[@]}" --data "$dir/pngs" --steps 3 --out "$dir/f" --resume
 
+# fine-tuning: --resolution may only name the diffusers model's own size (8 here); Fashion-MNIST
+# is then resized to it
+tiny=$(dirname "$0")/fixtures/diffusers-unet-tiny/tiny_uncond
+check "--init-from with the model's --resolution 8" "$bin" train --init-from "$tiny" \
+    --data fashion-mnist-test --resolution 8 --steps 1 --batch 2 --quiet --out "$dir/ft"
+holds "the fine-tuned model stays 8 x 8" "$dir/ft/checkpoint/unet/config.json" '.sample_size == 8'
+expect_error "error: --resolution 16 with --init-from: the model in $tiny takes 8" "$bin" train \
+    --init-from "$tiny" --data fashion-mnist-test --resolution 16 --steps 1 --out "$dir/x"
+
 # a set of another size without --resolution is refused, pointing at it
 expect_error "other sources must match, or give --resolution" "${train[@]}" --model tiny \
     --steps 1 --out "$dir/x"
