@@ -238,7 +238,7 @@ typedef struct {
 
 DM_API void dm_image_folder_options_default(dm_image_folder_options *o);
 /* Every PNG and JPEG in dir (sorted by name). With size > 0 each image is centre-cropped to a
- * square and resized (area-averaging) to size x size; channels > 0 converts grey/RGB/alpha to
+ * square and resized (area-averaging) to size x size, or with bilinear as dm_image_set_resize; channels > 0 converts grey/RGB/alpha to
  * that many channels. If dir holds subfolders instead of images, each subfolder is a class
  * (labels in sorted-name order). An unreadable image, or mixed sizes/channels when size or
  * channels is 0, is an error naming the file. */

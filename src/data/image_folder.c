@@ -1,6 +1,6 @@
 /* Folders of PNG and JPEG images (decoded by libpng and libjpeg-turbo), optionally one
  * subfolder per class. Each image is centre-cropped to a square and resized (stb_image_resize)
- * when a size is given; with hflip the mirrored copies follow all the originals (image i's
+ * when a size is given, or with bilinear resized as torchvision does (data/image_resize.h); with hflip the mirrored copies follow all the originals (image i's
  * mirror is at index n + i), so original indices keep the sorted file order. */
 #include "data/image_resize.h"
 #include "io/image_util.h"
