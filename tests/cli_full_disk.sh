@@ -48,8 +48,9 @@ for f in model.safetensors train_state.safetensors; do
 done
 # the run folder's empty lock file (a second trainer is refused while one runs) is no leftover
 [ -f "$disk/run/.lock" ] && [ ! -s "$disk/run/.lock" ] || fail "the run folder's lock file is missing or not empty"
-# checkpoint-20 and checkpoint (the newest, the same files) are the run's; nothing else
-leftovers=$(ls -A "$disk/run" | grep -v -x -e checkpoint -e checkpoint-20 -e .lock || true)
+# checkpoint-20 and checkpoint (the newest, the same files) are the run's, and sessions.jsonl
+# (a line per start); nothing else
+leftovers=$(ls -A "$disk/run" | grep -v -x -e checkpoint -e checkpoint-20 -e .lock -e sessions.jsonl || true)
 [ -z "$leftovers" ] || fail "partial files left on the full disk: $leftovers"
 "$bin" sample --model "$disk/run" --n 4 --out "$dir/s.csv" --quiet > /dev/null ||
     fail "the step-20 checkpoint does not load"

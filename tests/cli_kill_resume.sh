@@ -59,8 +59,9 @@ kill_loop() {
     done
     local leftovers
     # .lock: the run folder's empty lock file (a second trainer is refused while one runs);
-    # checkpoint: the link to the newest checkpoint-N; --checkpoints-total-limit 2 keeps two
-    leftovers=$(ls -A "$dir/$name" | grep -v -x -E -e 'checkpoint(-[0-9]+)?' -e loss.png -e .lock || true)
+    # checkpoint: the link to the newest checkpoint-N; --checkpoints-total-limit 2 keeps two;
+    # sessions.jsonl: a line per start
+    leftovers=$(ls -A "$dir/$name" | grep -v -x -E -e 'checkpoint(-[0-9]+)?' -e loss.png -e .lock -e sessions.jsonl || true)
     [ -z "$leftovers" ] || fail "$name: temporary files left beside the checkpoints: $leftovers"
     local kept
     kept=$(ls "$dir/$name" | grep -c -x -E 'checkpoint-[0-9]+')

@@ -39,7 +39,7 @@ done
 check "checkpoint holds checkpoint-250's files" same_files "$dir/a/checkpoint-250" "$dir/a/checkpoint"
 check "checkpoint is a folder of its own (cp -r copies files)" test -d "$dir/a/checkpoint" -a ! -L "$dir/a/checkpoint"
 check "only the run's files in the folder ($(ls -A "$dir/a" | tr '\n' ' '))" \
-    test "$(ls -A "$dir/a" | grep -v -x -E -e '\.lock|checkpoint(-[0-9]+)?|log\.jsonl|loss\.png')" = ""
+    test "$(ls -A "$dir/a" | grep -v -x -E -e '\.lock|checkpoint(-[0-9]+)?|log\.jsonl|sessions\.jsonl|loss\.png')" = ""
 # sample --model DIR/checkpoint-N: the weights of that step (step 100's samples differ from the
 # end's with the same seed; the run folder and its checkpoint sample the end's)
 for m in checkpoint-100 checkpoint-250 checkpoint; do
@@ -102,14 +102,25 @@ check "log.jsonl's lr follows the cosine schedule" lr_ok "$dir/ref/log.jsonl" 1e
 # --- 2. what --resume may change: --lr and --steps apply (config.json and the log record them)
 "$bin" "${mlp[@]}" "${run[@]}" --out "$dir/c" > /dev/null
 "$bin" "${mlp[@]}" --out "$dir/c" --resume-from checkpoint-200 --lr 5e-4 --steps 400 \
-    --log-every 10 > /dev/null 2> "$dir/err" || { echo "  $(cat "$dir/err")"; }
+    --log-every 10 --checkpoint-every 50 --threads 1 --time-limit 60 > /dev/null 2> "$dir/err" || { echo "  $(cat "$dir/err")"; }
 check "--lr 5e-4 --steps 400 on resume: config.json records them ($(jq -c '.training | {lr, steps}' "$dir/c/checkpoint/config.json"))" \
     jq -e '.training | .lr == 5e-4 and .steps == 400 and .step == 400' "$dir/c/checkpoint/config.json" > /dev/null
 check "the log after step 200 follows lr 5e-4 over 400 steps" lr_ok "$dir/c/log.jsonl" 5e-4 20 400 210
 check "the log up to step 200 kept lr 1e-3 over 300 steps" \
     bash -c "jq -c 'select(.step <= 200) | [.step, .lr]' '$dir/c/log.jsonl' | cmp -s - <(jq -c 'select(.step <= 200) | [.step, .lr]' '$dir/ref/log.jsonl')"
 check "log steps strictly increasing after the change" strictly_increasing "$dir/c/log.jsonl"
-check "checkpoints of the resumed run: 100 200 300 400 (got '$(numbered "$dir/c")')" test "$(numbered "$dir/c")" = "100 200 300 400"
+# --checkpoint-every 50 from step 200 (300 is the first run's)
+check "checkpoints of the resumed run: 100 200 250 300 350 400 (got '$(numbered "$dir/c")')" test "$(numbered "$dir/c")" = "100 200 250 300 350 400"
+# sessions.jsonl: one line per start with the settings each applied, the first run's and then
+# the resume's (--lr, --steps, --checkpoint-every, --threads, --time-limit changed)
+lines_hold "sessions.jsonl records the first run's settings and the resume's" "$dir/c/sessions.jsonl" \
+    "length == 2 and
+     (.[0] | .step == 0 and .resumed_from == null and .steps == 300 and .lr == 1e-3 and
+             .checkpoint_every == 100 and .log_every == 10 and .time_limit_min == null and
+             .threads >= 1) and
+     (.[1] | .step == 200 and .resumed_from == \"$dir/c/checkpoint-200\" and .steps == 400 and
+             .lr == 5e-4 and .checkpoint_every == 50 and .log_every == 10 and
+             .time_limit_min == 60 and .threads == 1 and .precision == \"fp32\")"
 # the flags that fix the run: the same value is accepted (data are loaded again with it)...
 check "--resume with the run's own --batch, --seed, --hidden, --lr-scheduler" \
     "$bin" "${mlp[@]}" --out "$dir/c" --resume --batch 32 --hidden 32 --lr-scheduler cosine --warmup 20 2> /dev/null

@@ -84,12 +84,14 @@ typedef struct {
     int64_t size;     /* output is size x size; 0 = the size of the first image (all must match) */
     int64_t channels; /* 1 (grey) or 3 (RGB); 0 = from the first image (all must match) */
     int hflip;        /* also add a horizontally mirrored copy of every image */
+    int bilinear;     /* 0: centre square, then area-averaged (box) or enlarged (triangle);
+                       * 1: as dm_image_set_resize (torchvision's Resize + CenterCrop) */
 } dm_image_folder_options;
 
 DM_API void dm_image_folder_options_default(dm_image_folder_options *o);
 /* Every PNG and JPEG in dir (sorted by name). With size > 0 each image is centre-cropped to a
- * square and resized (area-averaging) to size x size; channels > 0 converts grey/RGB/alpha to
- * that many channels. If dir holds subfolders instead of images, each subfolder is a class
+ * square and resized (area-averaging) to size x size, or with bilinear as dm_image_set_resize;
+ * channels > 0 converts grey/RGB/alpha to that many channels. If dir holds subfolders instead of images, each subfolder is a class
  * (labels in sorted-name order). An unreadable image, or mixed sizes/channels when size or
  * channels is 0, is an error naming the file. */
 DM_API dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
@@ -97,6 +99,10 @@ DM_API dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
 /* An NPY array of images: uint8 (scaled to [-1, 1]) or float32/float64 (taken as already in
  * [-1, 1]), shaped (n, h, w) (grey) or (n, c, h, w) with c in {1, 3}. */
 DM_API dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err);
+/* Resizes every image so its shorter side is size, then keeps the centre size x size:
+ * torchvision's Resize(size, bilinear, antialias=True) then CenterCrop(size), as diffusers'
+ * train_unconditional.py does (PIL's bilinear filter, on the float pixels). Labels stay. */
+DM_API dm_status dm_image_set_resize(dm_image_set *s, int64_t size, dm_error *err);
 /* Writes images (n, c, h, w) in [-1, 1] as uint8 NPY (n, c, h, w), atomically. */
 DM_API dm_status dm_image_npy_save(const char *path, const float *x, int64_t n, int64_t c,
                                    int64_t h, int64_t w, dm_error *err);

@@ -80,7 +80,7 @@ int cmd_train_classifier(int argc, char **argv) {
     }
     cli_set_threads(threads);
     dm_image_set set;
-    if (cli_load_images(&set, data, cfg.net.in_channels, cfg.net.sample_size, &err))
+    if (cli_load_images(&set, data, cfg.net.in_channels, cfg.net.sample_size, 0, &err))
         return cli_fail(&err);
     if (!set.data.labels) {
         dm_image_set_free(&set);
@@ -116,7 +116,7 @@ int cmd_train_classifier(int argc, char **argv) {
         dm_classifier *c;
         if (dm_classifier_load(&c, out, &err)) return cli_fail(&err);
         dm_image_set ts;
-        st = cli_load_images(&ts, test, cfg.net.in_channels, cfg.net.sample_size, &err);
+        st = cli_load_images(&ts, test, cfg.net.in_channels, cfg.net.sample_size, 0, &err);
         if (!st) {
             st = dm_classifier_accuracy(c, &ts.data, NULL, &acc, &err);
             dm_image_set_free(&ts);

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -171,6 +172,39 @@ static dm_status lock_run_folder(const char *dir, dm_error *err) {
     return DM_OK; /* fd stays open: the lock lasts until exit */
 }
 
+/* One line of DIR/sessions.jsonl per start, new or resumed: the settings that may change on
+ * --resume without changing the run, as this session applies them (config.json records the
+ * rest). */
+static dm_status record_session(const char *dir, const dm_trainer *tr, const char *resumed_from,
+                                int64_t every, int64_t total_limit, int64_t log_every,
+                                double time_limit, int64_t preview_every,
+                                const char *precision, dm_error *err) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/sessions.jsonl", dir);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)dm_trainer_step_count(tr));
+    if (resumed_from) cJSON_AddStringToObject(o, "resumed_from", resumed_from);
+    else cJSON_AddNullToObject(o, "resumed_from");
+    cJSON_AddNumberToObject(o, "steps", (double)dm_trainer_config(tr)->steps);
+    cJSON_AddNumberToObject(o, "lr", dm_trainer_config(tr)->optim.lr);
+    cJSON_AddNumberToObject(o, "checkpoint_every", (double)every);
+    cJSON_AddNumberToObject(o, "checkpoints_total_limit", (double)total_limit);
+    cJSON_AddNumberToObject(o, "log_every", (double)log_every);
+    if (time_limit > 0) cJSON_AddNumberToObject(o, "time_limit_min", time_limit);
+    else cJSON_AddNullToObject(o, "time_limit_min");
+    cJSON_AddNumberToObject(o, "preview_every", (double)preview_every);
+    cJSON_AddNumberToObject(o, "threads", dm_get_num_threads());
+    cJSON_AddStringToObject(o, "precision", precision);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    FILE *f = s ? fopen(path, "a") : NULL;
+    const int ok = f && fprintf(f, "%s\n", s) > 0;
+    free(s);
+    if (f && fclose(f) != 0) return dm_error_set(err, DM_ERR_IO, "%s: cannot write", path);
+    if (!ok) return dm_error_set(err, DM_ERR_IO, "%s: cannot write", path);
+    return DM_OK;
+}
+
 /* Previews sample the trainer's own schedule and draw 2-D points or images: 1 (after the
  * message) when this run cannot have them. */
 static int preview_refused(const dm_train_config *c, int steps) {
@@ -200,7 +234,8 @@ static int train_main(int argc, char **argv) {
     int64_t n_data = 100000, every = 1000, log_every = 50, total_limit = 0, preview_every = 0;
     int preview_steps = CLI_PREVIEW_STEPS;
     int threads = 0, resume = 0, json = 0, quiet = 0, no_normalize = 0, T = cfg.schedule.T;
-    int skip_nonfinite = 0, conditional = 0;
+    int skip_nonfinite = 0, conditional = 0, center_crop = 0, random_crop = 0;
+    int64_t resolution = 0;
     int64_t inject_nan_step = 0;
     double time_limit = 0;
     const char *precision = "fp32";
@@ -210,7 +245,7 @@ static int train_main(int argc, char **argv) {
         {"--init-from", OPT_STRING, &init_from, "DIR", "fine-tune a diffusers pipeline or UNet2DModel folder: its UNet (architecture and weights) and its scheduler's schedule, prediction and variance"},
         {"--variant", OPT_STRING, &variant, "NAME", "with --init-from: load diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
         {"--n-data", OPT_I64, &n_data, "N", "points drawn for a built-in set"},
-        {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint-N/ (every --checkpoint-every steps and at the end), checkpoint (the newest), loss.png, log.jsonl (default: runs/<data>)"},
+        {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint-N/ (every --checkpoint-every steps and at the end), checkpoint (the newest), loss.png, log.jsonl, sessions.jsonl (default: runs/<data>)"},
         {"--steps", OPT_I64, &cfg.steps, "N", "optimiser steps"},
         {"--batch", OPT_I64, &cfg.batch, "N", "examples per optimiser step (with --grad-accum, the effective batch)"},
         {"--grad-accum", OPT_I64, &cfg.grad_accum, "N", "gradient accumulation: run each step's batch as N micro-batches of batch/N (less memory, the same step); diffusers' --train_batch_size b --gradient_accumulation_steps N is --batch b*N --grad-accum N"},
@@ -239,6 +274,10 @@ static int train_main(int argc, char **argv) {
         {"--hybrid-lambda", OPT_DOUBLE, &cfg.hybrid_lambda, "X", "weight of the bound in --loss hybrid"},
         {"--no-normalize", OPT_FLAG, &no_normalize, NULL, "train on the data as they are (no standardisation)"},
         {"--hflip", OPT_FLAG, &cfg.hflip, NULL, "images: mirror each drawn image with probability 1/2"},
+        {"--random-flip", OPT_FLAG, &cfg.hflip, NULL, "the same as --hflip (diffusers' --random_flip)"},
+        {"--resolution", OPT_I64, &resolution, "R", "images: the model's size R x R; on load each image's shorter side is resized to R (bilinear, antialiased as torchvision's default) and the centre R x R kept (diffusers' --resolution); default: the model's sample_size"},
+        {"--center-crop", OPT_FLAG, &center_crop, NULL, "images: keep the centre R x R after the resize (the default; diffusers' --center_crop)"},
+        {"--random-crop", OPT_FLAG, &random_crop, NULL, "images: a random R x R crop per draw (not supported yet: refused)"},
         {"--conditional", OPT_FLAG, &conditional, NULL, "class-conditional model on labelled data (fashion-mnist, class subfolders, moons, 8gaussians, rings, spiral), for --class and --guidance when sampling"},
         {"--p-uncond", OPT_DOUBLE, &cfg.p_uncond, "P", "with --conditional: probability that a label is dropped to the null label (classifier-free guidance)"},
         {"--seed", OPT_U64, &cfg.seed, "N", "seed of every random draw (data, init, batches, noise)"},
@@ -249,7 +288,7 @@ static int train_main(int argc, char **argv) {
         {"--preview-every", OPT_I64, &preview_every, "N", "every N steps a picture of samples from the EMA weights with the same starting noise each time: DIR/previews/step-N.png (images: a grid; points: a scatter plot); 0 = none"},
         {"--preview-steps", OPT_INT, &preview_steps, "S", "network evaluations (DDIM, eta 0) per preview"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
-        {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its newest checkpoint (--lr and --steps may change; the flags that fix the model, data, schedule and objective may only repeat the run's values)"},
+        {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its newest checkpoint (--lr, --steps, --checkpoint-every, --log-every, --time-limit, --threads may change, recorded in DIR/sessions.jsonl; the flags that fix the model, data, schedule and objective may only repeat the run's values)"},
         {"--resume-from", OPT_STRING, &resume_from, "NAME", "continue the run in --out from checkpoint-N (NAME: checkpoint-N, N or a path to it); log.jsonl drops the lines after step N"},
         {"--time-limit", OPT_DOUBLE, &time_limit, "MINUTES", "train for this wall-clock time at most, then save and stop (resume with --resume); default: no limit"},
         {"--skip-nonfinite", OPT_FLAG, &skip_nonfinite, NULL, "skip a step whose loss or gradient is NaN or Inf (weights unchanged) instead of stopping"},
@@ -336,6 +375,22 @@ static int train_main(int argc, char **argv) {
         fprintf(stderr, "error: --preview-steps must be in 1..100000 (got %d)\n", preview_steps);
         return 2;
     }
+    if (cli_given(argc, argv, "--resolution") && (resolution < 1 || resolution > 4096)) {
+        fprintf(stderr, "error: --resolution must be in 1..4096 (got %lld)\n",
+                (long long)resolution);
+        return 2;
+    }
+    if (center_crop && random_crop) {
+        fprintf(stderr, "error: --center-crop and --random-crop exclude each other\n");
+        return 2;
+    }
+    if (random_crop) {
+        /* the trainer draws whole stored images; a crop per draw would need it to keep them
+         * larger than R */
+        fprintf(stderr, "error: --random-crop is not supported yet; --center-crop (the default) "
+                        "crops the centre once on load\n");
+        return 2;
+    }
     if (cli_set_precision(precision)) return 2;
     cli_set_threads(threads);
 
@@ -365,13 +420,48 @@ static int train_main(int argc, char **argv) {
         cfg.arch = DM_ARCH_UNET;
         if (!init && cli_unet_config(&cfg.unet, model ? model : "unet-28", &err))
             return cli_fail(&err);
+        if (resolution && init && resolution != cfg.unet.sample_size) {
+            dm_pipeline_free(init);
+            fprintf(stderr, "error: --resolution %lld with --init-from: the model in %s takes "
+                    "%lld (leave --resolution out)\n", (long long)resolution, init_from,
+                    (long long)cfg.unet.sample_size);
+            return 2;
+        }
+        if (resolution) { /* recorded in the model's config */
+            cfg.unet.sample_size = resolution;
+            if (dm_unet_config_validate(&cfg.unet, &err)) {
+                dm_error_prefix(&err, "--resolution %lld", (long long)resolution);
+                return cli_fail(&err);
+            }
+        }
+        if (resume && !init) {
+            /* the data are loaded at the run's size (its unet/config.json), so --resolution
+             * need not be repeated; another one is refused before anything is loaded */
+            char found[4200], unet_json[4300];
+            dm_error ignored = {0};
+            dm_unet_config run_unet;
+            if (!cli_run_folder_find(out, resume_from, found, sizeof found, &ignored) &&
+                snprintf(unet_json, sizeof unet_json, "%s/unet/config.json", found) > 0 &&
+                !dm_unet_config_read(&run_unet, unet_json, &ignored)) {
+                if (resolution && resolution != run_unet.sample_size) {
+                    fprintf(stderr, "error: --resume cannot change this flag: --resolution %lld "
+                            "(the run has %lld); these are fixed for a run (leave them out, or "
+                            "start a new run with another --out)\n", (long long)resolution,
+                            (long long)run_unet.sample_size);
+                    return 2;
+                }
+                cfg.unet.sample_size = run_unet.sample_size;
+                if (!model) cfg.unet.in_channels = run_unet.in_channels;
+            }
+        }
         /* the MLP's defaults do not suit a UNet; keep what the user gave */
         if (!cli_given(argc, argv, "--batch")) cfg.batch = CLI_IMAGE_BATCH;
         if (!cli_given(argc, argv, "--lr")) cfg.optim.lr = CLI_IMAGE_LR;
         if (!cli_given(argc, argv, "--warmup") && cfg.optim.lr_schedule != DM_LR_CONSTANT)
             cfg.optim.warmup = CLI_IMAGE_WARMUP;
         dm_image_set set;
-        if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size, &err)) {
+        if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size,
+                            resolution > 0 ? 2 : resume, &err)) {
             dm_pipeline_free(init);
             return cli_fail(&err);
         }
@@ -380,6 +470,14 @@ static int train_main(int argc, char **argv) {
         set.data.labels = NULL;
         dm_image_set_free(&set);
     } else {
+        static const char *const image_only[] = {"--resolution", "--center-crop"};
+        for (size_t i = 0; i < sizeof image_only / sizeof image_only[0]; i++)
+            if (cli_given(argc, argv, image_only[i])) {
+                fprintf(stderr, "error: %s applies to image data (fashion-mnist, an image "
+                        "folder, an IDX file or an NPY array of images); %s holds points\n",
+                        image_only[i], data);
+                return 2;
+            }
         if (cli_load_data(&ds, data, n_data, cfg.seed, &err)) return cli_fail(&err);
         cfg.mlp.dim = ds.dim;
     }
@@ -445,7 +543,8 @@ static int train_main(int argc, char **argv) {
                                           cli_parallel_allreduce, NULL, &err);
     dm_pipeline_free(init);
     if (st == DM_ERR_MISMATCH && resume && strstr(err.msg, "these data differ"))
-        append_message(&err, "; give the run's --data, --n-data and --seed");
+        append_message(&err, images ? "; give the run's --data, --model and --resolution"
+                                    : "; give the run's --data, --n-data and --seed");
     if (!st && resume) {
         /* the flags that fix the run must hold its values; a new --lr applies from here on */
         if ((rc = cli_resume_check_flags(argc, argv, &cfg, dm_trainer_config(tr)))) {
@@ -488,8 +587,12 @@ static int train_main(int argc, char **argv) {
             return cli_fail(&err);
         }
     }
-    /* another rank failed */
-    if (cli_parallel_setup_done(0, data_fingerprint, "training data", "training")) {
+    /* rank 0 alone records the session; its failure, like any rank's, stops every rank here */
+    const int unrecorded = root && record_session(out, tr, rf.resumed_from, every, total_limit,
+                                                  log_every, time_limit, preview_every,
+                                                  precision, &err);
+    if (unrecorded) cli_fail(&err);
+    if (cli_parallel_setup_done(unrecorded, data_fingerprint, "training data", "training")) {
         if (log) fclose(log);
         dm_trainer_free(tr);
         return 1;

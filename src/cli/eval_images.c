@@ -96,7 +96,7 @@ static dm_status judge(dm_classifier *c, const reference *ref, const float *x, i
 static dm_status real_draw(dm_image_set *out, const char *name, int64_t c, int64_t size,
                            int64_t n, uint64_t seed, dm_error *err) {
     dm_image_set all;
-    dm_status st = cli_load_images(&all, name, c, size, err);
+    dm_status st = cli_load_images(&all, name, c, size, 0, err);
     if (st) return st;
     if (n > all.data.n) n = all.data.n;
     if ((st = dm_image_set_init(out, n, all.c, all.h, all.w, all.data.labels != NULL, err))) {
@@ -209,7 +209,7 @@ int cli_eval_images(const cli_image_eval_args *a) {
         fprintf(stderr, "note: %s is a noisy classifier; evaluation classifiers are trained on "
                         "clean images (train-classifier without --noisy)\n", cli_safe(a->classifier));
     const char *ref_name = a->data ? a->data : "fashion-mnist-test";
-    if (cli_load_images(&test, ref_name, C, S, &err)) goto done;
+    if (cli_load_images(&test, ref_name, C, S, 0, &err)) goto done;
 
     /* the classifier alone on labelled data */
     if (strcmp(a->metric, "accuracy") == 0 && !a->model && !a->samples) {

@@ -22,7 +22,7 @@ static dm_status load_heldout(dm_dataset *ds, const cli_nll_args *a, const dm_pi
     if (dm_model_image_shape(dm_pipeline_model(p), &c, &h, &w)) {
         const char *name = a->data && cli_is_image_data(a->data) ? a->data : "fashion-mnist-test";
         dm_image_set set;
-        dm_status st = cli_load_images(&set, name, c, h, err);
+        dm_status st = cli_load_images(&set, name, c, h, 0, err);
         if (st) return st;
         *ds = set.data;
         set.data.x = NULL; /* *ds owns the pixels and labels now */

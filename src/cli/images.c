@@ -31,7 +31,7 @@ int cli_is_image_data(const char *name) {
 }
 
 dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
-                          dm_error *err) {
+                          int resize, dm_error *err) {
     dm_status st;
     if (strcmp(name, "fashion-mnist") == 0) {
         st = dm_fashion_mnist_load(set, NULL, "train", err);
@@ -42,6 +42,7 @@ dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_
         dm_image_folder_options_default(&o);
         o.size = size;
         o.channels = c;
+        o.bilinear = resize == 2; /* --resolution: torchvision's resize, as the other sources */
         st = dm_image_folder_load(set, name, &o, err);
     } else if (is_idx(name)) {
         st = dm_idx_load(set, name, NULL, err);
@@ -49,10 +50,15 @@ dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_
         st = dm_image_npy_load(set, name, err);
     }
     if (st) return st;
+    if (resize && set->c == c && (set->h != size || set->w != size) &&
+        (st = dm_image_set_resize(set, size, err))) {
+        dm_image_set_free(set);
+        return st;
+    }
     if (set->c != c || set->h != size || set->w != size) {
         dm_error_set(err, DM_ERR_MISMATCH,
                      "--data %s: images are %lldx%lldx%lld, the model takes %lldx%lldx%lld "
-                     "(a folder is resized to fit; other sources must match)",
+                     "(a folder is resized to fit; other sources must match, or give --resolution)",
                      name, (long long)set->c, (long long)set->h, (long long)set->w, (long long)c,
                      (long long)size, (long long)size);
         dm_image_set_free(set);

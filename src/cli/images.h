@@ -9,8 +9,10 @@
 int cli_is_image_data(const char *name);
 /* Loads images for a model taking c x size x size: Fashion-MNIST, a folder (centre-cropped and
  * resized to size, converted to c channels), an IDX file or an NPY array (which must already
- * have the model's shape). */
+ * have the model's shape unless resize is set: 1 resizes those of another size as torchvision's
+ * Resize + CenterCrop (dm_image_set_resize), 2 also folders (train --resolution; a folder's
+ * default filter differs, so a resume must say which). */
 dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
-                          dm_error *err);
+                          int resize, dm_error *err);
 /* --model for images: a preset name (unet-28, cifar-ddpm, tiny) or a diffusers config.json. */
 dm_status cli_unet_config(dm_unet_config *cfg, const char *name, dm_error *err);

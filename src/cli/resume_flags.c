@@ -46,6 +46,7 @@ SHOW(show_conditional, "%s", c->num_classes ? "on" : "off")
 SHOW(show_p_uncond, "%.17g", c->p_uncond)
 SHOW(show_normalize, "%s", c->normalize ? "off" : "on") /* --no-normalize */
 SHOW(show_hflip, "%s", c->hflip ? "on" : "off")
+SHOW(show_resolution, "%lld", (long long)c->unet.sample_size)
 SHOW(show_batch, "%lld", (long long)c->batch)
 SHOW(show_accum, "%lld", (long long)c->grad_accum)
 SHOW(show_seed, "%llu", (unsigned long long)c->seed)
@@ -72,7 +73,8 @@ static const struct {
     {"--var", show_var},               {"--t-sampling", show_t_sampling},
     {"--hybrid-lambda", show_hybrid},  {"--conditional", show_conditional},
     {"--p-uncond", show_p_uncond},     {"--no-normalize", show_normalize},
-    {"--hflip", show_hflip},           {"--batch", show_batch},
+    {"--hflip", show_hflip},           {"--random-flip", show_hflip},
+    {"--resolution", show_resolution}, {"--batch", show_batch},
     {"--grad-accum", show_accum},      {"--seed", show_seed},
     {"--warmup", show_warmup},         {"--lr-scheduler", show_scheduler},
     {"--lr-num-cycles", show_cycles},  {"--lr-power", show_power},

@@ -1,7 +1,8 @@
 /* Folders of PNG and JPEG images (decoded by libpng and libjpeg-turbo), optionally one
  * subfolder per class. Each image is centre-cropped to a square and resized (stb_image_resize)
- * when a size is given; with hflip the mirrored copies follow all the originals (image i's
+ * when a size is given, or with bilinear resized as torchvision does (data/image_resize.h); with hflip the mirrored copies follow all the originals (image i's
  * mirror is at index n + i), so original indices keep the sorted file order. */
+#include "data/image_resize.h"
 #include "io/image_util.h"
 
 #include <dirent.h>
@@ -30,6 +31,7 @@ void dm_image_folder_options_default(dm_image_folder_options *o) {
     o->size = 0;
     o->channels = 0;
     o->hflip = 0;
+    o->bilinear = 0;
 }
 
 typedef struct {
@@ -456,6 +458,7 @@ static dm_status decode_file(const char *path, int c, decoded_image *out, dm_err
 
 typedef struct {
     int64_t size, channels;  /* requested (0 = from the first image) */
+    int bilinear;            /* dm_image_folder_options.bilinear */
     int64_t h, w, c;         /* of the output */
     const char *first_path;  /* for messages about mismatches */
     int first_h, first_w;
@@ -485,6 +488,25 @@ static dm_status load_one(const char *path, const load_plan *p, float *dst, floa
                           "%s: %d x %d pixels, but the first image (%s) is %d x %d; set a size to "
                           "crop and resize them all",
                           path, w, h, p->first_path, p->first_w, p->first_h);
+    } else if (p->size > 0 && p->bilinear) {
+        /* HWC bytes -> CHW floats of the whole image, then the resize and crop into dst */
+        float *full = malloc((size_t)w * (size_t)h * (size_t)p->c * sizeof *full);
+        if (!full) {
+            st = dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory resizing the image", path);
+        } else {
+            for (int64_t ch = 0; ch < p->c; ch++)
+                for (int64_t i = 0; i < (int64_t)w * h; i++)
+                    full[ch * w * h + i] = dm_pixel_from_u8(pixels[i * p->c + ch]);
+            st = dm_resize_crop_planes(full, p->c, h, w, p->size, dst, err);
+            if (st) dm_error_prefix(err, "%s", path);
+            free(full);
+        }
+        if (!st && mirror)
+            for (int64_t r = 0; r < p->c * p->h; r++)
+                for (int64_t x = 0; x < p->w; x++)
+                    mirror[r * p->w + x] = dst[r * p->w + p->w - 1 - x];
+        free(pixels);
+        return st;
     } else if (p->size > 0) {
         /* centre square, then area-average down (box) or interpolate up (triangle) */
         int side = w < h ? w : h, x0 = (w - side) / 2, y0 = (h - side) / 2;
@@ -601,7 +623,8 @@ dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
         return st;
     }
 
-    load_plan plan = {.size = opt->size, .channels = opt->channels, .first_path = paths.items[0]};
+    load_plan plan = {.size = opt->size, .channels = opt->channels, .bilinear = opt->bilinear,
+                      .first_path = paths.items[0]};
     decoded_image first;
     st = decode_file(plan.first_path, 0, &first, err); /* the header */
     if (!st) {
