@@ -159,16 +159,35 @@ DM_API double dm_rng_uniform1(dm_rng *rng);
 /* ------------------------------------------------------------------------------------------ */
 /* Data sets of low-dimensional points                                                        */
 
-/* An owning N x D array of float points, with optional integer class labels. */
+/* An owning N x D array of float points, with optional integer class labels. Image sets may
+ * hold their rows as uint8 pixels instead (x NULL, u8 set): byte v stands for v / 127.5 - 1,
+ * 4 times smaller, and possibly a read-only memory mapping of a file. The trainer takes either
+ * form; functions that need floats refuse the uint8 form (dm_dataset_to_float converts it). */
 typedef struct {
-    float *x; /* (n, dim) */
+    float *x; /* (n, dim), or NULL when the rows are uint8 */
     int64_t n;
     int64_t dim;
     int32_t *labels;     /* (n) in [0, num_classes), or NULL */
     int32_t num_classes; /* 0 when unlabelled */
+    const uint8_t *u8;   /* (n, dim) pixels when x is NULL, else NULL */
+    void *u8_base;       /* what dm_dataset_free releases for u8: a dm_alloc block, or a mapping
+                          * of u8_map_bytes bytes (munmap); NULL for a view it does not own */
+    size_t u8_map_bytes;
+    uint64_t u8_hash;    /* 0, or the training data hash of the pixels' float form (what
+                          * dm_trainer_create would compute), known to the loader (the image
+                          * cache) so training never reads every page of a mapped set */
 } dm_dataset;
 
 DM_API dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err);
+/* An owning set of n rows of dim uint8 pixels (set to 0): *pixels receives them to fill. */
+DM_API dm_status dm_dataset_init_u8(dm_dataset *ds, int64_t n, int64_t dim, uint8_t **pixels,
+                                    dm_error *err);
+/* A uint8 set becomes a float one (v / 127.5 - 1, the trainer's values exactly); a float set is
+ * left as it is. */
+DM_API dm_status dm_dataset_to_float(dm_dataset *ds, dm_error *err);
+/* A float set whose every value is a pixel level (v / 127.5 - 1 for a byte v, as the image
+ * loaders give) becomes a uint8 one; otherwise DM_ERR_ARG and the set is left as it is. */
+DM_API dm_status dm_dataset_to_u8(dm_dataset *ds, dm_error *err);
 /* Gives an initialised set room for n labels (set to 0) and num_classes >= 1 classes. */
 DM_API dm_status dm_dataset_add_labels(dm_dataset *ds, int32_t num_classes, dm_error *err);
 DM_API void dm_dataset_free(dm_dataset *ds);
@@ -593,11 +612,15 @@ DM_API int64_t dm_train_config_dim(const dm_train_config *cfg);
 typedef struct dm_trainer dm_trainer;
 
 /* Copies (and standardises) the data; creates model, optimiser and EMA. With
- * cfg->num_classes > 0 the data must carry labels in 0..num_classes-1. */
+ * cfg->num_classes > 0 the data must carry labels in 0..num_classes-1. Data held as uint8
+ * (data->u8) are not copied for a UNet: the trainer reads the caller's pixels, converting only
+ * each step's drawn rows, so `data` must stay alive and unchanged until dm_trainer_free (the
+ * labels are copied). The same run results from either form of the same pixels. */
 DM_API dm_status dm_trainer_create(dm_trainer **tr, const dm_train_config *cfg,
                                    const dm_dataset *data, dm_error *err);
 /* Resumes from a checkpoint written by dm_trainer_save: the same weights, optimiser state, EMA,
- * step and random streams, so the run continues exactly. cfg->steps may be raised. */
+ * step and random streams, so the run continues exactly. cfg->steps may be raised. The data
+ * as for dm_trainer_create (uint8 pixels kept by reference). */
 DM_API dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_dataset *data,
                                    int64_t steps, dm_error *err);
 /* One optimiser step; *loss receives the mini-batch objective (may be NULL). A non-finite loss
