@@ -261,6 +261,27 @@ DM_API void dm_image_folder_options_default(dm_image_folder_options *o);
  * channels is 0, is an error naming the file. */
 DM_API dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
                                       const dm_image_folder_options *opt, dm_error *err);
+/* dm_image_folder_open's report: whether it built the cache, how long that took, where the
+ * cache is and why it was (re)built. */
+typedef struct {
+    int built;            /* 1: decoded the folder now; 0: reused the cache */
+    double build_seconds; /* wall time of the build (0 when reused) */
+    char path[4096];      /* the cache file */
+    char reason[256];     /* why it was built: no cache yet, the folder changed, a corrupt cache */
+} dm_image_cache_info;
+
+/* dm_image_folder_load's images (the same pixels, order and labels) held as uint8 in a cache
+ * file, memory-mapped read-only: s->data.x is NULL and s->data.u8 points into the mapping, so
+ * the set takes page cache, not memory of its own, and a set larger than memory trains. The
+ * folder is decoded once into cache_dir (NULL: DIR/.diffusion-cache, a hidden folder the
+ * loaders skip) as a file named after the folder's path and the options, written atomically;
+ * later calls reuse it while every image's name, size and mtime and the options are
+ * unchanged, else rebuild it. A cache whose header, size or content checksum is wrong is
+ * never used: it is rebuilt (info->reason says why). Each open reads the file through once to
+ * check it. info may be NULL. */
+DM_API dm_status dm_image_folder_open(dm_image_set *s, const char *dir,
+                                      const dm_image_folder_options *opt, const char *cache_dir,
+                                      dm_image_cache_info *info, dm_error *err);
 /* An NPY array of images: uint8 (scaled to [-1, 1]) or float32/float64 (taken as already in
  * [-1, 1]), shaped (n, h, w) (grey) or (n, c, h, w) with c in {1, 3}. */
 DM_API dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err);
