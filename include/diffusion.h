@@ -285,6 +285,9 @@ DM_API dm_status dm_image_folder_open(dm_image_set *s, const char *dir,
 /* An NPY array of images: uint8 (scaled to [-1, 1]) or float32/float64 (taken as already in
  * [-1, 1]), shaped (n, h, w) (grey) or (n, c, h, w) with c in {1, 3}. */
 DM_API dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err);
+/* dm_image_npy_load without a copy for uint8 arrays: s->data.u8 points into a read-only memory
+ * mapping of the file (x NULL). Float arrays are loaded as dm_image_npy_load does. */
+DM_API dm_status dm_image_npy_open(dm_image_set *s, const char *path, dm_error *err);
 /* Writes images (n, c, h, w) in [-1, 1] as uint8 NPY (n, c, h, w), atomically. */
 DM_API dm_status dm_image_npy_save(const char *path, const float *x, int64_t n, int64_t c,
                                    int64_t h, int64_t w, dm_error *err);

@@ -2,6 +2,7 @@
  * run trained from uint8 rows equals the run trained from their float form bit for bit (the
  * trainer converts each drawn row with the same v / 127.5 - 1). */
 #include "diffusion.h"
+#include "io/npy.h"
 #include "test_util.h"
 
 #include <stdint.h>
@@ -91,10 +92,44 @@ static void same_run(const char *name, dm_train_config *cfg, dm_dataset *u, dm_d
     dm_trainer_free(b);
 }
 
+/* A uint8 NPY array is mapped, not read: the same pixels as dm_image_npy_load; a truncated
+ * one is refused; a float array comes back as floats. */
+static void test_npy_map(void) {
+    dm_error err = {0};
+    const int64_t n = 4, c = 3, h = 5, w = 6, numel = n * c * h * w;
+    float *x = malloc((size_t)numel * sizeof *x);
+    for (int64_t i = 0; i < numel; i++) x[i] = level((uint8_t)(i * 37));
+    char path[600];
+    snprintf(path, sizeof path, "%s/images.npy", tu_tmpdir());
+    CHECK(dm_image_npy_save(path, x, n, c, h, w, &err) == DM_OK, "%s", err.msg);
+    dm_image_set m, l;
+    CHECK(dm_image_npy_open(&m, path, &err) == DM_OK, "open: %s", err.msg);
+    CHECK(dm_image_npy_load(&l, path, &err) == DM_OK, "load: %s", err.msg);
+    CHECK(!m.data.x && m.data.u8 && m.data.u8_map_bytes > (size_t)numel && m.data.n == n &&
+              m.c == c && m.h == h && m.w == w,
+          "uint8 NPY not mapped as (%lld, %lld, %lld, %lld)", (long long)m.data.n,
+          (long long)m.c, (long long)m.h, (long long)m.w);
+    int same = m.data.u8 != NULL && l.data.x != NULL;
+    for (int64_t i = 0; same && i < numel; i++) same = level(m.data.u8[i]) == l.data.x[i];
+    CHECK(same, "mapped pixels differ from the loaded ones");
+    dm_image_set_free(&m);
+    dm_image_set_free(&l);
+    CHECK(truncate(path, 200) == 0, "truncate"); /* inside the data */
+    CHECK(dm_image_npy_open(&m, path, &err) == DM_ERR_FORMAT && strstr(err.msg, "truncated"),
+          "a truncated NPY was mapped: %s", err.msg);
+    int64_t shape[4] = {n, c, h, w};
+    CHECK(dm_npy_write_f32(path, x, shape, 4, &err) == DM_OK, "%s", err.msg);
+    CHECK(dm_image_npy_open(&m, path, &err) == DM_OK && m.data.x && !m.data.u8,
+          "a float NPY: %s", err.msg);
+    dm_image_set_free(&m);
+    free(x);
+}
+
 int main(void) {
     dm_set_num_threads(1);
     if (tu_tmpdir_make("test_data_u8")) return 1;
     test_conversions();
+    test_npy_map();
 
     dm_error err = {0};
     dm_train_config cfg;
