@@ -30,6 +30,9 @@ int cli_is_image_data(const char *name) {
     return 0;
 }
 
+static dm_status check_shape(dm_image_set *set, const char *name, int64_t c, int64_t size,
+                             dm_error *err);
+
 dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
                           dm_error *err) {
     dm_status st;
@@ -49,6 +52,35 @@ dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_
         st = dm_image_npy_load(set, name, err);
     }
     if (st) return st;
+    return check_shape(set, name, c, size, err);
+}
+
+dm_status cli_open_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
+                          const char *cache_dir, dm_image_cache_info *info, dm_error *err) {
+    memset(info, 0, sizeof *info);
+    dm_status st;
+    if (is_dir(name)) {
+        dm_image_folder_options o;
+        dm_image_folder_options_default(&o);
+        o.size = size;
+        o.channels = c;
+        st = dm_image_folder_open(set, name, &o, cache_dir, info, err);
+    } else if (!is_idx(name) && ends_with(name, ".npy")) {
+        st = dm_image_npy_open(set, name, err);
+    } else {
+        /* IDX and Fashion-MNIST are small: loaded, then kept as bytes when they are pixels */
+        st = cli_load_images(set, name, c, size, err);
+        if (!st && dm_dataset_to_u8(&set->data, NULL) == DM_ERR_NOMEM)
+            st = dm_error_set(err, DM_ERR_NOMEM, "--data %s: out of memory", name);
+        if (st) dm_image_set_free(set);
+        return st;
+    }
+    if (st) return st;
+    return check_shape(set, name, c, size, err);
+}
+
+static dm_status check_shape(dm_image_set *set, const char *name, int64_t c, int64_t size,
+                             dm_error *err) {
     if (set->c != c || set->h != size || set->w != size) {
         dm_error_set(err, DM_ERR_MISMATCH,
                      "--data %s: images are %lldx%lldx%lld, the model takes %lldx%lldx%lld "

@@ -12,5 +12,10 @@ int cli_is_image_data(const char *name);
  * have the model's shape). */
 dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
                           dm_error *err);
+/* The same images held as uint8 where the source allows, for training: a folder through its
+ * cache (cache_dir NULL: DIR/.diffusion-cache; info says whether it was built), a uint8 NPY
+ * memory-mapped, IDX and Fashion-MNIST loaded and kept as bytes. */
+dm_status cli_open_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
+                          const char *cache_dir, dm_image_cache_info *info, dm_error *err);
 /* --model for images: a preset name (unet-28, cifar-ddpm, tiny) or a diffusers config.json. */
 dm_status cli_unet_config(dm_unet_config *cfg, const char *name, dm_error *err);
