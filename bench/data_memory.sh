@@ -5,7 +5,8 @@
 #   1. `diffusion train` on the folder with no cache: decodes it into the uint8 cache (the
 #      build time is the CLI's own "image cache: decoded ..." note) and trains a few steps;
 #   2. the same again: the cache is reused (memory-mapped), a few steps;
-#   3. optionally a second binary (an older build whose trainer held the set as float32,
+#   3. the same on a folder of 64 of the images: what does not depend on the set's size;
+#   4. optionally a second binary (an older build whose trainer held the set as float32,
 #      twice) on the same folder, for the comparison.
 # Each run's peak RSS comes from /usr/bin/time -v. Writes out/data_memory.md (or --out DIR).
 # Usage: bench/data_memory.sh [--out DIR] [--n N] [build/diffusion] [baseline/diffusion]
@@ -70,13 +71,13 @@ cat > "$work/unet64.json" <<'JSON'
  "layers_per_block": 1, "down_block_types": ["DownBlock2D", "DownBlock2D"],
  "up_block_types": ["UpBlock2D", "UpBlock2D"], "norm_num_groups": 8}
 JSON
-train=(train --data "$work/images" --model "$work/unet64.json" --batch 16 --steps 3
+train=(train --model "$work/unet64.json" --batch 16 --steps 3
        --T 100 --log-every 0 --checkpoint-every 1000 --threads "$threads")
 
 # run LABEL BINARY: trains, keeps stderr and the peak RSS (MiB) and wall time (s)
 run() {
     local label=$1 b=$2
-    /usr/bin/time -v "$b" "${train[@]}" --out "$work/run_$label" > "$work/$label.out" \
+    /usr/bin/time -v "$b" "${train[@]}" --data "${data:-$work/images}" --out "$work/run_$label" > "$work/$label.out" \
         2> "$work/$label.err" || { echo "error: $label run failed:"; cat "$work/$label.err"; exit 1; } >&2
     rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/$label.err")
     wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/$label.err")
@@ -91,6 +92,10 @@ if grep -q "image cache: decoded" "$work/hit.err"; then
     echo "error: the second run rebuilt the cache" >&2; exit 1
 fi
 cache_mb=$(du -m "$work"/images/.diffusion-cache/*.u8 | cut -f1)
+# the same run on a folder of 64 of the images: the memory that does not depend on the set
+mkdir "$work/small"
+cp $(ls "$work"/images/*.png | head -n 64) "$work/small/"
+small=$(data="$work/small" run small "$bin")
 baseline=
 if [ -n "$base" ]; then
     rm -rf "$work/images/.diffusion-cache" # the older build decodes the folder itself
@@ -114,6 +119,7 @@ report="$out/data_memory.md"
     echo "| --- | ---: | ---: |"
     read -r _ rss wall <<< "$build"; echo "| first run: decode into the cache ($cache_mb MiB) + 3 steps | $rss | $wall |"
     read -r _ rss wall <<< "$hit"; echo "| later run: cache memory-mapped + 3 steps | $rss | $wall |"
+    read -r _ rss wall <<< "$small"; echo "| the same on 64 of the images (model, optimiser, batches, libraries) | $rss | $wall |"
     if [ -n "$baseline" ]; then
         read -r _ rss wall <<< "$baseline"
         echo "| baseline ($base): float32 set + the trainer's float32 copy + 3 steps | $rss | $wall |"

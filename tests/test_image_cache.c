@@ -2,6 +2,7 @@
  * decode gives; a changed folder, a truncated or corrupt cache file each rebuild it, saying
  * why; the set is a read-only mapping, not a copy. */
 #include "diffusion.h"
+#include "core/core.h"
 
 #include "test_util.h"
 
@@ -31,6 +32,10 @@ static void check_same(const char *what, const dm_image_set *c, const dm_image_s
     for (int64_t i = 0; i < f->data.n * f->data.dim && bad < 0; i++)
         if (level(c->data.u8[i]) != f->data.x[i]) bad = i;
     CHECK(bad < 0, "%s: value %lld differs from a fresh decode", what, (long long)bad);
+    /* the trainer takes the cache's hash for that of the float form (resume checks it) */
+    CHECK(c->data.u8_hash ==
+              dm_fnv1a(f->data.x, (size_t)(f->data.n * f->data.dim) * sizeof(float)),
+          "%s: the cache's float hash is not the float form's", what);
     CHECK(c->data.num_classes == f->data.num_classes &&
               !c->data.labels == !f->data.labels &&
               (!f->data.labels || memcmp(c->data.labels, f->data.labels,
