@@ -74,14 +74,28 @@ JSON
 train=(train --model "$work/unet64.json" --batch 16 --steps 3
        --T 100 --log-every 0 --checkpoint-every 1000 --threads "$threads")
 
-# run LABEL BINARY: trains, keeps stderr and the peak RSS (MiB) and wall time (s)
+# run LABEL BINARY: trains; prints the label, the peak RSS (MiB, /usr/bin/time), the largest
+# anonymous and file-backed RSS seen (MiB, /proc/PID/status every 0.2 s: the file part holds
+# the libraries and the mapped cache, clean pages the kernel can drop) and the wall time
 run() {
     local label=$1 b=$2
-    /usr/bin/time -v "$b" "${train[@]}" --data "${data:-$work/images}" --out "$work/run_$label" > "$work/$label.out" \
-        2> "$work/$label.err" || { echo "error: $label run failed:"; cat "$work/$label.err"; exit 1; } >&2
+    /usr/bin/time -v "$b" "${train[@]}" --data "${data:-$work/images}" --out "$work/run_$label" \
+        > "$work/$label.out" 2> "$work/$label.err" &
+    local tpid=$! anon=0 file=0 child a f
+    while kill -0 "$tpid" 2> /dev/null; do
+        child=$(pgrep -P "$tpid" | head -n 1 || true)
+        if [ -n "$child" ] && [ -r "/proc/$child/status" ]; then
+            a=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$child/status" 2> /dev/null || true)
+            f=$(sed -n 's/^RssFile:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$child/status" 2> /dev/null || true)
+            [ -n "$a" ] && [ "$a" -gt "$anon" ] && anon=$a
+            [ -n "$f" ] && [ "$f" -gt "$file" ] && file=$f
+        fi
+        sleep 0.2
+    done
+    wait "$tpid" || { echo "error: $label run failed:"; cat "$work/$label.err"; exit 1; } >&2
     rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/$label.err")
     wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/$label.err")
-    echo "$label $((rss_kb / 1024)) $wall"
+    echo "$label $((rss_kb / 1024)) $((anon / 1024)) $((file / 1024)) $wall"
 }
 build=$(run build "$bin")
 note=$(grep "image cache: decoded" "$work/build.err" || true)
@@ -115,14 +129,14 @@ report="$out/data_memory.md"
          "as uint8 $u8_mb MiB, as float32 $float_mb MiB. Model: a 2-level 64x64 UNet" \
          "(32, 64 channels), batch 16, 3 steps, $threads threads."
     echo
-    echo "| run | peak RSS (MiB) | wall time |"
-    echo "| --- | ---: | ---: |"
-    read -r _ rss wall <<< "$build"; echo "| first run: decode into the cache ($cache_mb MiB) + 3 steps | $rss | $wall |"
-    read -r _ rss wall <<< "$hit"; echo "| later run: cache memory-mapped + 3 steps | $rss | $wall |"
-    read -r _ rss wall <<< "$small"; echo "| the same on 64 of the images (model, optimiser, batches, libraries) | $rss | $wall |"
+    echo "| run | peak RSS (MiB) | largest anonymous RSS (MiB) | largest file-backed RSS (MiB) | wall time |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    read -r _ rss anon file wall <<< "$build"; echo "| first run: decode into the cache ($cache_mb MiB) + 3 steps | $rss | $anon | $file | $wall |"
+    read -r _ rss anon file wall <<< "$hit"; echo "| later run: cache memory-mapped + 3 steps | $rss | $anon | $file | $wall |"
+    read -r _ rss anon file wall <<< "$small"; echo "| the same on 64 of the images (model, optimiser, batches, libraries) | $rss | $anon | $file | $wall |"
     if [ -n "$baseline" ]; then
-        read -r _ rss wall <<< "$baseline"
-        echo "| baseline ($base): float32 set + the trainer's float32 copy + 3 steps | $rss | $wall |"
+        read -r _ rss anon file wall <<< "$baseline"
+        echo "| baseline ($base): float32 set + the trainer's float32 copy + 3 steps | $rss | $anon | $file | $wall |"
     fi
     echo
     echo "Cache build: $build_s s for $n images (the CLI's note: \`${note#*image cache: }\`)."
