@@ -145,6 +145,11 @@ int main(void) {
     dm_dataset u, f;
     make_sets(&u, &f, 10, 64, 1);
     same_run("unet", &cfg, &u, &f);
+    /* a set with neither floats nor bytes is refused, not read */
+    dm_dataset none = {.n = 10, .dim = 64, .labels = u.labels, .num_classes = 3};
+    dm_trainer *tr = NULL;
+    CHECK(dm_trainer_create(&tr, &cfg, &none, &err) == DM_ERR_ARG, "a set without values");
+    dm_trainer_free(tr);
     dm_dataset_free(&u);
     dm_dataset_free(&f);
 

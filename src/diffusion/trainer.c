@@ -197,7 +197,8 @@ uint64_t dm_train_data_hash(const dm_dataset *data, const dm_train_config *cfg) 
     const size_t count = (size_t)(data->n * data->dim);
     uint64_t h = data->x         ? dm_fnv1a(data->x, count * sizeof(float))
                  : data->u8_hash ? data->u8_hash
-                                 : dm_pixels_hash_as_float(DM_FNV1A_START, data->u8, count);
+                 : data->u8      ? dm_pixels_hash_as_float(DM_FNV1A_START, data->u8, count)
+                                 : DM_FNV1A_START; /* no values: refused by trainer_build */
     if (cfg->num_classes && data->labels) /* unconditional runs keep their old hashes */
         h ^= dm_fnv1a(data->labels, (size_t)data->n * sizeof *data->labels) * 0x9E3779B97F4A7C15ull;
     return h;
