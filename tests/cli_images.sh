@@ -105,6 +105,25 @@ holds "the strip's frames are evenly spaced in log-SNR" "$dir/strip_sched.json" 
 # the PNGs just written are a folder of images: train on them too (resized to the model's size)
 check "train on a folder" "${train[@]}" --data "$dir/each" --steps 2 --out "$dir/run_folder" --hflip
 check "train on an NPY of images" "${train[@]}" --data "$dir/s.npy" --steps 2 --out "$dir/run_npy"
+# the folder went through its cache (issue 18): reused while unchanged, rebuilt when an image
+# changes, and put where --cache-dir says
+cached=("$bin" train --model "$dir/small.json" --T 20 --batch 4 --threads 2 --steps 1 --log-every 0)
+checks=$((checks + 1))
+ls "$dir"/each/.diffusion-cache/images-*-s28-c1.u8 > /dev/null 2>&1 ||
+    { echo "FAIL: no cache file in $dir/each/.diffusion-cache"; fails=$((fails + 1)); }
+check "train on the cached folder" "${cached[@]}" --data "$dir/each" --out "$dir/run_cached"
+checks=$((checks + 1))
+grep -q "image cache" "$dir/err" && { echo "FAIL: an unchanged folder rebuilt its cache: $(cat "$dir/err")"; fails=$((fails + 1)); }
+touch -d '+1 minute' "$(ls "$dir"/each/*.png | head -n 1)"
+check "train after an image changed" "${cached[@]}" --data "$dir/each" --out "$dir/run_cached"
+checks=$((checks + 1))
+grep -q "image cache: decoded .* (the folder or the options changed" "$dir/err" ||
+    { echo "FAIL: a changed folder did not rebuild its cache: $(cat "$dir/err")"; fails=$((fails + 1)); }
+check "train with --cache-dir" "${cached[@]}" --data "$dir/each" --out "$dir/run_cached" \
+    --cache-dir "$dir/caches"
+checks=$((checks + 1))
+ls "$dir"/caches/images-*-s28-c1.u8 > /dev/null 2>&1 ||
+    { echo "FAIL: --cache-dir: no cache file in $dir/caches"; fails=$((fails + 1)); }
 
 # bad input
 cat > "$dir/groups.json" <<'JSON'

@@ -46,14 +46,17 @@ expect_error "error: --resume cannot change this flag: --resolution 20 (the run 
     "${train[@]}" --resolution 20 --steps 5 --out "$dir/r" --resume
 check "the refused resume left the run folder as it was" test "$before" = "$(snapshot "$dir/r")"
 
-# a folder of the 16 x 16 samples as PNGs, trained at 8: the run's size; a resume repeats
-# --resolution (a folder's own resize filter differs), and without it the data are refused
+# a folder of the 16 x 16 samples as PNGs, trained at 8: the run's size (a folder keeps its own
+# filter: centre square, area-averaged, through its uint8 cache); a resume needs no
+# --resolution, and another data set is refused naming the flags to give
 check "sample PNGs" "$bin" sample --model "$dir/r" --n 3 --steps 5 --each "$dir/pngs" --quiet
 check "train on the folder --resolution 8" "${train[@]}" --data "$dir/pngs" --resolution 8 --steps 1 --out "$dir/f"
 holds "the folder run's model is 8 x 8" "$dir/f/checkpoint/unet/config.json" '.sample_size == 8'
 check "--resume with --resolution 8" "${train[@]}" --data "$dir/pngs" --resolution 8 --steps 2 --out "$dir/f" --resume
+check "--resume without --resolution" "${train[@]}" --data "$dir/pngs" --steps 3 --out "$dir/f" --resume
+check "sample more PNGs" "$bin" sample --model "$dir/r" --n 4 --steps 5 --each "$dir/pngs2" --quiet
 expect_error "these data differ; give the run's --data, --model and --resolution" \
-    "${train[@]}" --data "$dir/pngs" --steps 3 --out "$dir/f" --resume
+    "${train[@]}" --data "$dir/pngs2" --steps 4 --out "$dir/f" --resume
 
 # fine-tuning: --resolution may only name the diffusers model's own size (8 here); Fashion-MNIST
 # is then resized to it

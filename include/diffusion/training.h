@@ -96,11 +96,15 @@ DM_API int64_t dm_train_config_dim(const dm_train_config *cfg);
 typedef struct dm_trainer dm_trainer;
 
 /* Copies (and standardises) the data; creates model, optimiser and EMA. With
- * cfg->num_classes > 0 the data must carry labels in 0..num_classes-1. */
+ * cfg->num_classes > 0 the data must carry labels in 0..num_classes-1. Data held as uint8
+ * (data->u8) are not copied for a UNet: the trainer reads the caller's pixels, converting only
+ * each step's drawn rows, so `data` must stay alive and unchanged until dm_trainer_free (the
+ * labels are copied). The same run results from either form of the same pixels. */
 DM_API dm_status dm_trainer_create(dm_trainer **tr, const dm_train_config *cfg,
                                    const dm_dataset *data, dm_error *err);
 /* Resumes from a checkpoint written by dm_trainer_save: the same weights, optimiser state, EMA,
- * step and random streams, so the run continues exactly. cfg->steps may be raised. */
+ * step and random streams, so the run continues exactly. cfg->steps may be raised. The data
+ * as for dm_trainer_create (uint8 pixels kept by reference). */
 DM_API dm_status dm_trainer_resume(dm_trainer **tr, const char *checkpoint, const dm_dataset *data,
                                    int64_t steps, dm_error *err);
 /* One optimiser step; *loss receives the mini-batch objective (may be NULL). A non-finite loss

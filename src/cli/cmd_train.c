@@ -205,6 +205,13 @@ static dm_status record_session(const char *dir, const dm_trainer *tr, const cha
     return DM_OK;
 }
 
+/* The trainer and its data: a uint8 set is read by reference, so it lives until the trainer
+ * goes. */
+static void free_run(dm_trainer *tr, dm_dataset *ds) {
+    dm_trainer_free(tr);
+    dm_dataset_free(ds);
+}
+
 /* Previews sample the trainer's own schedule and draw 2-D points or images: 1 (after the
  * message) when this run cannot have them. */
 static int preview_refused(const dm_train_config *c, int steps) {
@@ -238,13 +245,14 @@ static int train_main(int argc, char **argv) {
     int64_t resolution = 0;
     int64_t inject_nan_step = 0;
     double time_limit = 0;
-    const char *precision = "fp32";
+    const char *precision = "fp32", *cache_dir = NULL;
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
         {"--model", OPT_STRING, &model, "NAME|JSON", "mlp (points), a UNet preset (unet-28, cifar-ddpm, tiny) or a diffusers config.json; images default to unet-28"},
         {"--init-from", OPT_STRING, &init_from, "DIR", "fine-tune a diffusers pipeline or UNet2DModel folder: its UNet (architecture and weights) and its scheduler's schedule, prediction and variance"},
         {"--variant", OPT_STRING, &variant, "NAME", "with --init-from: load diffusion_pytorch_model.NAME.safetensors (e.g. fp16)"},
         {"--n-data", OPT_I64, &n_data, "N", "points drawn for a built-in set"},
+        {"--cache-dir", OPT_STRING, &cache_dir, "DIR", "an image folder is decoded once into a uint8 cache file here, memory-mapped on later runs and rebuilt when the folder changes (default: DATA/.diffusion-cache)"},
         {"--out", OPT_STRING, &out, "DIR", "run folder: checkpoint-N/ (every --checkpoint-every steps and at the end), checkpoint (the newest), loss.png, log.jsonl, sessions.jsonl (default: runs/<data>)"},
         {"--steps", OPT_I64, &cfg.steps, "N", "optimiser steps"},
         {"--batch", OPT_I64, &cfg.batch, "N", "examples per optimiser step (with --grad-accum, the effective batch)"},
@@ -275,7 +283,7 @@ static int train_main(int argc, char **argv) {
         {"--no-normalize", OPT_FLAG, &no_normalize, NULL, "train on the data as they are (no standardisation)"},
         {"--hflip", OPT_FLAG, &cfg.hflip, NULL, "images: mirror each drawn image with probability 1/2"},
         {"--random-flip", OPT_FLAG, &cfg.hflip, NULL, "the same as --hflip (diffusers' --random_flip)"},
-        {"--resolution", OPT_I64, &resolution, "R", "images: the model's size R x R; on load each image's shorter side is resized to R (bilinear, antialiased as torchvision's default) and the centre R x R kept (diffusers' --resolution); default: the model's sample_size"},
+        {"--resolution", OPT_I64, &resolution, "R", "images: the model's size R x R; on load each image's shorter side is resized to R (bilinear, antialiased as torchvision's default) and the centre R x R kept (diffusers' --resolution; a folder keeps its own filter: centre square, area-averaged); default: the model's sample_size"},
         {"--center-crop", OPT_FLAG, &center_crop, NULL, "images: keep the centre R x R after the resize (the default; diffusers' --center_crop)"},
         {"--random-crop", OPT_FLAG, &random_crop, NULL, "images: a random R x R crop per draw (not supported yet: refused)"},
         {"--conditional", OPT_FLAG, &conditional, NULL, "class-conditional model on labelled data (fashion-mnist, class subfolders, moons, 8gaussians, rings, spiral), for --class and --guidance when sampling"},
@@ -460,15 +468,17 @@ static int train_main(int argc, char **argv) {
         if (!cli_given(argc, argv, "--warmup") && cfg.optim.lr_schedule != DM_LR_CONSTANT)
             cfg.optim.warmup = CLI_IMAGE_WARMUP;
         dm_image_set set;
-        if (cli_load_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size,
-                            resolution > 0 ? 2 : resume, &err)) {
+        dm_image_cache_info cache;
+        if (cli_open_images(&set, data, cfg.unet.in_channels, cfg.unet.sample_size,
+                            resolution > 0 ? 1 : resume, cache_dir, &cache, &err)) {
             dm_pipeline_free(init);
             return cli_fail(&err);
         }
+        if (cache.built && !json && !quiet && cli_parallel_is_root())
+            fprintf(stderr, "image cache: decoded %lld images into %s in %.1f s (%s)\n",
+                    (long long)set.data.n, cli_safe(cache.path), cache.build_seconds,
+                    cache.reason);
         ds = set.data; /* the trainer takes rows of c * h * w, with the labels */
-        set.data.x = NULL;
-        set.data.labels = NULL;
-        dm_image_set_free(&set);
     } else {
         static const char *const image_only[] = {"--resolution", "--center-crop"};
         for (size_t i = 0; i < sizeof image_only / sizeof image_only[0]; i++)
@@ -536,7 +546,7 @@ static int train_main(int argc, char **argv) {
     dm_status st = resume ? dm_trainer_resume(&tr, ckpt, &ds, resume_steps, &err)
                           : dm_trainer_create(&tr, &cfg, &ds, &err);
     const uint64_t data_fingerprint = cli_parallel_fingerprint(&ds);
-    dm_dataset_free(&ds);
+    if (st) dm_dataset_free(&ds);
     if (!st && init) st = dm_trainer_init_weights(tr, dm_pipeline_model(init), &err);
     if (!st)
         st = dm_trainer_set_data_parallel(tr, cli_parallel_rank(), cli_parallel_size(),
@@ -548,11 +558,11 @@ static int train_main(int argc, char **argv) {
     if (!st && resume) {
         /* the flags that fix the run must hold its values; a new --lr applies from here on */
         if ((rc = cli_resume_check_flags(argc, argv, &cfg, dm_trainer_config(tr)))) {
-            dm_trainer_free(tr);
+            free_run(tr, &ds);
             return rc;
         }
         if (preview_every && preview_refused(dm_trainer_config(tr), preview_steps)) {
-            dm_trainer_free(tr);
+            free_run(tr, &ds);
             return 2;
         }
         if (cli_given(argc, argv, "--lr")) st = dm_trainer_set_lr(tr, cfg.optim.lr, &err);
@@ -566,7 +576,7 @@ static int train_main(int argc, char **argv) {
                     (long long)dm_trainer_config(tr)->steps);
     }
     if (st) {
-        dm_trainer_free(tr);
+        free_run(tr, &ds);
         return cli_fail(&err);
     }
     cli_run_folder rf = {.dir = out, .limit = total_limit, .fresh = !resume,
@@ -583,7 +593,7 @@ static int train_main(int argc, char **argv) {
         /* a resumed run continues the log; a new run starts it afresh */
         if (!(log = fopen(path, resume ? "a" : "w"))) {
             dm_error_set(&err, DM_ERR_IO, "%s: cannot open for writing", path);
-            dm_trainer_free(tr);
+            free_run(tr, &ds);
             return cli_fail(&err);
         }
     }
@@ -594,18 +604,18 @@ static int train_main(int argc, char **argv) {
     if (unrecorded) cli_fail(&err);
     if (cli_parallel_setup_done(unrecorded, data_fingerprint, "training data", "training")) {
         if (log) fclose(log);
-        dm_trainer_free(tr);
+        free_run(tr, &ds);
         return 1;
     }
     st = cli_run_training(tr, &rf, every, quiet || json, log, log_every, 60.0 * time_limit,
                           &seconds, &err);
     if (log) fclose(log);
     if (!cli_parallel_is_root()) { /* rank 0 reports for the job */
-        dm_trainer_free(tr);
+        free_run(tr, &ds);
         return st ? (train_interrupted ? 130 : 1) : 0;
     }
     if (st) {
-        dm_trainer_free(tr);
+        free_run(tr, &ds);
         if (train_interrupted) {
             /* Ctrl-C: the checkpoint is saved; the shell's convention for SIGINT */
             fprintf(stderr, "%s\n", cli_safe(err.msg));
@@ -623,7 +633,7 @@ static int train_main(int argc, char **argv) {
     if (plotted == DM_ERR_UNSUPPORTED) { /* a build without plots: the run is still whole */
         if (!quiet && !json) fprintf(stderr, "note: no loss.png (%s)\n", cli_safe(err.msg));
     } else if (plotted) {
-        dm_trainer_free(tr);
+        free_run(tr, &ds);
         return cli_fail(&err);
     }
     double rate = seconds > 0 ? (double)(steps - start) / seconds : 0;
@@ -654,7 +664,7 @@ static int train_main(int argc, char **argv) {
     if (dm_trainer_skipped_steps(tr) > 0 && !json)
         printf("skipped %lld steps whose loss or gradient was not finite\n",
                (long long)dm_trainer_skipped_steps(tr));
-    dm_trainer_free(tr);
+    free_run(tr, &ds);
     return 0;
 }
 

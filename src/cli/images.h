@@ -9,10 +9,15 @@
 int cli_is_image_data(const char *name);
 /* Loads images for a model taking c x size x size: Fashion-MNIST, a folder (centre-cropped and
  * resized to size, converted to c channels), an IDX file or an NPY array (which must already
- * have the model's shape unless resize is set: 1 resizes those of another size as torchvision's
- * Resize + CenterCrop (dm_image_set_resize), 2 also folders (train --resolution; a folder's
- * default filter differs, so a resume must say which). */
+ * have the model's shape unless resize is set: then those of another size are resized as
+ * torchvision's Resize + CenterCrop, dm_image_set_resize). */
 dm_status cli_load_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
                           int resize, dm_error *err);
+/* The same images held as uint8 where the source allows, for training: a folder through its
+ * cache (cache_dir NULL: DIR/.diffusion-cache; info says whether it was built), a uint8 NPY
+ * memory-mapped, IDX and Fashion-MNIST loaded and kept as bytes (resized ones: float). */
+dm_status cli_open_images(dm_image_set *set, const char *name, int64_t c, int64_t size,
+                          int resize, const char *cache_dir, dm_image_cache_info *info,
+                          dm_error *err);
 /* --model for images: a preset name (unet-28, cifar-ddpm, tiny) or a diffusers config.json. */
 dm_status cli_unet_config(dm_unet_config *cfg, const char *name, dm_error *err);

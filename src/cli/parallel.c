@@ -270,8 +270,9 @@ int64_t cli_parallel_check_every(void) {
 }
 
 uint64_t cli_parallel_fingerprint(const dm_dataset *ds) {
-    if (g_size == 1 || !ds || !ds->x) return 0;
-    uint64_t h = fnv_add(FNV_START, ds->x, (size_t)(ds->n * ds->dim) * sizeof *ds->x);
+    if (g_size == 1 || !ds || (!ds->x && !ds->u8)) return 0;
+    uint64_t h = ds->x ? fnv_add(FNV_START, ds->x, (size_t)(ds->n * ds->dim) * sizeof *ds->x)
+                       : fnv_add(FNV_START, ds->u8, (size_t)(ds->n * ds->dim));
     if (ds->labels) h = fnv_add(h, ds->labels, (size_t)ds->n * sizeof *ds->labels);
     return h;
 }

@@ -51,6 +51,11 @@ void dm_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
 /* Elementwise loops below this size are not worth waking the OpenMP team for. */
 #define DM_PARALLEL_MIN 32768
 
+/* ---- FNV-1a (64-bit) content hashes; dm_fnv1a_add continues one over more bytes */
+#define DM_FNV1A_START 0xcbf29ce484222325ull
+uint64_t dm_fnv1a_add(uint64_t h, const void *data, size_t bytes);
+uint64_t dm_fnv1a(const void *data, size_t bytes); /* dm_fnv1a_add(DM_FNV1A_START, ...) */
+
 /* true if every value is finite */
 bool dm_all_finite(const float *x, size_t n);
 

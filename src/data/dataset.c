@@ -1,11 +1,13 @@
 /* Owning N x D point sets, and loading/saving them as CSV or NPY chosen by file extension. */
 #include "core/core.h"
 #include "data/csv.h"
+#include "io/image_util.h"
 #include "io/npy.h"
 
 #include <math.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 
 dm_status dm_dataset_init(dm_dataset *ds, int64_t n, int64_t dim, dm_error *err) {
     memset(ds, 0, sizeof *ds);
@@ -45,7 +47,86 @@ dm_status dm_dataset_add_labels(dm_dataset *ds, int32_t num_classes, dm_error *e
 void dm_dataset_free(dm_dataset *ds) {
     dm_free(ds->x);
     dm_free(ds->labels);
+    if (ds->u8_base && ds->u8_map_bytes)
+        munmap(ds->u8_base, ds->u8_map_bytes);
+    else
+        dm_free(ds->u8_base);
     memset(ds, 0, sizeof *ds);
+}
+
+dm_status dm_dataset_init_u8(dm_dataset *ds, int64_t n, int64_t dim, uint8_t **pixels,
+                             dm_error *err) {
+    memset(ds, 0, sizeof *ds);
+    *pixels = NULL;
+    if (n < 1 || dim < 1)
+        return dm_error_set(err, DM_ERR_ARG,
+                            "data set of %lld rows of dimension %lld: need at least 1 row and "
+                            "1 dimension",
+                            (long long)n, (long long)dim);
+    if ((uint64_t)n > SIZE_MAX / sizeof(float) / (uint64_t)dim) /* its float form must fit too */
+        return dm_error_set(err, DM_ERR_ARG, "data set of %lld x %lld pixels is too large",
+                            (long long)n, (long long)dim);
+    size_t bytes = (size_t)n * (size_t)dim;
+    uint8_t *p = dm_alloc(bytes);
+    if (!p)
+        return dm_error_set(err, DM_ERR_NOMEM, "cannot allocate %.1f MiB for %lld rows",
+                            (double)bytes / (1 << 20), (long long)n);
+    ds->u8 = p;
+    ds->u8_base = p;
+    ds->n = n;
+    ds->dim = dim;
+    *pixels = p;
+    return DM_OK;
+}
+
+/* Releases the pixels of a uint8 set, keeping everything else. */
+static void drop_u8(dm_dataset *ds) {
+    if (ds->u8_base && ds->u8_map_bytes)
+        munmap(ds->u8_base, ds->u8_map_bytes);
+    else
+        dm_free(ds->u8_base);
+    ds->u8 = NULL;
+    ds->u8_base = NULL;
+    ds->u8_map_bytes = 0;
+    ds->u8_hash = 0;
+}
+
+dm_status dm_dataset_to_float(dm_dataset *ds, dm_error *err) {
+    if (ds->x || !ds->u8) return DM_OK;
+    size_t count = (size_t)ds->n * (size_t)ds->dim;
+    float *x = dm_alloc(count * sizeof *x);
+    if (!x)
+        return dm_error_set(err, DM_ERR_NOMEM, "cannot allocate %.1f MiB for %lld rows as floats",
+                            (double)(count * sizeof *x) / (1 << 20), (long long)ds->n);
+    dm_pixels_from_u8(x, ds->u8, count);
+    drop_u8(ds);
+    ds->x = x;
+    return DM_OK;
+}
+
+dm_status dm_dataset_to_u8(dm_dataset *ds, dm_error *err) {
+    if (!ds->x) return DM_OK;
+    size_t count = (size_t)ds->n * (size_t)ds->dim;
+    uint8_t *p = dm_alloc(count ? count : 1);
+    if (!p)
+        return dm_error_set(err, DM_ERR_NOMEM, "cannot allocate %.1f MiB for %lld rows as bytes",
+                            (double)count / (1 << 20), (long long)ds->n);
+    for (size_t i = 0; i < count; i++) {
+        uint8_t v = dm_pixel_to_u8(ds->x[i]);
+        /* exact: the float form must come back bit for bit */
+        if (dm_pixel_from_u8(v) != ds->x[i]) {
+            dm_free(p);
+            return dm_error_set(err, DM_ERR_ARG,
+                                "value %g of row %lld is not a pixel level v / 127.5 - 1",
+                                (double)ds->x[i], (long long)(i / (size_t)ds->dim));
+        }
+        p[i] = v;
+    }
+    dm_free(ds->x);
+    ds->x = NULL;
+    ds->u8 = p;
+    ds->u8_base = p;
+    return DM_OK;
 }
 
 /* The extension after the last '.' of the file name (not of a folder), or "". */
@@ -125,6 +206,7 @@ dm_status dm_dataset_load(dm_dataset *ds, const char *path, dm_error *err) {
 }
 
 dm_status dm_dataset_save(const dm_dataset *ds, const char *path, dm_error *err) {
+    if (!ds->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", path);
     const char *ext = extension(path);
     if (strcasecmp(ext, "csv") == 0) return dm_csv_write(ds, path, err);
     if (strcasecmp(ext, "npy") == 0) {

@@ -1,8 +1,8 @@
 /* Folders of PNG and JPEG images (decoded by libpng and libjpeg-turbo), optionally one
  * subfolder per class. Each image is centre-cropped to a square and resized (stb_image_resize)
- * when a size is given, or with bilinear resized as torchvision does (data/image_resize.h); with hflip the mirrored copies follow all the originals (image i's
+ * when a size is given; with hflip the mirrored copies follow all the originals (image i's
  * mirror is at index n + i), so original indices keep the sorted file order. */
-#include "data/image_resize.h"
+#include "data/image_folder.h"
 #include "io/image_util.h"
 
 #include <dirent.h>
@@ -31,22 +31,16 @@ void dm_image_folder_options_default(dm_image_folder_options *o) {
     o->size = 0;
     o->channels = 0;
     o->hflip = 0;
-    o->bilinear = 0;
 }
 
-typedef struct {
-    char **items;
-    size_t n, cap;
-} name_list;
-
-static void names_free(name_list *l) {
+void dm_names_free(dm_name_list *l) {
     for (size_t i = 0; i < l->n; i++) free(l->items[i]);
     free(l->items);
     memset(l, 0, sizeof *l);
 }
 
 /* Takes ownership of s (freed here if the list cannot grow). */
-static bool names_push(name_list *l, char *s) {
+static bool names_push(dm_name_list *l, char *s) {
     if (!s) return false;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
@@ -84,7 +78,7 @@ static bool is_image_name(const char *name) {
 
 /* The images (full paths) and subfolders (full paths) of dir, each sorted by name; hidden
  * entries and other files are left out. */
-static dm_status scan_dir(const char *dir, name_list *images, name_list *subdirs,
+static dm_status scan_dir(const char *dir, dm_name_list *images, dm_name_list *subdirs,
                           dm_error *err) {
     DIR *d = opendir(dir);
     if (!d) return dm_error_set(err, DM_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
@@ -109,7 +103,7 @@ static dm_status scan_dir(const char *dir, name_list *images, name_list *subdirs
             errno = 0;
             continue;
         }
-        name_list *to = S_ISDIR(sb.st_mode)                         ? subdirs
+        dm_name_list *to = S_ISDIR(sb.st_mode)                         ? subdirs
                         : S_ISREG(sb.st_mode) && is_image_name(path) ? images
                                                                      : NULL;
         if (!to) {
@@ -456,17 +450,8 @@ static dm_status decode_file(const char *path, int c, decoded_image *out, dm_err
     return st;
 }
 
-typedef struct {
-    int64_t size, channels;  /* requested (0 = from the first image) */
-    int bilinear;            /* dm_image_folder_options.bilinear */
-    int64_t h, w, c;         /* of the output */
-    const char *first_path;  /* for messages about mismatches */
-    int first_h, first_w;
-} load_plan;
-
-/* Decodes one image into dst (c, h, w floats) and, if mirror is not NULL, its mirror image. */
-static dm_status load_one(const char *path, const load_plan *p, float *dst, float *mirror,
-                          dm_error *err) {
+dm_status dm_image_folder_decode(const char *path, const dm_image_plan *p, uint8_t *dst,
+                                 dm_error *err) {
     /* decoded to the requested channel count: luminance for colour -> grey, the alpha channel
      * dropped (as PIL's convert("RGB") does) */
     decoded_image img;
@@ -488,25 +473,6 @@ static dm_status load_one(const char *path, const load_plan *p, float *dst, floa
                           "%s: %d x %d pixels, but the first image (%s) is %d x %d; set a size to "
                           "crop and resize them all",
                           path, w, h, p->first_path, p->first_w, p->first_h);
-    } else if (p->size > 0 && p->bilinear) {
-        /* HWC bytes -> CHW floats of the whole image, then the resize and crop into dst */
-        float *full = malloc((size_t)w * (size_t)h * (size_t)p->c * sizeof *full);
-        if (!full) {
-            st = dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory resizing the image", path);
-        } else {
-            for (int64_t ch = 0; ch < p->c; ch++)
-                for (int64_t i = 0; i < (int64_t)w * h; i++)
-                    full[ch * w * h + i] = dm_pixel_from_u8(pixels[i * p->c + ch]);
-            st = dm_resize_crop_planes(full, p->c, h, w, p->size, dst, err);
-            if (st) dm_error_prefix(err, "%s", path);
-            free(full);
-        }
-        if (!st && mirror)
-            for (int64_t r = 0; r < p->c * p->h; r++)
-                for (int64_t x = 0; x < p->w; x++)
-                    mirror[r * p->w + x] = dst[r * p->w + p->w - 1 - x];
-        free(pixels);
-        return st;
     } else if (p->size > 0) {
         /* centre square, then area-average down (box) or interpolate up (triangle) */
         int side = w < h ? w : h, x0 = (w - side) / 2, y0 = (h - side) / 2;
@@ -527,16 +493,12 @@ static dm_status load_one(const char *path, const load_plan *p, float *dst, floa
         }
     }
     if (!st) {
-        /* HWC bytes -> CHW floats */
+        /* HWC -> CHW */
         for (int64_t ch = 0; ch < p->c; ch++) {
             for (int64_t y = 0; y < p->h; y++) {
                 const uint8_t *in = src + (size_t)y * stride + (size_t)ch;
-                float *out = dst + (ch * p->h + y) * p->w;
-                for (int64_t x = 0; x < p->w; x++) out[x] = dm_pixel_from_u8(in[x * p->c]);
-                if (mirror) {
-                    float *m = mirror + (ch * p->h + y) * p->w;
-                    for (int64_t x = 0; x < p->w; x++) m[x] = out[p->w - 1 - x];
-                }
+                uint8_t *out = dst + (ch * p->h + y) * p->w;
+                for (int64_t x = 0; x < p->w; x++) out[x] = in[x * p->c];
             }
         }
     }
@@ -545,30 +507,45 @@ static dm_status load_one(const char *path, const load_plan *p, float *dst, floa
     return st;
 }
 
+/* Decodes one image into dst (c, h, w floats) and, if mirror is not NULL, its mirror image. */
+static dm_status load_one(const char *path, const dm_image_plan *p, float *dst, float *mirror,
+                          dm_error *err) {
+    const int64_t dim = p->c * p->h * p->w;
+    uint8_t *px = malloc((size_t)dim);
+    if (!px) return dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory", path);
+    dm_status st = dm_image_folder_decode(path, p, px, err);
+    if (!st) {
+        dm_pixels_from_u8(dst, px, (size_t)dim);
+        if (mirror) dm_mirror_rows_f32(mirror, dst, p->c * p->h, p->w);
+    }
+    free(px);
+    return st;
+}
+
 /* The image paths to load with their labels (-1 when unlabelled), from dir's images or, when
  * it has none, from its class subfolders. */
-static dm_status collect(const char *dir, name_list *paths, int32_t **labels,
+dm_status dm_image_folder_collect(const char *dir, dm_name_list *paths, int32_t **labels,
                          int32_t *num_classes, dm_error *err) {
-    name_list subdirs = {0};
+    dm_name_list subdirs = {0};
     *labels = NULL;
     *num_classes = 0;
     dm_status st = scan_dir(dir, paths, &subdirs, err);
     if (st || paths->n) {
-        names_free(&subdirs);
+        dm_names_free(&subdirs);
         return st;
     }
     if (subdirs.n == 0)
         return dm_error_set(err, DM_ERR_FORMAT,
                             "%s: no PNG or JPEG images and no class subfolders", dir);
     if (subdirs.n > INT32_MAX) {
-        names_free(&subdirs);
+        dm_names_free(&subdirs);
         return dm_error_set(err, DM_ERR_FORMAT, "%s: too many class subfolders", dir);
     }
     size_t labels_cap = 0;
     for (size_t k = 0; k < subdirs.n && !st; k++) {
-        name_list images = {0}, nested = {0};
+        dm_name_list images = {0}, nested = {0};
         st = scan_dir(subdirs.items[k], &images, &nested, err);
-        names_free(&nested); /* a class folder's own subfolders are not looked into */
+        dm_names_free(&nested); /* a class folder's own subfolders are not looked into */
         if (!st && images.n == 0)
             st = dm_error_set(err, DM_ERR_FORMAT,
                               "%s: class folder with no PNG or JPEG images (class %zu of %s)",
@@ -587,15 +564,40 @@ static dm_status collect(const char *dir, name_list *paths, int32_t **labels,
                 st = dm_error_set(err, DM_ERR_NOMEM, "%s: out of memory listing images", dir);
             images.items[i] = NULL; /* owned by paths now (or freed by names_push) */
         }
-        names_free(&images);
+        dm_names_free(&images);
     }
     *num_classes = (int32_t)subdirs.n;
-    names_free(&subdirs);
+    dm_names_free(&subdirs);
     if (st) {
         free(*labels);
         *labels = NULL;
     }
     return st;
+}
+
+dm_status dm_image_folder_options_check(const dm_image_folder_options *opt, dm_error *err) {
+    if (opt->size < 0 || opt->size > MAX_SIZE)
+        return dm_error_set(err, DM_ERR_ARG, "image size %lld: must be 0 (as stored) to %d",
+                            (long long)opt->size, MAX_SIZE);
+    if (opt->channels != 0 && opt->channels != 1 && opt->channels != 3)
+        return dm_error_set(err, DM_ERR_ARG,
+                            "image channels %lld: must be 0 (as stored), 1 (grey) or 3 (RGB)",
+                            (long long)opt->channels);
+    return DM_OK;
+}
+
+dm_status dm_image_folder_plan(dm_image_plan *plan, const char *first_path,
+                               const dm_image_folder_options *opt, dm_error *err) {
+    *plan = (dm_image_plan){.size = opt->size, .channels = opt->channels,
+                            .first_path = first_path};
+    decoded_image first;
+    dm_status st = decode_file(first_path, 0, &first, err); /* the header */
+    if (st) return st;
+    plan->first_w = first.w, plan->first_h = first.h;
+    plan->c = opt->channels ? opt->channels : first.stored_c;
+    plan->h = opt->size ? opt->size : plan->first_h;
+    plan->w = opt->size ? opt->size : plan->first_w;
+    return DM_OK;
 }
 
 dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
@@ -607,31 +609,20 @@ dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
         opt = &defaults;
     }
     if (!dir) return dm_error_set(err, DM_ERR_ARG, "dm_image_folder_load: no folder given");
-    if (opt->size < 0 || opt->size > MAX_SIZE)
-        return dm_error_set(err, DM_ERR_ARG, "image size %lld: must be 0 (as stored) to %d",
-                            (long long)opt->size, MAX_SIZE);
-    if (opt->channels != 0 && opt->channels != 1 && opt->channels != 3)
-        return dm_error_set(err, DM_ERR_ARG,
-                            "image channels %lld: must be 0 (as stored), 1 (grey) or 3 (RGB)",
-                            (long long)opt->channels);
+    dm_status st0 = dm_image_folder_options_check(opt, err);
+    if (st0) return st0;
 
-    name_list paths = {0};
+    dm_name_list paths = {0};
     int32_t *labels = NULL, num_classes = 0;
-    dm_status st = collect(dir, &paths, &labels, &num_classes, err);
+    dm_status st = dm_image_folder_collect(dir, &paths, &labels, &num_classes, err);
     if (st) {
-        names_free(&paths);
+        dm_names_free(&paths);
         return st;
     }
 
-    load_plan plan = {.size = opt->size, .channels = opt->channels, .bilinear = opt->bilinear,
-                      .first_path = paths.items[0]};
-    decoded_image first;
-    st = decode_file(plan.first_path, 0, &first, err); /* the header */
+    dm_image_plan plan;
+    st = dm_image_folder_plan(&plan, paths.items[0], opt, err);
     if (!st) {
-        plan.first_w = first.w, plan.first_h = first.h;
-        plan.c = opt->channels ? opt->channels : first.stored_c;
-        plan.h = opt->size ? opt->size : plan.first_h;
-        plan.w = opt->size ? opt->size : plan.first_w;
         int64_t copies = opt->hflip ? 2 : 1;
         st = dm_image_set_init(s, (int64_t)paths.n * copies, plan.c, plan.h, plan.w,
                                labels != NULL, err);
@@ -666,6 +657,6 @@ dm_status dm_image_folder_load(dm_image_set *s, const char *dir,
     }
     if (st) dm_image_set_free(s);
     free(labels);
-    names_free(&paths);
+    dm_names_free(&paths);
     return st;
 }

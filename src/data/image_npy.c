@@ -6,16 +6,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Float images far outside [-1, 1] are almost surely 0..255 or standardised data; the slack
  * lets arrays that went through float arithmetic pass. */
 #define FLOAT_RANGE_SLACK 1e-3
 
-dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err) {
-    memset(s, 0, sizeof *s);
-    dm_npy arr;
-    dm_status st = dm_npy_read(&arr, path, err);
-    if (st) return st;
+/* The image shape of an array: dtype and dimensions checked, one message naming the file. */
+static dm_status image_shape(const dm_npy *a, const char *path, int64_t *n_out, int64_t *c_out,
+                             int64_t *h_out, int64_t *w_out, size_t *numel_out, dm_error *err) {
+    dm_npy arr = *a;
+    dm_status st = DM_OK;
     int64_t n = 0, c = 1, h = 0, w = 0;
     if (arr.dtype != DM_DTYPE_U8 && arr.dtype != DM_DTYPE_F32 && arr.dtype != DM_DTYPE_F64) {
         st = dm_error_set(err, DM_ERR_FORMAT,
@@ -40,6 +41,41 @@ dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err) {
         st = DM_ERR_FORMAT; /* the sizes come from the file, not from the caller */
         if (err) err->status = st;
     }
+    *n_out = n, *c_out = c, *h_out = h, *w_out = w, *numel_out = numel;
+    return st;
+}
+
+dm_status dm_image_npy_open(dm_image_set *s, const char *path, dm_error *err) {
+    memset(s, 0, sizeof *s);
+    dm_npy arr;
+    dm_status st = dm_npy_read_header(&arr, path, err);
+    if (st) return st;
+    if (arr.dtype != DM_DTYPE_U8) return dm_image_npy_load(s, path, err);
+    void *base;
+    size_t bytes, numel;
+    int64_t n, c, h, w;
+    if ((st = dm_npy_map(&arr, path, &base, &bytes, err))) return st;
+    if ((st = image_shape(&arr, path, &n, &c, &h, &w, &numel, err))) {
+        munmap(base, bytes);
+        return st;
+    }
+    s->c = c, s->h = h, s->w = w;
+    s->data.n = n;
+    s->data.dim = c * h * w;
+    s->data.u8 = arr.data;
+    s->data.u8_base = base;
+    s->data.u8_map_bytes = bytes;
+    return DM_OK;
+}
+
+dm_status dm_image_npy_load(dm_image_set *s, const char *path, dm_error *err) {
+    memset(s, 0, sizeof *s);
+    dm_npy arr;
+    dm_status st = dm_npy_read(&arr, path, err);
+    if (st) return st;
+    int64_t n = 0, c = 1, h = 0, w = 0;
+    size_t numel = 0;
+    st = image_shape(&arr, path, &n, &c, &h, &w, &numel, err);
 
     if (!st && arr.dtype != DM_DTYPE_U8) {
         /* refuse NaN/Inf and values plainly outside [-1, 1] before taking the data */

@@ -9,6 +9,7 @@
 
 dm_status dm_normalizer_fit(dm_normalizer *nz, const dm_dataset *ds, dm_error *err) {
     memset(nz, 0, sizeof *nz);
+    if (!ds->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", "normaliser");
     if (ds->n < 1 || ds->dim < 1 || ds->dim > DM_MAX_DIM)
         return dm_error_set(err, DM_ERR_ARG,
                             "cannot fit a normaliser to %lld points of dimension %lld",

@@ -21,13 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-uint64_t dm_fnv1a(const void *data, size_t bytes) {
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* config.json                                                                              */
 

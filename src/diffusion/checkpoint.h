@@ -93,4 +93,3 @@ void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir, const dm
 dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
                                                  const dm_train_config *t, dm_error *err);
 
-uint64_t dm_fnv1a(const void *data, size_t bytes);

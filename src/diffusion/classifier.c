@@ -194,6 +194,7 @@ dm_status dm_classifier_train(const dm_classifier_config *cfg, const dm_dataset 
                               const char *dir, dm_classifier_progress progress, void *ctx,
                               int64_t *steps_done, dm_error *err) {
     if (steps_done) *steps_done = 0;
+    if (data && !data->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", "classifier training");
     dm_status st = check_config(cfg, err);
     if (st) return st;
     const dm_unet_config *net = &cfg->net;
@@ -422,6 +423,7 @@ dm_status dm_classifier_check_guidance(const dm_classifier *c, const dm_schedule
 
 dm_status dm_classifier_accuracy(dm_classifier *c, const dm_dataset *data, const float *t,
                                  double *accuracy, dm_error *err) {
+    if (data && !data->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", "classifier accuracy");
     const int64_t K = c->cfg.net.classifier_classes, D = dm_model_dim(c->model);
     if (!data || data->dim != D || !data->labels || data->n < 1)
         return dm_error_set(err, DM_ERR_ARG, "accuracy needs labelled images of %lld values",

@@ -180,6 +180,7 @@ done:
 
 dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_options *o,
                           dm_nll_report *r, dm_error *err) {
+    if (data && !data->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", "nll");
     const int64_t D = dm_pipeline_dim(p);
     if (!data || data->n < 1 || data->dim != D)
         return dm_error_set(err, DM_ERR_MISMATCH, "nll: the data have dimension %lld, the model "

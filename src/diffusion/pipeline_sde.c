@@ -130,6 +130,7 @@ dm_status dm_pipeline_ode_nll(dm_pipeline *p, const dm_sde *sde_in, const dm_dat
                               const dm_ode_nll_options *o, dm_ode_nll_report *r,
                               dm_error *err) {
     const int64_t D = dm_pipeline_dim(p);
+    if (data && !data->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", "ode nll");
     if (!data || data->n < 1 || data->dim != D)
         return dm_error_set(err, DM_ERR_MISMATCH, "ode nll: the data have dimension %lld, the "
                             "model %lld", data ? (long long)data->dim : 0LL, (long long)D);

@@ -15,6 +15,7 @@
 #include "diffusion/diffusion_impl.h"
 #include "diffusion/pipeline_impl.h"
 #include "diffusion/vdm.h"
+#include "io/image_util.h"
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "nn/nn.h"
@@ -192,7 +193,12 @@ static dm_status create_model(dm_model **m, const dm_train_config *c, dm_error *
 }
 
 uint64_t dm_train_data_hash(const dm_dataset *data, const dm_train_config *cfg) {
-    uint64_t h = dm_fnv1a(data->x, (size_t)(data->n * data->dim) * sizeof(float));
+    /* a uint8 set hashes as its float form, so a run resumes from either form */
+    const size_t count = (size_t)(data->n * data->dim);
+    uint64_t h = data->x         ? dm_fnv1a(data->x, count * sizeof(float))
+                 : data->u8_hash ? data->u8_hash
+                 : data->u8      ? dm_pixels_hash_as_float(DM_FNV1A_START, data->u8, count)
+                                 : DM_FNV1A_START; /* no values: refused by trainer_build */
     if (cfg->num_classes && data->labels) /* unconditional runs keep their old hashes */
         h ^= dm_fnv1a(data->labels, (size_t)data->n * sizeof *data->labels) * 0x9E3779B97F4A7C15ull;
     return h;
@@ -209,6 +215,13 @@ void dm_epoch_order(int32_t *perm, int64_t n, uint64_t seed, uint64_t stream, in
         perm[i] = perm[j];
         perm[j] = t;
     }
+}
+
+/* dm_copy_example from uint8 pixels: the same values dm_dataset_to_float gives. */
+static void copy_example_u8(float *dst, const uint8_t *src, int64_t rows, int64_t W, bool flip) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t x = 0; x < W; x++)
+            dst[r * W + x] = dm_pixel_from_u8(src[r * W + (flip ? W - 1 - x : x)]);
 }
 
 void dm_copy_example(float *dst, const float *src, int64_t rows, int64_t W, bool flip) {
@@ -229,6 +242,18 @@ static dm_status grow_loss_history(dm_trainer *tr, int64_t cap, dm_error *err) {
     return DM_OK;
 }
 
+/* The trainer's rows: a float copy, or for a UNet on uint8 pixels a view of the caller's (no
+ * copy of the set: its rows are converted as they are drawn). */
+static dm_status init_data(dm_trainer *tr, const dm_dataset *data, dm_error *err) {
+    if (data->x || tr->cfg.arch != DM_ARCH_UNET)
+        return dm_dataset_init(&tr->data, data->n, data->dim, err);
+    memset(&tr->data, 0, sizeof tr->data);
+    tr->data.u8 = data->u8; /* u8_base NULL: not the trainer's to free */
+    tr->data.n = data->n;
+    tr->data.dim = data->dim;
+    return DM_OK;
+}
+
 /* Everything but the weights, optimiser state and step, which create and resume set. */
 static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, const dm_dataset *data,
                                const dm_normalizer *norm, dm_error *err) {
@@ -240,7 +265,8 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         return dm_error_set(err, DM_ERR_ARG, "data have dimension %lld, the model expects %lld",
                             data ? (long long)data->dim : 0LL, (long long)D);
     if (data->n > INT32_MAX) return dm_error_set(err, DM_ERR_ARG, "more than 2^31 data rows");
-    if (!dm_all_finite(data->x, (size_t)(data->n * data->dim)))
+    if (!data->x && !data->u8) return dm_error_set(err, DM_ERR_ARG, "data set without values");
+    if (data->x && !dm_all_finite(data->x, (size_t)(data->n * data->dim)))
         return dm_error_set(err, DM_ERR_NUMERIC, "the data contain NaN or Inf");
     if (cfg->num_classes > 0) {
         if (!data->labels)
@@ -269,14 +295,17 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         (st = dm_importance_init(&tr->imp, tr->sched.T, err)) ||
         (st = create_model(&tr->model, cfg, err)) ||
         (st = dm_adam_init(&tr->opt, &cfg->optim, dm_model_num_params(tr->model), err)) ||
-        (st = dm_dataset_init(&tr->data, data->n, D, err)) ||
+        (st = init_data(tr, data, err)) ||
         (cfg->num_classes && (st = dm_dataset_add_labels(&tr->data, cfg->num_classes, err))))
         goto fail;
     /* the schedule's num_training_steps: the run's steps (raised on resume, the decay with it) */
     tr->opt.total_steps = cfg->steps;
     if (tr->continuous && tr->vdm.learned) tr->vdm.opt.total_steps = cfg->steps;
     tr->data_hash = dm_train_data_hash(data, cfg);
-    memcpy(tr->data.x, data->x, (size_t)(data->n * D) * sizeof(float));
+    if (tr->data.x && data->x)
+        memcpy(tr->data.x, data->x, (size_t)(data->n * D) * sizeof(float));
+    else if (tr->data.x) /* uint8 points for the MLP, whose normaliser needs floats */
+        dm_pixels_from_u8(tr->data.x, data->u8, (size_t)(data->n * D));
     if (cfg->num_classes)
         memcpy(tr->data.labels, data->labels, (size_t)data->n * sizeof *data->labels);
     dm_model_image_shape(tr->model, &tr->img_c, &tr->img_h, &tr->img_w);
@@ -290,7 +319,7 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         tr->norm.dim = D;
         for (int64_t d = 0; d < D; d++) tr->norm.mean[d] = 0, tr->norm.std[d] = 1;
     }
-    dm_normalizer_apply(&tr->norm, tr->data.x, tr->data.n);
+    if (tr->data.x) dm_normalizer_apply(&tr->norm, tr->data.x, tr->data.n);
 
     size_t P = dm_model_num_params(tr->model);
     const int64_t OD = dm_model_out_dim(tr->model);
@@ -463,8 +492,12 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
             tr->perm_epoch = g / N;
         }
         const int32_t row = tr->perm[g % N];
-        dm_copy_example(tr->x0 + b * D, tr->data.x + (int64_t)row * D, D / width, width,
-                        flips && tr->coins[b] < 0.5f);
+        if (tr->data.x)
+            dm_copy_example(tr->x0 + b * D, tr->data.x + (int64_t)row * D, D / width, width,
+                            flips && tr->coins[b] < 0.5f);
+        else
+            copy_example_u8(tr->x0 + b * D, tr->data.u8 + (int64_t)row * D, D / width, width,
+                            flips && tr->coins[b] < 0.5f);
         if (tr->y) /* classifier-free guidance's training: the label dropped to null at times */
             tr->y[b] = tr->drops[b] < tr->cfg.p_uncond ? tr->cfg.num_classes
                                                        : tr->data.labels[row];

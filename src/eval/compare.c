@@ -16,6 +16,7 @@ static float *standardised_copy(const dm_dataset *ds, const dm_normalizer *nz) {
 dm_status dm_eval_compare(dm_eval_report *r, const dm_dataset *samples, const dm_dataset *ref_a,
                           const dm_dataset *ref_b, uint64_t seed, dm_error *err) {
     memset(r, 0, sizeof *r);
+    if (!samples->x || !ref_a->x || !ref_b->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", "compare");
     const int64_t n = samples->n, D = samples->dim;
     if (ref_a->n != n || ref_b->n != n || ref_a->dim != D || ref_b->dim != D)
         return dm_error_set(err, DM_ERR_ARG,

@@ -11,6 +11,16 @@ void dm_pixels_to_u8(uint8_t *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = dm_pixel_to_u8(src[i]);
 }
 
+uint64_t dm_pixels_hash_as_float(uint64_t h, const uint8_t *src, size_t n) {
+    float chunk[4096];
+    for (size_t i = 0; i < n; i += 4096) {
+        size_t k = n - i < 4096 ? n - i : 4096;
+        for (size_t j = 0; j < k; j++) chunk[j] = dm_pixel_from_u8(src[i + j]);
+        h = dm_fnv1a_add(h, chunk, k * sizeof *chunk);
+    }
+    return h;
+}
+
 dm_status dm_image_dims_check(int64_t n, int64_t c, int64_t h, int64_t w, const char *what,
                               size_t *numel, dm_error *err) {
     if (n < 1 || c < 1 || h < 1 || w < 1)

@@ -20,6 +20,10 @@ void dm_pixels_from_u8(float *dst, const uint8_t *src, size_t n);
 /* dst[i] = dm_pixel_to_u8(src[i]) for n values. */
 void dm_pixels_to_u8(uint8_t *dst, const float *src, size_t n);
 
+/* dm_fnv1a_add(h, ...) over the float values dm_pixel_from_u8 gives for n pixels, without
+ * holding them all: a uint8 set hashes as its float form. */
+uint64_t dm_pixels_hash_as_float(uint64_t h, const uint8_t *src, size_t n);
+
 /* Checks that n, c, h, w are all >= 1 and that n * c * h * w floats fit in memory's address
  * range; stores the element count in *numel. Errors name `what` (a file, or the function). */
 dm_status dm_image_dims_check(int64_t n, int64_t c, int64_t h, int64_t w, const char *what,

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "npy I/O assumes a little-endian host");
@@ -253,12 +254,10 @@ dm_status dm_npy_read_header(dm_npy *arr, const char *path, dm_error *err) {
     return st;
 }
 
-dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err) {
-    FILE *f;
-    uint64_t data_bytes = 0;
-    dm_status st = open_npy(&f, arr, path, &data_bytes, err);
-    if (st) return st;
-    /* the header's claim is checked against the bytes present before allocating */
+/* The header's claim checked against the bytes present (before anything is allocated or
+ * mapped): *need the data bytes. Closes f on failure. */
+static dm_status check_data_size(FILE *f, dm_npy *arr, uint64_t data_bytes, const char *path,
+                                 uint64_t *need_out, dm_error *err) {
     uint64_t need = dm_dtype_size(arr->dtype);
     for (int d = 0; d < arr->ndim; d++) {
         if (__builtin_mul_overflow(need, (uint64_t)arr->shape[d], &need)) {
@@ -275,6 +274,42 @@ dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err) {
                             (unsigned long long)need, (unsigned long long)data_bytes,
                             need > data_bytes ? "truncated" : "trailing bytes");
     }
+    *need_out = need;
+    return DM_OK;
+}
+
+dm_status dm_npy_map(dm_npy *arr, const char *path, void **base, size_t *map_bytes,
+                     dm_error *err) {
+    *base = NULL;
+    *map_bytes = 0;
+    FILE *f;
+    uint64_t data_bytes = 0, need = 0;
+    dm_status st = open_npy(&f, arr, path, &data_bytes, err);
+    if (st || (st = check_data_size(f, arr, data_bytes, path, &need, err))) return st;
+    long offset = ftell(f);
+    struct stat sb;
+    if (offset < 0 || fstat(fileno(f), &sb) != 0 || (uint64_t)sb.st_size != (uint64_t)offset + need) {
+        fclose(f);
+        arr->ndim = 0;
+        return dm_error_set(err, DM_ERR_IO, "%s: the file changed while being read", path);
+    }
+    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    fclose(f);
+    if (p == MAP_FAILED) {
+        arr->ndim = 0;
+        return dm_error_set(err, DM_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    }
+    *base = p;
+    *map_bytes = (size_t)sb.st_size;
+    arr->data = (uint8_t *)p + offset;
+    return DM_OK;
+}
+
+dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err) {
+    FILE *f;
+    uint64_t data_bytes = 0, need = 0;
+    dm_status st = open_npy(&f, arr, path, &data_bytes, err);
+    if (st || (st = check_data_size(f, arr, data_bytes, path, &need, err))) return st;
     arr->data = dm_alloc((size_t)need);
     if (!arr->data) {
         fclose(f);

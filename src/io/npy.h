@@ -14,6 +14,10 @@ typedef struct {
 dm_status dm_npy_read(dm_npy *arr, const char *path, dm_error *err);
 /* Only the header: dtype, ndim and shape (data stays NULL), to decide how to load a file. */
 dm_status dm_npy_read_header(dm_npy *arr, const char *path, dm_error *err);
+/* The header checked as dm_npy_read does, then the whole file mapped read-only: arr->data points
+ * into the mapping (not owned; munmap(*base, *map_bytes) releases it). */
+dm_status dm_npy_map(dm_npy *arr, const char *path, void **base, size_t *map_bytes,
+                     dm_error *err);
 void dm_npy_free(dm_npy *arr);
 int64_t dm_npy_numel(const dm_npy *arr);
 /* Writes a float32 array atomically. */
