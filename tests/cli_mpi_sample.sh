@@ -2,8 +2,8 @@
 # `mpirun -np N diffusion sample` (issue 18): the ranks split the pipeline's chunks of samples
 # (2048 points, 256 images; chunk k from stream seed's k) and rank 0 gathers them, so the files
 # equal one process's byte for byte whatever N: points CSV and NPY of an MLP (ancestral and pc,
-# whose step size averages over its batch), and the grid, NPY and PNGs of a tiny UNet; more ranks
-# than chunks; rank 0 alone writes and prints; a rank that cannot load the model, or loads
+# whose step size averages over its batch), and the grid, NPY and PNGs of a tiny UNet; the SDE
+# samplers (euler-maruyama, adaptive ode-rk45) on both; more ranks than chunks; rank 0 alone writes and prints; a rank that cannot load the model, or loads
 # another, stops the job with one message. `eval --metric mmd --model` splits its sampling the
 # same way: the report of one process; its other metrics, and other commands, stay one process.
 # Needs mpirun (openmpi-bin) and a build with MPI: a failure, not a skip, without them.
@@ -105,6 +105,30 @@ check "UNet: 2 ranks of 2 threads" mpi -np 2 "$bin" sample "${img[@]}" --threads
     --grid "$dir/g3.png" --npy "$dir/i3.npy"
 same "UNet: 2 ranks of 2 threads as 1 process of 1" "$dir/i1.npy" "$dir/i3.npy"
 
+# ---- --sde-sampler: dm_pipeline_sde_sample draws the same chunks from the same streams ---------
+# (RK45's steps adapt to each chunk, so its counts are the chunks' sums on any number of ranks)
+sde_pts=(--model "$dir/m" --n 5000 --seed 5 --threads 1 --json)
+for s in euler-maruyama ode-rk45; do
+    check "sde $s: 1 process" "$bin" sample "${sde_pts[@]}" --sde-sampler $s --steps 20 \
+        --out "$dir/sde1_$s.csv"
+    cp "$dir/out" "$dir/sde1_$s.json"
+    check "sde $s: 2 ranks" mpi -np 2 "$bin" sample "${sde_pts[@]}" --sde-sampler $s --steps 20 \
+        --out "$dir/sde2_$s.csv"
+    cp "$dir/out" "$dir/sde2_$s.json"
+    same "sde $s: 2 ranks' CSV as 1 process's" "$dir/sde1_$s.csv" "$dir/sde2_$s.csv"
+    check "sde $s: one report, with 1 process's network evaluations ($(cat "$dir/sde2_$s.json"))" \
+        test "$(grep -c . "$dir/sde2_$s.json")" -eq 1 -a \
+        "$(jq .network_evaluations "$dir/sde1_$s.json")" = \
+        "$(jq .network_evaluations "$dir/sde2_$s.json")"
+done
+sde_img=(--model "$dir/u" --n 300 --seed 4 --threads 1 --quiet --sde-sampler euler-maruyama
+         --steps 3)
+check "UNet sde: 1 process" "$bin" sample "${sde_img[@]}" --grid "$dir/sg1.png" --npy "$dir/si1.npy"
+check "UNet sde: 3 ranks" mpi -np 3 "$bin" sample "${sde_img[@]}" --grid "$dir/sg3.png" \
+    --npy "$dir/si3.npy"
+same "UNet sde: 3 ranks' NPY as 1 process's" "$dir/si1.npy" "$dir/si3.npy"
+same "UNet sde: the grid" "$dir/sg1.png" "$dir/sg3.png"
+
 # ---- failures: one message, nothing written ----------------------------------------------------
 mkdir -p "$dir/f0" "$dir/f1"
 cp -r "$dir/m" "$dir/f0/model"
@@ -120,9 +144,6 @@ expect_error "rank 1 loaded another model than rank 0" mpi -np 1 --wdir "$dir/f0
     --model model --n 10 --out s.csv : -np 1 --wdir "$dir/f1" "$bin" sample --model model \
     --n 10 --out s.csv
 check "  ...nothing written" test ! -e "$dir/f0/s.csv" -a ! -e "$dir/f1/s.csv"
-expect_error "sde-sampler runs as one process" mpi -np 2 "$bin" sample "${pts[@]}" \
-    --sde-sampler ode-euler --out "$dir/bad.csv"
-check "  ...said once" test "$(grep -c "runs as one process" "$dir/err")" -eq 1
 # sampling itself fails on every rank (both chunks overflow): one message, from rank 0
 expect_error "sampling produced NaN or Inf" mpi -np 2 "$bin" sample "${pts[@]}" --n 3000 \
     --sampler langevin --langevin-delta 1e30 --steps 5 --out "$dir/nan.csv"

@@ -89,12 +89,6 @@ static int sample_main(int argc, char **argv) {
         return 2;
     }
     dm_error err = {0};
-    if (sde_sampler && cli_parallel_size() > 1) {
-        /* ode-rk45's steps adapt to the whole batch: no split of it reproduces one process */
-        fprintf(stderr, "error: --sde-sampler runs as one process (without mpirun); over MPI "
-                "use --sampler (ancestral, ddim, langevin, pc, dpmpp-2m or scheduler)\n");
-        return 2;
-    }
     if (sde_sampler) {
         /* the discrete samplers' options have no meaning for the SDE's */
         static const char *const discrete[] = {"--sampler", "--scheduler-config", "--eta",

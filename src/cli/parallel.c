@@ -247,6 +247,13 @@ int cli_parallel_bcast_int(int v) {
     return v;
 }
 
+int64_t cli_parallel_sum_i64(int64_t v) {
+#ifdef DM_HAVE_MPI
+    if (g_size > 1) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+#endif
+    return v;
+}
+
 int cli_parallel_same_everywhere(const float *v, size_t n) {
     if (g_size == 1) return 1;
 #ifdef DM_HAVE_MPI

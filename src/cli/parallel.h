@@ -50,6 +50,8 @@ int64_t cli_parallel_allreduce_calls(void);
 /* Rank 0's v on every rank (v itself with one process): decisions only rank 0 makes (the time
  * limit, Ctrl-C, whether its checkpoint write succeeded) taken by all. */
 int cli_parallel_bcast_int(int v);
+/* The sum of v over the ranks (v itself with one process): counts each rank made. */
+int64_t cli_parallel_sum_i64(int64_t v);
 /* Whether v (n floats, e.g. the weights) is bit for bit the same on every rank: its checksum's
  * minimum and maximum over the ranks compared. 1 with one process. */
 int cli_parallel_same_everywhere(const float *v, size_t n);

@@ -1,6 +1,8 @@
 #include "sample_sde.h"
 #include "common.h"
+#include "parallel.h"
 #include "progress.h"
+#include "sample_split.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +22,15 @@ int cli_sample_sde(dm_pipeline *p, const cli_sde_sample_args *a, dm_error *err) 
     const int images = dm_model_image_shape(dm_pipeline_model(p), &c, &h, &w);
     const int64_t D = dm_pipeline_dim(p), n = a->n;
     float *x = malloc((size_t)(n * D) * sizeof *x);
-    if (!x) {
-        dm_error_set(err, DM_ERR_NOMEM, "cannot allocate %lld samples", (long long)n);
-        return cli_fail(err);
+    /* over MPI every rank checks it has the same model; one that could not allocate fails all */
+    if (cli_parallel_setup_done(!x, cli_parallel_fingerprint_model(dm_pipeline_model(p)),
+                                "model", "sampling")) {
+        if (!x) {
+            dm_error_set(err, DM_ERR_NOMEM, "cannot allocate %lld samples", (long long)n);
+            cli_fail(err);
+        }
+        free(x);
+        return 1;
     }
     cli_progress bar;
     observer o = {.bar = &bar};
@@ -32,9 +40,13 @@ int cli_sample_sde(dm_pipeline *p, const cli_sde_sample_args *a, dm_error *err) 
     dm_sde_sample_stats stats = {0};
     cli_progress_start(&bar, "sample", "/1000 of t", 1000, a->quiet);
     const double t0 = cli_now();
-    dm_status st = dm_pipeline_sde_sample(p, x, n, &so, &stats, err);
+    dm_status st = cli_sample_split_sde(p, x, n, &so, &stats, err);
     const double seconds = cli_now() - t0;
     cli_progress_finish(&bar);
+    if (!cli_parallel_is_root()) { /* rank 0 writes and reports */
+        free(x);
+        return st ? 1 : 0;
+    }
     if (!st && images) {
         int cols = 1;
         while ((int64_t)cols * cols < n) cols++;
@@ -49,7 +61,7 @@ int cli_sample_sde(dm_pipeline *p, const cli_sde_sample_args *a, dm_error *err) 
                                  "samples over data", err);
     }
     free(x);
-    if (st) return cli_fail(err);
+    if (st) return cli_sample_fail(err);
     const char *written = images ? a->grid : a->out;
     if (a->json) {
         cJSON *j = cJSON_CreateObject();
@@ -64,9 +76,9 @@ int cli_sample_sde(dm_pipeline *p, const cli_sde_sample_args *a, dm_error *err) 
         cli_print_json(j);
     } else {
         printf("drew %lld samples with the VP SDE's %s sampler (%lld network evaluations, %d "
-               "steps) in %.1f s; wrote %s\n", (long long)n,
+               "steps) in %.1f s%s; wrote %s\n", (long long)n,
                dm_sde_sampler_name(a->options.sampler), (long long)stats.score_evals,
-               (int)stats.steps, seconds, cli_safe(written));
+               (int)stats.steps, seconds, cli_ranks_note(), cli_safe(written));
     }
     return 0;
 }

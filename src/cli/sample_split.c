@@ -42,6 +42,38 @@ dm_status cli_sample_split(dm_pipeline *p, float *x, int64_t n, const dm_sample_
     return st;
 }
 
+dm_status cli_sample_split_sde(dm_pipeline *p, float *x, int64_t n,
+                               const dm_sde_sample_options *so, dm_sde_sample_stats *stats,
+                               dm_error *err) {
+    const int N = cli_parallel_size();
+    if (N == 1) return dm_pipeline_sde_sample(p, x, n, so, stats, err);
+    const int64_t chunk = cli_sample_chunk(p), D = dm_pipeline_dim(p);
+    dm_sde_sample_stats here = {0};
+    dm_status st = DM_OK;
+    for (int64_t k = cli_parallel_rank(); k * chunk < n && !st; k += N) {
+        const int64_t start = k * chunk, B = n - start < chunk ? n - start : chunk;
+        dm_sde_sample_options ok = *so;
+        ok.stream = so->stream + (uint64_t)k;
+        ok.x_T = so->x_T ? so->x_T + start * D : NULL;
+        dm_sde_sample_stats sk;
+        st = dm_pipeline_sde_sample(p, x + start * D, B, &ok, &sk, err);
+        if (!st) {
+            here.score_evals += sk.score_evals;
+            here.steps += sk.steps;
+            here.rejected += sk.rejected;
+        }
+    }
+    st = cli_parallel_agree(st, err);
+    if (!st && cli_parallel_gather_chunks(x, n, D, chunk))
+        st = dm_error_set(err, DM_ERR_IO, "MPI could not gather the samples on rank 0");
+    if (!st && stats) {
+        stats->score_evals = cli_parallel_sum_i64(here.score_evals);
+        stats->steps = (int32_t)cli_parallel_sum_i64(here.steps);
+        stats->rejected = (int32_t)cli_parallel_sum_i64(here.rejected);
+    }
+    return st;
+}
+
 int cli_sample_fail(const dm_error *err) {
     if (cli_parallel_setup_reported() && !cli_parallel_is_root()) return 1;
     return cli_fail(err);

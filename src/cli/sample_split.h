@@ -15,6 +15,11 @@ int64_t cli_sample_chunks_here(const dm_pipeline *p, int64_t n);
  * and message (cli_parallel_agree). x must hold n rows on every rank; only rank 0's is whole. */
 dm_status cli_sample_split(dm_pipeline *p, float *x, int64_t n, const dm_sample_options *so,
                            const dm_guidance *g, dm_error *err);
+/* dm_pipeline_sde_sample split the same way (it draws the same chunks from the same streams);
+ * stats: the sums over every chunk, as one process counts them, on every rank. */
+dm_status cli_sample_split_sde(dm_pipeline *p, float *x, int64_t n,
+                               const dm_sde_sample_options *so, dm_sde_sample_stats *stats,
+                               dm_error *err);
 /* cli_fail, except on ranks other than 0 once set-up is over: rank 0 prints for the job. */
 int cli_sample_fail(const dm_error *err);
 /* " over N MPI ranks" when N > 1, else "": for the summary line. */
