@@ -11,28 +11,7 @@ set -u
 bin=$(realpath "$1") # --wdir below: not relative to here
 name=cli_mpi_sample
 source "$(dirname "$0")/shell_checks.sh"
-check() { # check DESCRIPTION COMMAND...: the command succeeds
-    local what=$1; shift
-    checks=$((checks + 1))
-    if ! "$@" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $what: '$*': $(head -c 2000 "$dir/out") $(head -c 2000 "$dir/err")"
-        fails=$((fails + 1))
-    fi
-}
-if ! command -v mpirun > /dev/null; then
-    echo "FAIL: cli_mpi_sample: mpirun is missing: install openmpi-bin and libopenmpi-dev" \
-         "(scripts/install-deps.sh does) and rebuild"
-    exit 1
-fi
-if ! ldd "$bin" | grep -q libmpi; then
-    echo "FAIL: cli_mpi_sample: $bin was built without MPI (cmake did not find it: install" \
-         "libopenmpi-dev, reconfigure with -DDM_MPI=ON)"
-    exit 1
-fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# no leak report for the ranks: Open MPI keeps what MPI_Init allocates (tests/cli_mpi_train.sh)
-noleak="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-mpi() { ASAN_OPTIONS=$noleak mpirun --oversubscribe "$@"; }
+source "$(dirname "$0")/mpi_checks.sh"
 same() { # same DESCRIPTION FILE1 FILE2: byte for byte
     check "$1" cmp "$2" "$3"
 }

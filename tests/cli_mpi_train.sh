@@ -11,31 +11,7 @@ bin=$1
 name=cli_mpi_train
 source "$(dirname "$0")/shell_checks.sh"
 compare="python3 $(dirname "$0")/st_compare.py"
-check() { # check DESCRIPTION COMMAND...: the command succeeds
-    local what=$1; shift
-    checks=$((checks + 1))
-    if ! "$@" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $what: '$*': $(head -c 2000 "$dir/out") $(head -c 2000 "$dir/err")"
-        fails=$((fails + 1))
-    fi
-}
-if ! command -v mpirun > /dev/null; then
-    echo "FAIL: cli_mpi_train: mpirun is missing: install openmpi-bin and libopenmpi-dev" \
-         "(scripts/install-deps.sh does) and rebuild"
-    exit 1
-fi
-# CI runs as root; two ranks on a machine of two cores (or fewer)
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# Under scripts/check.sh's AddressSanitizer build, no leak report for the ranks: Open MPI keeps
-# what MPI_Init allocates past MPI_Finalize, in plugins it unloads (no frames to suppress by);
-# memory errors are still caught, and test_trainer_parallel checks the library's side for leaks.
-noleak="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-mpi() { ASAN_OPTIONS=$noleak mpirun --oversubscribe "$@"; }
-if ! ldd "$bin" | grep -q libmpi; then
-    echo "FAIL: cli_mpi_train: $bin was built without MPI (cmake did not find it: install" \
-         "libopenmpi-dev, reconfigure with -DDM_MPI=ON)"
-    exit 1
-fi
+source "$(dirname "$0")/mpi_checks.sh"
 step_of() { jq -r .training.step "$1/checkpoint/config.json" 2> /dev/null; }
 
 # ---- the 2-D MLP: 2 ranks against 1 process, and against themselves ---------------------------

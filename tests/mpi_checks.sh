@@ -1,0 +1,29 @@
+# Sourced by the tests/cli_mpi_*.sh scripts after shell_checks.sh (with `name` and `bin` set):
+# their check (the command succeeds; its output in $dir/out and $dir/err), mpi (mpirun with
+# --oversubscribe), and the requirements: mpirun and a diffusion built with MPI, a failure (not
+# a skip) without them.
+check() { # check DESCRIPTION COMMAND...: the command succeeds
+    local what=$1; shift
+    checks=$((checks + 1))
+    if ! "$@" > "$dir/out" 2> "$dir/err"; then
+        echo "FAIL: $what: '$*': $(head -c 2000 "$dir/out") $(head -c 2000 "$dir/err")"
+        fails=$((fails + 1))
+    fi
+}
+if ! command -v mpirun > /dev/null; then
+    echo "FAIL: $name: mpirun is missing: install openmpi-bin and libopenmpi-dev" \
+         "(scripts/install-deps.sh does) and rebuild"
+    exit 1
+fi
+if ! ldd "$bin" | grep -q libmpi; then
+    echo "FAIL: $name: $bin was built without MPI (cmake did not find it: install" \
+         "libopenmpi-dev, reconfigure with -DDM_MPI=ON)"
+    exit 1
+fi
+# CI runs as root; more ranks than cores
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Under scripts/check.sh's AddressSanitizer build, no leak report for the ranks: Open MPI keeps
+# what MPI_Init allocates past MPI_Finalize, in plugins it unloads (no frames to suppress by);
+# memory errors are still caught, and test_trainer_parallel checks the library's side for leaks.
+noleak="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+mpi() { ASAN_OPTIONS=$noleak mpirun --oversubscribe "$@"; }
