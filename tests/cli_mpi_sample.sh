@@ -57,16 +57,7 @@ check "  ...and its plot and strip" test -s "$dir/w0/s.png" -a -s "$dir/w0/strip
 check "  ...rank 1 wrote nothing ($(ls "$dir/w1"))" test -z "$(ls -A "$dir/w1")"
 
 # ---- a tiny UNet on 8x8 images: 300 images are 2 chunks (256, 44) ------------------------------
-python3 - "$dir/img.npy" <<'PY'
-import random, sys
-random.seed(5)
-n, h, w = 24, 8, 8
-head = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }" % (n, h, w)
-head += " " * (63 - (10 + len(head)) % 64) + "\n"
-with open(sys.argv[1], "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head.encode())
-    f.write(bytes(random.randrange(256) for _ in range(n * h * w)))
-PY
+tiny_image_npy "$dir/img.npy"
 check "train a tiny UNet" "$bin" train --model tiny --data "$dir/img.npy" --batch 8 --steps 12 \
     --T 50 --lr 1e-3 --warmup 0 --seed 2 --threads 1 --checkpoint-every 0 --log-every 0 \
     --out "$dir/u" --quiet

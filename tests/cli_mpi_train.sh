@@ -45,16 +45,7 @@ for run in r21 r12; do
 done
 
 # ---- a tiny UNet on 8x8 images (--ema 0: the saved weights are the trained ones) -------------
-python3 - "$dir/img.npy" <<'EOF'
-import random, sys
-random.seed(5)
-n, h, w = 24, 8, 8
-head = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }" % (n, h, w)
-head += " " * (63 - (10 + len(head)) % 64) + "\n"
-with open(sys.argv[1], "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head.encode())
-    f.write(bytes(random.randrange(256) for _ in range(n * h * w)))
-EOF
+tiny_image_npy "$dir/img.npy"
 unet=(--model tiny --data "$dir/img.npy" --batch 8 --steps 12 --T 50 --lr 1e-3 --warmup 0
       --ema 0 --hflip --seed 2 --threads 1 --checkpoint-every 0 --log-every 0)
 weights=checkpoint/unet/diffusion_pytorch_model.safetensors

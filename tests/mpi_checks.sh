@@ -1,7 +1,7 @@
 # Sourced by the tests/cli_mpi_*.sh scripts after shell_checks.sh (with `name` and `bin` set):
 # their check (the command succeeds; its output in $dir/out and $dir/err), mpi (mpirun with
-# --oversubscribe), and the requirements: mpirun and a diffusion built with MPI, a failure (not
-# a skip) without them.
+# --oversubscribe), tiny_image_npy (a seeded 8x8 image set), and the requirements: mpirun and
+# a diffusion built with MPI, a failure (not a skip) without them.
 check() { # check DESCRIPTION COMMAND...: the command succeeds
     local what=$1; shift
     checks=$((checks + 1))
@@ -27,3 +27,15 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # memory errors are still caught, and test_trainer_parallel checks the library's side for leaks.
 noleak="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 mpi() { ASAN_OPTIONS=$noleak mpirun --oversubscribe "$@"; }
+tiny_image_npy() { # tiny_image_npy FILE: 24 random uint8 images of 8x8, as NPY (seeded)
+    python3 - "$1" <<'PY'
+import random, sys
+random.seed(5)
+n, h, w = 24, 8, 8
+head = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }" % (n, h, w)
+head += " " * (63 - (10 + len(head)) % 64) + "\n"
+with open(sys.argv[1], "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + len(head).to_bytes(2, "little") + head.encode())
+    f.write(bytes(random.randrange(256) for _ in range(n * h * w)))
+PY
+}
