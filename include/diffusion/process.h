@@ -123,6 +123,73 @@ DM_API dm_status dm_time_sampling_parse(const char *name, dm_time_sampling *t, d
 DM_API dm_status dm_loss_weights(const dm_schedule *s, dm_prediction p, dm_loss_kind loss,
                                  dm_reverse_var var, double *w, dm_error *err);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Continuous time: the forward SDEs                                                          */
+
+/* The forward SDEs of Song et al. 2021 ("Score-Based Generative Modeling through Stochastic
+ * Differential Equations"; their code, score_sde's sde_lib.py, is the anchor). Their samplers and
+ * the ODE likelihood are in sde.h; dm_train_config.sde_training trains a network on them.
+ *
+ * Every process here is linear, f(x, t) = f(t) x, with a scalar diffusion g(t), and its
+ * perturbation kernel is p_0t(x_t | x_0) = N(mean(t) x_0, std(t)^2 I):
+ *   VP:     beta(t) = beta_min + t (beta_max - beta_min), B(t) = int_0^t beta,
+ *           f = -beta / 2, g^2 = beta, mean = exp(-B / 2), std^2 = 1 - exp(-B); prior N(0, I).
+ *   sub-VP: f = -beta / 2, g^2 = beta (1 - exp(-2 B)), mean = exp(-B / 2), std = 1 - exp(-B)
+ *           (the standard deviation, not the variance: std^2 <= the VP's); prior N(0, I).
+ *   VE:     sigma(t) = sigma_min (sigma_max / sigma_min)^t, f = 0,
+ *           g^2 = d sigma^2 / dt = 2 log(sigma_max / sigma_min) sigma(t)^2, mean = 1,
+ *           std = sigma(t); prior N(0, sigma_max^2 I). As in score_sde the kernel's std is
+ *           sigma(t) itself, so std(0) = sigma_min: p_0 is the data smoothed by N(0, sigma_min^2),
+ *           and the SDE carries the kernel's variance exactly from there (d std^2 / dt = g^2).
+ * docs/continuous-time.md has the samplers' formulas and what the tests measured.
+ */
+
+typedef enum {
+    DM_SDE_VP = 0, /* variance preserving: DDPM's process in continuous time */
+    DM_SDE_SUBVP,  /* sub-VP: VP's drift, a smaller diffusion (Song et al. eq. 31) */
+    DM_SDE_VE,     /* variance exploding: SMLD / NCSN's noise levels in continuous time */
+} dm_sde_kind;
+
+typedef struct {
+    dm_sde_kind kind;
+    double beta_min;  /* VP, sub-VP: beta(0) = 0.1 */
+    double beta_max;  /* VP, sub-VP: beta(1) = 20 (with T = 1000 steps of beta(t) / T: Ho et
+                       * al.'s linear schedule 1e-4 .. 0.02) */
+    double sigma_min; /* VE: sigma(0) = 0.01 */
+    double sigma_max; /* VE: sigma(1) = 50 (score_sde's CIFAR-10 value); dm_sde_ve_sigma_max
+                       * gives Song & Ermon's data-dependent choice */
+    double eps;       /* the smallest time the samplers reach (and where noise removal
+                       * happens): 1e-3 for VP and sub-VP, 1e-5 for VE, as score_sde samples */
+} dm_sde;
+
+/* score_sde's defaults for kind (the values above). */
+DM_API void dm_sde_default(dm_sde *sde, dm_sde_kind kind);
+/* DM_ERR_ARG with a message naming the field and what is allowed: 0 <= beta_min <= beta_max,
+ * beta_max > 0; 0 < sigma_min < sigma_max; 0 < eps < 1; all finite. */
+DM_API dm_status dm_sde_check(const dm_sde *sde, dm_error *err);
+DM_API const char *dm_sde_kind_name(dm_sde_kind kind); /* "vp", "subvp", "ve" */
+/* Accepts vp, subvp (or sub-vp), ve; DM_ERR_ARG naming the allowed names otherwise. */
+DM_API dm_status dm_sde_kind_parse(const char *name, dm_sde_kind *kind, dm_error *err);
+
+/* The drift coefficient f(t) of f(x, t) = f(t) x. */
+DM_API double dm_sde_drift(const dm_sde *sde, double t);
+/* The diffusion coefficient g(t). */
+DM_API double dm_sde_diffusion(const dm_sde *sde, double t);
+/* The perturbation kernel p_0t(x_t | x_0) = N(mean x_0, std^2 I) at t (score_sde's
+ * marginal_prob): either pointer may be NULL. */
+DM_API void dm_sde_marginal(const dm_sde *sde, double t, double *mean, double *std);
+/* The prior N(0, std^2 I) the samplers start from: 1 (VP, sub-VP) or sigma_max (VE). */
+DM_API double dm_sde_prior_std(const dm_sde *sde);
+/* log N(z; 0, std^2 I) of the prior for one point z (dim), in nats. */
+DM_API double dm_sde_prior_logp(const dm_sde *sde, const float *z, int64_t dim);
+/* Song & Ermon's (2020, technique 1) sigma_max: the largest Euclidean distance between two of
+ * the n points x (n, dim), in double, exact over all pairs. With 0 < max_points < n, over
+ * max_points of them drawn without replacement from (seed): a lower bound of the full value,
+ * for sets where n^2 / 2 pairs cost too much. DM_ERR_ARG for n < 2 or non-finite values. */
+DM_API dm_status dm_sde_ve_sigma_max(const float *x, int64_t n, int64_t dim, int64_t max_points,
+                                     uint64_t seed, double *sigma_max, dm_error *err);
+
+
 #ifdef __cplusplus
 }
 #endif

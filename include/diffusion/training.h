@@ -83,7 +83,30 @@ typedef struct {
                                  * (index K) the null label. 0 = unconditional */
     double p_uncond;            /* probability that a training label is replaced by the null
                                  * label (classifier-free guidance needs it > 0): 0.1 */
+    int sde_training;           /* 0: the discrete chain of `schedule`. 1: continuous time on
+                                 * `sde`, by denoising score matching with NCSN's std^2 weighting
+                                 * (score_sde's get_sde_loss_fn): t ~ U(sde.eps, 1), x_t =
+                                 * mean(t) x_0 + std(t) z, the network sees x_t / sqrt(mean(t)^2
+                                 * + std(t)^2) (unit variance for unit-variance data: our choice,
+                                 * Karras et al.'s c_in; 1 for VP) at time input t (T - 1), and
+                                 * predicts z: score = -output / std(t), the loss ||output - z||^2
+                                 * = std^2 ||score - grad log p_0t||^2. Needs prediction epsilon,
+                                 * loss simple, t-sampling uniform and schedule linear. A VP
+                                 * run's schedule is set to the SDE's T-step discretisation
+                                 * (beta_min / T .. beta_max / T, score_sde's DDPM), so its model
+                                 * also takes the discrete samplers and bound; sub-VP and VE
+                                 * models take the SDE samplers and ODE likelihood only
+                                 * (docs/continuous-time.md). 0 */
+    dm_sde sde;                 /* with sde_training: the process (dm_sde_default(DM_SDE_VP)).
+                                 * VE with sigma_max 0: Song & Ermon's data-dependent value,
+                                 * the largest distance between two training examples as the
+                                 * network sees them (standardised points, images in [-1, 1]),
+                                 * over at most DM_SDE_SIGMA_MAX_POINTS of them; the run saves
+                                 * the value it used */
 } dm_train_config;
+
+/* At most this many training examples (drawn from the seed) set a VE run's automatic sigma_max. */
+#define DM_SDE_SIGMA_MAX_POINTS 2000
 
 DM_API void dm_train_config_default(dm_train_config *cfg);
 /* The option checks dm_trainer_create makes before it looks at the data or the network (ranges,

@@ -23,6 +23,32 @@ static void show_progress(void *ctx, int64_t done) {
     cli_progress_update(&pp->bar, pp->base + done, NULL);
 }
 
+/* The discrete samplers' options have no meaning for the SDE samplers: the first one given is
+ * refused (2), for --sde-sampler or (sde_kind set) for a model trained on that SDE, which has
+ * no discrete chain. */
+static int discrete_flag_refused(int argc, char **argv, const char *sde_kind) {
+    static const char *const discrete[] = {"--sampler", "--scheduler-config", "--eta",
+                                           "--glide-clip", "--var", "--langevin-delta",
+                                           "--no-clip", "--class", "--guidance",
+                                           "--guide-classifier", "--classifier-scale",
+                                           "--strip", "--each"};
+    for (size_t i = 0; i < sizeof discrete / sizeof discrete[0]; i++) {
+        if (!cli_given(argc, argv, discrete[i])) continue;
+        if (sde_kind)
+            fprintf(stderr, "error: %s does not apply to this model: trained in continuous time "
+                    "on the %s SDE, it has no discrete chain and samples with --sde-sampler "
+                    "(euler-maruyama, reverse-diffusion (the default), pc, ode-euler, ode-heun, "
+                    "ode-rk4, ode-rk45), which takes --steps, --corrector-steps, --pc-snr, "
+                    "--ode-rtol, --ode-atol and --seed\n", discrete[i], sde_kind);
+        else
+            fprintf(stderr, "error: %s does not apply to --sde-sampler (which takes --steps, "
+                    "--corrector-steps, --pc-snr, --ode-rtol, --ode-atol and --seed)\n",
+                    discrete[i]);
+        return 1;
+    }
+    return 0;
+}
+
 static int sample_main(int argc, char **argv) {
     dm_sample_options so;
     dm_sample_options_default(&so);
@@ -50,7 +76,7 @@ static int sample_main(int argc, char **argv) {
         {"--scale", OPT_INT, &scale, "N", "images: pixels per image pixel in the PNGs"},
         {"--no-clip", OPT_FLAG, &no_clip, NULL, "images: do not clip the predicted x_0 to [-1, 1] at each step"},
         {"--sampler", OPT_STRING, &sampler, "NAME", "scheduler (a diffusers folder's own scheduler, its default there), ancestral (the default otherwise), ddim, langevin (annealed Langevin on the score), pc (predictor-corrector) or dpmpp-2m (DPM-Solver++(2M), an ODE solver for 10-50 steps)"},
-        {"--sde-sampler", OPT_STRING, &sde_sampler, "NAME", "a continuous-time sampler of the VP SDE the model's linear schedule discretises (score_sde): euler-maruyama, reverse-diffusion, pc, ode-euler, ode-heun, ode-rk4 or ode-rk45 (the probability-flow ODE, adaptive); --steps is its grid (0 = its default)"},
+        {"--sde-sampler", OPT_STRING, &sde_sampler, "NAME", "a continuous-time sampler (score_sde) of the model's SDE (a model trained with train --sde) or of the VP SDE a discrete model's linear schedule discretises: euler-maruyama, reverse-diffusion, pc, ode-euler, ode-heun, ode-rk4 or ode-rk45 (the probability-flow ODE, adaptive); --steps is its grid (0 = its default); sub-VP and VE models use reverse-diffusion unless told"},
         {"--ode-rtol", OPT_DOUBLE, &sde_opt.rtol, "X", "--sde-sampler ode-rk45: relative tolerance (> 0)"},
         {"--ode-atol", OPT_DOUBLE, &sde_opt.atol, "X", "--sde-sampler ode-rk45: absolute tolerance (> 0)"},
         {"--steps", OPT_INT, &so.steps, "N", "network levels: a strided subset of the T steps (0 = all)"},
@@ -90,19 +116,7 @@ static int sample_main(int argc, char **argv) {
     }
     dm_error err = {0};
     if (sde_sampler) {
-        /* the discrete samplers' options have no meaning for the SDE's */
-        static const char *const discrete[] = {"--sampler", "--scheduler-config", "--eta",
-                                               "--glide-clip", "--var", "--langevin-delta",
-                                               "--no-clip", "--class", "--guidance",
-                                               "--guide-classifier", "--classifier-scale",
-                                               "--strip", "--each"};
-        for (size_t i = 0; i < sizeof discrete / sizeof discrete[0]; i++)
-            if (cli_given(argc, argv, discrete[i])) {
-                fprintf(stderr, "error: %s does not apply to --sde-sampler (which takes --steps, "
-                        "--corrector-steps, --pc-snr, --ode-rtol, --ode-atol and --seed)\n",
-                        discrete[i]);
-                return 2;
-            }
+        if (discrete_flag_refused(argc, argv, NULL)) return 2;
         if (dm_sde_sampler_parse(sde_sampler, &sde_opt.sampler, &err)) return cli_fail(&err);
     } else if (cli_given(argc, argv, "--ode-rtol") || cli_given(argc, argv, "--ode-atol")) {
         fprintf(stderr, "error: --ode-rtol and --ode-atol go with --sde-sampler ode-rk45\n");
@@ -129,7 +143,18 @@ static int sample_main(int argc, char **argv) {
                                                                  variant, &err)
                                     : dm_pipeline_load(&p, model, &err))
         return cli_fail(&err);
-    if (strcmp(var, "model") == 0) so.var = dm_pipeline_train_config(p)->var;
+    const dm_train_config *tc = dm_pipeline_train_config(p);
+    if (!sde_sampler && tc->sde_training && tc->sde.kind != DM_SDE_VP) {
+        /* no discrete chain: score_sde's reverse-diffusion predictor by default (its Langevin
+         * corrector, tuned at snr 0.16 for images, spoilt 2-D VE samples: docs/continuous-time.md) */
+        if (discrete_flag_refused(argc, argv, dm_sde_kind_name(tc->sde.kind))) {
+            dm_pipeline_free(p);
+            return 2;
+        }
+        sde_opt.sampler = DM_SDE_REVERSE_DIFFUSION;
+        sde_sampler = dm_sde_sampler_name(sde_opt.sampler);
+    }
+    if (strcmp(var, "model") == 0) so.var = tc->var;
     /* a diffusers folder samples with its own scheduler unless another sampler is named */
     if (use_scheduler != 0) so.scheduler = dm_pipeline_scheduler(p);
     if (use_scheduler == 1 && !so.scheduler) {

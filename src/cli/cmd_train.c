@@ -222,6 +222,9 @@ static int preview_refused(const dm_train_config *c, int steps) {
               "DIR/checkpoint-N)";
     else if (c->arch == DM_ARCH_MLP && c->mlp.dim < 2)
         why = "previews draw images or 2-D points; these data have 1 dimension";
+    else if (c->sde_training && c->num_classes && c->p_uncond <= 0)
+        why = "a continuous-time model's previews use the null label, and --p-uncond 0 trains "
+              "none";
     else if (steps > c->schedule.T) {
         snprintf(buf, sizeof buf, "--preview-steps %d is more than the schedule's T = %d", steps,
                  (int)c->schedule.T);
@@ -229,6 +232,63 @@ static int preview_refused(const dm_train_config *c, int steps) {
     }
     if (why) fprintf(stderr, "error: --preview-every: %s\n", why);
     return why != NULL;
+}
+
+/* --sde and the flags of its processes into cfg; the discrete chain's flags, and another
+ * process's, refused with it. Returns 2 (after the message) on a refusal. */
+static int cli_train_sde_flags(int argc, char **argv, const char *name, dm_train_config *cfg) {
+    static const char *const process_flags[] = {"--beta-min", "--beta-max", "--sigma-min",
+                                                "--sigma-max"};
+    if (!name) {
+        for (size_t i = 0; i < sizeof process_flags / sizeof process_flags[0]; i++)
+            if (cli_given(argc, argv, process_flags[i])) {
+                fprintf(stderr, "error: %s goes with --sde (vp, subvp: --beta-min/--beta-max; "
+                        "ve: --sigma-min/--sigma-max)\n", process_flags[i]);
+                return 2;
+            }
+        return 0;
+    }
+    dm_error err = {0};
+    dm_sde given = cfg->sde;
+    if (dm_sde_kind_parse(name, &cfg->sde.kind, &err)) {
+        fprintf(stderr, "error: --sde: %s\n", err.msg);
+        return 2;
+    }
+    /* the process's defaults, then what was given */
+    dm_sde_default(&cfg->sde, cfg->sde.kind);
+    const int ve = cfg->sde.kind == DM_SDE_VE;
+    for (size_t i = 0; i < sizeof process_flags / sizeof process_flags[0]; i++) {
+        const int ve_flag = i >= 2;
+        if (cli_given(argc, argv, process_flags[i]) && ve_flag != ve) {
+            fprintf(stderr, "error: %s does not apply to --sde %s (its flags: %s)\n",
+                    process_flags[i], name, ve ? "--sigma-min, --sigma-max"
+                                               : "--beta-min, --beta-max");
+            return 2;
+        }
+    }
+    if (cli_given(argc, argv, "--beta-min")) cfg->sde.beta_min = given.beta_min;
+    if (cli_given(argc, argv, "--beta-max")) cfg->sde.beta_max = given.beta_max;
+    if (cli_given(argc, argv, "--sigma-min")) cfg->sde.sigma_min = given.sigma_min;
+    /* VE: sigma_max from the data unless given (0 asks the trainer for it) */
+    cfg->sde.sigma_max = cli_given(argc, argv, "--sigma-max") ? given.sigma_max
+                         : ve                                 ? 0
+                                                              : cfg->sde.sigma_max;
+    if (ve && cli_given(argc, argv, "--sigma-max") && !(given.sigma_max > 0)) {
+        fprintf(stderr, "error: --sigma-max must be > 0 (leave it out for the data's largest "
+                        "distance)\n");
+        return 2;
+    }
+    static const char *const discrete_flags[] = {"--schedule", "--beta-start", "--beta-end",
+                                                 "--gamma-min", "--gamma-max"};
+    for (size_t i = 0; i < sizeof discrete_flags / sizeof discrete_flags[0]; i++)
+        if (cli_given(argc, argv, discrete_flags[i])) {
+            fprintf(stderr, "error: %s sets the discrete chain's noise levels; with --sde the "
+                    "SDE's set them (%s)\n", discrete_flags[i],
+                    ve ? "--sigma-min, --sigma-max" : "--beta-min, --beta-max");
+            return 2;
+        }
+    cfg->sde_training = 1;
+    return 0;
 }
 
 static int train_main(int argc, char **argv) {
@@ -245,7 +305,7 @@ static int train_main(int argc, char **argv) {
     int64_t resolution = 0;
     int64_t inject_nan_step = 0;
     double time_limit = 0;
-    const char *precision = "fp32", *cache_dir = NULL;
+    const char *precision = "fp32", *cache_dir = NULL, *sde = NULL;
     cli_option opts[] = {
         {"--data", OPT_STRING, &data, "NAME|PATH", "a built-in 2-D set, a CSV/NPY file of N x D points, fashion-mnist, a folder of PNG/JPEG images, an IDX file or an NPY array of images"},
         {"--model", OPT_STRING, &model, "NAME|JSON", "mlp (points), a UNet preset (unet-28, cifar-ddpm, tiny) or a diffusers config.json; images default to unet-28"},
@@ -275,6 +335,11 @@ static int train_main(int argc, char **argv) {
         {"--beta-end", OPT_DOUBLE, &cfg.schedule.beta_end, "X", "linear schedule: last beta"},
         {"--gamma-min", OPT_DOUBLE, &cfg.schedule.gamma_min, "X", "logsnr / learned schedule: -log SNR at the start (learned: its initial value)"},
         {"--gamma-max", OPT_DOUBLE, &cfg.schedule.gamma_max, "X", "logsnr / learned schedule: -log SNR at the end"},
+        {"--sde", OPT_STRING, &sde, "NAME", "train in continuous time on an SDE (score_sde's denoising score matching, NCSN's std^2 weighting): vp, subvp or ve; such a model samples with diffusion sample --sde-sampler (a vp one also with the discrete samplers)"},
+        {"--beta-min", OPT_DOUBLE, &cfg.sde.beta_min, "X", "--sde vp, subvp: beta(0)"},
+        {"--beta-max", OPT_DOUBLE, &cfg.sde.beta_max, "X", "--sde vp, subvp: beta(1)"},
+        {"--sigma-min", OPT_DOUBLE, &cfg.sde.sigma_min, "X", "--sde ve: sigma(0)"},
+        {"--sigma-max", OPT_DOUBLE, &cfg.sde.sigma_max, "X", "--sde ve: sigma(1); default: the largest distance between two training examples as the network sees them (Song & Ermon), over at most " CLI_STR(DM_SDE_SIGMA_MAX_POINTS) " of them"},
         {"--prediction", OPT_STRING, &prediction, "NAME", "what the network predicts: epsilon, x0, v, score"},
         {"--loss", OPT_STRING, &loss_name, "NAME", "simple (MSE of the prediction), vlb (the bound's weights), vdm (SNR-difference weights), hybrid (simple + lambda vlb; needs --var learned), vdm-continuous (VDM's continuous-time bound; points; schedule logsnr or learned)"},
         {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde (used by --loss vlb) or learned (a second output, trained by --loss hybrid or vlb)"},
@@ -294,7 +359,7 @@ static int train_main(int argc, char **argv) {
         {"--checkpoint-every", OPT_I64, &every, "N", "steps between checkpoints DIR/checkpoint-N (0 = only at the end)"},
         {"--checkpoints-total-limit", OPT_I64, &total_limit, "K", "keep only the newest K checkpoint-N folders (the oldest goes once the new one is complete; default: all)"},
         {"--preview-every", OPT_I64, &preview_every, "N", "every N steps a picture of samples from the EMA weights with the same starting noise each time: DIR/previews/step-N.png (images: a grid; points: a scatter plot); 0 = none"},
-        {"--preview-steps", OPT_INT, &preview_steps, "S", "network evaluations (DDIM, eta 0) per preview"},
+        {"--preview-steps", OPT_INT, &preview_steps, "S", "network evaluations per preview (DDIM, eta 0; with --sde the probability-flow ODE, Heun, S/2 steps)"},
         {"--log-every", OPT_I64, &log_every, "N", "steps between lines of DIR/log.jsonl (0 = no log)"},
         {"--resume", OPT_FLAG, &resume, NULL, "continue the run in --out from its newest checkpoint (--lr, --steps, --checkpoint-every, --log-every, --time-limit, --threads may change, recorded in DIR/sessions.jsonl; the flags that fix the model, data, schedule and objective may only repeat the run's values)"},
         {"--resume-from", OPT_STRING, &resume_from, "NAME", "continue the run in --out from checkpoint-N (NAME: checkpoint-N, N or a path to it); log.jsonl drops the lines after step N"},
@@ -356,6 +421,7 @@ static int train_main(int argc, char **argv) {
         }
         cfg.optim.warmup = 0; /* recorded as what the run does */
     }
+    if (cli_train_sde_flags(argc, argv, sde, &cfg)) return 2;
     if (n_data < 1) {
         fprintf(stderr, "error: --n-data must be >= 1\n");
         return 2;
@@ -408,7 +474,7 @@ static int train_main(int argc, char **argv) {
         static const char *const fixed[] = {"--model", "--schedule", "--T", "--beta-start",
                                             "--beta-end", "--gamma-min", "--gamma-max",
                                             "--prediction", "--var", "--conditional",
-                                            "--resume", "--resume-from"};
+                                            "--sde", "--resume", "--resume-from"};
         for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
             if (cli_given(argc, argv, fixed[i])) {
                 fprintf(stderr, "error: %s with --init-from: the diffusers folder sets the "

@@ -18,7 +18,8 @@ dm_status cli_preview_write(const dm_trainer *tr, const char *dir, int steps, dm
     int64_t c = 0, h = 0, w = 0;
     const int images = dm_model_image_shape(dm_pipeline_model(p), &c, &h, &w);
     const int64_t n = images ? PREVIEW_IMAGES : PREVIEW_POINTS, D = dm_pipeline_dim(p);
-    const int K = dm_trainer_config(tr)->num_classes;
+    const int sde = dm_trainer_config(tr)->sde_training;
+    const int K = sde ? 0 : dm_trainer_config(tr)->num_classes;
     dm_sample_options so;
     dm_sample_options_default(&so);
     so.sampler = DM_SAMPLER_DDIM;
@@ -33,6 +34,14 @@ dm_status cli_preview_write(const dm_trainer *tr, const char *dir, int steps, dm
     int32_t *labels = K ? malloc((size_t)n * sizeof *labels) : NULL;
     if (!x || (K && !labels)) {
         st = dm_error_set(err, DM_ERR_NOMEM, "out of memory for the preview");
+    } else if (sde) {
+        /* a model trained in continuous time: the probability-flow ODE (Heun, two evaluations
+         * a step) from the same prior draw each time; a conditional one's null label */
+        dm_sde_sample_options o;
+        dm_sde_sample_options_default(&o);
+        o.sampler = DM_SDE_ODE_HEUN;
+        o.steps = steps / 2 > 0 ? steps / 2 : 1;
+        st = dm_pipeline_sde_sample(p, x, n, &o, NULL, err);
     } else {
         for (int64_t i = 0; K && i < n; i++) labels[i] = (int32_t)(i % K);
         g.labels = labels;
@@ -43,8 +52,10 @@ dm_status cli_preview_write(const dm_trainer *tr, const char *dir, int steps, dm
         st = dm_image_write_grid(path, x, n, c, h, w, cols, 2, 2, err);
     } else if (!st) {
         char title[64];
-        snprintf(title, sizeof title, "step %lld (EMA, DDIM %d steps)",
-                 (long long)dm_trainer_step_count(tr), steps);
+        snprintf(title, sizeof title, sde ? "step %lld (EMA, ODE Heun %d steps)"
+                                          : "step %lld (EMA, DDIM %d steps)",
+                 (long long)dm_trainer_step_count(tr), sde ? (steps / 2 > 0 ? steps / 2 : 1)
+                                                           : steps);
         st = dm_plot_scatter(path, NULL, 0, x, n, D, title, err);
     }
     free(labels);

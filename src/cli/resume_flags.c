@@ -58,6 +58,11 @@ SHOW(show_lr_end, "%.17g", c->optim.lr_end)
 SHOW(show_wd, "%.17g", c->optim.weight_decay)
 SHOW(show_clip, "%.17g", c->optim.grad_clip)
 SHOW(show_ema, "%.17g", c->optim.ema_decay)
+SHOW(show_sde, "%s", c->sde_training ? dm_sde_kind_name(c->sde.kind) : "off")
+SHOW(show_beta_min, "%.17g", c->sde.beta_min)
+SHOW(show_beta_max, "%.17g", c->sde.beta_max)
+SHOW(show_sigma_min, "%.17g", c->sde.sigma_min)
+SHOW(show_sigma_max, "%.17g", c->sde.sigma_max)
 #undef SHOW
 
 static const struct {
@@ -80,6 +85,9 @@ static const struct {
     {"--lr-num-cycles", show_cycles},  {"--lr-power", show_power},
     {"--lr-end", show_lr_end},         {"--weight-decay", show_wd},
     {"--clip", show_clip},             {"--ema", show_ema},
+    {"--sde", show_sde},               {"--beta-min", show_beta_min},
+    {"--beta-max", show_beta_max},     {"--sigma-min", show_sigma_min},
+    {"--sigma-max", show_sigma_max},
 };
 
 int cli_resume_check_flags(int argc, char **argv, const dm_train_config *given,

@@ -47,6 +47,9 @@ int cli_sample_sde(dm_pipeline *p, const cli_sde_sample_args *a, dm_error *err) 
         free(x);
         return st ? 1 : 0;
     }
+    /* the SDE sampled: the model's own, or the VP SDE a discrete model discretises */
+    const dm_train_config *tc = dm_pipeline_train_config(p);
+    const char *sde_name = tc->sde_training ? dm_sde_kind_name(tc->sde.kind) : "vp";
     if (!st && images) {
         int cols = 1;
         while ((int64_t)cols * cols < n) cols++;
@@ -66,7 +69,7 @@ int cli_sample_sde(dm_pipeline *p, const cli_sde_sample_args *a, dm_error *err) 
     if (a->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "samples", (double)n);
-        cJSON_AddStringToObject(j, "sde", "vp");
+        cJSON_AddStringToObject(j, "sde", sde_name);
         cJSON_AddStringToObject(j, "sde_sampler", dm_sde_sampler_name(a->options.sampler));
         cJSON_AddNumberToObject(j, "network_evaluations", (double)stats.score_evals);
         cJSON_AddNumberToObject(j, "steps", stats.steps);
@@ -75,8 +78,8 @@ int cli_sample_sde(dm_pipeline *p, const cli_sde_sample_args *a, dm_error *err) 
         cJSON_AddStringToObject(j, images ? "grid" : "out", written);
         cli_print_json(j);
     } else {
-        printf("drew %lld samples with the VP SDE's %s sampler (%lld network evaluations, %d "
-               "steps) in %.1f s%s; wrote %s\n", (long long)n,
+        printf("drew %lld samples with the %s SDE's %s sampler (%lld network evaluations, %d "
+               "steps) in %.1f s%s; wrote %s\n", (long long)n, sde_name,
                dm_sde_sampler_name(a->options.sampler), (long long)stats.score_evals,
                (int)stats.steps, seconds, cli_ranks_note(), cli_safe(written));
     }

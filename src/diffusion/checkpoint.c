@@ -72,6 +72,15 @@ dm_status dm_checkpoint_config_write(const char *path, const dm_checkpoint_confi
     }
 
     dm_schedule_config_add_json(root, &t->schedule);
+    if (t->sde_training) { /* trained in continuous time on this SDE (absent: the discrete chain) */
+        cJSON *sde = cJSON_AddObjectToObject(root, "sde");
+        cJSON_AddStringToObject(sde, "kind", dm_sde_kind_name(t->sde.kind));
+        cJSON_AddNumberToObject(sde, "beta_min", t->sde.beta_min);
+        cJSON_AddNumberToObject(sde, "beta_max", t->sde.beta_max);
+        cJSON_AddNumberToObject(sde, "sigma_min", t->sde.sigma_min);
+        cJSON_AddNumberToObject(sde, "sigma_max", t->sde.sigma_max);
+        cJSON_AddNumberToObject(sde, "eps", t->sde.eps);
+    }
 
     cJSON *norm = cJSON_AddObjectToObject(root, "normalization");
     cJSON_AddItemToObject(norm, "mean", cJSON_CreateDoubleArray(c->norm.mean, (int)c->norm.dim));
@@ -277,6 +286,34 @@ static dm_status parse_lr_schedule(const cJSON *tr, dm_train_config *t, const ch
     return DM_OK;
 }
 
+/* "sde" is present only for models trained in continuous time; every field required and the
+ * whole checked as the trainer checks it. */
+static dm_status parse_sde(const cJSON *root, dm_train_config *t, const char *path,
+                           dm_error *err) {
+    const cJSON *sde = cJSON_GetObjectItemCaseSensitive(root, "sde");
+    if (!sde) return DM_OK;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(sde, "kind");
+    dm_status st;
+    if (!cJSON_IsString(kind))
+        return dm_error_set(err, DM_ERR_FORMAT, "%s: sde.kind missing", path);
+    if ((st = dm_sde_kind_parse(kind->valuestring, &t->sde.kind, err))) {
+        dm_error_prefix(err, "%s: sde.kind", path);
+        return DM_ERR_FORMAT;
+    }
+    if ((st = get_number(sde, "sde", "beta_min", &t->sde.beta_min, path, err)) ||
+        (st = get_number(sde, "sde", "beta_max", &t->sde.beta_max, path, err)) ||
+        (st = get_number(sde, "sde", "sigma_min", &t->sde.sigma_min, path, err)) ||
+        (st = get_number(sde, "sde", "sigma_max", &t->sde.sigma_max, path, err)) ||
+        (st = get_number(sde, "sde", "eps", &t->sde.eps, path, err)))
+        return st;
+    t->sde_training = 1;
+    if (dm_sde_check(&t->sde, err)) {
+        dm_error_prefix(err, "%s", path);
+        return DM_ERR_FORMAT;
+    }
+    return DM_OK;
+}
+
 static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const char *path,
                               dm_error *err) {
     dm_train_config *t = &c->train;
@@ -359,6 +396,7 @@ static dm_status parse_config(const cJSON *root, dm_checkpoint_config *c, const 
         (st = get_int(tr, "training", "data_rows", &c->data_n, path, err)))
         return st;
     if (seed < 0) return dm_error_set(err, DM_ERR_FORMAT, "%s: training.seed < 0", path);
+    if ((st = parse_sde(root, t, path, err))) return st;
     t->seed = (uint64_t)seed;
     if ((st = parse_lr_schedule(tr, t, path, err))) return st;
     const cJSON *nf = cJSON_GetObjectItemCaseSensitive(tr, "normalize");

@@ -51,6 +51,15 @@ const dm_scheduler *dm_pipeline_scheduler(const dm_pipeline *p) {
 dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_out,
                                      const float *x, const float *t, const int32_t *labels,
                                      int64_t B, dm_error *err) {
+    const dm_train_config *tc = &p->cfg.train;
+    if (tc->sde_training && tc->sde.kind != DM_SDE_VP)
+        return dm_error_set(err, DM_ERR_ARG, "this model was trained in continuous time on the "
+                            "%s SDE and has no discrete chain (the ancestral, DDIM and "
+                            "DPM-Solver samplers and the discrete bound are for VP models): "
+                            "sample it with an SDE sampler (--sde-sampler; "
+                            "dm_pipeline_sde_sample), measure its likelihood with the ODE "
+                            "(--likelihood ode; dm_pipeline_ode_nll)",
+                            dm_sde_kind_name(tc->sde.kind));
     const int64_t D = dm_model_dim(p->model), OD = dm_model_out_dim(p->model);
     const bool has_var = OD == 2 * D;
     if (var_out && !has_var)

@@ -1,6 +1,9 @@
-/* A trained pipeline as the VP SDE's score: its continuous-time samplers (dm_sde_sample) and its
- * ODE likelihood (the network's vector-Jacobian products from the backward pass with respect to
- * the input, and the data's standardisation or dequantisation around dm_sde_ode_nll). */
+/* A trained pipeline as an SDE's score: a discrete model as the score of the VP SDE its linear
+ * schedule discretises, a model trained in continuous time (dm_train_config.sde_training) as
+ * the score of its own SDE. Its continuous-time samplers (dm_sde_sample) and its ODE likelihood
+ * (the network's vector-Jacobian products from the backward pass with respect to the input,
+ * and the data's standardisation or dequantisation around dm_sde_ode_nll). */
+#include "diffusion/dsm.h"
 #include "diffusion/pipeline_impl.h"
 #include "diffusion/sde.h"
 
@@ -14,23 +17,31 @@ typedef struct {
     float *out;       /* (cap, out_dim) */
     float *dout;      /* (cap, out_dim) */
     float *gx;        /* (cap, dim) */
+    float *xin;       /* (cap, dim) the network's scaled input (continuous-time models) */
     float *tb;        /* (cap) */
     int32_t *labels;  /* (cap) the null label of a class-conditional model; NULL otherwise */
 } pipe_score;
 
+static void pipe_score_free(pipe_score *c) {
+    dm_free(c->out), dm_free(c->dout), dm_free(c->gx), dm_free(c->xin), dm_free(c->tb);
+    dm_free(c->labels);
+    c->out = c->dout = c->gx = c->xin = c->tb = NULL;
+    c->labels = NULL;
+}
+
 static dm_status ensure(pipe_score *c, int64_t B, dm_error *err) {
     if (B <= c->cap) return DM_OK;
     const int64_t D = dm_model_dim(c->p->model), OD = dm_model_out_dim(c->p->model);
-    dm_free(c->out), dm_free(c->dout), dm_free(c->gx), dm_free(c->tb), dm_free(c->labels);
-    c->labels = NULL;
+    pipe_score_free(c);
     c->cap = 0;
     c->out = dm_alloc((size_t)(B * OD) * sizeof(float));
     c->dout = dm_alloc((size_t)(B * OD) * sizeof(float));
     c->gx = dm_alloc((size_t)(B * D) * sizeof(float));
+    c->xin = dm_alloc((size_t)(B * D) * sizeof(float));
     c->tb = dm_alloc((size_t)B * sizeof(float));
     const int cond = c->p->cfg.train.num_classes > 0;
     if (cond) c->labels = dm_alloc((size_t)B * sizeof(int32_t));
-    if (!c->out || !c->dout || !c->gx || !c->tb || (cond && !c->labels))
+    if (!c->out || !c->dout || !c->gx || !c->xin || !c->tb || (cond && !c->labels))
         return dm_error_set(err, DM_ERR_NOMEM, "ode nll: out of memory for %lld rows",
                             (long long)B);
     if (cond) {
@@ -42,13 +53,31 @@ static dm_status ensure(pipe_score *c, int64_t B, dm_error *err) {
 }
 
 /* The network at t (T - 1) as dm_sde_denoiser_score calls it; *k_x, *k_out: score = k_x x +
- * k_out out (the prediction converted to eps, times -1 / sqrt(1 - alpha_bar)). */
+ * k_out out (the prediction converted to eps, times -1 / sqrt(1 - alpha_bar)); *k_in: d(the
+ * network's input) / dx. A model trained in continuous time sees x scaled (dsm.h) and its
+ * output is -std(t) times the score. */
 static dm_status forward(pipe_score *c, const float *x, double t, int64_t B, int train,
-                         double *k_x, double *k_out, dm_error *err) {
+                         double *k_x, double *k_out, double *k_in, dm_error *err) {
     dm_status st = ensure(c, B, err);
     if (st) return st;
     const dm_schedule *s = &c->p->sched;
     const int32_t T = s->T;
+    if (c->p->cfg.train.sde_training) {
+        const int64_t D = dm_model_dim(c->p->model);
+        const double in = dm_dsm_input_scale(c->sde, t);
+        double std;
+        dm_sde_marginal(c->sde, t, NULL, &std);
+        for (int64_t j = 0; j < B * D; j++) c->xin[j] = (float)(in * x[j]);
+        for (int64_t b = 0; b < B; b++) c->tb[b] = (float)dm_dsm_time_input(t, T);
+        if ((st = dm_model_forward_cond(c->p->model, c->out, c->xin, c->tb, c->labels, B, train,
+                                        err)))
+            return st;
+        *k_x = 0;
+        *k_out = -1.0 / std;
+        *k_in = in;
+        return DM_OK;
+    }
+    *k_in = 1;
     double label = t * (double)(T - 1);
     label = label < 0 ? 0 : label > T - 1 ? T - 1 : label;
     const int32_t i = (int32_t)floor(label);
@@ -66,8 +95,8 @@ static dm_status forward(pipe_score *c, const float *x, double t, int64_t B, int
 static dm_status pipe_score_fn(void *vc, float *score, const float *x, double t, int64_t B,
                                int64_t dim, dm_error *err) {
     pipe_score *c = vc;
-    double kx, ko;
-    dm_status st = forward(c, x, t, B, 0, &kx, &ko, err);
+    double kx, ko, ki;
+    dm_status st = forward(c, x, t, B, 0, &kx, &ko, &ki, err);
     if (st) return st;
     const int64_t OD = dm_model_out_dim(c->p->model);
     for (int64_t b = 0; b < B; b++)
@@ -81,8 +110,8 @@ static dm_status pipe_score_fn(void *vc, float *score, const float *x, double t,
 static dm_status pipe_vjp_fn(void *vc, float *score, float *vjp, const float *x, const float *v,
                              double t, int64_t B, int64_t dim, dm_error *err) {
     pipe_score *c = vc;
-    double kx, ko;
-    dm_status st = forward(c, x, t, B, 1, &kx, &ko, err);
+    double kx, ko, ki;
+    dm_status st = forward(c, x, t, B, 1, &kx, &ko, &ki, err);
     if (st) return st;
     dm_model *m = c->p->model;
     const int64_t OD = dm_model_out_dim(m);
@@ -97,7 +126,7 @@ static dm_status pipe_vjp_fn(void *vc, float *score, float *vjp, const float *x,
         for (int64_t d = 0; d < dim; d++) {
             const int64_t j = b * dim + d;
             score[j] = (float)(kx * x[j] + ko * c->out[b * OD + d]);
-            vjp[j] = (float)(kx * v[j] + ko * c->gx[j]);
+            vjp[j] = (float)(kx * v[j] + ko * ki * c->gx[j]);
         }
     return DM_OK;
 }
@@ -136,7 +165,13 @@ dm_status dm_pipeline_ode_nll(dm_pipeline *p, const dm_sde *sde_in, const dm_dat
                             "model %lld", data ? (long long)data->dim : 0LL, (long long)D);
     dm_sde sde;
     dm_status st;
-    if (sde_in) {
+    if (p->cfg.train.sde_training) {
+        sde = p->cfg.train.sde;
+        if (sde_in && sde_in->kind != sde.kind)
+            return dm_error_set(err, DM_ERR_ARG, "ode nll: this model was trained on the %s SDE "
+                                "and is the score of that one only (asked: %s)",
+                                dm_sde_kind_name(sde.kind), dm_sde_kind_name(sde_in->kind));
+    } else if (sde_in) {
         if (sde_in->kind != DM_SDE_VP)
             return dm_error_set(err, DM_ERR_ARG,
                                 "ode nll: a discrete eps model is the score of the VP SDE only "
@@ -183,7 +218,7 @@ dm_status dm_pipeline_ode_nll(dm_pipeline *p, const dm_sde *sde_in, const dm_dat
     const int vjp_ok = p->cfg.train.arch != DM_ARCH_UNET || p->cfg.train.unet.dropout == 0;
     st = dm_sde_ode_nll(&sde, pipe_score_fn, vjp_ok ? pipe_vjp_fn : NULL, &c, x.x, x.n, D, o, r,
                         err);
-    dm_free(c.out), dm_free(c.dout), dm_free(c.gx), dm_free(c.tb), dm_free(c.labels);
+    pipe_score_free(&c);
     dm_dataset_free(&x);
     if (st) return st;
     r->log_det = log_det;
@@ -199,8 +234,8 @@ dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
                                  dm_error *err) {
     if (n < 1) return dm_error_set(err, DM_ERR_ARG, "sde sample: n must be >= 1 (got %lld)",
                                    (long long)n);
-    dm_sde sde;
-    dm_status st = vp_of_pipeline(p, &sde, "sde sample", err);
+    dm_sde sde = p->cfg.train.sde;
+    dm_status st = p->cfg.train.sde_training ? DM_OK : vp_of_pipeline(p, &sde, "sde sample", err);
     if (st) return st;
     if (p->cfg.train.num_classes > 0 && p->cfg.train.p_uncond <= 0)
         return dm_pipeline_null_labels(p, NULL, 0, err); /* its message: no null label */
@@ -229,7 +264,7 @@ dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
             stats->rejected += sk.rejected;
         }
     }
-    dm_free(c.out), dm_free(c.dout), dm_free(c.gx), dm_free(c.tb), dm_free(c.labels);
+    pipe_score_free(&c);
     if (st) return st;
     /* in data units as dm_pipeline_sample gives them (images: the identity); checked after,
      * as there: a finite standard sample can overflow float32 when de-normalised */

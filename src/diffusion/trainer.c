@@ -13,6 +13,7 @@
  * and the ranks' gradients are summed by the caller's allreduce. */
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
+#include "diffusion/dsm.h"
 #include "diffusion/pipeline_impl.h"
 #include "diffusion/vdm.h"
 #include "io/image_util.h"
@@ -94,6 +95,8 @@ void dm_train_config_default(dm_train_config *cfg) {
     cfg->hybrid_lambda = 0.001;
     cfg->num_classes = 0;
     cfg->p_uncond = 0.1;
+    cfg->sde_training = 0;
+    dm_sde_default(&cfg->sde, DM_SDE_VP);
 }
 
 static dm_status validate_config(const dm_train_config *c, dm_error *err) {
@@ -143,6 +146,7 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
     if ((int)c->timesteps < 0 || (int)c->timesteps > DM_TIME_IMPORTANCE)
         return dm_error_set(err, DM_ERR_ARG, "unknown timestep sampling %d (allowed: uniform, "
                             "importance)", (int)c->timesteps);
+    if (c->sde_training) return dm_dsm_check_config(c, err);
     return DM_OK;
 }
 
@@ -283,6 +287,7 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
     if (!tr) return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     tr->cfg = *cfg;
     cfg = &tr->cfg;
+    if (cfg->sde_training) dm_dsm_set_schedule(&tr->cfg);
     const int64_t B = cfg->batch, MB = cfg->batch / cfg->grad_accum; /* micro-batch */
     tr->perm_epoch = -1;
     tr->obj = (dm_objective){.s = &tr->sched, .pred = cfg->prediction, .loss = cfg->loss,
@@ -320,6 +325,10 @@ static dm_status trainer_build(dm_trainer **out, const dm_train_config *cfg, con
         for (int64_t d = 0; d < D; d++) tr->norm.mean[d] = 0, tr->norm.std[d] = 1;
     }
     if (tr->data.x) dm_normalizer_apply(&tr->norm, tr->data.x, tr->data.n);
+    if (cfg->sde_training &&
+        (st = dm_dsm_resolve_sigma_max(&tr->cfg.sde, tr->data.x, tr->data.u8, tr->data.n, D,
+                                       cfg->seed, err)))
+        goto fail;
 
     size_t P = dm_model_num_params(tr->model);
     const int64_t OD = dm_model_out_dim(tr->model);
@@ -477,6 +486,8 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
     if (flips) dm_rng_uniform(&tr->batch_rng, tr->coins, (size_t)B);
     if (tr->continuous) {
         /* t is continuous, drawn in dm_vdm_prepare below */
+    } else if (tr->cfg.sde_training) {
+        dm_rng_uniform(&tr->time_rng, tr->tdraw, (size_t)B); /* t, in dm_dsm_prepare below */
     } else if (tr->cfg.timesteps == DM_TIME_IMPORTANCE) {
         dm_importance_draw(&tr->imp, &tr->time_rng, tr->tidx, tr->tscale, tr->tdraw, B);
     } else {
@@ -501,7 +512,7 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         if (tr->y) /* classifier-free guidance's training: the label dropped to null at times */
             tr->y[b] = tr->drops[b] < tr->cfg.p_uncond ? tr->cfg.num_classes
                                                        : tr->data.labels[row];
-        tr->t[b] = (float)tr->tidx[b];
+        if (!tr->cfg.sde_training) tr->t[b] = (float)tr->tidx[b]; /* sde: dm_dsm_prepare */
     }
     const bool weighted = tr->cfg.timesteps == DM_TIME_IMPORTANCE;
     const bool poison = tr->step + 1 == tr->inject_nan_step;
@@ -534,7 +545,11 @@ dm_status dm_trainer_step(dm_trainer *tr, double *loss_out, dm_error *err) {
         const int64_t R = tr->dp_size, K = tr->cfg.grad_accum, MB = B / (R * K);
         const int64_t OD = dm_model_out_dim(m), first = tr->dp_rank * (B / R);
         const float inv_k = (float)(1.0 / (double)(R * K));
-        dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
+        if (tr->cfg.sde_training)
+            dm_dsm_prepare(&tr->cfg.sde, tr->sched.T, tr->tdraw, tr->x0, tr->eps, tr->xt, tr->t,
+                           tr->tidx, B, D);
+        else
+            dm_q_sample(&tr->sched, tr->xt, tr->x0, tr->eps, tr->tidx, B, D);
         if (poison) tr->xt[0] = NAN;
         /* dropout: this rank's micro-batches draw the masks one process draws at their place */
         const uint64_t drop0 = m->rng.offset;
