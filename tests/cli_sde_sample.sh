@@ -49,7 +49,11 @@ for s in euler-maruyama reverse-diffusion pc ode-euler ode-heun ode-rk4 ode-rk45
     fi
     checks=$((checks + 1))
     rows=$(wc -l < "$dir/$s.csv")
-XX
+    if [ "$rows" -ne 500 ]; then
+        echo "FAIL: $s: $rows rows in its CSV, expected 500"; fails=$((fails + 1))
+    fi
+    expect "$s: MMD within 2x the ancestral sampler's at $N steps" "m <= 2 * b && b > 0" \
+        m="$(mmd "$dir/$s.csv")" b="$base"
 done
 check "reverse-diffusion again, same seed" "$bin" sample --model "$dir/m" --n 500 \
     --sde-sampler reverse-diffusion --steps $N --out "$dir/again.csv" --quiet

@@ -4,6 +4,8 @@
 #include "io/image_util.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { STREAM_SIGMA_MAX = 9 }; /* the trainer's streams are 1..8 (trainer.c) */
@@ -60,7 +62,9 @@ dm_status dm_dsm_check_config(const dm_train_config *c, dm_error *err) {
         return dm_error_set(err, DM_ERR_ARG, "sde %s training: T = %d is the network's time "
                             "scale t (T - 1) and needs T >= 2", kind, (int)c->schedule.T);
     dm_sde s = c->sde;
-    if (s.kind == DM_SDE_VE && s.sigma_max == 0) s.sigma_max = s.sigma_min * 2 + 1; /* auto */
+    /* VE's sigma_max 0 (from the data, checked when resolved): any value above sigma_min lets
+     * dm_sde_check judge the other fields */
+    if (s.kind == DM_SDE_VE && s.sigma_max == 0) s.sigma_max = 2 * s.sigma_min + 1;
     return dm_sde_check(&s, err);
 }
 
@@ -97,7 +101,13 @@ dm_status dm_dsm_resolve_sigma_max(dm_sde *sde, const float *x, const uint8_t *u
         if (!st && !(sm > sde->sigma_min))
             st = dm_error_set(err, DM_ERR_ARG, "sde ve: the data's largest distance %g is not "
                               "above sigma_min %g; give sigma_max", sm, sde->sigma_min);
-        if (!st) sde->sigma_max = sm;
+        if (!st) {
+            /* to 15 significant digits: config.json keeps that many of a double (cJSON), and
+             * the value trained with must be the one a resumed run reads back */
+            char digits[32];
+            snprintf(digits, sizeof digits, "%.15g", sm);
+            sde->sigma_max = strtod(digits, NULL);
+        }
     }
     dm_free(perm);
     dm_free(rows);
