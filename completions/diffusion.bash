@@ -63,7 +63,9 @@ _diffusion() {
         --likelihood) values="bound ode both" ;;
         --sde-sampler) values="euler-maruyama reverse-diffusion pc ode-euler ode-heun ode-rk4 ode-rk45" ;;
         --probe) values="rademacher gaussian" ;;
-        --sde) values="vp" ;;
+        --sde)
+            values="vp"
+            [ "${words[1]}" = train ] && values="vp subvp ve" ;;
         --conv) values="auto im2col" ;;
         --class) values="all" ;;
         --resume-from) # the numbered checkpoints of the --out folder given on the line

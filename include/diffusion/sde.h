@@ -224,9 +224,11 @@ DM_API dm_status dm_sde_ode_nll(const dm_sde *sde, dm_score_fn score, dm_score_v
                                 void *ctx, const float *x, int64_t n, int64_t dim,
                                 const dm_ode_nll_options *o, dm_ode_nll_report *r, dm_error *err);
 
-/* Samples of a trained discrete eps (or x0, v) model with a continuous-time sampler of the VP SDE
+/* Samples of a model trained in continuous time (dm_train_config.sde_training) with a sampler of
+ * its own SDE (score = -output / std(t), the input scaled as in training), or of a trained
+ * discrete eps (or x0, v) model with a continuous-time sampler of the VP SDE
  * its linear schedule discretises (score_sde's: beta(t) = T beta_i; dm_sde_denoiser_score's
- * mapping, the null label for a class-conditional model trained with label drops): x (n, dim) in
+ * mapping); the null label for a class-conditional model trained with label drops: x (n, dim) in
  * data units for points, in [-1, 1] for images, as dm_pipeline_sample, and like it in chunks
  * (DM_PIPELINE_IMAGE_CHUNK images, DM_PIPELINE_POINT_CHUNK points), chunk k from stream
  * opt->stream + k (stats: the chunks' sums; given noise: at most one chunk). Refused for other schedules, with a message. */
@@ -234,12 +236,13 @@ DM_API dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
                                         const dm_sde_sample_options *opt,
                                         dm_sde_sample_stats *stats, dm_error *err);
 
-/* The ODE likelihood of a trained discrete eps (or x0, v) model as the VP SDE's score
- * (dm_sde_denoiser_score's mapping, t (T - 1) and alpha_bar[floor(t (T - 1))]), on data in data
- * units. sde NULL: the VP SDE the model's schedule discretises, beta_min = T beta_1 and
- * beta_max = T beta_T (the schedule must be linear in beta, else DM_ERR_ARG); else it must be
- * DM_SDE_VP (sub-VP and VE: DM_ERR_ARG, naming vp) and is used as given. per_example is in data
- * units (log_det included).
+/* The ODE likelihood, on data in data units, of a model trained in continuous time (its own SDE;
+ * sde must be NULL or of the same kind, else DM_ERR_ARG) or of a trained discrete eps (or x0,
+ * v) model as the VP SDE's score (dm_sde_denoiser_score's mapping, t (T - 1) and
+ * alpha_bar[floor(t (T - 1))]): sde NULL: the VP SDE the model's schedule discretises, beta_min
+ * = T beta_1 and beta_max = T beta_T (the schedule must be linear in beta, else DM_ERR_ARG);
+ * else it must be DM_SDE_VP (sub-VP and VE: DM_ERR_ARG, naming vp) and is used as given.
+ * per_example is in data units (log_det included).
  * Points are standardised as the model was (log_det = sum log std). Images (values on 256
  * levels in [-1, 1]) are dequantised as score_sde does: pixel k in 0..255 becomes
  * (k + u) / 256, u ~ U(0, 1) from o->seed, mapped to [-1, 1); the result is a density of pixel
