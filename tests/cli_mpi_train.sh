@@ -33,6 +33,14 @@ for f in train_state.safetensors model.safetensors; do
         "$dir/one/checkpoint/$f" --tol 1e-5
 done
 
+# continuous-time training (--sde ve, its sigma_max from the data) splits the same way
+check "--sde ve: 1 process" "$bin" train "${mlp[@]}" --sde ve --out "$dir/ve1" --quiet
+check "--sde ve: 2 ranks" mpi -np 2 "$bin" train "${mlp[@]}" --sde ve --out "$dir/ve2" --quiet
+check "--sde ve: the same sigma_max" test "$(jq .sde.sigma_max "$dir/ve1/checkpoint/config.json")" \
+    = "$(jq .sde.sigma_max "$dir/ve2/checkpoint/config.json")"
+check "--sde ve: 2 ranks against 1 process" $compare "$dir/ve2/checkpoint/train_state.safetensors" \
+    "$dir/ve1/checkpoint/train_state.safetensors" --tol 1e-5
+
 # ---- resume with another rank count -----------------------------------------------------------
 check "2 ranks, first 30 steps" mpi -np 2 "$bin" train "${mlp[@]}" --steps 30 --out "$dir/r21" --quiet
 check "then 1 process to 60" "$bin" train "${mlp[@]}" --resume --out "$dir/r21" --quiet
