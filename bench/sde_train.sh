@@ -29,8 +29,8 @@ if [[ -e "$report" ]] && [[ "$(head -n 1 "$report")" != "$marker" ]]; then
 fi
 command -v jq >/dev/null || { echo "error: bench/sde_train.sh needs jq" >&2; exit 1; }
 mkdir -p "$work" "$(dirname "$report")"
-r4() { jq -r "$1 * 1e4 | round / 1e4" "$2"; }
-nll_rows="" sample_rows=""
+r4() { awk -v v="$(jq -r "$1" "$2")" 'BEGIN { printf "%.4f", v }'; }
+nll_rows="" sample_rows="" summary_in=""
 for set in $sets; do
     nll_row="| $set |"
     for proc in ddpm vp subvp ve; do
@@ -41,22 +41,28 @@ for set in $sets; do
             "$bin" train --data "$set" --steps "$steps" --batch 512 --threads "$threads" \
                 --quiet "${flags[@]}" --out "$run" >/dev/null
         fi
-        "$bin" eval --metric nll --model "$run" --data "$set" --n "$n" --exact \
-            --likelihood ode --batch 250 --seed 1 --threads "$threads" --quiet --json \
-            >"$run.nll.json"
+        if [[ ! -s "$run.nll.json" ]]; then
+            "$bin" eval --metric nll --model "$run" --data "$set" --n "$n" --exact \
+                --likelihood ode --batch 250 --seed 1 --threads "$threads" --quiet --json \
+                >"$run.nll.json.tmp" && mv "$run.nll.json.tmp" "$run.nll.json"
+        fi
         nll_row+=" $(r4 .ode_nats "$run.nll.json") +- $(r4 .ode_nats_se "$run.nll.json") |"
         samplers="reverse-diffusion pc ode-rk45"
         [[ $proc == ddpm || $proc == vp ]] && samplers="ancestral $samplers"
         for s in $samplers; do
             how=(--sde-sampler "$s")
             [[ $s == ancestral ]] && how=()
-            "$bin" sample --model "$run" --n 2000 --seed 1 "${how[@]}" --threads "$threads" \
-                --quiet --json --out "$run.$s.csv" >"$run.$s.json"
+            if [[ ! -s "$run.$s.mmd.json" ]]; then
+                "$bin" sample --model "$run" --n 2000 --seed 1 "${how[@]}" --threads "$threads" \
+                    --quiet --json --out "$run.$s.csv" >"$run.$s.json"
+                "$bin" eval --metric mmd --samples "$run.$s.csv" --data "$set" --json \
+                    >"$run.$s.mmd.json.tmp" && mv "$run.$s.mmd.json.tmp" "$run.$s.mmd.json"
+            fi
             evals=$(jq -r .network_evaluations "$run.$s.json")
-            "$bin" eval --metric mmd --samples "$run.$s.csv" --data "$set" --json \
-                >"$run.$s.mmd.json"
-            sample_rows+="| $set | $proc | $s | $evals | $(r4 .mmd "$run.$s.mmd.json") | $(r4 .mmd_floor "$run.$s.mmd.json") | $(jq -r '.mmd_ratio * 100 | round / 100' "$run.$s.mmd.json") |"
+            ratio=$(awk -v v="$(jq -r .mmd_ratio "$run.$s.mmd.json")" 'BEGIN { printf "%.2f", v }')
+            sample_rows+="| $set | $proc | $s | $evals | $(r4 .mmd "$run.$s.mmd.json") | $(r4 .mmd_floor "$run.$s.mmd.json") | $ratio |"
             sample_rows+=$'\n'
+            summary_in+="$proc $s $ratio $evals"$'\n'
         done
     done
     nll_rows+="$nll_row"$'\n'
@@ -87,6 +93,22 @@ done
     echo "1000 steps, ode-rk45 adaptive at 1e-5), then \`diffusion eval --metric mmd --samples"
     echo "FILE --data SET\`: MMD against fresh data, the floor that of fresh real data of the"
     echo "same size, and their ratio (1: as close as real data)."
+    echo
+    echo "Over the sets, per process and sampler: the median ratio, the best and worst set's, and"
+    echo "the mean network evaluations per sample."
+    echo
+    echo "| process | sampler | median ratio | best | worst | evaluations |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    for proc in ddpm vp subvp ve; do
+        for s in ancestral reverse-diffusion pc ode-rk45; do
+            printf '%s' "$summary_in" | awk -v p="$proc" -v s="$s" '$1 == p && $2 == s' |
+                sort -k3,3g | awk -v p="$proc" -v s="$s" '
+                    { r[NR] = $3; e += $4 }
+                    END { if (NR == 0) exit
+                          m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+                          printf "| %s | %s | %.2f | %.2f | %.2f | %.0f |\n", p, s, m, r[1], r[NR], e / NR }'
+        done
+    done
     echo
     echo "| set | process | sampler | network evaluations | MMD | floor | ratio |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
