@@ -355,6 +355,26 @@ static void test_x_T_chunks(void) {
     for (int i = 0; i < TAIL * D; i++) want[i] = tail[i];
     const double d = max_diff(all + DM_PIPELINE_IMAGE_CHUNK * D, want, TAIL * D);
     CHECK(d <= 1e-5, "the second chunk's images are %.3g from the same x_T run alone", d);
+    /* the second chunk alone (chunk_first 1, chunk_step 2: rank 1 of 2) has the bits of the
+     * call for all, and the first chunk's rows are left as they were */
+    float *half = malloc(N * D * sizeof(float));
+    for (int i = 0; i < N * D; i++) half[i] = 7.0f;
+    so.x_T = x_T;
+    so.chunk_first = 1;
+    so.chunk_step = 2;
+    CHECK(dm_pipeline_sample(p, half, N, &so, &err) == DM_OK, "%s", err.msg);
+    CHECK(memcmp(half + DM_PIPELINE_IMAGE_CHUNK * D, all + DM_PIPELINE_IMAGE_CHUNK * D,
+                 TAIL * D * sizeof(float)) == 0,
+          "chunk 1 drawn alone differs from the call for all chunks");
+    int untouched = 1;
+    for (int i = 0; i < DM_PIPELINE_IMAGE_CHUNK * D; i++) untouched &= half[i] == 7.0f;
+    CHECK(untouched, "chunk 0's rows were written by a call for chunk 1 only");
+    so.chunk_step = -1;
+    CHECK(dm_pipeline_sample(p, half, N, &so, &err) == DM_ERR_ARG && strstr(err.msg, "chunk_step"),
+          "a negative chunk_step: %s", err.msg);
+    so.chunk_first = 0;
+    so.chunk_step = 1;
+    free(half);
     so.noise = x_T; /* any values: the call must be refused before it reads them */
     CHECK(dm_pipeline_sample(p, all, N, &so, &err) != DM_OK && strstr(err.msg, "noise"),
           "given noise over two chunks accepted: %s", err.msg);

@@ -45,6 +45,30 @@ int main(void) {
           "statistics: %lld evaluations and %d steps, chunks %lld + %lld and %d + %d",
           (long long)s_all.score_evals, s_all.steps, (long long)s_first.score_evals,
           (long long)s_rest.score_evals, s_first.steps, s_rest.steps);
+    /* the second chunk alone (chunk_first 1, chunk_step 2: rank 1 of 2): its bits and its own
+     * statistics, the first chunk's rows untouched */
+    {
+        dm_sde_sample_options so;
+        dm_sde_sample_options_default(&so);
+        so.sampler = DM_SDE_EULER_MARUYAMA;
+        so.steps = 2;
+        so.seed = 5;
+        so.stream = 3;
+        so.chunk_first = 1;
+        so.chunk_step = 2;
+        float *half = malloc((size_t)(n * D) * sizeof(float));
+        for (int64_t i = 0; i < n * D; i++) half[i] = 7.0f;
+        dm_sde_sample_stats s_half;
+        CHECK(dm_pipeline_sde_sample(p, half, n, &so, &s_half, &err) == DM_OK, "%s", err.msg);
+        CHECK(memcmp(half + C * D, all + C * D, (size_t)(EXTRA * D) * sizeof(float)) == 0,
+              "chunk 1 drawn alone differs from the call for all chunks");
+        int untouched = 1;
+        for (int64_t i = 0; i < C * D; i++) untouched &= half[i] == 7.0f;
+        CHECK(untouched, "chunk 0's rows were written by a call for chunk 1 only");
+        CHECK(s_half.score_evals == s_rest.score_evals, "chunk 1's evaluations: %lld, not %lld",
+              (long long)s_half.score_evals, (long long)s_rest.score_evals);
+        free(half);
+    }
     /* given noise beyond one chunk */
     dm_sde_sample_options so;
     dm_sde_sample_options_default(&so);

@@ -68,6 +68,11 @@ typedef struct {
                                * num_inference_steps, 0 = the pipeline's default) */
     dm_sample_observer observe; /* optional */
     void *observe_ctx;
+    int64_t chunk_first;      /* pipelines: draw only chunks chunk_first, chunk_first +
+                               * chunk_step, ... of the n samples (dm_pipeline_sample), leaving
+                               * the other rows of x as they are: how the processes of a job
+                               * split the work. 0 */
+    int64_t chunk_step;       /* 0 or 1: every chunk from chunk_first */
 } dm_sample_options;
 
 DM_API void dm_sample_options_default(dm_sample_options *opt);
@@ -174,9 +179,9 @@ DM_API const dm_normalizer *dm_pipeline_normalizer(const dm_pipeline *p);
 /* Draws n samples into x (n, dim), in data units. The observer sees standardised values.
  * Images are drawn DM_PIPELINE_IMAGE_CHUNK at a time, points DM_PIPELINE_POINT_CHUNK, chunk k
  * with stream opt->stream + k (and rows of opt->x_T, (n, dim), when given; given noise allows
- * one chunk only). So chunk k is the same whoever draws it: drawing rows k * chunk.. alone
- * with stream opt->stream + k gives the same bits (how `mpirun diffusion sample` splits the
- * work). opt NULL means the defaults. */
+ * one chunk only). So chunk k is the same whoever draws it: opt->chunk_first and chunk_step
+ * draw a subset of the chunks with the bits a call for all gives (how `mpirun diffusion
+ * sample` splits the work). opt NULL means the defaults. */
 #define DM_PIPELINE_IMAGE_CHUNK 256
 #define DM_PIPELINE_POINT_CHUNK 2048
 DM_API dm_status dm_pipeline_sample(dm_pipeline *p, float *x, int64_t n,

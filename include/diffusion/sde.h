@@ -118,6 +118,9 @@ typedef struct {
                                     * Refused for the ODE samplers */
     dm_sde_observer observe;       /* optional */
     void *observe_ctx;
+    int64_t chunk_first, chunk_step; /* dm_pipeline_sde_sample: only chunks chunk_first,
+                                    * chunk_first + chunk_step, ... as dm_sample_options'
+                                    * (stats count those): 0 and 1 */
 } dm_sde_sample_options;
 
 DM_API void dm_sde_sample_options_default(dm_sde_sample_options *opt);

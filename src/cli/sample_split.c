@@ -1,6 +1,6 @@
 /* The pipeline draws chunk k of the samples from stream + k (dm_pipeline_sample), so a chunk
- * drawn alone on any rank has the bits it has in one process's call: the ranks split whole
- * chunks, never a chunk, and the split does not change the output. */
+ * drawn alone on any rank has the bits it has in one process's call: rank r asks the pipeline
+ * for chunks r, r + N, ... (dm_sample_options.chunk_first, chunk_step) and rank 0 gathers. */
 #include "sample_split.h"
 #include "common.h"
 #include "parallel.h"
@@ -22,22 +22,11 @@ dm_status cli_sample_split(dm_pipeline *p, float *x, int64_t n, const dm_sample_
                            const dm_guidance *g, dm_error *err) {
     const int N = cli_parallel_size();
     if (N == 1) return dm_pipeline_sample_guided(p, x, n, so, g, err);
-    const int64_t chunk = cli_sample_chunk(p), D = dm_pipeline_dim(p);
-    dm_guidance none;
-    dm_guidance_default(&none);
-    if (!g) g = &none;
-    dm_status st = DM_OK;
-    for (int64_t k = cli_parallel_rank(); k * chunk < n && !st; k += N) {
-        const int64_t start = k * chunk, B = n - start < chunk ? n - start : chunk;
-        dm_sample_options ok = *so;
-        ok.stream = so->stream + (uint64_t)k;
-        ok.x_T = so->x_T ? so->x_T + start * D : NULL;
-        dm_guidance gk = *g;
-        gk.labels = g->labels ? g->labels + start : NULL;
-        st = dm_pipeline_sample_guided(p, x + start * D, B, &ok, &gk, err);
-    }
-    st = cli_parallel_agree(st, err);
-    if (!st && cli_parallel_gather_chunks(x, n, D, chunk))
+    dm_sample_options here = *so;
+    here.chunk_first = cli_parallel_rank();
+    here.chunk_step = N;
+    dm_status st = cli_parallel_agree(dm_pipeline_sample_guided(p, x, n, &here, g, err), err);
+    if (!st && cli_parallel_gather_chunks(x, n, dm_pipeline_dim(p), cli_sample_chunk(p)))
         st = dm_error_set(err, DM_ERR_IO, "MPI could not gather the samples on rank 0");
     return st;
 }
@@ -47,24 +36,12 @@ dm_status cli_sample_split_sde(dm_pipeline *p, float *x, int64_t n,
                                dm_error *err) {
     const int N = cli_parallel_size();
     if (N == 1) return dm_pipeline_sde_sample(p, x, n, so, stats, err);
-    const int64_t chunk = cli_sample_chunk(p), D = dm_pipeline_dim(p);
+    dm_sde_sample_options mine = *so;
+    mine.chunk_first = cli_parallel_rank();
+    mine.chunk_step = N;
     dm_sde_sample_stats here = {0};
-    dm_status st = DM_OK;
-    for (int64_t k = cli_parallel_rank(); k * chunk < n && !st; k += N) {
-        const int64_t start = k * chunk, B = n - start < chunk ? n - start : chunk;
-        dm_sde_sample_options ok = *so;
-        ok.stream = so->stream + (uint64_t)k;
-        ok.x_T = so->x_T ? so->x_T + start * D : NULL;
-        dm_sde_sample_stats sk;
-        st = dm_pipeline_sde_sample(p, x + start * D, B, &ok, &sk, err);
-        if (!st) {
-            here.score_evals += sk.score_evals;
-            here.steps += sk.steps;
-            here.rejected += sk.rejected;
-        }
-    }
-    st = cli_parallel_agree(st, err);
-    if (!st && cli_parallel_gather_chunks(x, n, D, chunk))
+    dm_status st = cli_parallel_agree(dm_pipeline_sde_sample(p, x, n, &mine, &here, err), err);
+    if (!st && cli_parallel_gather_chunks(x, n, dm_pipeline_dim(p), cli_sample_chunk(p)))
         st = dm_error_set(err, DM_ERR_IO, "MPI could not gather the samples on rank 0");
     if (!st && stats) {
         stats->score_evals = cli_parallel_sum_i64(here.score_evals);

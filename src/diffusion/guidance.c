@@ -4,6 +4,7 @@
  *   classifier:       eps~ = eps - gamma sqrt(1 - alpha_bar_t) grad_x log p_phi(y | x_t, t).
  * Both act inside the denoiser, so every sampler of the project is guided the same way. */
 #include "diffusion/diffusion_impl.h"
+#include "diffusion/pipeline_impl.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -175,22 +176,23 @@ dm_status dm_pipeline_sample_guided(dm_pipeline *p, float *x, int64_t n,
     if (o.noise && n > chunk)
         return dm_error_set(err, DM_ERR_ARG, "sample: with given noise, at most %lld samples a "
                             "call (the chunk size)", (long long)chunk);
+    int64_t step = 1;
+    if ((st = dm_pipeline_chunk_step(o.chunk_first, o.chunk_step, &step, err))) return st;
     guided ctx;
     if ((st = guided_init(&ctx, p, g, chunk < n ? chunk : n, err))) return st;
-    for (int64_t start = 0, k = 0; start < n && !st; start += chunk, k++) {
-        const int64_t B = n - start < chunk ? n - start : chunk;
+    for (int64_t k = o.chunk_first; k * chunk < n && !st; k += step) {
+        const int64_t start = k * chunk, B = n - start < chunk ? n - start : chunk;
         dm_sample_options ok = o;
         ok.stream = o.stream + (uint64_t)k;
         ok.x_T = o.x_T ? o.x_T + start * D : NULL; /* (n, dim): this chunk's rows */
         ctx.labels = g->labels ? g->labels + start : NULL;
-        st = dm_sample(dm_pipeline_schedule(p), guided_denoise, &ctx, x + start * D, B, D, &ok,
-                       err);
+        float *xk = x + start * D;
+        st = dm_sample(dm_pipeline_schedule(p), guided_denoise, &ctx, xk, B, D, &ok, err);
+        /* checked after de-normalising: a finite standard sample can overflow float32 there */
+        if (!st) dm_normalizer_invert(dm_pipeline_normalizer(p), xk, B);
+        if (!st && !dm_all_finite(xk, (size_t)(B * D)))
+            st = dm_error_set(err, DM_ERR_NUMERIC, "sampling produced NaN or Inf");
     }
     guided_free(&ctx);
-    if (st) return st;
-    /* checked after de-normalising: a finite standard sample can overflow float32 there */
-    dm_normalizer_invert(dm_pipeline_normalizer(p), x, n);
-    if (!dm_all_finite(x, (size_t)(n * D)))
-        return dm_error_set(err, DM_ERR_NUMERIC, "sampling produced NaN or Inf");
-    return DM_OK;
+    return st;
 }

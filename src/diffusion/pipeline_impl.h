@@ -19,6 +19,17 @@ struct dm_pipeline {
     int has_scheduler;
 };
 
+/* The chunks a pipeline call draws (dm_sample_options.chunk_first, chunk_step): *step 1 for 0;
+ * a negative first or step refused. */
+static inline dm_status dm_pipeline_chunk_step(int64_t first, int64_t step, int64_t *out,
+                                               dm_error *err) {
+    if (first < 0 || step < 0)
+        return dm_error_set(err, DM_ERR_ARG, "sample: chunk_first %lld and chunk_step %lld must "
+                            "be >= 0", (long long)first, (long long)step);
+    *out = step > 0 ? step : 1;
+    return DM_OK;
+}
+
 /* *diffusers = 1 when path is a diffusers folder: a pipeline (model_index.json and no
  * config.json of ours) or a bare UNet2DModel folder (config.json with "_class_name"). */
 dm_status dm_diffusers_folder_detect(const char *path, int *diffusers, dm_error *err);

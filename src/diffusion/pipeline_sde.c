@@ -249,27 +249,29 @@ dm_status dm_pipeline_sde_sample(dm_pipeline *p, float *x, int64_t n,
     if (o.noise && n > chunk) /* laid out (S, n, dim) for one call: not splittable */
         return dm_error_set(err, DM_ERR_ARG, "sde sample: with given noise, at most %lld %s a "
                             "call (the chunk size)", (long long)chunk, images ? "images" : "points");
+    int64_t step = 1;
+    if ((st = dm_pipeline_chunk_step(o.chunk_first, o.chunk_step, &step, err))) return st;
     if (stats) *stats = (dm_sde_sample_stats){0};
     pipe_score c = {.p = p, .sde = &sde};
-    for (int64_t start = 0, k = 0; start < n && !st; start += chunk, k++) {
-        const int64_t B = n - start < chunk ? n - start : chunk;
+    for (int64_t k = o.chunk_first; k * chunk < n && !st; k += step) {
+        const int64_t start = k * chunk, B = n - start < chunk ? n - start : chunk;
         dm_sde_sample_options ok = o;
         ok.stream = o.stream + (uint64_t)k;
         ok.x_T = o.x_T ? o.x_T + start * D : NULL;
         dm_sde_sample_stats sk;
-        st = dm_sde_sample(&sde, pipe_score_fn, &c, x + start * D, B, D, &ok, &sk, err);
+        float *xk = x + start * D;
+        st = dm_sde_sample(&sde, pipe_score_fn, &c, xk, B, D, &ok, &sk, err);
         if (!st && stats) {
             stats->score_evals += sk.score_evals;
             stats->steps += sk.steps;
             stats->rejected += sk.rejected;
         }
+        /* in data units as dm_pipeline_sample gives them (images: the identity); checked
+         * after, as there: a finite standard sample can overflow float32 when de-normalised */
+        if (!st) dm_normalizer_invert(dm_pipeline_normalizer(p), xk, B);
+        if (!st && !dm_all_finite(xk, (size_t)(B * D)))
+            st = dm_error_set(err, DM_ERR_NUMERIC, "sde sample: sampling produced NaN or Inf");
     }
     pipe_score_free(&c);
-    if (st) return st;
-    /* in data units as dm_pipeline_sample gives them (images: the identity); checked after,
-     * as there: a finite standard sample can overflow float32 when de-normalised */
-    dm_normalizer_invert(dm_pipeline_normalizer(p), x, n);
-    if (!dm_all_finite(x, (size_t)(n * D)))
-        return dm_error_set(err, DM_ERR_NUMERIC, "sde sample: sampling produced NaN or Inf");
-    return DM_OK;
+    return st;
 }

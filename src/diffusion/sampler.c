@@ -25,6 +25,8 @@ void dm_sample_options_default(dm_sample_options *opt) {
     opt->scheduler = NULL;
     opt->observe = NULL;
     opt->observe_ctx = NULL;
+    opt->chunk_first = 0;
+    opt->chunk_step = 1;
 }
 
 static const char *const sampler_names[] = {"ancestral", "ddim", "langevin", "pc", "dpmpp-2m"};

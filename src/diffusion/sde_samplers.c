@@ -38,6 +38,8 @@ void dm_sde_sample_options_default(dm_sde_sample_options *opt) {
     opt->stream = 0;
     opt->x_T = NULL;
     opt->noise = NULL;
+    opt->chunk_first = 0;
+    opt->chunk_step = 1;
     opt->observe = NULL;
     opt->observe_ctx = NULL;
 }
