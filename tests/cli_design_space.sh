@@ -8,15 +8,6 @@ bin=$1
 name=cli_design
 source "$(dirname "$0")/shell_checks.sh"
 
-check() { # check DESCRIPTION COMMAND...: exit 0
-    checks=$((checks + 1))
-    if ! "${@:2}" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $1: '${*:2}' exited non-zero: $(cat "$dir/err")"
-        fails=$((fails + 1))
-    fi
-}
-
-
 small=(--data 8gaussians --n-data 2000 --steps 30 --batch 64 --hidden 32 --layers 2 --T 100
        --quiet)
 check "x0 / vlb / importance" "$bin" train "${small[@]}" --out "$dir/x0" --prediction x0 \

@@ -7,13 +7,6 @@ bin=$1
 fmnist=/usr/share/datasets/fashion-mnist
 name=cli_images
 source "$(dirname "$0")/shell_checks.sh"
-check() { # check DESCRIPTION COMMAND...: the command succeeds
-    local what=$1; shift
-    checks=$((checks + 1))
-    if ! "$@" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $what: '$*': $(cat "$dir/err")"; fails=$((fails + 1))
-    fi
-}
 if [ ! -f "$fmnist/train-images-idx3-ubyte.gz" ]; then
     echo "FAIL: cli_images: $fmnist is missing: install the Debian package" \
          "dataset-fashion-mnist (scripts/install-deps.sh does)"

@@ -10,14 +10,6 @@ source "$(dirname "$0")/shell_checks.sh"
 command -v jq >/dev/null || { echo "FAIL: jq is needed"; exit 1; }
 export OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1
 
-check() { # check DESCRIPTION COMMAND...: exit 0, stdout in $dir/out
-    checks=$((checks + 1))
-    if ! "${@:2}" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $1: '${*:2}' exited non-zero: $(cat "$dir/err")"
-        fails=$((fails + 1))
-    fi
-}
-
 check "train" "$bin" train --data swissroll --n-data 4000 --steps 300 --batch 128 --hidden 32 \
     --layers 2 --out "$dir/m" --quiet --threads 2
 nll=(eval --metric nll --model "$dir/m" --data swissroll --n 60 --threads 2 --quiet --json)

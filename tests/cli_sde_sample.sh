@@ -8,22 +8,6 @@ set -u
 bin=$1
 name=cli_sde_sample
 source "$(dirname "$0")/shell_checks.sh"
-check() { # check DESCRIPTION COMMAND...
-    local what=$1; shift
-    checks=$((checks + 1))
-    if ! "$@" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $what: $(cat "$dir/err")"; fails=$((fails + 1))
-    fi
-}
-expect() { # expect DESCRIPTION AWK-CONDITION NAME=VALUE...
-    local what=$1 cond=$2; shift 2
-    checks=$((checks + 1))
-    local args=() v
-    for v in "$@"; do args+=(-v "$v"); done
-    if ! awk "${args[@]}" "BEGIN { exit !($cond) }"; then
-        echo "FAIL: $what: $cond with $*"; fails=$((fails + 1))
-    fi
-}
 check "train" "$bin" train --data 8gaussians --n-data 4000 --steps 1500 --batch 128 \
     --out "$dir/m" --quiet --threads 2
 mmd() { "$bin" eval --metric mmd --samples "$1" --data 8gaussians --json | jq -r .mmd; }

@@ -10,13 +10,6 @@ fmnist=/usr/share/datasets/fashion-mnist
 name=cli_train_resolution
 source "$(dirname "$0")/shell_checks.sh"
 export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1
-check() { # check DESCRIPTION COMMAND...: the command succeeds
-    local what=$1; shift
-    checks=$((checks + 1))
-    if ! "$@" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $what: '$*': $(cat "$dir/err")"; fails=$((fails + 1))
-    fi
-}
 if [ ! -f "$fmnist/t10k-images-idx3-ubyte.gz" ]; then
     echo "FAIL: $name: $fmnist is missing: install the Debian package dataset-fashion-mnist"
     exit 1

@@ -2,14 +2,6 @@
 # their check (the command succeeds; its output in $dir/out and $dir/err), mpi (mpirun with
 # --oversubscribe), tiny_image_npy (a seeded 8x8 image set), and the requirements: mpirun and
 # a diffusion built with MPI, a failure (not a skip) without them.
-check() { # check DESCRIPTION COMMAND...: the command succeeds
-    local what=$1; shift
-    checks=$((checks + 1))
-    if ! "$@" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $what: '$*': $(head -c 2000 "$dir/out") $(head -c 2000 "$dir/err")"
-        fails=$((fails + 1))
-    fi
-}
 if ! command -v mpirun > /dev/null; then
     echo "FAIL: $name: mpirun is missing: install openmpi-bin and libopenmpi-dev" \
          "(scripts/install-deps.sh does) and rebuild"

@@ -3,6 +3,24 @@
 dir=$(mktemp -d "/tmp/dm_${name}_XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 fails=0; checks=0
+check() { # check DESCRIPTION COMMAND...: the command succeeds; its stdout stays in $dir/out,
+           # its stderr in $dir/err (a script with other needs defines its own after sourcing)
+    local what=$1; shift
+    checks=$((checks + 1))
+    if ! "$@" > "$dir/out" 2> "$dir/err"; then
+        echo "FAIL: $what: '$*': $(head -c 2000 "$dir/out") $(head -c 2000 "$dir/err")"
+        fails=$((fails + 1))
+    fi
+}
+expect() { # expect DESCRIPTION AWK-CONDITION NAME=VALUE...: the condition holds for the values
+    local what=$1 cond=$2; shift 2
+    checks=$((checks + 1))
+    local args=() v
+    for v in "$@"; do args+=(-v "$v"); done
+    if ! awk "${args[@]}" "BEGIN { exit !($cond) }"; then
+        echo "FAIL: $what: $cond with $*"; fails=$((fails + 1))
+    fi
+}
 expect_error() { # expect_error PATTERN COMMAND...: non-zero exit and PATTERN in stderr
     local pattern=$1; shift
     checks=$((checks + 1))
