@@ -5,6 +5,7 @@
  * a parser must refuse. Everything is small: the whole corpus stays well under 300 KB.
  * Files added by hand from long runs (named found-*) are not written here. */
 #include "core/core.h"
+#include "data/image_cache.h"
 #include "diffusion/checkpoint.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -468,6 +469,35 @@ static void hand_jpeg(const char *name, int kind) {
     put(name, out, n);
 }
 
+/* An image folder cache file (src/data/image_cache.c's layout: a 4096-byte header of
+ * little-endian u64 fields, the pixels, the int32 labels), sealed as a build seals it. */
+static void put_cache(const char *name, uint64_t n, uint64_t c, uint64_t h, uint64_t w,
+                      uint64_t classes, const int32_t *labels, size_t cut) {
+    const size_t pixels = (size_t)(n * c * h * w), size = 4096 + pixels + (classes ? 4 * n : 0);
+    uint8_t *b = calloc(1, size);
+    if (!b) fail("cache", NULL);
+    const uint64_t fields[7] = {0xC0FFEE, n, c, h, w, classes, 0};
+    for (int f = 0; f < 7; f++)
+        for (int i = 0; i < 8; i++) b[8 + 8 * f + i] = (uint8_t)(fields[f] >> (8 * i));
+    for (size_t i = 0; i < pixels; i++) b[4096 + i] = (uint8_t)(i * 29 + 3);
+    for (uint64_t i = 0; classes && i < n; i++)
+        for (int k = 0; k < 4; k++)
+            b[4096 + pixels + 4 * i + k] = (uint8_t)((uint32_t)labels[i] >> (8 * k));
+    dm_image_cache_seal(b, size);
+    put(name, b, size - cut);
+    free(b);
+}
+
+static void image_cache_corpus(void) {
+    enter("image_cache");
+    const int32_t labels[3] = {0, 2, 1}, bad[3] = {0, 5, 1};
+    put_cache("labelled.u8", 3, 1, 4, 4, 3, labels, 0);
+    put_cache("unlabelled.u8", 2, 1, 4, 4, 0, NULL, 0);
+    put_cache("colour.u8", 2, 3, 2, 2, 0, NULL, 0);
+    put_cache("near_bad_label.u8", 3, 1, 4, 4, 3, bad, 0);
+    put_cache("near_truncated.u8", 3, 1, 4, 4, 3, labels, 5);
+}
+
 static void image_corpus(void) {
     enter("image");
     dm_error err = {0};
@@ -676,6 +706,7 @@ int main(int argc, char **argv) {
     npy_corpus();
     csv_corpus();
     image_corpus();
+    image_cache_corpus();
     args_corpus();
     run_corpus("train_state", 0, DM_CKPT_STATE);
     run_corpus("schedule", 1, DM_CKPT_SCHEDULE);

@@ -25,13 +25,14 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 all=(safetensors ckpt_config classifier_config unet_config idx npy csv image args
-     train_state schedule unet_weights eval_lists image_walk scheduler_config)
+     train_state schedule unet_weights eval_lists image_walk scheduler_config image_cache)
 # the longest input worth trying, per format (the seeds are smaller: unet_weights' is 60 KB)
 declare -A max_len=([safetensors]=16384 [ckpt_config]=8192 [classifier_config]=8192
                     [unet_config]=8192 [idx]=4096
                     [npy]=4096 [csv]=4096 [image]=16384 [args]=1024
                     [train_state]=8192 [schedule]=16384 [unet_weights]=65536
-                    [eval_lists]=1024 [image_walk]=512 [scheduler_config]=8192)
+                    [eval_lists]=1024 [image_walk]=512 [scheduler_config]=8192
+                    [image_cache]=8192)
 # harnesses sharing a dictionary
 declare -A dict_of=([ckpt_config]=json_config [classifier_config]=json_config
                    [unet_config]=json_config [train_state]=safetensors

@@ -10,6 +10,7 @@
  * folder rebuilds the cache. A header, size or content check that fails rebuilds it too (the
  * content is read through once with pread on every open, which does not count against the
  * process's memory the way touching the mapping would). */
+#include "data/image_cache.h"
 #include "data/image_folder.h"
 #include "io/atomic_file.h"
 #include "io/image_util.h"
@@ -162,8 +163,15 @@ static dm_status cache_map(dm_image_set *s, int fd, uint64_t size, const cache_h
         const uint8_t *l = s->data.u8 + (size_t)(s->data.n * s->data.dim);
         for (int64_t i = 0; i < s->data.n; i++) {
             const uint8_t *p = l + 4 * i;
-            s->data.labels[i] = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 |
-                                          (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+            const int32_t label = (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 |
+                                            (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+            if (label < 0 || label >= (int32_t)h->num_classes) {
+                dm_image_set_free(s);
+                return dm_error_set(err, DM_ERR_FORMAT, "%s: corrupt cache (label %d of image "
+                                    "%lld outside 0..%d)", path, (int)label, (long long)i,
+                                    (int)h->num_classes - 1);
+            }
+            s->data.labels[i] = label;
         }
     }
     return DM_OK;
@@ -260,10 +268,8 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Opens path (if there) and maps it into s when it is a sound cache of `fingerprint`; DM_OK
- * with *mapped false and a reason when it is absent or unusable. */
-static dm_status try_cache(dm_image_set *s, const char *path, uint64_t fingerprint, bool check,
-                           bool *mapped, char *reason, size_t cap, dm_error *err) {
+dm_status dm_image_cache_try(dm_image_set *s, const char *path, uint64_t fingerprint,
+                             bool check, bool *mapped, char *reason, size_t cap, dm_error *err) {
     *mapped = false;
     struct stat sb;
     if (stat(path, &sb) != 0) {
@@ -275,12 +281,28 @@ static dm_status try_cache(dm_image_set *s, const char *path, uint64_t fingerpri
     if (st) return st;
     cache_header h;
     if (cache_valid(fd, (uint64_t)sb.st_size, fingerprint, check, &h, reason, cap)) {
-        st = cache_map(s, fd, (uint64_t)sb.st_size, &h, path, err);
+        dm_error why = {0};
+        st = cache_map(s, fd, (uint64_t)sb.st_size, &h, path, &why);
         *mapped = st == DM_OK;
+        if (st == DM_ERR_FORMAT) { /* corrupt within its checks (a crafted file): rebuilt */
+            snprintf(reason, cap, "%s", why.msg);
+            st = DM_OK;
+        } else if (st) {
+            dm_error_set(err, st, "%s", why.msg);
+        }
     }
     close(fd);
     return st;
 }
+
+void dm_image_cache_seal(uint8_t *file, size_t size) {
+    if (size < HEADER_BYTES) return;
+    memcpy(file, MAGIC, 8);
+    put_u64(file + 64, dm_fnv1a_add(DM_FNV1A_START, file + HEADER_BYTES, size - HEADER_BYTES));
+    put_u64(file + 72, dm_fnv1a(file, 72));
+}
+
+uint64_t dm_image_cache_fingerprint(const uint8_t *file) { return get_u64(file + 8); }
 
 static uint64_t path_hash(const char *dir) {
     char *real = realpath(dir, NULL);
@@ -324,7 +346,7 @@ dm_status dm_image_folder_open(dm_image_set *s, const char *dir,
         goto done;
     }
     bool mapped;
-    if ((st = try_cache(s, info->path, fingerprint, true, &mapped, info->reason,
+    if ((st = dm_image_cache_try(s, info->path, fingerprint, true, &mapped, info->reason,
                         sizeof info->reason, err)) ||
         mapped)
         goto done;
@@ -341,7 +363,7 @@ dm_status dm_image_folder_open(dm_image_set *s, const char *dir,
     info->built = 1;
     info->build_seconds = now_seconds() - t0;
     char again[256];
-    if ((st = try_cache(s, info->path, fingerprint, false, &mapped, again, sizeof again, err)))
+    if ((st = dm_image_cache_try(s, info->path, fingerprint, false, &mapped, again, sizeof again, err)))
         goto done;
     if (!mapped)
         st = dm_error_set(err, DM_ERR_IO, "%s: the cache just built cannot be used: %s",
