@@ -884,10 +884,13 @@ void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir,
  * beta_schedule names the schedule where diffusers has it (linear; cosine with s = 0.008 is
  * squaredcos_cap_v2) and is "linear" between the first and last beta otherwise (diffusers reads
  * trained_betas first). A score-predicting model is not written as a pipeline: diffusers has
- * no score prediction and the weights cannot be converted (the unet/ folder still loads). */
+ * no score prediction and the weights cannot be converted (the unet/ folder still loads). Nor
+ * is a UNet with Fourier features (our FourierUNet2DModel, named so in unet/config.json):
+ * diffusers' UNet2DModel has no such input. */
 dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
                                                  const dm_train_config *t, dm_error *err) {
     if (t->prediction == DM_PRED_SCORE) return DM_OK;
+    if (t->arch == DM_ARCH_UNET && t->unet.fourier_features) return DM_OK;
     static const char *const prediction_type[] = {"epsilon", "sample", "v_prediction", "score"};
     static const char *const variance_type[] = {"fixed_large", "fixed_small", "learned_range"};
     char path[4400];
