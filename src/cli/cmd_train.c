@@ -469,6 +469,11 @@ static int train_main(int argc, char **argv) {
         /* the MLP's defaults do not suit a UNet; keep what the user gave */
         if (!cli_given(argc, argv, "--batch")) cfg.batch = CLI_IMAGE_BATCH;
         if (!cli_given(argc, argv, "--lr")) cfg.optim.lr = CLI_IMAGE_LR;
+        /* VDM's own image settings (its CIFAR-10 config): gamma from -13.3 to 5 */
+        if (cfg.loss == DM_LOSS_VDM_CONTINUOUS && !cli_given(argc, argv, "--gamma-min"))
+            cfg.schedule.gamma_min = -13.3;
+        if (cfg.loss == DM_LOSS_VDM_CONTINUOUS && !cli_given(argc, argv, "--gamma-max"))
+            cfg.schedule.gamma_max = 5.0;
         if (!cli_given(argc, argv, "--warmup") && cfg.optim.lr_schedule != DM_LR_CONSTANT)
             cfg.optim.warmup = CLI_IMAGE_WARMUP;
         dm_image_set set;

@@ -8,6 +8,7 @@
  * computed in eps form,
  * mu_tilde - mu_theta = c_t (eps_hat - eps), which is exact and avoids cancellation. */
 #include "diffusion/diffusion_impl.h"
+#include "diffusion/pipeline_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -205,7 +206,15 @@ dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_o
         dm_normalizer_apply(nz, x.x, x.n);
         for (int64_t d = 0; d < D; d++) log_det += log(nz->std[d]);
     }
-    st = dm_nll_bound(dm_pipeline_schedule(p), dm_pipeline_denoise, p, x.x, x.n, D, &opt, r, err);
+    if (images && p->has_vdm) {
+        /* a loss vdm-continuous image model: VDM's continuous-time bound (vdm.c), an estimate
+         * over t whatever o->exact says */
+        st = dm_vdm_nll(&p->vdm, p->vdm.learned ? p->vdm.net.params : NULL, dm_pipeline_denoise,
+                        p, x.x, x.n, D, &opt, r, err);
+    } else {
+        st = dm_nll_bound(dm_pipeline_schedule(p), dm_pipeline_denoise, p, x.x, x.n, D, &opt, r,
+                          err);
+    }
     dm_dataset_free(&x);
     if (st) return st;
     r->log_det = log_det;

@@ -17,7 +17,7 @@
 #include "diffusion/gamma_net.h"
 #include "nn/nn.h"
 
-typedef struct {
+typedef struct dm_vdm {
     int learned;         /* 0: gamma linear from gamma_min to gamma_max */
     double gamma_min, gamma_max;
     int32_t T;           /* steps of the discretisation (the model's time scale) */
@@ -76,3 +76,14 @@ double dm_vdm_recon_discrete(const float *x, const float *e0, int64_t n, double 
  * ignored for the fixed one); either output may be NULL. */
 void dm_vdm_gamma(const dm_vdm *v, const float *params, const double *t, double *g, double *dg,
                   int64_t n);
+
+/* VDM's continuous-time bound (vdm/model_vdm.py, VDM.__call__ with sm_n_timesteps 0) of n
+ * images x (n, D) in [-1, 1] on the 256 levels, in nats per example: the prior KL exactly, and
+ * the discretised reconstruction and 0.5 gamma'(t) ||eps - eps_hat(z_t, T t - 1)||^2 averaged
+ * over o->t_draws draws of (t, eps, eps_0) per example, t stratified (u + j / t_draws) mod 1.
+ * Unbiased for the bound. denoise gives eps_hat for the schedule params (the EMA ones). Uses
+ * o->t_draws, batch (rows per call), seed, per_example, progress; r gets the means (decoder:
+ * the reconstruction), total_se over examples, and bpd = total / (D ln 2) as VDM reports it. */
+dm_status dm_vdm_nll(const dm_vdm *v, const float *params, dm_denoise_fn denoise, void *ctx,
+                     const float *x, int64_t n, int64_t D, const dm_nll_options *o,
+                     dm_nll_report *r, dm_error *err);
