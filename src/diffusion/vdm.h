@@ -45,7 +45,8 @@ typedef struct dm_vdm {
 dm_status dm_vdm_init(dm_vdm *v, const dm_train_config *cfg, int64_t dim, dm_error *err);
 void dm_vdm_free(dm_vdm *v);
 
-/* Draws t for the batch from rng (and, for images, eps_0 after it) and writes z_t (B, D) and the model's time input tm (B). */
+/* Draws t for the batch from rng (and, for images, eps_0 after it) and writes z_t (B, D) and
+ * the model's time input tm (B). */
 void dm_vdm_prepare(dm_vdm *v, dm_rng *rng, const float *x0, const float *eps, float *zt,
                     float *tm, int64_t B, int64_t D);
 /* The objective per dimension (mean over the batch of L(x) / D) after the network's forward;
