@@ -126,7 +126,8 @@ double dm_vdm_recon_discrete(const float *x, const float *e0, int64_t n, double 
     const double half = 0.5 * (DM_VDM_LEVELS - 1); /* level coordinate (z + 1) * half */
     const double sigma = exp(0.5 * gamma_0);
     /* levels farther than 12 sigma beyond the nearest one: logit 72 below it or more */
-    const int64_t w = (int64_t)ceil(12.0 * sigma * half) + 1;
+    const double wd = ceil(12.0 * sigma * half) + 1.0; /* capped: no cast of a huge or NaN */
+    const int64_t w = wd < DM_VDM_LEVELS ? (int64_t)wd : DM_VDM_LEVELS;
     double total = 0.0, dtotal = 0.0;
     for (int64_t i = 0; i < n; i++) {
         double kx = floor(((double)x[i] + 1.0) * half + 0.5);
