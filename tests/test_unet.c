@@ -165,6 +165,10 @@ static void directional_check(const char *what, const dm_unet_config *cfg) {
     dm_rng_normal(&rng, G, (size_t)no);
     dm_rng_normal(&rng, vp, P);
     dm_rng_normal(&rng, vx, (size_t)n);
+    /* Fourier features turn x into sin(2^7 2 pi x): a step must stay far below a period, and
+     * x small enough that float resolves such a step */
+    if (cfg->fourier_features)
+        for (int64_t i = 0; i < n; i++) x[i] *= 0.05f;
     /* unit-length directions, so that the step h stays in the linear regime */
     double nv = 0, nx = 0;
     for (size_t i = 0; i < P; i++) nv += (double)vp[i] * vp[i];
@@ -186,7 +190,7 @@ static void directional_check(const char *what, const dm_unet_config *cfg) {
     for (size_t i = 0; i < P; i++) gv += (double)dm_model_grads(m)[i] * vp[i];
     for (int64_t i = 0; i < n; i++) gx += (double)dx[i] * vx[i];
 
-    const double h = 1e-2;
+    const double h = 1e-2, hx = cfg->fourier_features ? 1e-4 : h;
     double L[2], Lx[2];
     for (int s = 0; s < 2; s++) {
         const double sign = s ? -1 : 1;
@@ -195,12 +199,12 @@ static void directional_check(const char *what, const dm_unet_config *cfg) {
         L[s] = 0;
         for (int64_t i = 0; i < no; i++) L[s] += (double)out[i] * G[i];
         memcpy(p, theta, P * sizeof *p);
-        for (int64_t i = 0; i < n; i++) xp[i] = x[i] + (float)(sign * h) * vx[i];
+        for (int64_t i = 0; i < n; i++) xp[i] = x[i] + (float)(sign * hx) * vx[i];
         dm_model_forward_cond(m, out, xp, t, lab, B, 0, &err);
         Lx[s] = 0;
         for (int64_t i = 0; i < no; i++) Lx[s] += (double)out[i] * G[i];
     }
-    const double fd = (L[0] - L[1]) / (2 * h), fdx = (Lx[0] - Lx[1]) / (2 * h);
+    const double fd = (L[0] - L[1]) / (2 * h), fdx = (Lx[0] - Lx[1]) / (2 * hx);
     char label[256];
     snprintf(label, sizeof label, "%s: parameter directional derivative", what);
     CHECK_CLOSE(gv, fd, 1e-3 * fabs(fd) + 1e-3, 2e-3, label);
@@ -228,6 +232,12 @@ static void test_directional(void) {
     c.num_class_embeds = 2;
     c.attn_norm_num_groups = 2;
     directional_check("variant", &c);
+    /* VDM's Fourier-feature input (our FourierUNet2DModel): its input gradient */
+    dm_unet_preset(&c, "tiny", &err);
+    c.fourier_features = 1;
+    directional_check("tiny with Fourier features", &c);
+    c.center_input_sample = 1;
+    directional_check("tiny with Fourier features, centred input", &c);
     /* the encoder classifier: down path, mid block, pooled head */
     dm_unet_preset(&c, "classifier-tiny", &err);
     directional_check("classifier-tiny", &c);
@@ -446,6 +456,94 @@ static void test_config_files(void) {
     CHECK(tu_tmpdir_remove() == 0, "scratch folder left behind");
 }
 
+/* The Fourier-feature input against a plain 5-channel UNet (out_channels 5) with the same
+ * weights, fed features computed here from VDM's Base2FourierFeatures(start=6, stop=8)
+ * (vdm/model_vdm.py: repeat each channel per frequency, tile w = 2^n 2 pi, concatenate
+ * [z, sin, cos]); its first output channel is the Fourier model's output. */
+static void test_fourier_features(void) {
+    dm_unet_config cf, cp;
+    dm_error err = {0};
+    dm_unet_preset(&cf, "tiny", &err);
+    cf.in_channels = cf.out_channels = 1;
+    cf.fourier_features = 1;
+    cp = cf;
+    cp.fourier_features = 0;
+    cp.in_channels = cp.out_channels = 5;
+    dm_model *mf = NULL, *mp = NULL;
+    CHECK(dm_unet_create(&mf, &cf, 3, &err) == DM_OK, "%s", err.msg);
+    CHECK(dm_unet_create(&mp, &cp, 4, &err) == DM_OK, "%s", err.msg);
+    if (!mf || !mp) return;
+    CHECK(dm_model_num_params(mp) > dm_model_num_params(mf), "conv_out differs");
+    float *pf = dm_model_params(mf), *pp = dm_model_params(mp);
+    memset(pp, 0, dm_model_num_params(mp) * sizeof *pp);
+    int copied = 0;
+    for (int i = 0; i < dm_model_tensor_count(mf); i++) {
+        const char *name;
+        int64_t shf[4], shp[4];
+        int ndf, ndp;
+        size_t of, op;
+        dm_model_tensor_info(mf, i, &name, shf, &ndf, &of);
+        for (int k = 0; k < dm_model_tensor_count(mp); k++) {
+            const char *pname;
+            dm_model_tensor_info(mp, k, &pname, shp, &ndp, &op);
+            if (strcmp(name, pname) != 0) continue;
+            int64_t nf = 1;
+            for (int d = 0; d < ndf; d++) nf *= shf[d];
+            /* conv_out: the Fourier model's one output channel is the plain one's first */
+            memcpy(pp + op, pf + of, (size_t)nf * sizeof *pp);
+            copied++;
+        }
+    }
+    CHECK(copied == dm_model_tensor_count(mf), "%d of %d tensors matched by name", copied,
+          dm_model_tensor_count(mf));
+    enum { B = 2, HW = 64, F = 2 };
+    float x[B * HW], feat[B * 5 * HW], outf[B * HW], outp[B * 5 * HW];
+    dm_rng rng;
+    dm_rng_init(&rng, 8, 0);
+    dm_rng_uniform(&rng, x, B * HW);
+    for (int i = 0; i < B * HW; i++) x[i] = 2 * x[i] - 1;
+    for (int b = 0; b < B; b++) {
+        float *h = feat + b * 5 * HW;
+        memcpy(h, x + b * HW, HW * sizeof *h);
+        for (int j = 0; j < F; j++) {
+            const double w = pow(2.0, 6 + j) * 2 * M_PI;
+            for (int k = 0; k < HW; k++) {
+                h[(1 + j) * HW + k] = (float)sin(w * (double)x[b * HW + k]);
+                h[(1 + F + j) * HW + k] = (float)cos(w * (double)x[b * HW + k]);
+            }
+        }
+    }
+    const float t[B] = {3, 700};
+    CHECK(dm_model_forward(mf, outf, x, t, B, 0, &err) == DM_OK, "%s", err.msg);
+    CHECK(dm_model_forward(mp, outp, feat, t, B, 0, &err) == DM_OK, "%s", err.msg);
+    double worst = 0, scale = 0;
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < HW; k++) {
+            worst = fmax(worst, fabs(outf[b * HW + k] - outp[b * 5 * HW + k]));
+            scale = fmax(scale, fabs(outp[b * 5 * HW + k]));
+        }
+    CHECK(scale > 1e-3 && worst <= 1e-5 * scale, "Fourier UNet against features made here: "
+          "%.3g off (outputs up to %.3g)", worst, scale);
+    printf("  Fourier features against a plain 5-channel UNet: %.3g off (outputs up to %.3g)\n",
+           worst, scale);
+    /* the config file names our variant, and reads back */
+    const char *path = "test_unet_fourier_config.json";
+    CHECK(dm_unet_config_write(&cf, path, &err) == DM_OK, "%s", err.msg);
+    dm_unet_config back;
+    CHECK(dm_unet_config_read(&back, path, &err) == DM_OK && back.fourier_features == 1,
+          "FourierUNet2DModel reads back with its features: %s", err.msg);
+    FILE *f = fopen(path, "r");
+    char text[8192] = {0};
+    if (f) {
+        CHECK(fread(text, 1, sizeof text - 1, f) > 0, "read %s", path);
+        fclose(f);
+    }
+    CHECK(strstr(text, "\"FourierUNet2DModel\"") != NULL, "the class is ours: %s", text);
+    remove(path);
+    dm_model_free(mf);
+    dm_model_free(mp);
+}
+
 int main(void) {
     /* the diffusers comparison is the UNet's only outside reference: a missing fixture fails */
     CHECK(fixtures_present(),
@@ -455,6 +553,7 @@ int main(void) {
     check_fixture("tiny_uncond", 0);
     check_fixture("tiny_class", 1);
     test_directional();
+    test_fourier_features();
     test_classifier_head();
     test_inference_layout();
     test_presets_and_sizes();

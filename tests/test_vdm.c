@@ -345,11 +345,133 @@ static void test_refused(void) {
     dm_vdm_free(&v);
 }
 
+/* ---- images: the discretised reconstruction term (VDM's EncDec.logprob) against a direct loop
+ * over all 256 levels with a log-sum-exp, its gamma_0 derivative against finite differences,
+ * and its limits: a broad decoder (sigma far above the data's range) is uniform over the
+ * levels, log 256 per pixel; a sharp one puts nearly all mass on the pixel's own level. */
+
+static double slow_recon(const float *x, const float *e0, int64_t n, double g0) {
+    double total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int k = (int)lround((x[i] + 1.0) * 127.5);
+        const double z = x[i] + exp(0.5 * g0) * e0[i];
+        double logit[256], mx = -INFINITY;
+        for (int j = 0; j < 256; j++) {
+            const double d = z - (2.0 * j / 255.0 - 1.0);
+            logit[j] = -0.5 * d * d * exp(-g0);
+            if (logit[j] > mx) mx = logit[j];
+        }
+        double sum = 0;
+        for (int j = 0; j < 256; j++) sum += exp(logit[j] - mx);
+        total += -(logit[k] - (mx + log(sum)));
+    }
+    return total;
+}
+
+static void test_recon_discrete(void) {
+    enum { N = 4096 };
+    static float x[N], e0[N];
+    dm_rng r;
+    dm_rng_init(&r, 11, 0);
+    int32_t lv[N];
+    dm_rng_int(&r, lv, N, 0, 256);
+    dm_rng_normal(&r, e0, N);
+    for (int i = 0; i < N; i++) x[i] = (float)(2.0 * lv[i] / 255.0 - 1.0);
+    x[0] = -1.0f, x[1] = 1.0f, e0[0] = -4.0f, e0[1] = 4.0f; /* z beyond the levels */
+    const double g0s[] = {-13.3, -9.0, -7.0, -5.0, -2.0, 1.0, 10.0};
+    for (size_t q = 0; q < sizeof g0s / sizeof g0s[0]; q++) {
+        const double g0 = g0s[q];
+        double dg0;
+        const double got = dm_vdm_recon_discrete(x, e0, N, g0, &dg0);
+        const double want = slow_recon(x, e0, N, g0);
+        CHECK(fabs(got - want) <= 1e-9 * fabs(want) + 1e-9, "gamma_0 %g: %.12g, direct %.12g",
+              g0, got, want);
+        const double h = 1e-4;
+        const double fd = (dm_vdm_recon_discrete(x, e0, N, g0 + h, NULL) -
+                           dm_vdm_recon_discrete(x, e0, N, g0 - h, NULL)) / (2 * h);
+        CHECK(fabs(dg0 - fd) <= 1e-5 * fabs(fd) + 1e-6, "gamma_0 %g: d/d gamma_0 %.10g, finite "
+              "difference %.10g", g0, dg0, fd);
+    }
+    const double broad = dm_vdm_recon_discrete(x, e0, N, 10.0, NULL) / N;
+    CHECK(fabs(broad - log(256.0)) < 1e-3, "broad decoder: %.6f nats per pixel, log 256 = %.6f",
+          broad, log(256.0));
+    /* sigma 0.0013 against a spacing of 0.0078 (3 sigma to the midpoint): p(own level) is
+     * about Phi(3) - Phi(-3), so well under 0.01 nats per pixel but above 0 */
+    const double sharp = dm_vdm_recon_discrete(x, e0, N, -13.3, NULL) / N;
+    CHECK(sharp > 0 && sharp < 0.01, "sharp decoder: %.6g nats per pixel", sharp);
+}
+
+/* The schedule's gamma_0 gradient through a tiny UNet on 8x8 images, where it is the
+ * discretised reconstruction's (with the diffusion term's share through gamma(t)); a gradient
+ * missing the reconstruction's share is caught. */
+static void test_image_gamma0_gradient(void) {
+    enum { IB = 4 };
+    dm_train_config cfg;
+    dm_train_config_default(&cfg);
+    cfg.loss = DM_LOSS_VDM_CONTINUOUS;
+    cfg.schedule.kind = DM_SCHEDULE_LEARNED;
+    cfg.schedule.T = 100;
+    cfg.batch = IB;
+    cfg.arch = DM_ARCH_UNET;
+    dm_error err = {0};
+    CHECK(dm_unet_preset(&cfg.unet, "tiny", &err) == DM_OK, "%s", err.msg);
+    const int64_t ID = 64;
+    dm_vdm v;
+    dm_model *m;
+    CHECK(dm_vdm_init(&v, &cfg, ID, &err) == DM_OK, "%s", err.msg);
+    CHECK(v.discrete == 1, "a UNet selects the discretised reconstruction");
+    CHECK(dm_unet_create(&m, &cfg.unet, 1, &err) == DM_OK, "%s", err.msg);
+    static float x0[IB * 64], eps[IB * 64], zt[IB * 64], tm[IB], out[IB * 64], dout[IB * 64];
+    dm_rng r;
+    dm_rng_init(&r, 3, 0);
+    int32_t lv[IB * 64];
+    dm_rng_int(&r, lv, IB * ID, 0, 256);
+    for (int i = 0; i < IB * ID; i++) x0[i] = (float)(2.0 * lv[i] / 255.0 - 1.0);
+    dm_rng_normal(&r, eps, IB * ID);
+    /* gamma_0 where the reconstruction term has a slope of its own */
+    v.net.params[DM_GAMMA_NET_G0] = -6.0f;
+    double loss[3];
+    const float keep = v.net.params[DM_GAMMA_NET_G0], h = 0.01f;
+    for (int side = 0; side < 3; side++) {
+        v.net.params[DM_GAMMA_NET_G0] = keep + (float)(side - 1) * h;
+        dm_rng tr;
+        dm_rng_init(&tr, 5, 3);
+        dm_vdm_prepare(&v, &tr, x0, eps, zt, tm, IB, ID);
+        CHECK(dm_model_forward(m, out, zt, tm, IB, 1, &err) == DM_OK, "%s", err.msg);
+        loss[side] = dm_vdm_loss(&v, out, x0, eps, dout, IB, ID);
+    }
+    v.net.params[DM_GAMMA_NET_G0] = keep; /* the last forward was at keep + h: redo at keep */
+    dm_rng tr;
+    dm_rng_init(&tr, 5, 3);
+    dm_vdm_prepare(&v, &tr, x0, eps, zt, tm, IB, ID);
+    CHECK(dm_model_forward(m, out, zt, tm, IB, 1, &err) == DM_OK, "%s", err.msg);
+    dm_vdm_loss(&v, out, x0, eps, dout, IB, ID);
+    memset(v.gx, 0, sizeof(float) * IB * ID);
+    dm_model_backward_input(m, dout, v.gx, IB);
+    dm_vdm_schedule_grads(&v, x0, eps, IB, ID);
+    const double g = v.net.grads[DM_GAMMA_NET_G0];
+    const double fd = (loss[2] - loss[0]) / (2.0 * (double)h);
+    CHECK(fabs(g - fd) <= 2e-2 * fabs(fd) + 1e-6, "gamma_0: gradient %.6g, finite difference "
+          "%.6g", g, fd);
+    /* the reconstruction's share, from the slow reference by central differences */
+    double share = 0;
+    for (int side = -1; side <= 1; side += 2)
+        share += side * slow_recon(x0, v.eps0, IB * ID, keep + side * 1e-4) / 2e-4;
+    share /= (double)(IB * ID);
+    CHECK(fabs(share) > 0.05 && fabs((g - share) - fd) > 2e-2 * fabs(fd) + 1e-6,
+          "the check misses a gradient without the reconstruction's %.4g: %.6g against %.6g",
+          share, g - share, fd);
+    dm_model_free(m);
+    dm_vdm_free(&v);
+}
+
 int main(void) {
     omp_set_num_threads(2);
     test_schedule_gradients();
     test_continuous_limit();
     test_discrete_weights();
     test_refused();
+    test_recon_discrete();
+    test_image_gamma0_gradient();
     return tu_finish("test_vdm");
 }

@@ -98,7 +98,17 @@ typedef struct {
                                   * diffusers model): conv_in, time embedding, down blocks and mid
                                   * block, then GroupNorm, SiLU, the mean over pixels (the
                                   * features) and classifier.linear to K logits */
+    int32_t fourier_features;    /* 0 = diffusers' UNet2DModel. 1 = our variant (not a diffusers
+                                  * model; config.json "_class_name": "FourierUNet2DModel"): VDM's
+                                  * Base2FourierFeatures(start=6, stop=8) of the input, sin and
+                                  * cos of 2^n 2 pi x for n = 6, 7, concatenated to conv_in's
+                                  * input channels (in_channels * 5 there). Loss vdm-continuous
+                                  * turns it on for images */
 } dm_unet_config;
+
+/* The exponents n of VDM's Fourier features 2^n 2 pi x: start and stop (exclusive). */
+#define DM_UNET_FOURIER_START 6
+#define DM_UNET_FOURIER_STOP 8
 
 /* Built-in configurations: "unet-28" (28x28 grey, the default; 1.62M parameters), "cifar-ddpm"
  * (Ho et al.'s 32x32 RGB model, 35.7M), "tiny" (8x8 grey, for tests), and the encoder classifiers

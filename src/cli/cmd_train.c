@@ -341,7 +341,7 @@ static int train_main(int argc, char **argv) {
         {"--sigma-min", OPT_DOUBLE, &cfg.sde.sigma_min, "X", "--sde ve: sigma(0)"},
         {"--sigma-max", OPT_DOUBLE, &cfg.sde.sigma_max, "X", "--sde ve: sigma(1); default: the largest distance between two training examples as the network sees them (Song & Ermon), over at most " CLI_STR(DM_SDE_SIGMA_MAX_POINTS) " of them"},
         {"--prediction", OPT_STRING, &prediction, "NAME", "what the network predicts: epsilon, x0, v, score"},
-        {"--loss", OPT_STRING, &loss_name, "NAME", "simple (MSE of the prediction), vlb (the bound's weights), vdm (SNR-difference weights), hybrid (simple + lambda vlb; needs --var learned), vdm-continuous (VDM's continuous-time bound; points; schedule logsnr or learned)"},
+        {"--loss", OPT_STRING, &loss_name, "NAME", "simple (MSE of the prediction), vlb (the bound's weights), vdm (SNR-difference weights), hybrid (simple + lambda vlb; needs --var learned), vdm-continuous (VDM's continuous-time bound; schedule logsnr or learned; images: the discretised reconstruction on 256 levels and a UNet with VDM's Fourier-feature input)"},
         {"--var", OPT_STRING, &var, "NAME", "reverse variance: beta, beta-tilde (used by --loss vlb) or learned (a second output, trained by --loss hybrid or vlb)"},
         {"--t-sampling", OPT_STRING, &t_sampling, "NAME", "timestep draws: uniform or importance (by each t's recent loss, improved DDPM)"},
         {"--hybrid-lambda", OPT_DOUBLE, &cfg.hybrid_lambda, "X", "weight of the bound in --loss hybrid"},
@@ -494,6 +494,10 @@ static int train_main(int argc, char **argv) {
         cfg.arch = DM_ARCH_UNET;
         if (!init && cli_unet_config(&cfg.unet, model ? model : "unet-28", &err))
             return cli_fail(&err);
+        /* VDM on images: VDM's Fourier-feature input (our FourierUNet2DModel variant), recorded
+         * in unet/config.json; a fine-tuned diffusers UNet keeps its own input */
+        if (!init && cfg.loss == DM_LOSS_VDM_CONTINUOUS && cfg.unet.classifier_classes == 0)
+            cfg.unet.fourier_features = 1;
         if (resolution && init && resolution != cfg.unet.sample_size) {
             dm_pipeline_free(init);
             fprintf(stderr, "error: --resolution %lld with --init-from: the model in %s takes "
@@ -531,6 +535,11 @@ static int train_main(int argc, char **argv) {
         /* the MLP's defaults do not suit a UNet; keep what the user gave */
         if (!cli_given(argc, argv, "--batch")) cfg.batch = CLI_IMAGE_BATCH;
         if (!cli_given(argc, argv, "--lr")) cfg.optim.lr = CLI_IMAGE_LR;
+        /* VDM's own image settings (its CIFAR-10 config): gamma from -13.3 to 5 */
+        if (cfg.loss == DM_LOSS_VDM_CONTINUOUS && !cli_given(argc, argv, "--gamma-min"))
+            cfg.schedule.gamma_min = -13.3;
+        if (cfg.loss == DM_LOSS_VDM_CONTINUOUS && !cli_given(argc, argv, "--gamma-max"))
+            cfg.schedule.gamma_max = 5.0;
         if (!cli_given(argc, argv, "--warmup") && cfg.optim.lr_schedule != DM_LR_CONSTANT)
             cfg.optim.warmup = CLI_IMAGE_WARMUP;
         dm_image_set set;

@@ -828,39 +828,53 @@ dm_status dm_model_weights_load(dm_model *m, const char *path, dm_error *err) {
     return st;
 }
 
-dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train_config *t,
-                                 dm_error *err) {
-    if (t->schedule.kind != DM_SCHEDULE_LEARNED) return dm_schedule_init(s, &t->schedule, err);
+dm_status dm_checkpoint_vdm(dm_vdm *v, const char *dir, const dm_train_config *t, dm_error *err) {
+    memset(v, 0, sizeof *v);
+    v->learned = t->schedule.kind == DM_SCHEDULE_LEARNED;
+    v->gamma_min = t->schedule.gamma_min;
+    v->gamma_max = t->schedule.gamma_max;
+    v->T = t->schedule.T;
+    if (!v->learned) return DM_OK;
     char path[4400];
     snprintf(path, sizeof path, "%s/" DM_CKPT_SCHEDULE, dir);
     dm_safetensors *sf;
     dm_status st = dm_safetensors_open(&sf, path, err);
     if (st) return st;
     const dm_st_tensor *info = dm_safetensors_get(sf, "gamma_net");
-    const int64_t n = info && info->ndim == 1 ? info->shape[0] : 0;
+    int64_t n = info && info->ndim == 1 ? info->shape[0] : 0;
     if (n < 6 || (n - 3) % 3 != 0 || n > 3 + 3 * 65536) {
         dm_safetensors_close(sf);
         return dm_error_set(err, DM_ERR_FORMAT, "%s: no 1-D tensor \"gamma_net\" of 3 + 3 H "
                             "values", path);
     }
-    dm_vdm v = {.learned = 1, .T = t->schedule.T};
-    double *ab = dm_alloc((size_t)t->schedule.T * sizeof(double));
-    if (!ab || (st = dm_gamma_net_init(&v.net, (n - 3) / 3, t->schedule.gamma_min,
-                                       t->schedule.gamma_max, 0, err))) {
+    if ((st = dm_gamma_net_init(&v->net, (n - 3) / 3, t->schedule.gamma_min,
+                                t->schedule.gamma_max, 0, err))) {
         dm_safetensors_close(sf);
-        dm_free(ab);
-        return st ? st : dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+        return st;
     }
-    st = dm_safetensors_read_f32(sf, "gamma_net", v.net.params, &n, 1, err);
+    st = dm_safetensors_read_f32(sf, "gamma_net", v->net.params, &n, 1, err);
     dm_safetensors_close(sf);
-    if (!st && !dm_all_finite(v.net.params, v.net.num_params))
+    if (!st && !dm_all_finite(v->net.params, v->net.num_params))
         st = dm_error_set(err, DM_ERR_NUMERIC, "%s: the schedule contains NaN or Inf", path);
-    if (!st) {
-        dm_vdm_alpha_bar(&v, v.net.params, ab);
-        st = dm_schedule_from_alpha_bar(s, ab, t->schedule.T, err);
-        if (st) dm_error_prefix(err, "%s", path);
+    if (st) dm_vdm_free(v);
+    return st;
+}
+
+dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train_config *t,
+                                 dm_error *err) {
+    if (t->schedule.kind != DM_SCHEDULE_LEARNED) return dm_schedule_init(s, &t->schedule, err);
+    dm_vdm v;
+    dm_status st = dm_checkpoint_vdm(&v, dir, t, err);
+    if (st) return st;
+    double *ab = dm_alloc((size_t)t->schedule.T * sizeof(double));
+    if (!ab) {
+        dm_vdm_free(&v);
+        return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
     }
-    dm_gamma_net_free(&v.net);
+    dm_vdm_alpha_bar(&v, v.net.params, ab);
+    st = dm_schedule_from_alpha_bar(s, ab, t->schedule.T, err);
+    if (st) dm_error_prefix(err, "%s/" DM_CKPT_SCHEDULE, dir);
+    dm_vdm_free(&v);
     dm_free(ab);
     return st;
 }
@@ -922,10 +936,13 @@ void dm_checkpoint_weights_path(char *out, size_t cap, const char *dir,
  * beta_schedule names the schedule where diffusers has it (linear; cosine with s = 0.008 is
  * squaredcos_cap_v2) and is "linear" between the first and last beta otherwise (diffusers reads
  * trained_betas first). A score-predicting model is not written as a pipeline: diffusers has
- * no score prediction and the weights cannot be converted (the unet/ folder still loads). */
+ * no score prediction and the weights cannot be converted (the unet/ folder still loads). Nor
+ * is a UNet with Fourier features (our FourierUNet2DModel, named so in unet/config.json):
+ * diffusers' UNet2DModel has no such input. */
 dm_status dm_checkpoint_write_diffusers_pipeline(const char *dir, const dm_schedule *s,
                                                  const dm_train_config *t, dm_error *err) {
     if (t->prediction == DM_PRED_SCORE) return DM_OK;
+    if (t->arch == DM_ARCH_UNET && t->unet.fourier_features) return DM_OK;
     static const char *const prediction_type[] = {"epsilon", "sample", "v_prediction", "score"};
     static const char *const variance_type[] = {"fixed_large", "fixed_small", "learned_range"};
     char path[4400];

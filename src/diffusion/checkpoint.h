@@ -73,6 +73,12 @@ dm_status dm_model_weights_load_files(dm_model *m, dm_safetensors *const *files,
 dm_status dm_checkpoint_schedule(dm_schedule *s, const char *dir, const dm_train_config *t,
                                  dm_error *err);
 
+/* The VDM log-SNR schedule of a loss vdm-continuous checkpoint (fields learned, gamma_min,
+ * gamma_max, T, and for a learned one net with the EMA parameters of DIR/schedule.safetensors);
+ * no training buffers. Free with dm_vdm_free. */
+typedef struct dm_vdm dm_vdm;
+dm_status dm_checkpoint_vdm(dm_vdm *v, const char *dir, const dm_train_config *t, dm_error *err);
+
 /* Model described by a checkpoint config. */
 dm_status dm_checkpoint_model_create(dm_model **m, const dm_checkpoint_config *c, dm_error *err);
 /* DM_ERR_MISMATCH unless the weights file at path holds as many parameters as a model of

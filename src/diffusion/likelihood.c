@@ -8,6 +8,7 @@
  * computed in eps form,
  * mu_tilde - mu_theta = c_t (eps_hat - eps), which is exact and avoids cancellation. */
 #include "diffusion/diffusion_impl.h"
+#include "diffusion/pipeline_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -178,6 +179,28 @@ done:
     return st;
 }
 
+/* The network's epsilon at continuous model times T t - 1 in [-1, T - 1) (a vdm-continuous
+ * model predicts epsilon: dm_vdm_init), not rounded to a step as dm_pipeline_denoise does; a
+ * class-conditional model's unconditional prediction. */
+static dm_status vdm_denoise(void *ctx, float *eps_hat, float *var_out, const float *x,
+                             const float *t, int64_t B, dm_error *err) {
+    (void)var_out;
+    dm_pipeline *p = ctx;
+    int32_t *labels = NULL;
+    if (p->cfg.train.num_classes) {
+        if (!(labels = dm_alloc((size_t)B * sizeof *labels)))
+            return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
+        dm_status st = dm_pipeline_null_labels(p, labels, B, err);
+        if (st) {
+            dm_free(labels);
+            return st;
+        }
+    }
+    dm_status st = dm_model_forward_cond(p->model, eps_hat, x, t, labels, B, 0, err);
+    dm_free(labels);
+    return st;
+}
+
 dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_options *o,
                           dm_nll_report *r, dm_error *err) {
     if (data && !data->x) return dm_error_set(err, DM_ERR_ARG, "%s: the data are uint8 pixels; convert them with dm_dataset_to_float", "nll");
@@ -205,7 +228,15 @@ dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_o
         dm_normalizer_apply(nz, x.x, x.n);
         for (int64_t d = 0; d < D; d++) log_det += log(nz->std[d]);
     }
-    st = dm_nll_bound(dm_pipeline_schedule(p), dm_pipeline_denoise, p, x.x, x.n, D, &opt, r, err);
+    if (images && p->has_vdm) {
+        /* a loss vdm-continuous image model: VDM's continuous-time bound (vdm.c), an estimate
+         * over t whatever o->exact says */
+        st = dm_vdm_nll(&p->vdm, p->vdm.learned ? p->vdm.net.params : NULL, vdm_denoise, p, x.x,
+                        x.n, D, &opt, r, err);
+    } else {
+        st = dm_nll_bound(dm_pipeline_schedule(p), dm_pipeline_denoise, p, x.x, x.n, D, &opt, r,
+                          err);
+    }
     dm_dataset_free(&x);
     if (st) return st;
     r->log_det = log_det;

@@ -32,6 +32,10 @@ dm_status dm_pipeline_load(dm_pipeline **out, const char *checkpoint, dm_error *
     }
     dm_checkpoint_weights_path(path, sizeof path, dir, &p->cfg.train);
     if ((st = dm_model_weights_load(p->model, path, err))) goto fail;
+    if (p->cfg.train.loss == DM_LOSS_VDM_CONTINUOUS) { /* for its continuous-time bound */
+        if ((st = dm_checkpoint_vdm(&p->vdm, dir, &p->cfg.train, err))) goto fail;
+        p->has_vdm = 1;
+    }
     *out = p;
     return DM_OK;
 fail:
@@ -134,5 +138,6 @@ void dm_pipeline_free(dm_pipeline *p) {
     dm_scheduler_free(&p->scheduler);
     dm_free(p->out);
     dm_free(p->null_labels);
+    if (p->has_vdm) dm_vdm_free(&p->vdm);
     free(p);
 }

@@ -4,6 +4,7 @@
 
 #include "diffusion/checkpoint.h"
 #include "diffusion/diffusion_impl.h"
+#include "diffusion/vdm.h"
 #include "models/model.h"
 
 struct dm_pipeline {
@@ -17,6 +18,8 @@ struct dm_pipeline {
     int64_t null_cap;
     dm_scheduler scheduler; /* a diffusers folder's scheduler (has_scheduler) */
     int has_scheduler;
+    dm_vdm vdm;     /* loss vdm-continuous: the log-SNR schedule in continuous time (has_vdm) */
+    int has_vdm;
 };
 
 /* The chunks a pipeline call draws (dm_sample_options.chunk_first, chunk_step): *step 1 for 0;

@@ -114,7 +114,8 @@ static dm_status validate_config(const dm_train_config *c, dm_error *err) {
                             (long long)c->grad_accum, (long long)c->batch);
     if (c->grad_accum > 1 && c->loss == DM_LOSS_VDM_CONTINUOUS)
         return dm_error_set(err, DM_ERR_ARG, "gradient accumulation is not supported with loss "
-                            "vdm-continuous (its timesteps are spread over the whole batch)");
+                            "vdm-continuous (its timesteps are spread over the whole batch): "
+                            "use gradient accumulation 1");
     if (!(o->lr > 0 && o->lr < 1)) return dm_error_set(err, DM_ERR_ARG, "lr must be in (0, 1)");
     if (!(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
         return dm_error_set(err, DM_ERR_ARG, "Adam betas must be in [0, 1)");

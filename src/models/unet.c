@@ -115,7 +115,8 @@ typedef struct {
     int cap_threads;          /* the thread count the work buffers were sized for */
     bool cap_train;           /* the arena holds what a training forward keeps */
     dm_arena arena;
-    float *x_in;              /* (cap, dim) input after center_input_sample */
+    float *x_in;              /* (cap, conv_in channels * h * w) input after center_input_sample,
+                               * and its Fourier features */
     float *tsin, *tl1, *ta1, *emb, *semb; /* time path */
     int32_t *labels;          /* (cap) labels of the last training forward, or none */
     bool has_labels;
@@ -286,6 +287,55 @@ static step *add_conv_step(builder *b, step_kind kind, const char *name, int64_t
 
 /* Walks the architecture of unet_ref.py / diffusers: registers tensors (when b->m is set),
  * fills steps, blocks and skip sizes, and counts MACs. Arrays must be sized by unet_counts. */
+enum { FOURIER_FREQS = DM_UNET_FOURIER_STOP - DM_UNET_FOURIER_START };
+
+/* conv_in's input: the image, and with Fourier features 2 FOURIER_FREQS more per channel */
+static int64_t conv_in_channels(const dm_unet_config *c) {
+    return c->in_channels * (c->fourier_features ? 1 + 2 * FOURIER_FREQS : 1);
+}
+
+static double fourier_freq(int j) { return ldexp(2.0 * M_PI, DM_UNET_FOURIER_START + j); }
+
+/* VDM's Base2FourierFeatures (vdm/model_vdm.py) in channel-first layout: x (B, C, HW) at the
+ * start of h (B, C (1 + 2 F), HW) is followed by sin(w_j x_c) at channel C + c F + j, then
+ * cos(w_j x_c) at C + C F + c F + j, w_j = 2^(6 + j) 2 pi (VDM repeats each channel F times,
+ * tiles the frequencies, and concatenates [z, sin, cos] on the channel axis). */
+static void fourier_forward(float *h, int64_t B, int64_t C, int64_t HW) {
+    const int64_t F = FOURIER_FREQS, Ct = C * (1 + 2 * F);
+    for (int64_t b = 0; b < B; b++) {
+        float *hb = h + b * Ct * HW;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t j = 0; j < F; j++) {
+                const double w = fourier_freq((int)j);
+                float *sn = hb + (C + c * F + j) * HW, *cs = hb + (C + C * F + c * F + j) * HW;
+                for (int64_t k = 0; k < HW; k++) {
+                    const double a = w * (double)hb[c * HW + k];
+                    sn[k] = (float)sin(a);
+                    cs[k] = (float)cos(a);
+                }
+            }
+    }
+}
+
+/* d loss / d x (B, C, HW) from d loss / d h (B, C (1 + 2 F), HW), given h's first C channels */
+static void fourier_backward(float *dx, const float *dh, const float *h, int64_t B, int64_t C,
+                             int64_t HW, float scale) {
+    const int64_t F = FOURIER_FREQS, Ct = C * (1 + 2 * F);
+    for (int64_t b = 0; b < B; b++) {
+        const float *dhb = dh + b * Ct * HW, *hb = h + b * Ct * HW;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t k = 0; k < HW; k++) {
+                double g = dhb[c * HW + k];
+                for (int64_t j = 0; j < F; j++) {
+                    const double w = fourier_freq((int)j), a = w * (double)hb[c * HW + k];
+                    g += w * (dhb[(C + c * F + j) * HW + k] * cos(a) -
+                              dhb[(C + C * F + c * F + j) * HW + k] * sin(a));
+                }
+                dx[b * C * HW + c * HW + k] += scale * (float)g;
+            }
+    }
+}
+
 static void build(builder *b) {
     unet_impl *im = b->im;
     const dm_unet_config *c = &im->cfg;
@@ -294,7 +344,8 @@ static void build(builder *b) {
     char name[DM_TENSOR_NAME_MAX];
     int64_t size = c->sample_size, ch = boc[0];
 
-    step *s = add_conv_step(b, STEP_CONV_IN, "conv_in", c->in_channels, boc[0], 1, 1, size, size);
+    step *s = add_conv_step(b, STEP_CONV_IN, "conv_in", conv_in_channels(c), boc[0], 1, 1, size,
+                            size);
     push_skip(im, s);
     im->t_l1w = add_tensor(b, "time_embedding.linear_1.weight", 2,
                            (const int64_t[]){im->temb, boc[0]});
@@ -536,7 +587,7 @@ static void layout(unet_impl *im, int64_t cap, bool train, dm_arena *a, size_t *
     const size_t B = (size_t)cap;
     const dm_unet_config *c = &im->cfg;
     int64_t max_act = 0, max_ch = 0, max_probs = 0;
-    im->x_in = take(a, bytes, B * (size_t)(c->in_channels * c->sample_size * c->sample_size));
+    im->x_in = take(a, bytes, B * (size_t)(conv_in_channels(c) * c->sample_size * c->sample_size));
     im->tsin = take(a, bytes, B * (size_t)c->block_out_channels[0]);
     im->tl1 = take(a, bytes, B * (size_t)im->temb);
     im->ta1 = take(a, bytes, B * (size_t)im->temb);
@@ -807,11 +858,16 @@ static dm_status unet_forward(dm_model *m, float *out, const float *x, const flo
     dm_status st = ensure_capacity(im, B, train, err);
     if (st) return st;
     const float *p = m->params;
-    const int64_t dim = m->dim;
-    if (c->center_input_sample)
-        for (int64_t i = 0; i < B * dim; i++) im->x_in[i] = 2.0f * x[i] - 1.0f;
-    else
-        memcpy(im->x_in, x, (size_t)(B * dim) * sizeof *x);
+    const int64_t dim = m->dim, in_dim = conv_in_channels(c) * c->sample_size * c->sample_size;
+    for (int64_t b = 0; b < B; b++) {
+        float *xb = im->x_in + b * in_dim;
+        if (c->center_input_sample)
+            for (int64_t i = 0; i < dim; i++) xb[i] = 2.0f * x[b * dim + i] - 1.0f;
+        else
+            memcpy(xb, x + b * dim, (size_t)dim * sizeof *x);
+    }
+    if (c->fourier_features)
+        fourier_forward(im->x_in, B, c->in_channels, c->sample_size * c->sample_size);
     im->has_labels = labels != NULL;
     if (labels) memcpy(im->labels, labels, (size_t)B * sizeof *labels);
     time_forward(im, p, t, labels, B);
@@ -1015,7 +1071,10 @@ static void unet_backward(dm_model *m, const float *dout, float *dx, int64_t B) 
                 zero(d_in, in_n);
                 conv_backward(im, p, g, d_in, dcur, s->in, cl, B);
                 const float scale = c->center_input_sample ? 2.0f : 1.0f;
-                for (int64_t k = 0; k < in_n; k++) dx[k] += scale * d_in[k];
+                if (c->fourier_features)
+                    fourier_backward(dx, d_in, s->in, B, c->in_channels, in_hw, scale);
+                else
+                    for (int64_t k = 0; k < in_n; k++) dx[k] += scale * d_in[k];
             } else {
                 conv_backward(im, p, g, NULL, dcur, s->in, cl, B);
             }

@@ -139,6 +139,12 @@ dm_status dm_unet_config_validate(const dm_unet_config *c, dm_error *err) {
     if (c->classifier_classes < 0 || c->classifier_classes > 1000000)
         return dm_error_set(err, DM_ERR_ARG, "classifier_classes %lld: must be 0..1000000",
                             (long long)c->classifier_classes);
+    if (c->fourier_features != 0 && c->fourier_features != 1)
+        return dm_error_set(err, DM_ERR_ARG, "fourier_features %d: must be 0 or 1",
+                            (int)c->fourier_features);
+    if (c->fourier_features && c->classifier_classes)
+        return dm_error_set(err, DM_ERR_ARG, "fourier_features: the encoder classifier has none "
+                            "(only the diffusion UNet, our FourierUNet2DModel)");
     if (!isfinite(c->freq_shift))
         return dm_error_set(err, DM_ERR_ARG, "freq_shift %g: not finite", c->freq_shift);
     /* diffusers passes attn_norm_num_groups to the mid block's attention only (null there:
@@ -372,9 +378,11 @@ static dm_status parse_unet_json(const json_ctx *j0, dm_unet_config *c) {
     /* metadata: the class, and the keys diffusers reads as absent */
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(j->root, "_class_name");
     const bool encoder = is_string(cls, "EncoderClassifier");
-    if (cls && !is_string(cls, "UNet2DModel") && !encoder)
+    const bool fourier = is_string(cls, "FourierUNet2DModel");
+    if (cls && !is_string(cls, "UNet2DModel") && !encoder && !fourier)
         return refuse(j, "_class_name", cls,
-                      "is not supported (only \"UNet2DModel\", or our \"EncoderClassifier\")");
+                      "is not supported (only \"UNet2DModel\", or our \"EncoderClassifier\" or "
+                      "\"FourierUNet2DModel\")");
     const cJSON *defaults = cJSON_GetObjectItemCaseSensitive(j->root, "_use_default_values");
     if (defaults) {
         const cJSON *d;
@@ -524,6 +532,7 @@ static dm_status parse_unet_json(const json_ctx *j0, dm_unet_config *c) {
     c->attention_head_dim = head_dim;
     c->num_class_embeds = classes;
     c->downsample_padding = (int32_t)padding;
+    c->fourier_features = fourier; /* our variant: the class says it, no key of its own */
     if ((st = dm_unet_config_validate(c, j->err))) {
         /* not `return dm_error_prefix(...)`: that returns DM_OK when err is NULL, and an invalid
          * config was accepted (found by fuzzing) */
@@ -547,8 +556,9 @@ dm_status dm_unet_config_read(dm_unet_config *c, const char *path, dm_error *err
 /* Adds the config as diffusers' keys to obj. */
 static void add_unet_json(cJSON *o, const dm_unet_config *c) {
     /* the encoder classifier is ours, not a diffusers class */
-    cJSON_AddStringToObject(o, "_class_name",
-                            c->classifier_classes ? "EncoderClassifier" : "UNet2DModel");
+    cJSON_AddStringToObject(o, "_class_name", c->classifier_classes  ? "EncoderClassifier"
+                                              : c->fourier_features ? "FourierUNet2DModel"
+                                                                    : "UNet2DModel");
     if (c->classifier_classes)
         cJSON_AddNumberToObject(o, "classifier_classes", (double)c->classifier_classes);
     cJSON_AddStringToObject(o, "_diffusers_version", "0.31.0");
