@@ -69,6 +69,9 @@ expect_error "with --sde the SDE's set them" "$bin" train "${train[@]}" --sde ve
     --schedule cosine --out "$dir/bad"
 expect_error "allowed: vp, subvp" "$bin" train "${train[@]}" --sde vx --out "$dir/bad"
 expect_error "loss simple" "$bin" train "${train[@]}" --sde ve --loss vlb --out "$dir/bad"
+# refused by the trainer, after the run folder was made and locked: the folder goes again
+expect_error "not above sigma_min 100" "$bin" train "${train[@]}" --sde ve --sigma-min 100 \
+    --out "$dir/bad"
 checks=$((checks + 1))
 [ ! -e "$dir/bad" ] && [ ! -e "$dir/x.csv" ] ||
     { echo "FAIL: a refused run left files behind"; fails=$((fails + 1)); }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Mean of the finite values (a skipped step's loss is NaN); NaN when there are none. */
@@ -599,6 +600,8 @@ static int train_main(int argc, char **argv) {
      * leaves nothing behind), and again under the lock; over MPI rank 0 alone writes: the run
      * folder, its lock, the checkpoints, the log */
     const int root = cli_parallel_is_root();
+    struct stat before;
+    const int new_folder = root && !resume && stat(out, &before) != 0;
     if ((resume && cli_run_folder_find(out, resume_from, ckpt, sizeof ckpt, &err)) ||
         (root && (cli_make_dirs(out, &err) || lock_run_folder(out, &err))) ||
         (resume && cli_run_folder_find(out, resume_from, ckpt, sizeof ckpt, &err))) {
@@ -652,6 +655,11 @@ static int train_main(int argc, char **argv) {
     }
     if (st) {
         free_run(tr, &ds);
+        if (new_folder) { /* refused by the trainer (its checks of the data): no run is left */
+            snprintf(path, sizeof path, "%s/.lock", out);
+            unlink(path);
+            rmdir(out);
+        }
         return cli_fail(&err);
     }
     cli_run_folder rf = {.dir = out, .limit = total_limit, .fresh = !resume,
