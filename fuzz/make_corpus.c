@@ -182,6 +182,12 @@ static void ckpt_config_corpus(void) {
     c.train.timesteps = DM_TIME_IMPORTANCE, c.train.schedule.kind = DM_SCHEDULE_COSINE;
     c.train.mlp.out_dim = 4;
     if (dm_checkpoint_config_write(at("mlp_hybrid.json"), &c, &err)) fail("hybrid", &err);
+    /* trained in continuous time: the "sde" object */
+    dm_train_config_default(&c.train);
+    c.train.sde_training = 1;
+    dm_sde_default(&c.train.sde, DM_SDE_VE);
+    c.train.sde.sigma_max = 7.25;
+    if (dm_checkpoint_config_write(at("mlp_sde_ve.json"), &c, &err)) fail("sde", &err);
     memset(&c, 0, sizeof c);
     dm_train_config_default(&c.train);
     c.train.arch = DM_ARCH_UNET;
@@ -205,6 +211,11 @@ static void ckpt_config_corpus(void) {
                                   : root,
                               "loss", cJSON_CreateString("l2"));
     save_json("near_loss.json", root);
+    /* near-valid: an SDE whose sigma_min is above its sigma_max */
+    root = load_json("mlp_sde_ve.json");
+    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "sde"), "sigma_min",
+                              cJSON_CreateNumber(9));
+    save_json("near_sde_sigma.json", root);
 }
 
 /* A classifier folder's config.json as dm_classifier_train writes it, noisy and clean, and
