@@ -11,14 +11,6 @@ source "$(dirname "$0")/shell_checks.sh"
 command -v jq >/dev/null || { echo "FAIL: jq is needed"; exit 1; }
 export OMP_WAIT_POLICY=passive OPENBLAS_NUM_THREADS=1
 
-check() { # check DESCRIPTION COMMAND...: exit 0, stdout in $dir/out
-    checks=$((checks + 1))
-    if ! "${@:2}" > "$dir/out" 2> "$dir/err"; then
-        echo "FAIL: $1: '${*:2}' exited non-zero: $(cat "$dir/err")"
-        fails=$((fails + 1))
-    fi
-}
-
 # two levels of 16 and 32 channels, no attention: small enough to train in half a minute
 cat > "$dir/small28.json" <<'JSON'
 {"_class_name": "UNet2DModel", "sample_size": 28, "in_channels": 1, "out_channels": 1,

@@ -186,19 +186,10 @@ static dm_status vdm_denoise(void *ctx, float *eps_hat, float *var_out, const fl
                              const float *t, int64_t B, dm_error *err) {
     (void)var_out;
     dm_pipeline *p = ctx;
-    int32_t *labels = NULL;
-    if (p->cfg.train.num_classes) {
-        if (!(labels = dm_alloc((size_t)B * sizeof *labels)))
-            return dm_error_set(err, DM_ERR_NOMEM, "out of memory");
-        dm_status st = dm_pipeline_null_labels(p, labels, B, err);
-        if (st) {
-            dm_free(labels);
-            return st;
-        }
-    }
-    dm_status st = dm_model_forward_cond(p->model, eps_hat, x, t, labels, B, 0, err);
-    dm_free(labels);
-    return st;
+    const int32_t *labels;
+    dm_status st = dm_pipeline_default_labels(p, &labels, B, err);
+    if (st) return st;
+    return dm_model_forward_cond(p->model, eps_hat, x, t, labels, B, 0, err);
 }
 
 dm_status dm_pipeline_nll(dm_pipeline *p, const dm_dataset *data, const dm_nll_options *o,

@@ -52,6 +52,23 @@ const dm_scheduler *dm_pipeline_scheduler(const dm_pipeline *p) {
     return p->has_scheduler ? &p->scheduler : NULL;
 }
 
+dm_status dm_pipeline_default_labels(dm_pipeline *p, const int32_t **labels, int64_t B,
+                                     dm_error *err) {
+    *labels = NULL;
+    if (!p->cfg.train.num_classes) return DM_OK;
+    if (p->null_cap < B) {
+        dm_free(p->null_labels);
+        p->null_cap = 0;
+        if (!(p->null_labels = dm_alloc((size_t)B * sizeof(int32_t))))
+            return dm_error_set(err, DM_ERR_NOMEM, "out of memory for a batch of %lld",
+                                (long long)B);
+        p->null_cap = B;
+    }
+    dm_status st = dm_pipeline_null_labels(p, p->null_labels, B, err);
+    if (!st) *labels = p->null_labels;
+    return st;
+}
+
 dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_out,
                                      const float *x, const float *t, const int32_t *labels,
                                      int64_t B, dm_error *err) {
@@ -84,19 +101,7 @@ dm_status dm_pipeline_denoise_labels(dm_pipeline *p, float *eps_hat, float *var_
         out = p->out;
     }
     dm_status st;
-    if (!labels && p->cfg.train.num_classes) {
-        /* a class-conditional model asked without labels: its unconditional prediction */
-        if (p->null_cap < B) {
-            dm_free(p->null_labels);
-            p->null_cap = 0;
-            if (!(p->null_labels = dm_alloc((size_t)B * sizeof(int32_t))))
-                return dm_error_set(err, DM_ERR_NOMEM, "out of memory for a batch of %lld",
-                                    (long long)B);
-            p->null_cap = B;
-        }
-        if ((st = dm_pipeline_null_labels(p, p->null_labels, B, err))) return st;
-        labels = p->null_labels;
-    }
+    if (!labels && (st = dm_pipeline_default_labels(p, &labels, B, err))) return st;
     if ((st = dm_model_forward_cond(p->model, out, x, t, labels, B, 0, err))) return st;
     const dm_prediction pred = p->cfg.train.prediction;
     for (int64_t b = 0; b < B; b++) {

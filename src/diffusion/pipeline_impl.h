@@ -22,6 +22,12 @@ struct dm_pipeline {
     int has_vdm;
 };
 
+/* The labels of an unconditional prediction for B rows: NULL for an unconditional model, else
+ * the null label in the pipeline's own buffer (grown as needed, not freed by the caller);
+ * refused for a conditional model trained without it. */
+dm_status dm_pipeline_default_labels(dm_pipeline *p, const int32_t **labels, int64_t B,
+                                     dm_error *err);
+
 /* The chunks a pipeline call draws (dm_sample_options.chunk_first, chunk_step): *step 1 for 0;
  * a negative first or step refused. */
 static inline dm_status dm_pipeline_chunk_step(int64_t first, int64_t step, int64_t *out,

@@ -19,14 +19,11 @@ typedef struct {
     float *gx;        /* (cap, dim) */
     float *xin;       /* (cap, dim) the network's scaled input (continuous-time models) */
     float *tb;        /* (cap) */
-    int32_t *labels;  /* (cap) the null label of a class-conditional model; NULL otherwise */
 } pipe_score;
 
 static void pipe_score_free(pipe_score *c) {
     dm_free(c->out), dm_free(c->dout), dm_free(c->gx), dm_free(c->xin), dm_free(c->tb);
-    dm_free(c->labels);
     c->out = c->dout = c->gx = c->xin = c->tb = NULL;
-    c->labels = NULL;
 }
 
 static dm_status ensure(pipe_score *c, int64_t B, dm_error *err) {
@@ -39,15 +36,9 @@ static dm_status ensure(pipe_score *c, int64_t B, dm_error *err) {
     c->gx = dm_alloc((size_t)(B * D) * sizeof(float));
     c->xin = dm_alloc((size_t)(B * D) * sizeof(float));
     c->tb = dm_alloc((size_t)B * sizeof(float));
-    const int cond = c->p->cfg.train.num_classes > 0;
-    if (cond) c->labels = dm_alloc((size_t)B * sizeof(int32_t));
-    if (!c->out || !c->dout || !c->gx || !c->xin || !c->tb || (cond && !c->labels))
+    if (!c->out || !c->dout || !c->gx || !c->xin || !c->tb)
         return dm_error_set(err, DM_ERR_NOMEM, "ode nll: out of memory for %lld rows",
                             (long long)B);
-    if (cond) {
-        dm_status st = dm_pipeline_null_labels(c->p, c->labels, B, err);
-        if (st) return st;
-    }
     c->cap = B;
     return DM_OK;
 }
@@ -58,8 +49,10 @@ static dm_status ensure(pipe_score *c, int64_t B, dm_error *err) {
  * output is -std(t) times the score. */
 static dm_status forward(pipe_score *c, const float *x, double t, int64_t B, int train,
                          double *k_x, double *k_out, double *k_in, dm_error *err) {
+    /* a class-conditional model: its null label (the pipeline's buffer) */
+    const int32_t *labels;
     dm_status st = ensure(c, B, err);
-    if (st) return st;
+    if (st || (st = dm_pipeline_default_labels(c->p, &labels, B, err))) return st;
     const dm_schedule *s = &c->p->sched;
     const int32_t T = s->T;
     if (c->p->cfg.train.sde_training) {
@@ -69,7 +62,7 @@ static dm_status forward(pipe_score *c, const float *x, double t, int64_t B, int
         dm_sde_marginal(c->sde, t, NULL, &std);
         for (int64_t j = 0; j < B * D; j++) c->xin[j] = (float)(in * x[j]);
         for (int64_t b = 0; b < B; b++) c->tb[b] = (float)dm_dsm_time_input(t, T);
-        if ((st = dm_model_forward_cond(c->p->model, c->out, c->xin, c->tb, c->labels, B, train,
+        if ((st = dm_model_forward_cond(c->p->model, c->out, c->xin, c->tb, labels, B, train,
                                         err)))
             return st;
         *k_x = 0;
@@ -82,7 +75,7 @@ static dm_status forward(pipe_score *c, const float *x, double t, int64_t B, int
     label = label < 0 ? 0 : label > T - 1 ? T - 1 : label;
     const int32_t i = (int32_t)floor(label);
     for (int64_t b = 0; b < B; b++) c->tb[b] = (float)label;
-    if ((st = dm_model_forward_cond(c->p->model, c->out, x, c->tb, c->labels, B, train, err)))
+    if ((st = dm_model_forward_cond(c->p->model, c->out, x, c->tb, labels, B, train, err)))
         return st;
     double a, bb;
     dm_prediction_to_eps_coeffs(c->p->cfg.train.prediction, s->alpha_bar[i], &a, &bb);

@@ -285,8 +285,6 @@ static step *add_conv_step(builder *b, step_kind kind, const char *name, int64_t
     return s;
 }
 
-/* Walks the architecture of unet_ref.py / diffusers: registers tensors (when b->m is set),
- * fills steps, blocks and skip sizes, and counts MACs. Arrays must be sized by unet_counts. */
 enum { FOURIER_FREQS = DM_UNET_FOURIER_STOP - DM_UNET_FOURIER_START };
 
 /* conv_in's input: the image, and with Fourier features 2 FOURIER_FREQS more per channel */
@@ -336,6 +334,8 @@ static void fourier_backward(float *dx, const float *dh, const float *h, int64_t
     }
 }
 
+/* Walks the architecture of unet_ref.py / diffusers: registers tensors (when b->m is set),
+ * fills steps, blocks and skip sizes, and counts MACs. Arrays must be sized by unet_counts. */
 static void build(builder *b) {
     unet_impl *im = b->im;
     const dm_unet_config *c = &im->cfg;
